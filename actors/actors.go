@@ -1,0 +1,62 @@
+// Package actors holds every actor of the gateway: devices, sidecar connections, rules, sinks and the processing
+// stage between devices and rules, plus the few pieces they all share (how an actor declares the subjects it
+// listens on, how it publishes, how it owns goroutines).
+//
+// Actors never import the runtime (package system): they receive bus messages only through the subjects they
+// declare with Listener, which the runtime's subject mailbox delivers into their mailbox, and they publish
+// through the narrow Publisher interface. They never subscribe to NATS themselves.
+package actors
+
+import (
+	"io"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+)
+
+// Inbox is one subject an actor listens on, with an optional queue group (several gateways on one NATS cluster
+// then share the messages of that subject).
+type Inbox struct {
+	Subject string
+	Queue   string
+}
+
+// Listener is implemented by an actor that receives bus messages. The runtime subscribes to every Inbox when the
+// actor starts for the first time, delivers each message into the actor's mailbox as a *nats.Msg, keeps the
+// subscription across restarts (messages wait in the mailbox while the actor restarts) and drains it when the
+// actor stops.
+type Listener interface {
+	Inboxes() []Inbox
+}
+
+// Publisher is what an actor needs to emit messages on the bus. *nats.Conn satisfies it.
+type Publisher interface {
+	Publish(subject string, data []byte) error
+	PublishMsg(m *nats.Msg) error
+}
+
+var _ Publisher = (*nats.Conn)(nil)
+
+// Env is what the runtime hands to every actor constructor.
+type Env struct {
+	Bus       Publisher
+	Log       zerolog.Logger
+	GatewayID string
+	// PointSubjects makes the processing stage publish every point on iot.processed.{device}.{key} beside the
+	// batch on iot.processed.batch.{device}.
+	PointSubjects bool
+	// Stdout is where a sink that prints (console) writes; logs go elsewhere.
+	Stdout io.Writer
+	// LogFormat is the gateway's log format ("console" or "json"); the console sink follows it by default.
+	LogFormat string
+}
+
+// Headers that travel with bus messages (DESIGN.md: trace id, source and schema version are NATS headers, so a
+// data message body stays a bare point or a bare batch).
+const (
+	HeaderSource  = "Iot-Source"
+	HeaderSchema  = "Iot-Schema"
+	HeaderTraceID = "Iot-Trace-Id"
+	// SchemaVersion is the version of the point and batch JSON this gateway writes.
+	SchemaVersion = "1"
+)

@@ -1,0 +1,171 @@
+// Package device holds the device actors: one actor per configured device, polling it and publishing one batch
+// per poll on iot.raw.{protocol}.{device}.
+package device
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/iotgw/iotgw/actors"
+	"github.com/iotgw/iotgw/config"
+	"github.com/iotgw/iotgw/isp"
+	"github.com/nats-io/nats.go"
+)
+
+// mock is a simulated device: each point follows a signal (sine, ramp, random, constant, step) and is "polled" at
+// its interval; every poll of a group of points with the same interval becomes one batch on iot.raw.mock.{device}.
+type mock struct {
+	id  string
+	cfg *config.MockDevice
+	env actors.Env
+
+	workers actors.Workers
+	groups  map[*actors.Tick][]int // a ticker per distinct interval → the points it polls
+	batch   []isp.Point
+	msg       *nats.Msg
+	polls     int
+	pointTags [][]isp.Tag
+}
+
+// NewMock returns the producer of a mock device's actor.
+func NewMock(dev config.Device, env actors.Env) actor.Producer {
+	cfg := dev.Settings.(*config.MockDevice)
+	return func() actor.Actor {
+		return &mock{id: dev.ID, cfg: cfg, env: env}
+	}
+}
+
+func (m *mock) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		m.start(ctx)
+	case *actor.Stopping, *actor.Restarting:
+		m.workers.Stop()
+	case *actors.Tick:
+		msg.Ack()
+		if idx, ok := m.groups[msg]; ok { // a tick of a previous incarnation is ignored
+			m.poll(idx)
+		}
+	}
+}
+
+func (m *mock) start(ctx actor.Context) {
+	m.msg = &nats.Msg{Subject: "iot.raw.mock." + m.id, Header: nats.Header{}}
+	m.msg.Header.Set(actors.HeaderSource, "mock")
+	m.msg.Header.Set(actors.HeaderSchema, actors.SchemaVersion)
+
+	byInterval := map[time.Duration][]int{}
+	var order []time.Duration
+	for i, p := range m.cfg.Points {
+		iv := p.Interval
+		if iv <= 0 {
+			iv = m.cfg.Interval
+		}
+		if _, ok := byInterval[iv]; !ok {
+			order = append(order, iv)
+		}
+		byInterval[iv] = append(byInterval[iv], i)
+	}
+	m.groups = make(map[*actors.Tick][]int, len(order))
+	for _, iv := range order {
+		m.groups[m.workers.Tick(ctx, iv.String(), iv)] = byInterval[iv]
+	}
+	if m.cfg.FailMode == "worker" && m.cfg.FailAfter > 0 {
+		// A fault hook for tests and demos: a goroutine the actor owns panics; the runtime must restart the actor
+		// and the process must live.
+		after := time.Duration(m.cfg.FailAfter) * m.cfg.Interval
+		m.workers.Go(ctx, "fail", func(done <-chan struct{}, _ func(any)) error {
+			select {
+			case <-done:
+				return nil
+			case <-time.After(after):
+				panic(fmt.Sprintf("mock device %q: fail_after=%d reached in a worker goroutine", m.id, m.cfg.FailAfter))
+			}
+		})
+	}
+}
+
+func (m *mock) poll(idx []int) {
+	m.polls++
+	if m.cfg.FailMode != "worker" && m.cfg.FailAfter > 0 && m.polls >= m.cfg.FailAfter {
+		panic(fmt.Errorf("mock device %q: fail_after=%d polls reached", m.id, m.cfg.FailAfter))
+	}
+	now := time.Now()
+	ts := now.UnixNano()
+	m.batch = m.batch[:0]
+	for _, i := range idx {
+		p := &m.cfg.Points[i]
+		m.batch = append(m.batch, isp.Point{
+			DeviceID:  m.id,
+			Key:       p.Key,
+			Value:     signal(p, now),
+			Type:      p.Type,
+			Quality:   isp.QualityGood,
+			Timestamp: ts,
+			Tags:      m.tags(i),
+			Source:    "mock",
+		})
+	}
+	m.msg.Data = isp.AppendBatch(m.msg.Data[:0], m.batch)
+	if err := m.env.Bus.PublishMsg(m.msg); err != nil {
+		// The connection buffers while reconnecting; an error here means it is closed or the buffer is full.
+		m.env.Log.Warn().Err(err).Str("subject", m.msg.Subject).Msg("cannot publish poll")
+	}
+}
+
+// tags are computed once per point and reused: the device's tags, the point's, and its unit.
+func (m *mock) tags(i int) []isp.Tag {
+	if m.pointTags == nil {
+		m.pointTags = make([][]isp.Tag, len(m.cfg.Points))
+		for j, p := range m.cfg.Points {
+			var t []isp.Tag
+			for _, k := range sortedKeys(m.cfg.Tags) {
+				t = append(t, isp.Tag{Key: k, Value: m.cfg.Tags[k]})
+			}
+			for _, k := range sortedKeys(p.Tags) {
+				t = append(t, isp.Tag{Key: k, Value: p.Tags[k]})
+			}
+			if p.Unit != "" {
+				t = append(t, isp.Tag{Key: "unit", Value: p.Unit})
+			}
+			m.pointTags[j] = t
+		}
+	}
+	return m.pointTags[i]
+}
+
+// signal is a point's value at time now. Phases follow the wall clock, so a restarted device continues its curve.
+func signal(p *config.MockPoint, now time.Time) isp.Value {
+	span := p.Max - p.Min
+	phase := 0.0
+	if p.Period > 0 {
+		phase = math.Mod(float64(now.UnixNano())/float64(p.Period), 1)
+	}
+	var v float64
+	switch p.Signal {
+	case "sine":
+		v = p.Min + span*(0.5+0.5*math.Sin(2*math.Pi*phase))
+	case "ramp":
+		v = p.Min + span*phase
+	case "random":
+		v = p.Min + span*rand.Float64()
+	case "step":
+		v = p.Min
+		if phase >= 0.5 {
+			v = p.Max
+		}
+	default: // constant
+		v = p.Value
+	}
+	switch p.Type {
+	case "int64":
+		return isp.Int(int64(math.Round(v)))
+	case "bool":
+		return isp.Bool(v >= p.Min+span/2)
+	default:
+		return isp.Float(v)
+	}
+}

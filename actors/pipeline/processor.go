@@ -1,0 +1,275 @@
+// Package pipeline holds the processing stage between the devices and the rules: it takes what devices and
+// sidecars publish raw, validates it, and republishes it as processed data.
+package pipeline
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/iotgw/iotgw/actors"
+	"github.com/iotgw/iotgw/isp"
+	"github.com/nats-io/nats.go"
+)
+
+// Subjects of the processing stage.
+const (
+	SubjectRaw = "iot.raw.>"
+	// QueueGroup lets several gateways on one NATS cluster share the processing.
+	QueueGroup          = "iotgw.processor"
+	SubjectBatchPrefix  = "iot.processed.batch."
+	SubjectPointPrefix  = "iot.processed."
+	SubjectErrorInvalid = "iot.errors.processor.invalid"
+	SubjectErrorDecode  = "iot.errors.processor.decode"
+)
+
+// maxErrorBody is how much of an undecodable message goes into its error event.
+const maxErrorBody = 256
+
+// processor validates raw points and republishes them: each raw message (a batch {"points":[…]} or a bare point)
+// on iot.raw.{protocol}.{device} becomes one batch per device on iot.processed.batch.{device} and, when enabled,
+// one message per point on iot.processed.{device}.{key}.
+//
+// A point is stamped (timestamp now when 0, source = protocol when empty, device = the subject's when empty);
+// a point that cannot be published (bad key or device id, bad quality) is dropped with an event on
+// iot.errors.processor.invalid naming why; the rest of its batch goes on. A message that is not a point or a batch
+// gives an event on iot.errors.processor.decode. The actor never fails on bad input.
+type processor struct {
+	env actors.Env
+
+	dec     isp.Decoder
+	points  []isp.Point
+	out     []isp.Point
+	batch   *nats.Msg
+	point   *nats.Msg
+	buf     []byte
+	invalid uint64
+}
+
+var _ actors.Listener = (*processor)(nil)
+
+// NewProcessor returns the producer of the processing stage's actor.
+func NewProcessor(env actors.Env) actor.Producer {
+	return func() actor.Actor {
+		p := &processor{env: env}
+		p.batch = &nats.Msg{Header: nats.Header{}}
+		p.batch.Header.Set(actors.HeaderSchema, actors.SchemaVersion)
+		p.point = &nats.Msg{Header: nats.Header{}}
+		p.point.Header.Set(actors.HeaderSchema, actors.SchemaVersion)
+		return p
+	}
+}
+
+func (p *processor) Inboxes() []actors.Inbox {
+	return []actors.Inbox{{Subject: SubjectRaw, Queue: QueueGroup}}
+}
+
+func (p *processor) Receive(ctx actor.Context) {
+	if msg, ok := ctx.Message().(*nats.Msg); ok {
+		p.process(msg)
+	}
+}
+
+// errSubject is a raw subject that is not iot.raw.{protocol}.{device}.
+var errSubject = errors.New("want iot.raw.{protocol}.{device}")
+
+func (p *processor) process(msg *nats.Msg) {
+	protocol, device, err := parseRaw(msg.Subject)
+	if err != nil {
+		p.decodeError(msg, err)
+		return
+	}
+	p.points, err = decode(&p.dec, msg.Data, p.points[:0])
+	if err != nil {
+		p.decodeError(msg, err)
+		return
+	}
+	source := msg.Header.Get(actors.HeaderSource)
+	if source == "" {
+		source = protocol
+	}
+	trace := msg.Header.Get(actors.HeaderTraceID)
+	now := time.Now().UnixNano()
+	p.out = p.out[:0]
+	for i := range p.points {
+		pt := &p.points[i]
+		if pt.DeviceID == "" {
+			pt.DeviceID = device
+		}
+		if pt.Source == "" {
+			pt.Source = source
+		}
+		if pt.Timestamp == 0 {
+			pt.Timestamp = now
+		}
+		if f, ok := pt.Value.Float(); ok && pt.Value.Kind() == isp.KindFloat && (math.IsNaN(f) || math.IsInf(f, 0)) {
+			pt.Quality = isp.QualityBad
+		}
+		if err := validate(pt); err != nil {
+			p.invalidPoint(msg.Subject, i, pt, err)
+			continue
+		}
+		p.out = append(p.out, *pt)
+	}
+	p.publish(source, trace)
+}
+
+// publish sends the valid points: one batch per device (a poll or a DATA frame is normally one device), then the
+// per-point subjects when enabled.
+func (p *processor) publish(source, trace string) {
+	p.setHeaders(source, trace)
+	for start := 0; start < len(p.out); {
+		dev := p.out[start].DeviceID
+		end := start + 1
+		for end < len(p.out) && p.out[end].DeviceID == dev {
+			end++
+		}
+		p.batch.Subject = SubjectBatchPrefix + dev
+		p.batch.Data = isp.AppendBatch(p.batch.Data[:0], p.out[start:end])
+		p.send(p.batch)
+		start = end
+	}
+	if !p.env.PointSubjects {
+		return
+	}
+	for i := range p.out {
+		pt := &p.out[i]
+		p.buf = append(append(append(p.buf[:0], SubjectPointPrefix...), pt.DeviceID...), '.')
+		p.buf = append(p.buf, pt.Key...)
+		p.point.Subject = string(p.buf)
+		p.point.Data = isp.AppendPoint(p.point.Data[:0], pt)
+		p.send(p.point)
+	}
+}
+
+func (p *processor) setHeaders(source, trace string) {
+	for _, m := range []*nats.Msg{p.batch, p.point} {
+		m.Header.Set(actors.HeaderSource, source)
+		if trace != "" {
+			m.Header.Set(actors.HeaderTraceID, trace)
+		} else {
+			m.Header.Del(actors.HeaderTraceID)
+		}
+	}
+}
+
+func (p *processor) send(m *nats.Msg) {
+	if err := p.env.Bus.PublishMsg(m); err != nil {
+		p.env.Log.Warn().Err(err).Str("subject", m.Subject).Msg("cannot publish processed data")
+	}
+}
+
+// decode reads a batch, or a bare point when the body is not a batch (so `nats pub iot.raw.x.d1 '{"key":…}'` works).
+// Bad input is decoded twice; good input once.
+func decode(d *isp.Decoder, data []byte, dst []isp.Point) ([]isp.Point, error) {
+	out, err := d.DecodeBatch(data, dst)
+	batch := bytes.Contains(data, []byte(`"points"`))
+	if err == nil && (len(out) > 0 || batch) {
+		return out, nil
+	}
+	dst = append(dst[:0], isp.Point{})
+	if perr := d.DecodePoint(data, &dst[0]); perr != nil {
+		if err == nil || !batch {
+			err = perr
+		}
+		return dst[:0], err
+	}
+	return dst, nil
+}
+
+func parseRaw(subject string) (protocol, device string, err error) {
+	rest, ok := strings.CutPrefix(subject, "iot.raw.")
+	if !ok {
+		return "", "", fmt.Errorf("subject %q: %w", subject, errSubject)
+	}
+	protocol, device, ok = strings.Cut(rest, ".")
+	if !ok || protocol == "" || device == "" || strings.Contains(device, ".") {
+		return "", "", fmt.Errorf("subject %q: %w", subject, errSubject)
+	}
+	return protocol, device, nil
+}
+
+// validate checks what makes a point publishable: subject tokens and the seed's quality codes.
+func validate(pt *isp.Point) error {
+	if err := token("device_id", pt.DeviceID); err != nil {
+		return err
+	}
+	if err := token("key", pt.Key); err != nil {
+		return err
+	}
+	if pt.Quality < isp.QualityUnknown || pt.Quality > isp.QualityGood {
+		return fmt.Errorf("quality %d: want 1, 0 or -1", pt.Quality)
+	}
+	if pt.Timestamp < 0 {
+		return fmt.Errorf("timestamp %d: want Unix nanoseconds", pt.Timestamp)
+	}
+	return nil
+}
+
+// token checks a subject token without importing config (actors may, but the processor's rule is the bus's).
+func token(field, s string) error {
+	if s == "" {
+		return fmt.Errorf("%s is empty", field)
+	}
+	if len(s) > 64 {
+		return fmt.Errorf("%s %.20q…: longer than 64 bytes", field, s)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c == '.' || c == '*' || c == '>' || c == 0x7f {
+			return fmt.Errorf("%s %q: not a valid subject token (no '.', '*', '>', spaces or control characters)", field, s)
+		}
+	}
+	return nil
+}
+
+// InvalidEvent is published on iot.errors.processor.invalid for a point that was dropped.
+type InvalidEvent struct {
+	Subject   string `json:"subject"`
+	Index     int    `json:"index"`
+	DeviceID  string `json:"device_id,omitempty"`
+	Key       string `json:"key,omitempty"`
+	Error     string `json:"error"`
+	Timestamp int64  `json:"timestamp"`
+}
+
+// DecodeEvent is published on iot.errors.processor.decode for a raw message that is not a point or a batch.
+type DecodeEvent struct {
+	Subject   string `json:"subject"`
+	Error     string `json:"error"`
+	Body      string `json:"body"` // at most 256 bytes of it
+	Size      int    `json:"size"`
+	Timestamp int64  `json:"timestamp"`
+}
+
+func (p *processor) invalidPoint(subject string, i int, pt *isp.Point, err error) {
+	p.invalid++
+	p.env.Log.Debug().Err(err).Str("subject", subject).Int("index", i).Msg("invalid point dropped")
+	data, _ := json.Marshal(InvalidEvent{
+		Subject: subject, Index: i, DeviceID: pt.DeviceID, Key: pt.Key, Error: err.Error(),
+		Timestamp: time.Now().UnixNano(),
+	})
+	if err := p.env.Bus.Publish(SubjectErrorInvalid, data); err != nil {
+		p.env.Log.Warn().Err(err).Msg("cannot publish invalid-point event")
+	}
+}
+
+func (p *processor) decodeError(msg *nats.Msg, err error) {
+	p.env.Log.Warn().Err(err).Str("subject", msg.Subject).Int("size", len(msg.Data)).Msg("raw message rejected")
+	body := msg.Data
+	if len(body) > maxErrorBody {
+		body = body[:maxErrorBody]
+	}
+	data, _ := json.Marshal(DecodeEvent{
+		Subject: msg.Subject, Error: err.Error(), Body: string(body), Size: len(msg.Data),
+		Timestamp: time.Now().UnixNano(),
+	})
+	if err := p.env.Bus.Publish(SubjectErrorDecode, data); err != nil {
+		p.env.Log.Warn().Err(err).Msg("cannot publish decode event")
+	}
+}

@@ -1,0 +1,134 @@
+// Package sink holds the sink actors: each subscribes to the subjects its config names and delivers what arrives
+// to its target.
+package sink
+
+import (
+	"bufio"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/iotgw/iotgw/actors"
+	"github.com/iotgw/iotgw/config"
+	"github.com/iotgw/iotgw/isp"
+	"github.com/nats-io/nats.go"
+)
+
+// console prints what arrives on its subjects, one line per point: readable columns by default, one JSON point
+// per line with format "json" (or "auto" when the gateway logs JSON). A batch prints one line per point; a message
+// that is neither a point nor a batch prints as "subject body", so the sink shows anything it is pointed at.
+type console struct {
+	cfg  *config.ConsoleSink
+	env  actors.Env
+	json bool
+
+	w      *bufio.Writer
+	dec    isp.Decoder
+	points []isp.Point
+	line   []byte
+}
+
+var _ actors.Listener = (*console)(nil)
+
+// NewConsole returns the producer of a console sink's actor.
+func NewConsole(s config.Sink, env actors.Env) actor.Producer {
+	cfg := s.Settings.(*config.ConsoleSink)
+	asJSON := cfg.Format == "json" || (cfg.Format != "text" && env.LogFormat == "json")
+	return func() actor.Actor {
+		return &console{cfg: cfg, env: env, json: asJSON, w: bufio.NewWriterSize(env.Stdout, 32<<10)}
+	}
+}
+
+func (c *console) Inboxes() []actors.Inbox {
+	in := make([]actors.Inbox, len(c.cfg.Subjects))
+	for i, s := range c.cfg.Subjects {
+		in[i] = actors.Inbox{Subject: s, Queue: c.cfg.Queue}
+	}
+	return in
+}
+
+func (c *console) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *nats.Msg:
+		c.print(msg)
+	case *actor.Stopping, *actor.Restarting:
+		_ = c.w.Flush()
+	}
+}
+
+func (c *console) print(msg *nats.Msg) {
+	var err error
+	if strings.HasPrefix(msg.Subject, "iot.processed.batch.") || strings.HasPrefix(msg.Subject, "iot.raw.") {
+		c.points, err = c.dec.DecodeBatch(msg.Data, c.points[:0])
+	} else {
+		c.points = append(c.points[:0], isp.Point{})
+		if err = c.dec.DecodePoint(msg.Data, &c.points[0]); err != nil {
+			c.points = c.points[:0]
+		}
+	}
+	if err != nil {
+		c.raw(msg)
+	}
+	for i := range c.points {
+		if c.json {
+			c.line = isp.AppendPoint(c.line[:0], &c.points[i])
+		} else {
+			c.line = appendText(c.line[:0], &c.points[i])
+		}
+		c.line = append(c.line, '\n')
+		_, _ = c.w.Write(c.line)
+	}
+	if err := c.w.Flush(); err != nil {
+		c.env.Log.Warn().Err(err).Msg("console: cannot write")
+	}
+}
+
+func (c *console) raw(msg *nats.Msg) {
+	c.line = append(append(append(c.line[:0], msg.Subject...), ' '), msg.Data...)
+	c.line = append(c.line, '\n')
+	_, _ = c.w.Write(c.line)
+}
+
+// appendText formats a point for people: time, device, key, value with unit, quality, source and other tags.
+//
+//	12:00:01.250  plc-1  temperature  25.53 °C  good  mock  line=A
+func appendText(b []byte, p *isp.Point) []byte {
+	ts := time.Now()
+	if p.Timestamp > 0 {
+		ts = time.Unix(0, p.Timestamp)
+	}
+	b = ts.AppendFormat(b, "15:04:05.000")
+	b = append(b, "  "...)
+	b = append(b, p.DeviceID...)
+	b = append(b, "  "...)
+	b = append(b, p.Key...)
+	b = append(b, "  "...)
+	if f, ok := p.Value.Float(); ok && p.Value.Kind() == isp.KindFloat {
+		b = strconv.AppendFloat(b, f, 'g', 6, 64) // readable; the JSON format keeps every digit
+	} else {
+		b = append(b, p.Value.String()...)
+	}
+	if unit, ok := p.Tag("unit"); ok {
+		b = append(append(b, ' '), unit...)
+	}
+	switch p.Quality {
+	case isp.QualityGood:
+		b = append(b, "  good"...)
+	case isp.QualityBad:
+		b = append(b, "  BAD"...)
+	default:
+		b = append(b, "  quality="...)
+		b = strconv.AppendInt(b, int64(p.Quality), 10)
+	}
+	if p.Source != "" {
+		b = append(append(b, "  "...), p.Source...)
+	}
+	for _, t := range p.Tags {
+		if t.Key == "unit" {
+			continue
+		}
+		b = append(append(append(append(b, "  "...), t.Key...), '='), t.Value...)
+	}
+	return b
+}

@@ -1,0 +1,258 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+)
+
+// The fixed blocks are decoded into mirrors whose fields are pointers: nil means "not written, keep the
+// default from Default()". Durations and sizes are strings in HCL and are parsed here, with errors at the value.
+
+type gatewayHCL struct {
+	ID            *string `hcl:"id,optional"`
+	LogLevel      *string `hcl:"log_level,optional"`
+	LogFormat     *string `hcl:"log_format,optional"`
+	DataDir       *string `hcl:"data_dir,optional"`
+	HTTPAddress   *string `hcl:"http_address,optional"`
+	PointSubjects *bool   `hcl:"point_subjects,optional"`
+}
+
+type natsHCL struct {
+	URL           *string       `hcl:"url,optional"`
+	Host          *string       `hcl:"host,optional"`
+	Port          *int          `hcl:"port,optional"`
+	MaxReconnect  *int          `hcl:"max_reconnect,optional"`
+	ReconnectWait *string       `hcl:"reconnect_wait,optional"`
+	Timeout       *string       `hcl:"timeout,optional"`
+	PingInterval  *string       `hcl:"ping_interval,optional"`
+	MaxPingsOut   *int          `hcl:"max_pings_out,optional"`
+	JetStream     *jetStreamHCL `hcl:"jetstream,block"`
+}
+
+type jetStreamHCL struct {
+	Enabled   *bool   `hcl:"enabled,optional"`
+	StoreDir  *string `hcl:"store_dir,optional"`
+	MaxMemory *string `hcl:"max_memory,optional"`
+	MaxFile   *string `hcl:"max_file,optional"`
+	MaxAge    *string `hcl:"max_age,optional"`
+}
+
+type supervisorHCL struct {
+	Strategy    *string     `hcl:"strategy,optional"`
+	MaxRestarts *int        `hcl:"max_restarts,optional"`
+	Within      *string     `hcl:"within,optional"`
+	Backoff     *backoffHCL `hcl:"backoff,block"`
+}
+
+type backoffHCL struct {
+	Initial *string  `hcl:"initial,optional"`
+	Max     *string  `hcl:"max,optional"`
+	Jitter  *float64 `hcl:"jitter,optional"`
+}
+
+var (
+	logLevels  = []string{"trace", "debug", "info", "warn", "error"}
+	logFormats = []string{"console", "json"}
+	strategies = []string{"one_for_one", "all_for_one"}
+	urlSchemes = []string{"nats", "tls", "ws", "wss"}
+)
+
+// set overwrites *dst with *src when src was written.
+func set[T any](dst *T, src *T) {
+	if src != nil {
+		*dst = *src
+	}
+}
+
+// setDuration parses src into *dst when it was written and is a valid duration.
+func setDuration(v *Validator, attr string, dst *time.Duration, src *string) {
+	if src == nil {
+		return
+	}
+	if d, ok := v.Duration(attr, *src); ok {
+		*dst = d
+	}
+}
+
+// setSize parses src into *dst when it was written and is a valid size.
+func setSize(v *Validator, attr string, dst *int64, src *string) {
+	if src == nil {
+		return
+	}
+	n, err := ParseSize(*src)
+	if err != nil {
+		v.Errorf(attr, "%v", err)
+		return
+	}
+	*dst = n
+}
+
+func decodeGateway(block *hcl.Block, ctx *hcl.EvalContext, g *Gateway, diags *hcl.Diagnostics) {
+	var h gatewayHCL
+	if d := gohcl.DecodeBody(block.Body, ctx, &h); d.HasErrors() {
+		*diags = append(*diags, d...)
+		return
+	}
+	v := newValidator(block, "gateway block", diags)
+	set(&g.ID, h.ID)
+	set(&g.LogLevel, h.LogLevel)
+	set(&g.LogFormat, h.LogFormat)
+	set(&g.DataDir, h.DataDir)
+	set(&g.HTTPAddress, h.HTTPAddress)
+	set(&g.PointSubjects, h.PointSubjects)
+
+	if err := ValidToken(g.ID); err != nil {
+		v.Errorf("id", "the gateway id is used in subjects: %v", err)
+	}
+	if !isOneOf(g.LogLevel, logLevels) {
+		v.Errorf("log_level", "unknown log level %s; known: %s", quote(g.LogLevel), oneOf(logLevels))
+	}
+	if !isOneOf(g.LogFormat, logFormats) {
+		v.Errorf("log_format", "unknown log format %s; known: %s", quote(g.LogFormat), oneOf(logFormats))
+	}
+	if g.DataDir == "" {
+		v.Errorf("data_dir", "data_dir must not be empty")
+	}
+	if g.HTTPAddress != "" {
+		if err := checkHostPort(g.HTTPAddress); err != nil {
+			v.Errorf("http_address", "%v (write host:port, or \"\" to disable the HTTP server)", err)
+		}
+	}
+}
+
+func decodeNATS(block *hcl.Block, ctx *hcl.EvalContext, n *NATS, diags *hcl.Diagnostics) {
+	h := natsHCL{JetStream: &jetStreamHCL{}} // non-nil: an absent jetstream block keeps the defaults
+	if d := gohcl.DecodeBody(block.Body, ctx, &h); d.HasErrors() {
+		*diags = append(*diags, d...)
+		return
+	}
+	v := newValidator(block, "nats block", diags)
+	set(&n.URL, h.URL)
+	set(&n.Host, h.Host)
+	set(&n.Port, h.Port)
+	set(&n.MaxReconnect, h.MaxReconnect)
+	setDuration(v, "reconnect_wait", &n.ReconnectWait, h.ReconnectWait)
+	setDuration(v, "timeout", &n.Timeout, h.Timeout)
+	setDuration(v, "ping_interval", &n.PingInterval, h.PingInterval)
+	set(&n.MaxPingsOut, h.MaxPingsOut)
+
+	if n.URL != "embedded" {
+		checkNATSURLs(v, n.URL)
+	}
+	if n.Host == "" {
+		v.Errorf("host", "host must not be empty (write \"0.0.0.0\" to listen on every interface)")
+	}
+	if n.Port < -1 || n.Port > 65535 {
+		v.Errorf("port", "port %d is out of range: 0 to 65535, or -1 for a random port", n.Port)
+	}
+	if n.MaxReconnect < -1 {
+		v.Errorf("max_reconnect", "max_reconnect is %d: write -1 to reconnect forever, or a count >= 0", n.MaxReconnect)
+	}
+	if h.Timeout != nil && n.Timeout == 0 {
+		v.Errorf("timeout", "the connect timeout must be > 0")
+	}
+	if h.PingInterval != nil && n.PingInterval == 0 {
+		v.Errorf("ping_interval", "ping_interval must be > 0")
+	}
+	if n.MaxPingsOut < 1 {
+		v.Errorf("max_pings_out", "max_pings_out is %d, must be >= 1", n.MaxPingsOut)
+	}
+
+	js := v.Block("jetstream", "")
+	j, hj := &n.JetStream, h.JetStream
+	set(&j.Enabled, hj.Enabled)
+	set(&j.StoreDir, hj.StoreDir)
+	setSize(js, "max_memory", &j.MaxMemory, hj.MaxMemory)
+	setSize(js, "max_file", &j.MaxFile, hj.MaxFile)
+	setDuration(js, "max_age", &j.MaxAge, hj.MaxAge)
+	if hj.MaxMemory != nil && j.MaxMemory == 0 {
+		js.Errorf("max_memory", "max_memory must be > 0")
+	}
+	if hj.MaxFile != nil && j.MaxFile == 0 {
+		js.Errorf("max_file", "max_file must be > 0")
+	}
+}
+
+// checkNATSURLs checks a comma-separated list of server URLs, reporting each bad one.
+func checkNATSURLs(v *Validator, list string) {
+	for _, s := range strings.Split(list, ",") {
+		s = strings.TrimSpace(s)
+		u, err := url.Parse(s)
+		switch {
+		case s == "":
+			v.Errorf("url", "empty server URL in %s; write \"embedded\" or nats://host:port, comma separated", quote(list))
+		case err != nil:
+			v.Errorf("url", "%s is not a URL: %v", quote(s), err)
+		case !isOneOf(u.Scheme, urlSchemes):
+			v.Errorf("url", "%s: unsupported scheme %s; write \"embedded\" or a URL with one of: %s", quote(s), quote(u.Scheme), oneOf(urlSchemes))
+		case u.Host == "":
+			v.Errorf("url", "%s has no host", quote(s))
+		}
+	}
+}
+
+// checkHostPort checks a listen address without resolving it (config never touches the network).
+func checkHostPort(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s is not host:port", quote(addr))
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%s: port %s is not a number from 0 to 65535", quote(addr), quote(port))
+	}
+	return nil
+}
+
+func decodeSupervisor(block *hcl.Block, ctx *hcl.EvalContext, s *Supervisor, diags *hcl.Diagnostics) {
+	h := supervisorHCL{Backoff: &backoffHCL{}}
+	if d := gohcl.DecodeBody(block.Body, ctx, &h); d.HasErrors() {
+		*diags = append(*diags, d...)
+		return
+	}
+	v := newValidator(block, "supervisor block", diags)
+	set(&s.Strategy, h.Strategy)
+	set(&s.MaxRestarts, h.MaxRestarts)
+	setDuration(v, "within", &s.Within, h.Within)
+	if !isOneOf(s.Strategy, strategies) {
+		v.Errorf("strategy", "unknown strategy %s; known: %s", quote(s.Strategy), oneOf(strategies))
+	}
+	if s.MaxRestarts < 0 {
+		v.Errorf("max_restarts", "max_restarts is %d, must be >= 0 (0 never restarts)", s.MaxRestarts)
+	}
+	if h.Within != nil && s.Within == 0 {
+		v.Errorf("within", "within must be > 0")
+	}
+
+	bv := v.Block("backoff", "")
+	b, hb := &s.Backoff, h.Backoff
+	initialOK, maxOK := true, true
+	if hb.Initial != nil {
+		b.Initial, initialOK = bv.Duration("initial", *hb.Initial)
+		if initialOK && b.Initial == 0 {
+			bv.Errorf("initial", "initial must be > 0")
+			initialOK = false
+		}
+	}
+	if hb.Max != nil {
+		b.Max, maxOK = bv.Duration("max", *hb.Max)
+	}
+	if initialOK && maxOK && b.Initial > b.Max {
+		attr := "initial"
+		if hb.Initial == nil {
+			attr = "max"
+		}
+		bv.Errorf(attr, "initial (%v) is greater than max (%v)", b.Initial, b.Max)
+	}
+	set(&b.Jitter, hb.Jitter)
+	if math.IsNaN(b.Jitter) || b.Jitter < 0 || b.Jitter > 1 {
+		bv.Errorf("jitter", "jitter is %v: a fraction from 0 to 1 (0.2 varies each delay by ±20%%)", b.Jitter)
+	}
+}

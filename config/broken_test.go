@@ -1,0 +1,102 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// A mock device that is valid, for cases about something else.
+const okDevice = `device "d1" {
+  driver = "mock"
+  point "p" { signal = "sine" }
+}
+`
+
+// brokenCases are configurations with one problem each: the position it must be reported at and a substring
+// of its "summary: detail". They also seed FuzzParse.
+var brokenCases = []struct {
+	name string
+	src  string
+	pos  string // file:line:col
+	want string
+}{
+	{"syntax error", "gateway {\n  id = \n}\n", "broken.hcl:2:8", "Invalid expression"},
+	{"unknown block", "gatway {\n}\n", "broken.hcl:1:1", `Unsupported block type: Blocks of type "gatway" are not expected here. Did you mean "gateway"?`},
+	{"unknown top-level attribute", "log_level = \"info\"\n", "broken.hcl:1:1", `Unsupported argument: An argument named "log_level" is not expected here.`},
+	{"unknown gateway attribute", "gateway {\n  idd = \"x\"\n}\n", "broken.hcl:2:3", `Unsupported argument: An argument named "idd" is not expected here. Did you mean "id"?`},
+	{"unknown device attribute", "device \"d1\" {\n  driver = \"mock\"\n  colour = \"red\"\n  point \"p\" { signal = \"sine\" }\n}\n", "broken.hcl:3:3", `An argument named "colour" is not expected here`},
+	{"unknown point attribute", "device \"d1\" {\n  driver = \"mock\"\n  point \"p\" {\n    signal = \"sine\"\n    scale = 2\n  }\n}\n", "broken.hcl:5:5", `An argument named "scale" is not expected here`},
+	{"duplicate device id", okDevice + okDevice, "broken.hcl:5:1", `Duplicate device id: Device ids must be unique: "d1" is already used; the first is at broken.hcl:1,1-12.`},
+	{"duplicate sink", "sink \"out\" {\n  type = \"console\"\n}\nsink \"out\" {\n  type = \"console\"\n}\n", "broken.hcl:4:1", `Duplicate sink name: Sink names must be unique: "out" is already used; the first is at broken.hcl:1,1-11.`},
+	{"id with dot", strings.Replace(okDevice, `"d1"`, `"plc.1"`, 1), "broken.hcl:1:8", `Invalid device id: The device id becomes a NATS subject token: invalid subject token: "plc.1" contains '.'`},
+	{"id with star", strings.Replace(okDevice, `"d1"`, `"plc*"`, 1), "broken.hcl:1:8", `contains the wildcard '*'`},
+	{"id with gt", strings.Replace(okDevice, `"d1"`, `"plc>"`, 1), "broken.hcl:1:8", `contains the wildcard '>'`},
+	{"id with space", strings.Replace(okDevice, `"d1"`, `"plc 1"`, 1), "broken.hcl:1:8", `contains the space character U+0020`},
+	{"empty id", strings.Replace(okDevice, `"d1"`, `""`, 1), "broken.hcl:1:8", `Invalid device id: The device id becomes a NATS subject token: invalid subject token: empty`},
+	{"id too long", strings.Replace(okDevice, `"d1"`, `"`+strings.Repeat("x", 65)+`"`, 1), "broken.hcl:1:8", `65 characters long, at most 64 allowed`},
+	{"reserved batch", strings.Replace(okDevice, `"d1"`, `"batch"`, 1), "broken.hcl:1:8", `Reserved device id: The device id "batch" is reserved: iot.processed.batch.{device}`},
+	{"missing device label", "device {\n  driver = \"mock\"\n}\n", "broken.hcl:1:8", `Missing id for device: All device blocks must have 1 labels (id).`},
+	{"bad duration", "nats {\n  reconnect_wait = \"2 secs\"\n}\n", "broken.hcl:2:20", `Invalid value for "reconnect_wait": "2 secs" is not a duration`},
+	{"negative duration", "nats {\n  timeout = \"-1s\"\n}\n", "broken.hcl:2:13", `Invalid value for "timeout": "-1s" is negative`},
+	{"zero timeout", "nats {\n  timeout = \"0s\"\n}\n", "broken.hcl:2:13", `the connect timeout must be > 0`},
+	{"bad size", "nats {\n  jetstream {\n    max_memory = \"1XB\"\n  }\n}\n", "broken.hcl:3:18", `Invalid value for "max_memory": invalid size "1XB": unknown unit "XB"`},
+	{"size not a number", "nats {\n  jetstream {\n    max_file = \"lots\"\n  }\n}\n", "broken.hcl:3:16", `invalid size "lots": want a whole number of bytes`},
+	{"two jetstream blocks", "nats {\n  jetstream {}\n  jetstream {}\n}\n", "broken.hcl:3:3", `Duplicate jetstream block`},
+	{"unknown driver", "device \"d1\" {\n  driver = \"modbus-rtu\"\n}\n", "broken.hcl:2:12", `Invalid value for "driver": unknown driver "modbus-rtu"; known: mock`},
+	{"missing driver", "device \"d1\" {\n  point \"p\" { signal = \"sine\" }\n}\n", "broken.hcl:1:1", `Invalid device "d1": The driver attribute is required; known: mock.`},
+	{"unknown sink type", "sink \"s\" {\n  type = \"kafka\"\n}\n", "broken.hcl:2:10", `unknown type "kafka"; known: console`},
+	{"missing sink type", "sink \"s\" {\n  format = \"json\"\n}\n", "broken.hcl:1:1", `Invalid sink "s": The type attribute is required; known: console.`},
+	{"unknown strategy", "supervisor {\n  strategy = \"rest_for_one\"\n}\n", "broken.hcl:2:14", `unknown strategy "rest_for_one"; known: one_for_one, all_for_one`},
+	{"negative max_restarts", "supervisor {\n  max_restarts = -1\n}\n", "broken.hcl:2:18", `max_restarts is -1, must be >= 0`},
+	{"backoff initial > max", "supervisor {\n  backoff {\n    initial = \"20s\"\n    max = \"10s\"\n  }\n}\n", "broken.hcl:3:15", `Invalid value for "initial": initial (20s) is greater than max (10s)`},
+	{"backoff initial > default max", "supervisor {\n  backoff {\n    initial = \"1m\"\n  }\n}\n", "broken.hcl:3:15", `initial (1m0s) is greater than max (10s)`},
+	{"jitter 2", "supervisor {\n  backoff {\n    jitter = 2\n  }\n}\n", "broken.hcl:3:14", `jitter is 2: a fraction from 0 to 1`},
+	{"bad log level", "gateway {\n  log_level = \"loud\"\n}\n", "broken.hcl:2:15", `unknown log level "loud"; known: trace, debug, info, warn, error`},
+	{"bad log format", "gateway {\n  log_format = \"xml\"\n}\n", "broken.hcl:2:16", `unknown log format "xml"; known: console, json`},
+	{"bad gateway id", "gateway {\n  id = \"gw.1\"\n}\n", "broken.hcl:2:8", `the gateway id is used in subjects`},
+	{"bad http address", "gateway {\n  http_address = \"8080\"\n}\n", "broken.hcl:2:18", `"8080" is not host:port`},
+	{"bad nats url scheme", "nats {\n  url = \"nats://a:4222, http://b:4222\"\n}\n", "broken.hcl:2:9", `"http://b:4222": unsupported scheme "http"`},
+	{"port 70000", "nats {\n  port = 70000\n}\n", "broken.hcl:2:10", `port 70000 is out of range: 0 to 65535, or -1 for a random port`},
+	{"port not a number", "nats {\n  port = \"high\"\n}\n", "broken.hcl:2:11", `Unsuitable value type: Unsuitable value: a number is required`},
+	{"two gateway blocks", "gateway {\n}\ngateway {\n}\n", "broken.hcl:3:1", `Duplicate gateway block: Only one gateway block is allowed; the first is at broken.hcl:1,1-8.`},
+	{"env non-string arg", "gateway {\n  id = env(1)\n}\n", "broken.hcl:2:12", `Invalid function argument: Invalid value for "name" parameter: must be a string, not number.`},
+	{"env three args", "gateway {\n  id = env(\"A\", \"b\", \"c\")\n}\n", "broken.hcl:2:23", `env takes a variable name and an optional default, not 3 arguments`},
+	{"unknown function", "gateway {\n  id = envv(\"A\")\n}\n", "broken.hcl:2:8", `Call to unknown function`},
+	{"point min > max", "device \"d1\" {\n  driver = \"mock\"\n  point \"p\" {\n    signal = \"sine\"\n    min = 10\n    max = 5\n  }\n}\n", "broken.hcl:5:11", `Invalid value for "min": min (10) is greater than max (5)`},
+	{"unknown signal", "device \"d1\" {\n  driver = \"mock\"\n  point \"p\" {\n    signal = \"square\"\n  }\n}\n", "broken.hcl:4:14", `unknown signal "square"; known: sine, ramp, random, constant, step`},
+	{"missing signal", "device \"d1\" {\n  driver = \"mock\"\n  point \"p\" {\n    min = 1\n  }\n}\n", "broken.hcl:3:3", `Invalid point "p": The signal attribute is required`},
+	{"unknown point type", "device \"d1\" {\n  driver = \"mock\"\n  point \"p\" {\n    signal = \"sine\"\n    type = \"uint8\"\n  }\n}\n", "broken.hcl:5:12", `unknown type "uint8"; known: float64, int64, bool`},
+	{"duplicate point key", "device \"d1\" {\n  driver = \"mock\"\n  point \"p\" { signal = \"sine\" }\n  point \"p\" { signal = \"ramp\" }\n}\n", "broken.hcl:4:3", `Point key "p" is used twice in this device; the first is at broken.hcl:3,3-12.`},
+	{"point key with gt", "device \"d1\" {\n  driver = \"mock\"\n  point \"a>\" { signal = \"sine\" }\n}\n", "broken.hcl:3:3", `The point key becomes a NATS subject token`},
+	{"device without points", "device \"d1\" {\n  driver = \"mock\"\n}\n", "broken.hcl:1:1", `A mock device needs at least one point block`},
+	{"device interval too short", "device \"d1\" {\n  driver = \"mock\"\n  interval = \"10us\"\n  point \"p\" { signal = \"sine\" }\n}\n", "broken.hcl:3:14", `"10us" is too short: at least 1ms`},
+	{"point period zero", "device \"d1\" {\n  driver = \"mock\"\n  point \"p\" {\n    signal = \"sine\"\n    period = \"0s\"\n  }\n}\n", "broken.hcl:5:14", `"0s" is too short`},
+	{"negative fail_after", "device \"d1\" {\n  driver = \"mock\"\n  fail_after = -1\n  point \"p\" { signal = \"sine\" }\n}\n", "broken.hcl:3:16", `fail_after is -1`},
+	{"invalid console subject", "sink \"s\" {\n  type = \"console\"\n  subjects = [\"iot.>\", \"iot..x\"]\n}\n", "broken.hcl:3:24", `invalid subject: "iot..x" has an empty token`},
+	{"console subject gt not last", "sink \"s\" {\n  type = \"console\"\n  subjects = [\"iot.>.x\"]\n}\n", "broken.hcl:3:15", `'>' must be the last token`},
+	{"console no subjects", "sink \"s\" {\n  type = \"console\"\n  subjects = []\n}\n", "broken.hcl:3:14", `needs at least one subject`},
+	{"console format", "sink \"s\" {\n  type = \"console\"\n  format = \"xml\"\n}\n", "broken.hcl:3:12", `unknown format "xml"; known: auto, text, json`},
+	{"sink name with dot", "sink \"a.b\" {\n  type = \"console\"\n}\n", "broken.hcl:1:6", `Invalid sink name`},
+	{"nested too deeply", "gateway {\n  id = " + strings.Repeat("[", 200) + "\n}\n", "broken.hcl:2:107", `Configuration nested too deeply`},
+}
+
+func TestBrokenConfigs(t *testing.T) {
+	for _, tc := range brokenCases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, diags := Parse([]byte(tc.src), "broken.hcl")
+			if !diags.HasErrors() {
+				t.Fatalf("got no error, want %s: %s", tc.pos, tc.want)
+			}
+			if cfg != nil {
+				t.Errorf("got a Config with errors, want nil")
+			}
+			got := (&Error{Diags: diags}).Error()
+			for _, line := range strings.Split(got, "\n") {
+				if strings.HasPrefix(line, tc.pos+": ") && strings.Contains(line, tc.want) {
+					return
+				}
+			}
+			t.Errorf("got\n%s\nwant a line at %s containing %q", got, tc.pos, tc.want)
+		})
+	}
+}

@@ -1,0 +1,155 @@
+// Package config is the schema of gateway.hcl: it decodes the file with hashicorp/hcl/v2, applies defaults,
+// validates every value and reports all problems at once as hcl.Diagnostics pointing at file:line:column.
+//
+// It is a leaf: it must never import the runtime (system, actors, sidecar) and never touch the network or
+// start anything. Turning a Config into running actors is someone else's job; this package only says what
+// the operator asked for and whether it makes sense.
+//
+// Device drivers and sink types are kinds in a registry filled at init time: adding one is a new file in this
+// folder (see device_mock.go) that calls RegisterDriver or RegisterSink.
+package config
+
+import (
+	"os"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+// Config is a whole gateway.hcl, with defaults applied and validated.
+type Config struct {
+	Gateway    Gateway
+	NATS       NATS
+	Supervisor Supervisor
+	Devices    []Device // in file order
+	Sinks      []Sink   // in file order
+}
+
+// Gateway is the `gateway` block.
+type Gateway struct {
+	ID            string // a valid subject token; default: the host name made into one, else "iotgw"
+	LogLevel      string // trace | debug | info | warn | error
+	LogFormat     string // console | json
+	DataDir       string
+	HTTPAddress   string // host:port; "" disables the HTTP server
+	PointSubjects bool   // publish iot.processed.{device}.{key} beside the batches
+}
+
+// NATS is the `nats` block: the embedded server or the external one, and the client options.
+type NATS struct {
+	URL           string // "embedded", or nats://, tls://, ws://, wss:// URLs, comma separated
+	Host          string // embedded server listen host
+	Port          int    // embedded server listen port; -1 picks a random one (tests)
+	MaxReconnect  int    // -1 reconnects forever
+	ReconnectWait time.Duration
+	Timeout       time.Duration // connect timeout
+	PingInterval  time.Duration
+	MaxPingsOut   int
+	JetStream     JetStream
+}
+
+// JetStream is the `jetstream` block inside `nats`.
+type JetStream struct {
+	Enabled   bool
+	StoreDir  string        // "" means <data_dir>/jetstream, resolved by the runtime
+	MaxMemory int64         // bytes
+	MaxFile   int64         // bytes
+	MaxAge    time.Duration // max age of the IOT_DATA stream; 0 keeps data forever
+}
+
+// Supervisor is the `supervisor` block: the restart policy of every supervised actor.
+type Supervisor struct {
+	Strategy    string // one_for_one | all_for_one
+	MaxRestarts int    // 0 never restarts
+	Within      time.Duration
+	Backoff     Backoff
+}
+
+// Backoff is the `backoff` block inside `supervisor`: delay before restart n is Initial×2^(n-1), at most Max,
+// varied by ±Jitter (a fraction).
+type Backoff struct {
+	Initial time.Duration
+	Max     time.Duration
+	Jitter  float64
+}
+
+// Device is one `device "id"` block. Settings holds the driver's own settings, e.g. *MockDevice.
+type Device struct {
+	ID       string
+	Driver   string
+	Settings DriverSettings
+	DefRange hcl.Range
+}
+
+// Sink is one `sink "name"` block. Settings holds the type's own settings, e.g. *ConsoleSink.
+type Sink struct {
+	Name     string
+	Type     string
+	Settings SinkSettings
+	DefRange hcl.Range
+}
+
+// Default returns a Config with every default and no devices or sinks. It is what an empty gateway.hcl means.
+func Default() *Config {
+	return &Config{
+		Gateway: Gateway{
+			ID:            defaultID(),
+			LogLevel:      "info",
+			LogFormat:     "console",
+			DataDir:       "./data",
+			HTTPAddress:   "127.0.0.1:8080",
+			PointSubjects: true,
+		},
+		NATS: NATS{
+			URL:           "embedded",
+			Host:          "127.0.0.1",
+			Port:          4222,
+			MaxReconnect:  -1,
+			ReconnectWait: 2 * time.Second,
+			Timeout:       5 * time.Second,
+			// The client's own default is 2 minutes: far too long to notice a dead link on a gateway.
+			PingInterval: 5 * time.Second,
+			MaxPingsOut:  2,
+			JetStream: JetStream{
+				MaxMemory: 1 << 30,
+				MaxFile:   10 << 30,
+				MaxAge:    24 * time.Hour,
+			},
+		},
+		Supervisor: Supervisor{
+			Strategy:    "one_for_one",
+			MaxRestarts: 10,
+			Within:      time.Minute,
+			Backoff: Backoff{
+				Initial: 100 * time.Millisecond,
+				Max:     10 * time.Second,
+				Jitter:  0.2,
+			},
+		},
+	}
+}
+
+// defaultID is the host name made into a valid subject token, or "iotgw" when there is nothing usable.
+func defaultID() string {
+	host, err := os.Hostname()
+	if err != nil {
+		return "iotgw"
+	}
+	// "plc-gw.example.com" is known as plc-gw on the floor; the domain adds nothing to a subject token.
+	host, _, _ = strings.Cut(host, ".")
+	id := strings.Map(func(r rune) rune {
+		if r == '*' || r == '>' || r == unicode.ReplacementChar || unicode.IsSpace(r) || unicode.IsControl(r) {
+			return '-'
+		}
+		return r
+	}, host)
+	if r := []rune(id); len(r) > MaxTokenLen {
+		id = string(r[:MaxTokenLen])
+	}
+	if ValidToken(id) != nil {
+		return "iotgw"
+	}
+	return id
+}

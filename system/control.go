@@ -1,0 +1,84 @@
+package system
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/iotgw/iotgw/actors"
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+)
+
+// Control subjects (request/reply, JSON).
+const (
+	SubjectPing = "iot.control.ping"
+	SubjectTree = "iot.control.tree"
+)
+
+// control is the actor behind iot.control.>: it answers requests about the running gateway. It is an actor with a
+// subject mailbox like any other, supervised under the root.
+type control struct {
+	rt  *Runtime
+	log zerolog.Logger
+}
+
+var _ actors.Listener = (*control)(nil)
+
+func newControl(rt *Runtime) actor.Producer {
+	return func() actor.Actor {
+		return &control{rt: rt, log: rt.log.With().Str("actor", "control").Logger()}
+	}
+}
+
+func (c *control) Inboxes() []actors.Inbox {
+	return []actors.Inbox{{Subject: SubjectPing}, {Subject: SubjectTree}}
+}
+
+// Pong is the reply to iot.control.ping.
+type Pong struct {
+	Pong      bool    `json:"pong"`
+	Gateway   string  `json:"gateway"`
+	Version   string  `json:"version"`
+	UptimeS   float64 `json:"uptime_s"`
+	Timestamp int64   `json:"timestamp"`
+}
+
+// ErrorReply is the reply to a control request that failed.
+type ErrorReply struct {
+	Error string `json:"error"`
+}
+
+func (c *control) Receive(ctx actor.Context) {
+	msg, ok := ctx.Message().(*nats.Msg)
+	if !ok {
+		return
+	}
+	var reply any
+	switch msg.Subject {
+	case SubjectPing:
+		reply = Pong{
+			Pong: true, Gateway: c.rt.cfg.Gateway.ID, Version: Version,
+			UptimeS: time.Since(c.rt.started).Seconds(), Timestamp: time.Now().UnixNano(),
+		}
+	case SubjectTree:
+		reply = c.rt.tree.Snapshot()
+	default:
+		reply = ErrorReply{Error: "unknown control subject " + msg.Subject}
+	}
+	c.respond(msg, reply)
+}
+
+func (c *control) respond(msg *nats.Msg, v any) {
+	if msg.Reply == "" {
+		c.log.Debug().Str("subject", msg.Subject).Msg("control request without a reply subject ignored")
+		return
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		data, _ = json.Marshal(ErrorReply{Error: err.Error()})
+	}
+	if err := msg.Respond(data); err != nil {
+		c.log.Warn().Err(err).Str("subject", msg.Subject).Msg("cannot send control reply")
+	}
+}

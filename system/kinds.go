@@ -1,0 +1,61 @@
+package system
+
+import (
+	"fmt"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/iotgw/iotgw/actors"
+	"github.com/iotgw/iotgw/actors/device"
+	"github.com/iotgw/iotgw/actors/pipeline"
+	"github.com/iotgw/iotgw/actors/sink"
+	"github.com/iotgw/iotgw/config"
+)
+
+// deviceKinds maps a device block's driver to its actor; config/ registers the same names for decoding. Adding a
+// driver is a file in config/ and one in actors/device/, and one line here.
+var deviceKinds = map[string]func(dev config.Device, env actors.Env) actor.Producer{
+	"mock": device.NewMock,
+}
+
+// sinkKinds maps a sink block's type to its actor.
+var sinkKinds = map[string]func(s config.Sink, env actors.Env) actor.Producer{
+	"console": sink.NewConsole,
+}
+
+func (r *Runtime) deviceSpecs() ([]ChildSpec, error) {
+	specs := make([]ChildSpec, 0, len(r.cfg.Devices))
+	for _, d := range r.cfg.Devices {
+		spec, err := r.deviceSpec(d)
+		if err != nil {
+			return nil, err
+		}
+		specs = append(specs, spec)
+	}
+	return specs, nil
+}
+
+func (r *Runtime) deviceSpec(d config.Device) (ChildSpec, error) {
+	newActor, ok := deviceKinds[d.Driver]
+	if !ok {
+		return ChildSpec{}, fmt.Errorf("device %q: driver %q has no actor", d.ID, d.Driver)
+	}
+	return ChildSpec{Name: d.ID, Kind: "device/" + d.Driver, Producer: newActor(d, r.env("devices/"+d.ID))}, nil
+}
+
+func (r *Runtime) sinkSpecs() ([]ChildSpec, error) {
+	specs := make([]ChildSpec, 0, len(r.cfg.Sinks))
+	for _, s := range r.cfg.Sinks {
+		newActor, ok := sinkKinds[s.Type]
+		if !ok {
+			return nil, fmt.Errorf("sink %q: type %q has no actor", s.Name, s.Type)
+		}
+		specs = append(specs, ChildSpec{Name: s.Name, Kind: "sink/" + s.Type, Producer: newActor(s, r.env("sinks/"+s.Name))})
+	}
+	return specs, nil
+}
+
+// ruleSpecs is the rule stage: for now the built-in processor, which validates raw points and republishes them as
+// processed data. Its name is reserved among rules.
+func (r *Runtime) ruleSpecs() []ChildSpec {
+	return []ChildSpec{{Name: "processor", Kind: "processor", Producer: pipeline.NewProcessor(r.env("rules/processor"))}}
+}

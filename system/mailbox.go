@@ -1,0 +1,246 @@
+package system
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/iotgw/iotgw/actors"
+	"github.com/nats-io/nats.go"
+)
+
+// Mailbox bounds, per actor.
+const (
+	// DefaultMailboxCapacity is how many bus messages may wait in an actor's mailbox. Past it, the subscription's
+	// delivery waits (backpressure), so messages queue in the NATS client's pending buffer below.
+	DefaultMailboxCapacity = 10000
+	// pendingMsgs and pendingBytes bound the NATS client buffer of each subscription. Past them NATS drops and
+	// counts (a slow consumer): the only place the gateway loses bus messages, and it is counted and reported.
+	pendingMsgs  = 65536
+	pendingBytes = 64 << 20
+)
+
+// MailboxStats are one actor's subject mailbox figures, shown in iot.control.tree.
+type MailboxStats struct {
+	Capacity  int    `json:"capacity"`
+	Depth     int    `json:"depth"`     // messages in the actor's mailbox now
+	Pending   int    `json:"pending"`   // messages waiting in the NATS client buffers
+	Delivered uint64 `json:"delivered"` // messages delivered into the mailbox
+	Blocked   uint64 `json:"blocked"`   // deliveries that had to wait for room (the mailbox was full)
+	Dropped   uint64 `json:"dropped"`   // messages NATS dropped because the buffers overflowed (slow consumer)
+}
+
+// subjectMailbox is the one mechanism by which bus messages reach an actor (DESIGN.md: actors use NATS subjects as
+// mailboxes). The actor declares its subjects (actors.Listener); the mailbox subscribes when the actor first
+// starts, delivers each *nats.Msg into the actor's protoactor mailbox, keeps the subscriptions across restarts so
+// nothing is lost while the actor restarts, and drains them when the actor stops.
+//
+// Like nats.go's own ChanSubscribe, delivery is bounded; unlike it, a full mailbox blocks the subscription's
+// delivery goroutine instead of dropping, so a burst waits in the NATS client buffer (bounded again, and counted
+// by NATS as dropped when that overflows) rather than being lost at the first full queue.
+type subjectMailbox struct {
+	nc       *nats.Conn
+	inboxes  []actors.Inbox
+	capacity int
+
+	slots     chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+	delivered atomic.Uint64
+	blocked   atomic.Uint64
+
+	mu   sync.Mutex
+	subs []*nats.Subscription
+}
+
+func newSubjectMailbox(nc *nats.Conn, inboxes []actors.Inbox, capacity int) *subjectMailbox {
+	if capacity <= 0 {
+		capacity = DefaultMailboxCapacity
+	}
+	return &subjectMailbox{
+		nc: nc, inboxes: inboxes, capacity: capacity,
+		slots: make(chan struct{}, capacity),
+		done:  make(chan struct{}),
+	}
+}
+
+func (m *subjectMailbox) subjects() []string {
+	out := make([]string, len(m.inboxes))
+	for i, in := range m.inboxes {
+		out[i] = in.Subject
+		if in.Queue != "" {
+			out[i] += " (queue " + in.Queue + ")"
+		}
+	}
+	return out
+}
+
+// open subscribes to every inbox, delivering to pid. A second call (after a restart) does nothing: the
+// subscriptions outlive restarts.
+func (m *subjectMailbox) open(root *actor.RootContext, pid *actor.PID) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.subs != nil {
+		return nil
+	}
+	select {
+	case <-m.done:
+		return errMailboxClosed
+	default:
+	}
+	deliver := func(msg *nats.Msg) {
+		select {
+		case m.slots <- struct{}{}:
+		default:
+			m.blocked.Add(1)
+			select {
+			case m.slots <- struct{}{}:
+			case <-m.done:
+				return
+			}
+		}
+		m.delivered.Add(1)
+		root.Send(pid, msg)
+	}
+	subs := make([]*nats.Subscription, 0, len(m.inboxes))
+	for _, in := range m.inboxes {
+		var sub *nats.Subscription
+		var err error
+		if in.Queue != "" {
+			sub, err = m.nc.QueueSubscribe(in.Subject, in.Queue, deliver)
+		} else {
+			sub, err = m.nc.Subscribe(in.Subject, deliver)
+		}
+		if err == nil {
+			err = sub.SetPendingLimits(pendingMsgs, pendingBytes)
+		}
+		if err != nil {
+			for _, s := range subs {
+				_ = s.Unsubscribe()
+			}
+			return fmt.Errorf("subscribe %q: %w", in.Subject, err)
+		}
+		subs = append(subs, sub)
+	}
+	m.subs = subs
+	return nil
+}
+
+var errMailboxClosed = errors.New("subject mailbox closed")
+
+// received frees the slot of one message the actor has taken from its mailbox.
+func (m *subjectMailbox) received() {
+	select {
+	case <-m.slots:
+	default:
+	}
+}
+
+// drain stops new messages and waits (up to timeout) until everything already in the NATS client buffers has been
+// delivered into the actor's mailbox. The actor keeps running meanwhile; stopping it with a poison pill afterwards
+// lets it process all of them.
+func (m *subjectMailbox) drain(timeout time.Duration) {
+	m.mu.Lock()
+	subs := m.subs
+	m.mu.Unlock()
+	deadline := time.After(timeout)
+	for _, s := range subs {
+		closed := s.StatusChanged(nats.SubscriptionClosed)
+		if err := s.Drain(); err != nil {
+			continue
+		}
+		select {
+		case <-closed:
+		case <-deadline:
+			return
+		}
+	}
+}
+
+// close unsubscribes at once and releases any delivery blocked on a full mailbox. Idempotent.
+func (m *subjectMailbox) close() {
+	m.closeOnce.Do(func() { close(m.done) })
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.subs {
+		if s.IsValid() {
+			_ = s.Unsubscribe()
+		}
+	}
+}
+
+func (m *subjectMailbox) stats() MailboxStats {
+	st := MailboxStats{
+		Capacity:  m.capacity,
+		Depth:     len(m.slots),
+		Delivered: m.delivered.Load(),
+		Blocked:   m.blocked.Load(),
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.subs {
+		if n, _, err := s.Pending(); err == nil {
+			st.Pending += n
+		}
+		if n, err := s.Dropped(); err == nil {
+			st.Dropped += uint64(n)
+		}
+	}
+	return st
+}
+
+// mailboxActor wraps every actor the runtime spawns: it opens the subject mailbox once the actor has started,
+// frees a mailbox slot for every bus message the actor takes, closes the subscriptions when the actor stops, keeps
+// the tree's state current, and turns a failed worker goroutine into a failure of the actor.
+type mailboxActor struct {
+	inner actor.Actor
+	mb    *subjectMailbox // nil when the actor listens on nothing
+	path  string
+	tree  *Tree
+	// started is called once the actor has handled Started and subscribed (or failed trying): the supervisor
+	// waits for it before starting the next sibling, so consumers listen before producers publish.
+	started func()
+}
+
+func (a *mailboxActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *nats.Msg:
+		if a.mb != nil {
+			a.mb.received()
+		}
+	case *actor.Started:
+		if a.started != nil {
+			defer a.started() // also when Started panics: the supervisor must not wait for ever
+		}
+		a.inner.Receive(ctx)
+		if a.mb != nil {
+			if err := a.mb.open(ctx.ActorSystem().Root, ctx.Self()); err != nil {
+				panic(fmt.Errorf("%s: %w", a.path, err))
+			}
+		}
+		a.tree.setState(a.path, StateRunning)
+		return
+	case *actor.Stopping:
+		if a.mb != nil {
+			a.mb.close()
+		}
+	case *actors.WorkerFailed:
+		panic(m)
+	}
+	a.inner.Receive(ctx)
+}
+
+// HandleFailure passes the failures of the wrapped actor's children to it when it supervises them (the
+// supervisors are wrapped too); protoactor asks the actor itself before the props' strategy.
+func (a *mailboxActor) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, rs *actor.RestartStatistics, reason, msg any) {
+	if s, ok := a.inner.(actor.SupervisorStrategy); ok {
+		s.HandleFailure(sys, sup, child, rs, reason, msg)
+		return
+	}
+	actor.DefaultSupervisorStrategy().HandleFailure(sys, sup, child, rs, reason, msg)
+}
+
+var _ actor.SupervisorStrategy = (*mailboxActor)(nil)

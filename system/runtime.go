@@ -1,0 +1,207 @@
+// Package system is the gateway's runtime: it starts NATS (embedded or external, with JetStream when enabled),
+// the actor system and the supervision tree, bridges subjects into actor mailboxes, serves the control subjects
+// and shuts everything down in order.
+//
+// It is the only package that knows all the others; it never holds device, sink or protocol logic itself: that
+// lives in actors/, and system only wires it.
+package system
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/iotgw/iotgw/actors"
+	"github.com/iotgw/iotgw/config"
+	"github.com/rs/zerolog"
+)
+
+// Version is the gateway's version, set at build time with -ldflags "-X github.com/iotgw/iotgw/system.Version=…".
+var Version = "0.1.0-dev"
+
+const rootPath = "root"
+
+// DefaultStopTimeout bounds a graceful shutdown (SIGINT/SIGTERM must exit within 5 s).
+const DefaultStopTimeout = 4 * time.Second
+
+// Runtime is one running gateway.
+type Runtime struct {
+	cfg         *config.Config
+	log         zerolog.Logger
+	stdout      io.Writer
+	stopTimeout time.Duration
+
+	bus     *Bus
+	sys     *actor.ActorSystem
+	root    *actor.PID
+	tree    *Tree
+	started time.Time
+}
+
+// Option configures a Runtime.
+type Option func(*Runtime)
+
+// WithLogger sets the logger (default: zerolog.Nop()).
+func WithLogger(l zerolog.Logger) Option { return func(r *Runtime) { r.log = l } }
+
+// WithStdout sets where the console sink prints (default os.Stdout).
+func WithStdout(w io.Writer) Option { return func(r *Runtime) { r.stdout = w } }
+
+// WithStopTimeout bounds Stop.
+func WithStopTimeout(d time.Duration) Option { return func(r *Runtime) { r.stopTimeout = d } }
+
+// New builds a runtime for cfg; nothing starts before Start.
+func New(cfg *config.Config, opts ...Option) *Runtime {
+	r := &Runtime{cfg: cfg, log: zerolog.Nop(), stdout: os.Stdout, stopTimeout: DefaultStopTimeout, tree: newTree()}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
+}
+
+// Bus is the runtime's NATS connection (and embedded server), valid after Start.
+func (r *Runtime) Bus() *Bus { return r.bus }
+
+// Tree is the live supervision tree.
+func (r *Runtime) Tree() *Tree { return r.tree }
+
+// ErrNotStarted is returned by Stop before Start.
+var ErrNotStarted = errors.New("runtime not started")
+
+// Start connects the bus and starts the supervision tree. On error nothing is left running.
+func (r *Runtime) Start(ctx context.Context) error {
+	bus, err := StartBus(ctx, r.cfg.Gateway, r.cfg.NATS, r.log)
+	if err != nil {
+		return err
+	}
+	r.bus = bus
+	r.started = time.Now()
+	r.sys = actor.NewActorSystem(actorLogger(r.log))
+
+	specs, err := r.topLevel()
+	if err != nil {
+		r.bus.Close()
+		return err
+	}
+	r.tree.add(rootPath, "supervisor", nil)
+	producer := newSupervisor(r, rootPath, r.cfg.Supervisor, specs)
+	wrapped := func() actor.Actor {
+		return &mailboxActor{inner: producer(), path: rootPath, tree: r.tree}
+	}
+	pid, err := r.sys.Root.SpawnNamed(actor.PropsFromProducer(wrapped), rootPath)
+	if err != nil {
+		r.bus.Close()
+		return fmt.Errorf("spawn supervision tree: %w", err)
+	}
+	r.root = pid
+	r.log.Info().Str("gateway", r.cfg.Gateway.ID).Str("nats", r.bus.URL).Int("devices", len(r.cfg.Devices)).
+		Int("sinks", len(r.cfg.Sinks)).Msg("gateway started")
+	return nil
+}
+
+// Stop stops the actors leaves-first (devices, sidecars, rules, sinks: each drained, then stopped), then closes
+// the bus. It returns within the stop timeout plus the bus's own close.
+func (r *Runtime) Stop() error {
+	if r.root == nil {
+		return ErrNotStarted
+	}
+	f := r.sys.Root.PoisonFuture(r.root)
+	done := make(chan error, 1)
+	go func() { done <- f.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(r.stopTimeout):
+		err = fmt.Errorf("supervision tree did not stop within %s", r.stopTimeout)
+	}
+	r.sys.Shutdown()
+	r.bus.Close()
+	r.root = nil
+	r.log.Info().Msg("gateway stopped")
+	return err
+}
+
+// Run starts the runtime and stops it when ctx is done.
+func (r *Runtime) Run(ctx context.Context) error {
+	if err := r.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	r.log.Info().Msg("shutting down")
+	return r.Stop()
+}
+
+// env is what every actor constructor gets.
+func (r *Runtime) env(component string) actors.Env {
+	return actors.Env{
+		Bus:           r.bus.Conn,
+		Log:           r.log.With().Str("actor", component).Logger(),
+		GatewayID:     r.cfg.Gateway.ID,
+		PointSubjects: r.cfg.Gateway.PointSubjects,
+		Stdout:        r.stdout,
+		LogFormat:     r.cfg.Gateway.LogFormat,
+	}
+}
+
+// topLevel is the root's children in start order: the control plane, then consumers before producers (sinks,
+// rules, sidecars, devices), so nothing a device publishes at start-up finds nobody listening. They stop in
+// reverse order.
+func (r *Runtime) topLevel() ([]ChildSpec, error) {
+	sinks, err := r.sinkSpecs()
+	if err != nil {
+		return nil, err
+	}
+	devices, err := r.deviceSpecs()
+	if err != nil {
+		return nil, err
+	}
+	group := func(name string, children []ChildSpec) ChildSpec {
+		return ChildSpec{Name: name, Kind: "supervisor", Producer: newSupervisor(r, name, r.cfg.Supervisor, children)}
+	}
+	return []ChildSpec{
+		{Name: "control", Kind: "control", Producer: newControl(r)},
+		group("sinks", sinks),
+		group("rules", r.ruleSpecs()),
+		group("sidecars", nil),
+		group("devices", devices),
+	}, nil
+}
+
+// Supervisor groups under the root.
+const (
+	GroupDevices  = "devices"
+	GroupSidecars = "sidecars"
+	GroupRules    = "rules"
+	GroupSinks    = "sinks"
+)
+
+// AddActor starts one more actor under a group's supervisor ("devices", "sinks", …) while the gateway runs. The
+// actor is supervised like the configured ones.
+func (r *Runtime) AddActor(group string, spec ChildSpec) error {
+	return r.ask(group, &addChild{spec: spec})
+}
+
+// RemoveActor drains and stops an actor of a group and forgets it.
+func (r *Runtime) RemoveActor(group, name string) error {
+	return r.ask(group, &removeChild{name: name})
+}
+
+func (r *Runtime) ask(group string, msg any) error {
+	if r.root == nil {
+		return ErrNotStarted
+	}
+	pid := r.sys.NewLocalPID(r.root.Id + "/" + group)
+	res, err := r.sys.Root.RequestFuture(pid, msg, r.stopTimeout).Result()
+	if err != nil {
+		return fmt.Errorf("supervisor %s: %w", group, err)
+	}
+	reply, ok := res.(*childReply)
+	if !ok {
+		return fmt.Errorf("supervisor %s: unexpected reply %T", group, res)
+	}
+	return reply.err
+}

@@ -1,0 +1,160 @@
+package system
+
+import (
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Actor states as reported in the tree.
+const (
+	StateStarting   = "starting"
+	StateRunning    = "running"
+	StateRestarting = "restarting" // failed, waiting out its backoff before the restart
+	StateFailed     = "failed"     // stopped for good after too many restarts
+	StateStopped    = "stopped"
+)
+
+// Tree is the live picture of the supervision tree that iot.control.tree returns: one entry per actor, keyed by
+// its path ("devices/plc-1"). Supervisors and mailboxes write it; the control actor reads snapshots. It is the one
+// piece of shared state, guarded by a mutex, because it is read from outside the actors' mailboxes.
+type Tree struct {
+	mu    sync.Mutex
+	nodes map[string]*treeEntry
+	seq   int
+}
+
+type treeEntry struct {
+	order     int
+	kind      string
+	state     string
+	restarts  int
+	failures  int
+	lastError string
+	errorAt   time.Time
+	startedAt time.Time
+	subjects  []string
+	mailbox   *subjectMailbox
+}
+
+// Node is one actor in a tree snapshot.
+type Node struct {
+	Name        string        `json:"name"`
+	Path        string        `json:"path"`
+	Kind        string        `json:"kind"`
+	State       string        `json:"state"`
+	Restarts    int           `json:"restarts"`
+	LastError   string        `json:"last_error,omitempty"`
+	LastErrorAt *time.Time    `json:"last_error_at,omitempty"`
+	Since       *time.Time    `json:"since,omitempty"`
+	Subjects    []string      `json:"subjects,omitempty"`
+	Mailbox     *MailboxStats `json:"mailbox,omitempty"`
+	Children    []*Node       `json:"children,omitempty"`
+}
+
+func newTree() *Tree { return &Tree{nodes: map[string]*treeEntry{}} }
+
+// add registers an actor; registering a path again (a child added back) keeps nothing of the old one.
+func (t *Tree) add(path, kind string, mb *subjectMailbox) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.seq++
+	e := &treeEntry{order: t.seq, kind: kind, state: StateStarting, mailbox: mb}
+	if mb != nil {
+		e.subjects = mb.subjects()
+	}
+	t.nodes[path] = e
+}
+
+func (t *Tree) remove(path string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.nodes, path)
+}
+
+func (t *Tree) update(path string, f func(e *treeEntry)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e, ok := t.nodes[path]; ok {
+		f(e)
+	}
+}
+
+func (t *Tree) setState(path, state string) {
+	t.update(path, func(e *treeEntry) {
+		e.state = state
+		if state == StateRunning {
+			e.startedAt = time.Now()
+		}
+	})
+}
+
+// Get returns one actor's node without children.
+func (t *Tree) Get(path string) (*Node, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.nodes[path]
+	if !ok {
+		return nil, false
+	}
+	return e.node(path), true
+}
+
+// Snapshot returns the whole tree from its root, nil when nothing is registered.
+func (t *Tree) Snapshot() *Node {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	paths := make([]string, 0, len(t.nodes))
+	for p := range t.nodes {
+		paths = append(paths, p)
+	}
+	sort.Slice(paths, func(i, j int) bool { return t.nodes[paths[i]].order < t.nodes[paths[j]].order })
+	byPath := make(map[string]*Node, len(paths))
+	var root *Node
+	for _, p := range paths {
+		n := t.nodes[p].node(p)
+		byPath[p] = n
+		i := strings.LastIndexByte(p, '/')
+		if i < 0 {
+			// The root registers first; the top-level supervisors ("devices", "sinks", …) hang under it, so the
+			// paths operators type stay short ("devices/plc-1").
+			if root == nil {
+				root = n
+			} else {
+				root.Children = append(root.Children, n)
+			}
+			continue
+		}
+		if pn, ok := byPath[p[:i]]; ok {
+			pn.Children = append(pn.Children, n)
+		} else if root != nil && p != root.Path {
+			root.Children = append(root.Children, n)
+		}
+	}
+	return root
+}
+
+func (e *treeEntry) node(path string) *Node {
+	name := path
+	if i := strings.LastIndexByte(path, '/'); i >= 0 {
+		name = path[i+1:]
+	}
+	n := &Node{
+		Name: name, Path: path, Kind: e.kind, State: e.state, Restarts: e.restarts,
+		LastError: e.lastError, Subjects: e.subjects,
+	}
+	if !e.errorAt.IsZero() {
+		at := e.errorAt
+		n.LastErrorAt = &at
+	}
+	if !e.startedAt.IsZero() && e.state == StateRunning {
+		at := e.startedAt
+		n.Since = &at
+	}
+	if e.mailbox != nil {
+		st := e.mailbox.stats()
+		n.Mailbox = &st
+	}
+	return n
+}
