@@ -161,7 +161,10 @@ func (c *counter) Receive(ctx actor.Context) {
 	if strings.HasPrefix(msg.Subject, "iot.processed.batch.") {
 		return
 	}
-	c.pts = append(c.pts[:0], isp.Point{})
+	if cap(c.pts) == 0 {
+		c.pts = make([]isp.Point, 1)
+	}
+	c.pts = c.pts[:1]
 	if err := c.dec.DecodePoint(msg.Data, &c.pts[0]); err != nil {
 		panic(fmt.Sprintf("counter: %v", err))
 	}

@@ -3,6 +3,7 @@ package isp
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"unicode/utf16"
@@ -25,7 +26,7 @@ const (
 var (
 	ErrSyntax   = errors.New("invalid JSON")           // malformed JSON, invalid UTF-8, data after the object
 	ErrType     = errors.New("wrong type")             // valid JSON, but the wrong type for the field
-	ErrRange    = errors.New("out of range")           // a number too large, or a quality that is not 1, 0 or -1
+	ErrRange    = errors.New("out of range")           // a number too large for its field
 	ErrMissing  = errors.New("missing required field") // no "key" (or an empty one), a batch without "points"
 	ErrTooLarge = errors.New("too large")              // more than MaxPointsPerBatch points or MaxTags tags
 	ErrTooDeep  = errors.New("nested too deeply")      // deeper than MaxDepth
@@ -301,9 +302,11 @@ func (d *Decoder) pointObject(p *Point, depth int) error {
 		d.field = "key"
 		return d.errAt(keyAt, ErrMissing, "empty key")
 	}
-	if quality < QualityUnknown || quality > QualityGood {
+	// Only the representable range is checked here: whether a quality code is one the gateway knows (1, 0, -1) is
+	// the consumer's call, so one odd point does not cost a whole DATA frame or batch its other points.
+	if quality < math.MinInt32 || quality > math.MaxInt32 {
 		d.field = "quality"
-		return d.errAt(qualityAt, ErrRange, "quality "+strconv.FormatInt(quality, 10)+" is not 1, 0 or -1")
+		return d.errAt(qualityAt, ErrRange, "quality "+strconv.FormatInt(quality, 10)+" is out of range")
 	}
 	p.Quality = int(quality)
 	return nil

@@ -71,7 +71,12 @@ func appendValue(dst []byte, v Value) []byte {
 		if math.IsNaN(f) || math.IsInf(f, 0) {
 			return append(dst, "null"...)
 		}
-		return strconv.AppendFloat(dst, f, 'g', -1, 64)
+		// Like encoding/json: plain digits between 1e-6 and 1e21, so a meter reading of 1234567 stays readable
+		// on `nats sub`; exponents outside that.
+		if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+			return strconv.AppendFloat(dst, f, 'e', -1, 64)
+		}
+		return strconv.AppendFloat(dst, f, 'f', -1, 64)
 	case KindInt:
 		return strconv.AppendInt(dst, int64(v.bits), 10)
 	case KindBool:

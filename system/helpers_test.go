@@ -2,9 +2,9 @@ package system
 
 import (
 	"bytes"
-	"errors"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"strings"

@@ -22,9 +22,9 @@ type mock struct {
 	cfg *config.MockDevice
 	env actors.Env
 
-	workers actors.Workers
-	groups  map[*actors.Tick][]int // a ticker per distinct interval → the points it polls
-	batch   []isp.Point
+	workers   actors.Workers
+	groups    map[*actors.Tick][]int // a ticker per distinct interval → the points it polls
+	batch     []isp.Point
 	msg       *nats.Msg
 	polls     int
 	pointTags [][]isp.Tag

@@ -172,7 +172,7 @@ func decode(d *isp.Decoder, data []byte, dst []isp.Point) ([]isp.Point, error) {
 	if err == nil && (len(out) > 0 || batch) {
 		return out, nil
 	}
-	dst = append(dst[:0], isp.Point{})
+	dst = oneSlot(dst)
 	if perr := d.DecodePoint(data, &dst[0]); perr != nil {
 		if err == nil || !batch {
 			err = perr
@@ -180,6 +180,14 @@ func decode(d *isp.Decoder, data []byte, dst []isp.Point) ([]isp.Point, error) {
 		return dst[:0], err
 	}
 	return dst, nil
+}
+
+// oneSlot returns dst with one point slot, reusing the first one's memory (the decoder reuses its strings and tags).
+func oneSlot(dst []isp.Point) []isp.Point {
+	if cap(dst) == 0 {
+		return make([]isp.Point, 1)
+	}
+	return dst[:1]
 }
 
 func parseRaw(subject string) (protocol, device string, err error) {

@@ -62,7 +62,12 @@ func (c *console) print(msg *nats.Msg) {
 	if strings.HasPrefix(msg.Subject, "iot.processed.batch.") || strings.HasPrefix(msg.Subject, "iot.raw.") {
 		c.points, err = c.dec.DecodeBatch(msg.Data, c.points[:0])
 	} else {
-		c.points = append(c.points[:0], isp.Point{})
+		c.points = c.points[:0]
+		if cap(c.points) > 0 {
+			c.points = c.points[:1] // reuse the slot: the decoder keeps its strings and tag capacity
+		} else {
+			c.points = append(c.points, isp.Point{})
+		}
 		if err = c.dec.DecodePoint(msg.Data, &c.points[0]); err != nil {
 			c.points = c.points[:0]
 		}
