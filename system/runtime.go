@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -89,8 +90,10 @@ func (r *Runtime) Start(ctx context.Context) error {
 	}
 	r.tree.add(rootPath, "supervisor", nil)
 	producer := newSupervisor(r, rootPath, r.cfg.Supervisor, specs)
+	up := make(chan struct{})
+	var once sync.Once
 	wrapped := func() actor.Actor {
-		return &mailboxActor{inner: producer(), path: rootPath, tree: r.tree}
+		return &mailboxActor{inner: producer(), path: rootPath, tree: r.tree, started: func() { once.Do(func() { close(up) }) }}
 	}
 	pid, err := r.sys.Root.SpawnNamed(actor.PropsFromProducer(wrapped), rootPath)
 	if err != nil {
@@ -98,6 +101,13 @@ func (r *Runtime) Start(ctx context.Context) error {
 		return fmt.Errorf("spawn supervision tree: %w", err)
 	}
 	r.root = pid
+	// Every supervisor waits for its children to start, so the root is up when the whole tree is.
+	select {
+	case <-up:
+	case <-ctx.Done():
+		_ = r.Stop()
+		return ctx.Err()
+	}
 	r.log.Info().Str("gateway", r.cfg.Gateway.ID).Str("nats", r.bus.URL).Int("devices", len(r.cfg.Devices)).
 		Int("sinks", len(r.cfg.Sinks)).Msg("gateway started")
 	return nil
