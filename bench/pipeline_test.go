@@ -117,13 +117,25 @@ func makeBatch(device string, n int) []isp.Point {
 	return pts
 }
 
-func startGateway(b testing.TB, pointSubjects bool) *system.Runtime {
+// setup is how a run's gateway is built and driven.
+type setup struct {
+	batch         int           // points per raw message
+	pointSubjects bool          // the processor also publishes every point on its own subject
+	inProcess     bool          // the gateway's connection to its embedded server is in-memory, not TCP
+	pace          time.Duration // one batch every pace (0: as fast as the window allows)
+}
+
+func startGateway(b testing.TB, pointSubjects, inProcess bool) *system.Runtime {
 	b.Helper()
 	cfg := config.Default()
 	cfg.NATS.Port = -1
 	cfg.Gateway.DataDir = b.TempDir()
 	cfg.Gateway.PointSubjects = pointSubjects
-	rt := system.New(cfg)
+	opts := []system.Option{}
+	if inProcess {
+		opts = append(opts, system.WithInProcessBus())
+	}
+	rt := system.New(cfg, opts...)
 	if err := rt.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}
@@ -175,8 +187,9 @@ func (c *counter) Receive(ctx actor.Context) {
 
 // gatewayRun publishes raw batches as a device actor does (one message per poll on iot.raw.modbus.{device}),
 // through the gateway's processing stage, to a counting sink actor.
-func gatewayRun(b testing.TB, name string, n, batchSize int, pointSubjects bool) result {
-	rt := startGateway(b, pointSubjects)
+func gatewayRun(b testing.TB, name string, n int, su setup) result {
+	batchSize, pointSubjects := su.batch, su.pointSubjects
+	rt := startGateway(b, pointSubjects, su.inProcess)
 	defer func() { _ = rt.Stop() }()
 	points := max(n, batchSize) / batchSize * batchSize
 	f := newFlow(points)
@@ -194,7 +207,16 @@ func gatewayRun(b testing.TB, name string, n, batchSize int, pointSubjects bool)
 	return measure(b, name, points, f, func() {
 		msg := &nats.Msg{Subject: "iot.raw.modbus.plc-1", Header: nats.Header{}}
 		msg.Header.Set(actors.HeaderSource, "modbus")
+		var tick <-chan time.Time
+		if su.pace > 0 {
+			t := time.NewTicker(su.pace)
+			defer t.Stop()
+			tick = t.C
+		}
 		for sent := 0; sent < points; sent += batchSize {
+			if tick != nil {
+				<-tick
+			}
 			f.tokens <- struct{}{}
 			ts := time.Now().UnixNano()
 			for i := range pts {
@@ -212,7 +234,7 @@ func gatewayRun(b testing.TB, name string, n, batchSize int, pointSubjects bool)
 // rawRun is the same machine's NATS alone: JSON points (batchSize 1: one message per point) or batches published on
 // one TCP loopback connection to the embedded server and decoded by a subscriber on another.
 func rawRun(b testing.TB, name string, n, batchSize int) result {
-	rt := startGateway(b, false)
+	rt := startGateway(b, false, false)
 	defer func() { _ = rt.Stop() }()
 	points := max(n, batchSize) / batchSize * batchSize
 	f := newFlow(points)
@@ -299,10 +321,13 @@ func BenchmarkRawNATS(b *testing.B) {
 func BenchmarkGateway(b *testing.B) {
 	for _, size := range []int{10, 100} {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
-			gatewayRun(b, fmt.Sprintf("gateway, batches of %d", size), b.N, size, false).report(b)
+			gatewayRun(b, fmt.Sprintf("gateway, batches of %d", size), b.N, setup{batch: size}).report(b)
 		})
 	}
 	b.Run("per-point", func(b *testing.B) {
-		gatewayRun(b, "gateway, per-point subjects (batches of 100 in)", b.N, 100, true).report(b)
+		gatewayRun(b, "gateway, per-point subjects (batches of 100 in)", b.N, setup{batch: 100, pointSubjects: true}).report(b)
+	})
+	b.Run("in-process", func(b *testing.B) {
+		gatewayRun(b, "gateway, batches of 100, in-process connection", b.N, setup{batch: 100, inProcess: true}).report(b)
 	})
 }

@@ -43,7 +43,10 @@ var ErrBusStart = errors.New("nats: embedded server did not start")
 // The embedded server listens on TCP loopback by default, like nats-server, and the gateway connects to it over
 // TCP rather than in-process: a throwaway harness saw in-process connections look faster idle and collapse at p99
 // under load, and TCP keeps `nats sub` and the gateway on the same path. bench/ measures both.
-func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerolog.Logger) (*Bus, error) {
+//
+// inProcess connects to the embedded server through an in-memory pipe instead (bench/ compares the two; it is not
+// a config option because TCP measured better under load).
+func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, inProcess bool, log zerolog.Logger) (*Bus, error) {
 	b := &Bus{log: log.With().Str("component", "nats").Logger()}
 	url := cfg.URL
 	if url == "embedded" || url == "" {
@@ -90,6 +93,9 @@ func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerol
 			}
 			ev.Msg("NATS asynchronous error")
 		}),
+	}
+	if inProcess && b.Server != nil {
+		opts = append(opts, nats.InProcessServer(b.Server))
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {

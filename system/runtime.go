@@ -35,6 +35,7 @@ type Runtime struct {
 	log         zerolog.Logger
 	stdout      io.Writer
 	stopTimeout time.Duration
+	inProcess   bool
 
 	bus     *Bus
 	sys     *actor.ActorSystem
@@ -54,6 +55,10 @@ func WithStdout(w io.Writer) Option { return func(r *Runtime) { r.stdout = w } }
 
 // WithStopTimeout bounds Stop.
 func WithStopTimeout(d time.Duration) Option { return func(r *Runtime) { r.stopTimeout = d } }
+
+// WithInProcessBus connects the gateway to its embedded server through memory instead of TCP loopback. For
+// measurements (bench/); the daemon uses TCP.
+func WithInProcessBus() Option { return func(r *Runtime) { r.inProcess = true } }
 
 // New builds a runtime for cfg; nothing starts before Start.
 func New(cfg *config.Config, opts ...Option) *Runtime {
@@ -75,7 +80,7 @@ var ErrNotStarted = errors.New("runtime not started")
 
 // Start connects the bus and starts the supervision tree. On error nothing is left running.
 func (r *Runtime) Start(ctx context.Context) error {
-	bus, err := StartBus(ctx, r.cfg.Gateway, r.cfg.NATS, r.log)
+	bus, err := StartBus(ctx, r.cfg.Gateway, r.cfg.NATS, r.inProcess, r.log)
 	if err != nil {
 		return err
 	}
