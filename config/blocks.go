@@ -23,6 +23,7 @@ type gatewayHCL struct {
 	DataDir       *string `hcl:"data_dir,optional"`
 	HTTPAddress   *string `hcl:"http_address,optional"`
 	PointSubjects *bool   `hcl:"point_subjects,optional"`
+	PluginsDir    *string `hcl:"plugins_dir,optional"`
 }
 
 type natsHCL struct {
@@ -108,6 +109,7 @@ func decodeGateway(block *hcl.Block, ctx *hcl.EvalContext, g *Gateway, diags *hc
 	set(&g.DataDir, h.DataDir)
 	set(&g.HTTPAddress, h.HTTPAddress)
 	set(&g.PointSubjects, h.PointSubjects)
+	set(&g.PluginsDir, h.PluginsDir)
 
 	if err := ValidToken(g.ID); err != nil {
 		v.Errorf("id", "the gateway id is used in subjects: %v", err)

@@ -23,8 +23,9 @@ type Config struct {
 	Gateway    Gateway
 	NATS       NATS
 	Supervisor Supervisor
-	Devices    []Device // in file order
-	Sinks      []Sink   // in file order
+	Devices    []Device  // in file order
+	Sinks      []Sink    // in file order
+	Sidecars   []Sidecar // in file order
 }
 
 // Gateway is the `gateway` block.
@@ -35,6 +36,7 @@ type Gateway struct {
 	DataDir       string
 	HTTPAddress   string // host:port; "" disables the HTTP server
 	PointSubjects bool   // publish iot.processed.{device}.{key} beside the batches
+	PluginsDir    string // where sidecar plugin manifests ({name}-isp.json) are
 }
 
 // NATS is the `nats` block: the embedded server or the external one, and the client options.
@@ -101,6 +103,7 @@ func Default() *Config {
 			DataDir:       "./data",
 			HTTPAddress:   "127.0.0.1:8080",
 			PointSubjects: true,
+			PluginsDir:    "./plugins",
 		},
 		NATS: NATS{
 			URL:           "embedded",

@@ -20,7 +20,7 @@ func TestFullConfig(t *testing.T) {
 		t.Fatalf("Load: %v", err)
 	}
 	want := &Config{
-		Gateway: Gateway{ID: "gw-7", LogLevel: "debug", LogFormat: "json", DataDir: "/var/lib/iotgw", HTTPAddress: "", PointSubjects: false},
+		Gateway: Gateway{ID: "gw-7", LogLevel: "debug", LogFormat: "json", DataDir: "/var/lib/iotgw", HTTPAddress: "", PointSubjects: false, PluginsDir: "./plugins"},
 		NATS: NATS{
 			URL: "nats://a:4222, tls://b:4443", Host: "0.0.0.0", Port: -1, MaxReconnect: 5,
 			ReconnectWait: 250 * time.Millisecond, Timeout: 3 * time.Second, PingInterval: time.Second, MaxPingsOut: 4,
@@ -110,6 +110,7 @@ func TestDefaults(t *testing.T) {
 		{"Gateway.DataDir", cfg.Gateway.DataDir, "./data"},
 		{"Gateway.HTTPAddress", cfg.Gateway.HTTPAddress, "127.0.0.1:8080"},
 		{"Gateway.PointSubjects", cfg.Gateway.PointSubjects, true},
+		{"Gateway.PluginsDir", cfg.Gateway.PluginsDir, "./plugins"},
 		{"NATS.URL", cfg.NATS.URL, "embedded"},
 		{"NATS.Host", cfg.NATS.Host, "127.0.0.1"},
 		{"NATS.Port", cfg.NATS.Port, 4222},
@@ -427,4 +428,62 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("ParseDevice: got device %v with errors %v", dev != nil, diags.HasErrors())
 		}
 	})
+}
+
+func TestSidecarBlock(t *testing.T) {
+	cfg, diags := Parse([]byte(`
+gateway { plugins_dir = "/opt/iotgw/plugins" }
+sidecar "plc-a" {
+  plugin             = "modbus"
+  port               = 50100
+  heartbeat_interval = "5s"
+  config {
+    mode     = "tcp"
+    address  = "127.0.0.1:5020"
+    interval = "500ms"
+    register "temperature" {
+      address = 10
+      type    = "float32"
+      scale   = 0.1
+      unit    = "°C"
+      tags    = { zone = "north" }
+    }
+    register "running" {
+      address  = 3
+      function = 1
+      type     = "bool"
+    }
+  }
+}
+sidecar "remote" {
+  address = "10.0.0.5:50052"
+  config { mode = "rtu" }
+}
+`), "sc.hcl")
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	if cfg.Gateway.PluginsDir != "/opt/iotgw/plugins" || len(cfg.Sidecars) != 2 {
+		t.Fatalf("plugins_dir %q, %d sidecars", cfg.Gateway.PluginsDir, len(cfg.Sidecars))
+	}
+	a := cfg.Sidecars[0]
+	if a.Name != "plc-a" || a.Plugin != "modbus" || a.Port != 50100 || a.HeartbeatInterval != 5*time.Second ||
+		a.MaxMissedHeartbeats != 3 || a.RequestTimeout != 10*time.Second || a.MaxLineSize != 1<<20 {
+		t.Errorf("sidecar %+v", a)
+	}
+	c := a.Config
+	if c.Mode != "tcp" || c.Address != "127.0.0.1:5020" || c.Interval != 500*time.Millisecond || c.Timeout != 3*time.Second || len(c.Registers) != 2 {
+		t.Fatalf("config %+v", c)
+	}
+	want := SidecarRegister{Key: "temperature", Address: 10, Quantity: 2, Type: "float32", Function: 3, Scale: 0.1, DeviceID: 1,
+		Tags: map[string]string{"zone": "north", "unit": "°C"}}
+	if !reflect.DeepEqual(c.Registers[0], want) {
+		t.Errorf("register %+v, want %+v", c.Registers[0], want)
+	}
+	if r := c.Registers[1]; r.Function != 1 || r.Type != "bool" || r.Quantity != 1 {
+		t.Errorf("coil register %+v", r)
+	}
+	if b := cfg.Sidecars[1]; b.Address != "10.0.0.5:50052" || b.Plugin != "" || b.Config.Mode != "rtu" {
+		t.Errorf("remote sidecar %+v", b)
+	}
 }

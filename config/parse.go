@@ -34,6 +34,7 @@ var rootSchema = &hcl.BodySchema{
 		{Type: "supervisor"},
 		{Type: "device", LabelNames: []string{"id"}},
 		{Type: "sink", LabelNames: []string{"name"}},
+		{Type: "sidecar", LabelNames: []string{"name"}},
 	},
 }
 
@@ -293,6 +294,11 @@ func decodeRoot(body hcl.Body, diags *hcl.Diagnostics) *Config {
 			duplicate("device\x00"+dev.ID, block, "Duplicate device id",
 				fmt.Sprintf("Device ids must be unique: %s is already used", quote(dev.ID)))
 			cfg.Devices = append(cfg.Devices, dev)
+		case "sidecar":
+			sc := decodeSidecar(block, ctx, diags)
+			duplicate("sidecar\x00"+sc.Name, block, "Duplicate sidecar name",
+				fmt.Sprintf("Sidecar names must be unique: %s is already used", quote(sc.Name)))
+			cfg.Sidecars = append(cfg.Sidecars, sc)
 		case "sink":
 			sink := decodeSink(block, ctx, diags)
 			duplicate("sink\x00"+sink.Name, block, "Duplicate sink name",
