@@ -30,6 +30,10 @@ type Workers struct {
 // that, returning an error or panicking is reported to the actor as a *WorkerFailed. fn talks to its actor through
 // Send (the system's root context, which is safe from any goroutine), never through the actor's own context.
 func (w *Workers) Go(ctx actor.Context, name string, fn func(done <-chan struct{}, send func(msg any)) error) {
+	w.start(ctx, name, false, fn)
+}
+
+func (w *Workers) start(ctx actor.Context, name string, oneShot bool, fn func(done <-chan struct{}, send func(msg any)) error) {
 	root, self := ctx.ActorSystem().Root, ctx.Self()
 	send := func(msg any) { root.Send(self, msg) }
 	if w.done == nil {
@@ -60,6 +64,9 @@ func (w *Workers) Go(ctx actor.Context, name string, fn func(done <-chan struct{
 		default:
 		}
 		if err == nil {
+			if oneShot {
+				return
+			}
 			err = ErrWorkerExited
 		}
 		failure = &WorkerFailed{Worker: name, Err: err}
@@ -111,4 +118,11 @@ func (w *Workers) Tick(ctx actor.Context, name string, every time.Duration) *Tic
 		}
 	})
 	return t
+}
+
+// Task runs a one-off job in a goroutine owned by the actor (a request that must not block its mailbox). Unlike
+// Go, returning nil is normal; an error or a panic is reported as a *WorkerFailed. fn must return when done is
+// closed.
+func (w *Workers) Task(ctx actor.Context, name string, fn func(done <-chan struct{}) error) {
+	w.start(ctx, name, true, func(done <-chan struct{}, _ func(any)) error { return fn(done) })
 }

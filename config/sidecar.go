@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -12,9 +13,10 @@ import (
 // gateway.plugins_dir) or one someone else runs (Address).
 type Sidecar struct {
 	Name                string
-	Plugin              string // launch plugins_dir/{plugin}-isp.json's entry
-	Address             string // or connect to this host:port
-	Port                int    // ISP_PORT when launching; 0 = the manifest's isp_port
+	Plugin              string            // launch plugins_dir/{plugin}-isp.json's entry
+	Address             string            // or connect to this host:port
+	Port                int               // ISP_PORT when launching; 0 = the manifest's isp_port
+	Env                 map[string]string // extra environment of a launched plugin
 	DialTimeout         time.Duration
 	RequestTimeout      time.Duration // CONFIG and STATUS replies
 	HeartbeatInterval   time.Duration
@@ -49,6 +51,7 @@ type sidecarHCL struct {
 	Plugin              *string           `hcl:"plugin,optional"`
 	Address             *string           `hcl:"address,optional"`
 	Port                *int              `hcl:"port,optional"`
+	Env                 map[string]string `hcl:"env,optional"`
 	DialTimeout         *string           `hcl:"dial_timeout,optional"`
 	RequestTimeout      *string           `hcl:"request_timeout,optional"`
 	HeartbeatInterval   *string           `hcl:"heartbeat_interval,optional"`
@@ -108,6 +111,7 @@ func decodeSidecar(block *hcl.Block, ctx *hcl.EvalContext, diags *hcl.Diagnostic
 	set(&sc.Plugin, h.Plugin)
 	set(&sc.Address, h.Address)
 	set(&sc.Port, h.Port)
+	sc.Env = h.Env
 	setDuration(v, "dial_timeout", &sc.DialTimeout, h.DialTimeout)
 	setDuration(v, "request_timeout", &sc.RequestTimeout, h.RequestTimeout)
 	setDuration(v, "heartbeat_interval", &sc.HeartbeatInterval, h.HeartbeatInterval)
@@ -133,6 +137,14 @@ func decodeSidecar(block *hcl.Block, ctx *hcl.EvalContext, diags *hcl.Diagnostic
 	}
 	if sc.Port != 0 && sc.Plugin == "" {
 		v.Errorf("port", "port is the ISP_PORT of a launched plugin; with address, write the port in the address")
+	}
+	if len(sc.Env) > 0 && sc.Plugin == "" {
+		v.Errorf("env", "env is the environment of a launched plugin; a sidecar at an address runs already")
+	}
+	for k := range sc.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") || k == "ISP_PORT" || k == "LOG_LEVEL" {
+			v.Errorf("env", "environment variable name %s: not allowed (ISP_PORT and LOG_LEVEL are set by the gateway)", quote(k))
+		}
 	}
 	for _, d := range []struct {
 		attr string

@@ -59,8 +59,8 @@ func (c *ClientConfig) withDefaults() ClientConfig {
 // time and in the order of the lines; a callback that blocks stops reading, and one that blocks for longer
 // than the silence limit ends the connection with ErrPeerSilent. Nil callbacks are skipped.
 type ClientEvents struct {
-	Data    func(points []Point)  // a DATA frame; the slice and its points are reused after return: copy what you keep
-	Metrics func(MetricsPayload)  // a METRICS message
+	Data    func(points []Point) // a DATA frame; the slice and its points are reused after return: copy what you keep
+	Metrics func(MetricsPayload) // a METRICS message
 	BadLine func(err *LineError) // a line that was not a valid message; already answered with an error RESPONSE when it had an id
 }
 

@@ -361,12 +361,15 @@ func (e *envelope) scan(line []byte) error {
 	} else {
 		for {
 			s.ws()
-			name, _, err := s.str()
+			if s.pos >= len(line) || line[s.pos] != '"' {
+				return s.unexpected("a member name")
+			}
+			name, esc, err := s.str()
 			if err != nil {
-				if s.pos < len(line) && line[s.pos] != '"' {
-					return s.unexpected("a member name")
-				}
 				return err
+			}
+			if esc { // "typ\u0065" is "type" too
+				name = []byte(unquote(name))
 			}
 			s.ws()
 			if s.pos >= len(line) || line[s.pos] != ':' {

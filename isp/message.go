@@ -18,7 +18,7 @@ const (
 	DefaultDialTimeout          = 5 * time.Second
 	DefaultRequestTimeout       = 10 * time.Second
 	DefaultServerAddress        = "127.0.0.1:50052" // loopback: a sidecar serves the gateway beside it
-	maxNesting                  = 64               // depth of JSON a line may hold, so a hostile line costs bounded stack
+	maxNesting                  = 64                // depth of JSON a line may hold, so a hostile line costs bounded stack
 	maxRegisterQuantity         = 125
 	maxRegisterFunction         = 4
 	defaultReaderBufferSize     = 4096

@@ -7,6 +7,7 @@ import (
 	"github.com/iotgw/iotgw/actors"
 	"github.com/iotgw/iotgw/actors/device"
 	"github.com/iotgw/iotgw/actors/pipeline"
+	actorsidecar "github.com/iotgw/iotgw/actors/sidecar"
 	"github.com/iotgw/iotgw/actors/sink"
 	"github.com/iotgw/iotgw/config"
 )
@@ -52,6 +53,20 @@ func (r *Runtime) sinkSpecs() ([]ChildSpec, error) {
 		specs = append(specs, ChildSpec{Name: s.Name, Kind: "sink/" + s.Type, Producer: newActor(s, r.env("sinks/"+s.Name))})
 	}
 	return specs, nil
+}
+
+// sidecarSpecs is one connection actor per sidecar block.
+func (r *Runtime) sidecarSpecs() []ChildSpec {
+	specs := make([]ChildSpec, 0, len(r.cfg.Sidecars))
+	for _, sc := range r.cfg.Sidecars {
+		kind := "sidecar/address"
+		if sc.Plugin != "" {
+			kind = "sidecar/plugin:" + sc.Plugin
+		}
+		specs = append(specs, ChildSpec{Name: sc.Name, Kind: kind,
+			Producer: actorsidecar.NewConn(sc, r.cfg.Gateway.PluginsDir, r.env("sidecars/"+sc.Name))})
+	}
+	return specs
 }
 
 // ruleSpecs is the rule stage: for now the built-in processor, which validates raw points and republishes them as

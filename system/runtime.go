@@ -181,7 +181,7 @@ func (r *Runtime) topLevel() ([]ChildSpec, error) {
 		{Name: "control", Kind: "control", Producer: newControl(r)},
 		group("sinks", sinks),
 		group("rules", r.ruleSpecs()),
-		group("sidecars", nil),
+		group("sidecars", r.sidecarSpecs()),
 		group("devices", devices),
 	}, nil
 }

@@ -173,7 +173,10 @@ func Plan(regs []Register, opt PlanOptions) ([]Request, error) {
 		span, gap := opt.limits(r.IsBit())
 		if len(reqs) > 0 {
 			q := &reqs[len(reqs)-1]
-			if q.SlaveID == r.SlaveID && q.Function == r.Function && a-end <= gap && max(end, a+n)-start <= span {
+			// A register wholly inside the current span always joins it: reading it costs nothing more, even when
+			// the span is a lone register longer than the limit.
+			inside := a+n <= end
+			if q.SlaveID == r.SlaveID && q.Function == r.Function && (inside || a-end <= gap && max(end, a+n)-start <= span) {
 				end = max(end, a+n)
 				q.Quantity = uint16(end - start)
 				fields = append(fields, Field{Index: i, Offset: uint16(a - start)})

@@ -1,0 +1,296 @@
+// Package sidecar holds the sidecar connection actor: one per `sidecar` block, the gateway's end of an ISP
+// connection (launching the sidecar process first when the gateway runs it).
+package sidecar
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/iotgw/iotgw/actors"
+	"github.com/iotgw/iotgw/config"
+	"github.com/iotgw/iotgw/isp"
+	"github.com/iotgw/iotgw/sidecar"
+	"github.com/nats-io/nats.go"
+)
+
+// Errors that end a connection (the supervisor then restarts the actor, which reconnects and relaunches).
+var (
+	ErrProcessExited  = errors.New("sidecar process exited")
+	ErrConnectionLost = errors.New("sidecar connection lost")
+)
+
+// StatusSubject is where an operator asks a sidecar for its STATUS: iot.control.sidecars.{name}.status.
+func StatusSubject(name string) string { return "iot.control.sidecars." + name + ".status" }
+
+// conn is the actor of one sidecar. On start one worker does the blocking part: launch the plugin (when the
+// sidecar is the gateway's to run) and wait for its port, dial, send the block's config as CONFIG and wait for the
+// sidecar to accept it; then it watches the connection and the process. Anything that ends them (a lost
+// connection, a silent peer, a CONFIG rejection or timeout, the process exiting) is returned by the worker, which
+// fails the actor: the supervisor restarts it after its backoff, and the new incarnation starts over. A restart
+// thus always reconnects and resends CONFIG, and relaunches a process it launched.
+//
+// DATA frames are forwarded by the client's reader goroutine straight to iot.raw.isp.{sidecar}, one bus message
+// per frame, re-encoded with the allocation-free codec; the processor turns them into processed data.
+type conn struct {
+	cfg     config.Sidecar
+	plugins string
+	env     actors.Env
+
+	workers actors.Workers
+
+	mu     sync.Mutex // guards proc and client, set by the connect worker
+	proc   *sidecar.Process
+	client *isp.Client
+
+	badLines atomic.Int64
+}
+
+var _ actors.Listener = (*conn)(nil)
+
+// connected is sent by the connect worker once CONFIG was accepted.
+type connected struct{ resp *isp.Response }
+
+// NewConn returns the producer of a sidecar connection actor.
+func NewConn(sc config.Sidecar, pluginsDir string, env actors.Env) actor.Producer {
+	return func() actor.Actor {
+		return &conn{cfg: sc, plugins: pluginsDir, env: env}
+	}
+}
+
+func (c *conn) Inboxes() []actors.Inbox {
+	return []actors.Inbox{{Subject: StatusSubject(c.cfg.Name)}}
+}
+
+func (c *conn) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		c.workers.Go(ctx, "connect", c.run)
+	case *actor.Stopping, *actor.Restarting:
+		c.release()
+	case *connected:
+		c.env.Log.Info().Str("sidecar", c.cfg.Name).Str("addr", c.addr()).Msg("sidecar connected, CONFIG accepted")
+	case *nats.Msg:
+		c.status(ctx, m)
+	}
+}
+
+// release stops the workers, closes the connection and stops a process this actor launched.
+func (c *conn) release() {
+	c.workers.Stop()
+	c.mu.Lock()
+	client, proc := c.client, c.proc
+	c.client, c.proc = nil, nil
+	c.mu.Unlock()
+	if client != nil {
+		_ = client.Close()
+	}
+	if proc != nil {
+		_ = proc.Stop(2 * time.Second)
+	}
+}
+
+func (c *conn) addr() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.proc != nil {
+		return c.proc.Addr
+	}
+	return c.cfg.Address
+}
+
+// pid is the launched process's id, 0 when the sidecar is not the gateway's to run.
+func (c *conn) pid() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.proc == nil {
+		return 0
+	}
+	return c.proc.Pid()
+}
+
+// run is the connect-and-watch worker.
+func (c *conn) run(done <-chan struct{}, send func(any)) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	addr := c.cfg.Address
+	var exited <-chan struct{}
+	if c.cfg.Plugin != "" {
+		m, err := sidecar.FindPlugin(c.plugins, c.cfg.Plugin)
+		if err != nil {
+			return err
+		}
+		var env []string
+		for k, v := range c.cfg.Env {
+			env = append(env, k+"="+v)
+		}
+		proc, err := sidecar.Launch(m, sidecar.LaunchOptions{Port: c.cfg.Port, LogLevel: "info", Env: env, Log: c.env.Log})
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		c.proc = proc
+		c.mu.Unlock()
+		wctx, wcancel := context.WithTimeout(ctx, c.cfg.DialTimeout+10*time.Second)
+		err = proc.WaitPort(wctx)
+		wcancel()
+		if err != nil {
+			return err
+		}
+		addr, exited = proc.Addr, proc.Done()
+	}
+
+	client, err := isp.Dial(ctx, isp.ClientConfig{
+		Address:             addr,
+		DialTimeout:         c.cfg.DialTimeout,
+		RequestTimeout:      c.cfg.RequestTimeout,
+		HeartbeatInterval:   c.cfg.HeartbeatInterval,
+		MaxMissedHeartbeats: c.cfg.MaxMissedHeartbeats,
+		MaxLineSize:         int(c.cfg.MaxLineSize),
+	}, c.events())
+	if err != nil {
+		return fmt.Errorf("sidecar %s: %w", c.cfg.Name, err)
+	}
+	c.mu.Lock()
+	c.client = client
+	c.mu.Unlock()
+
+	resp, err := client.Configure(ctx, configPayload(c.cfg.Config))
+	if err != nil {
+		return fmt.Errorf("sidecar %s: CONFIG: %w", c.cfg.Name, err)
+	}
+	send(&connected{resp: resp})
+
+	select {
+	case <-done:
+		return nil
+	case <-client.Done():
+		return fmt.Errorf("sidecar %s: %w: %w", c.cfg.Name, ErrConnectionLost, client.Err())
+	case <-exited:
+		c.mu.Lock()
+		perr := c.proc.Err()
+		c.mu.Unlock()
+		return fmt.Errorf("sidecar %s: %w: %v", c.cfg.Name, ErrProcessExited, perr)
+	}
+}
+
+// events forwards what the sidecar sends. They run on the client's reader goroutine.
+func (c *conn) events() isp.ClientEvents {
+	raw := &nats.Msg{Subject: "iot.raw.isp." + c.cfg.Name, Header: nats.Header{}}
+	raw.Header.Set(actors.HeaderSource, c.cfg.Name)
+	raw.Header.Set(actors.HeaderSchema, actors.SchemaVersion)
+	metricsSubject := "iot.metrics.performance.sidecar." + c.cfg.Name
+	errorSubject := "iot.errors.isp." + c.cfg.Name
+	return isp.ClientEvents{
+		Data: func(points []isp.Point) {
+			raw.Data = isp.AppendBatch(raw.Data[:0], points)
+			if err := c.env.Bus.PublishMsg(raw); err != nil {
+				c.env.Log.Warn().Err(err).Str("subject", raw.Subject).Msg("cannot publish sidecar data")
+			}
+		},
+		Metrics: func(m isp.MetricsPayload) {
+			data, _ := json.Marshal(struct {
+				Sidecar   string             `json:"sidecar"`
+				Counters  map[string]float64 `json:"counters"`
+				Timestamp int64              `json:"timestamp"`
+			}{c.cfg.Name, m.Counters, time.Now().UnixNano()})
+			if err := c.env.Bus.Publish(metricsSubject, data); err != nil {
+				c.env.Log.Warn().Err(err).Msg("cannot publish sidecar metrics")
+			}
+		},
+		BadLine: func(le *isp.LineError) {
+			n := c.badLines.Add(1)
+			c.env.Log.Warn().Err(le).Str("sidecar", c.cfg.Name).Int64("bad_lines", n).Msg("bad line from sidecar")
+			data, _ := json.Marshal(struct {
+				Sidecar   string `json:"sidecar"`
+				Line      int    `json:"line"`
+				ID        string `json:"id,omitempty"`
+				Type      string `json:"type,omitempty"`
+				Error     string `json:"error"`
+				BadLines  int64  `json:"bad_lines"`
+				Timestamp int64  `json:"timestamp"`
+			}{c.cfg.Name, le.Line, le.ID, le.Type, le.Error(), n, time.Now().UnixNano()})
+			if err := c.env.Bus.Publish(errorSubject, data); err != nil {
+				c.env.Log.Warn().Err(err).Msg("cannot publish sidecar error")
+			}
+		},
+	}
+}
+
+// status answers iot.control.sidecars.{name}.status with the sidecar's own STATUS reply, asked in a task so the
+// actor's mailbox stays free.
+func (c *conn) status(ctx actor.Context, msg *nats.Msg) {
+	c.mu.Lock()
+	client := c.client
+	c.mu.Unlock()
+	if client == nil {
+		respondJSON(msg, map[string]any{"sidecar": c.cfg.Name, "error": "not connected"})
+		return
+	}
+	timeout := c.cfg.RequestTimeout
+	c.workers.Task(ctx, "status", func(done <-chan struct{}) error {
+		rctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		go func() {
+			select {
+			case <-done:
+				cancel()
+			case <-rctx.Done():
+			}
+		}()
+		reply, err := client.Status(rctx)
+		if err != nil {
+			respondJSON(msg, map[string]any{"sidecar": c.cfg.Name, "error": err.Error()})
+			return nil
+		}
+		out := map[string]any{"sidecar": c.cfg.Name, "stats": client.Stats()}
+		if pid := c.pid(); pid != 0 {
+			out["pid"] = pid
+		}
+		if len(reply.Payload) > 0 {
+			out["response"] = reply.Payload
+		}
+		respondJSON(msg, out)
+		return nil
+	})
+}
+
+func respondJSON(msg *nats.Msg, v any) {
+	if msg.Reply == "" {
+		return
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		data = []byte(fmt.Sprintf(`{"error":%q}`, err.Error()))
+	}
+	_ = msg.Respond(data)
+}
+
+// configPayload is the block's config as the ISP CONFIG payload.
+func configPayload(c config.SidecarConfig) isp.ConfigPayload {
+	p := isp.ConfigPayload{
+		Mode: c.Mode, Address: c.Address,
+		TimeoutMS: int(c.Timeout.Milliseconds()), IntervalMS: int(c.Interval.Milliseconds()),
+		Registers: make([]isp.Register, 0, len(c.Registers)),
+	}
+	for _, r := range c.Registers {
+		p.Registers = append(p.Registers, isp.Register{
+			Key: r.Key, Address: uint16(r.Address), Quantity: uint16(r.Quantity), Type: r.Type,
+			Function: uint8(r.Function), Scale: r.Scale, DeviceID: uint8(r.DeviceID), Tags: r.Tags,
+		})
+	}
+	return p
+}
