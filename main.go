@@ -10,9 +10,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/iotgw/iotgw/config"
+	"github.com/iotgw/iotgw/isp"
+	"github.com/iotgw/iotgw/sidecar/modbusisp"
 	"github.com/iotgw/iotgw/system"
 )
 
@@ -21,6 +24,7 @@ const usage = `iotgw — industrial IoT edge gateway
 Usage:
   iotgw run [-config gateway.hcl] [-log-format console|json] [-log-level LEVEL]
   iotgw validate [-v] [FILE …] check configs; lists every problem as file:line:column, exits 1 if any
+  iotgw sidecar modbus [-listen ADDR]   the reference Modbus sidecar (ISP server); ISP_PORT and LOG_LEVEL apply
   iotgw version
 `
 
@@ -38,6 +42,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stdout, stderr)
 	case "validate":
 		return cmdValidate(args[1:], stdout, stderr)
+	case "sidecar":
+		return cmdSidecar(args[1:], stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "iotgw %s\n", system.Version)
 		return 0
@@ -80,6 +86,36 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	rt := system.New(cfg, system.WithLogger(log), system.WithStdout(stdout))
 	if err := rt.Run(ctx); err != nil {
 		log.Error().Err(err).Msg("gateway stopped with an error")
+		return 1
+	}
+	return 0
+}
+
+func cmdSidecar(args []string, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "modbus" {
+		fmt.Fprintf(stderr, "iotgw sidecar: want a sidecar name: modbus\n")
+		return 2
+	}
+	fs := flag.NewFlagSet("sidecar modbus", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	port := os.Getenv("ISP_PORT")
+	if port == "" {
+		port = strconv.Itoa(isp.DefaultPort)
+	}
+	listen := fs.String("listen", "127.0.0.1:"+port, "ISP listen address (default 127.0.0.1:$ISP_PORT)")
+	name := fs.String("name", "modbus", "the sidecar's name in STATUS replies and point sources")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	log, err := system.NewLogger(stderr, os.Getenv("LOG_LEVEL"), "console")
+	if err != nil {
+		fmt.Fprintf(stderr, "iotgw sidecar: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := modbusisp.Run(ctx, modbusisp.Options{Listen: *listen, Name: *name, Log: log}); err != nil {
+		log.Error().Err(err).Msg("modbus sidecar stopped with an error")
 		return 1
 	}
 	return 0

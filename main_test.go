@@ -4,11 +4,16 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
+	"math"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -63,26 +68,24 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-// TestRunShowsPointsAndStopsOnSignal runs the real command on a copy of the shipped gateway.hcl: points appear on
-// the console and on the bus at the address the gateway prints, and SIGINT stops it with exit 0 within 5 s.
-func TestRunShowsPointsAndStopsOnSignal(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the gateway as a process; skipped with -short")
-	}
-	src, err := os.ReadFile("gateway.hcl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Same config, but on a random port so the test never collides with a gateway already running here.
-	cfg := strings.Replace(string(src), "port = 4222", "port = -1", 1)
+// gatewayProcess is `iotgw run` as a process (this test binary re-executed), its console lines and the bus URL it
+// printed at start-up.
+type gatewayProcess struct {
+	cmd   *exec.Cmd
+	url   string
+	lines chan string
+	start time.Time
+}
+
+func startGatewayProcess(t *testing.T, cfg string) *gatewayProcess {
+	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "gateway.hcl")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	t.Cleanup(cancel)
 	cmd := exec.CommandContext(ctx, os.Args[0], "run", "-config", path)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "IOTGW_RUN_MAIN=1", "LOG_LEVEL=info")
@@ -94,11 +97,16 @@ func TestRunShowsPointsAndStopsOnSignal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
+	g := &gatewayProcess{cmd: cmd, lines: make(chan string, 1000), start: time.Now()}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Signal(syscall.SIGINT)
+			_ = cmd.Wait()
+		}
+	})
 	urlCh := make(chan string, 1)
 	go func() {
 		re := regexp.MustCompile(`url=(nats://[0-9.:]+)`)
@@ -115,26 +123,38 @@ func TestRunShowsPointsAndStopsOnSignal(t *testing.T) {
 			}
 		}
 	}()
-	lineCh := make(chan string, 100)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			select {
-			case lineCh <- sc.Text():
+			case g.lines <- sc.Text():
 			default:
 			}
 		}
 	}()
-
-	var url string
 	select {
-	case url = <-urlCh:
+	case g.url = <-urlCh:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the gateway did not print the embedded server's address")
 	}
+	return g
+}
+
+// TestRunShowsPointsAndStopsOnSignal runs the real command on a copy of the shipped gateway.hcl: points appear on
+// the console and on the bus at the address the gateway prints, and SIGINT stops it with exit 0 within 5 s.
+func TestRunShowsPointsAndStopsOnSignal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the gateway as a process; skipped with -short")
+	}
+	src, err := os.ReadFile("gateway.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Same config, but on a random port so the test never collides with a gateway already running here.
+	g := startGatewayProcess(t, strings.Replace(string(src), "port = 4222", "port = -1", 1))
 	select {
-	case line := <-lineCh:
-		t.Logf("first console line after %s: %s", time.Since(start).Round(time.Millisecond), line)
+	case line := <-g.lines:
+		t.Logf("first console line after %s: %s", time.Since(g.start).Round(time.Millisecond), line)
 		if !strings.Contains(line, "boiler-1") && !strings.Contains(line, "meter-1") {
 			t.Errorf("console line %q names no configured device", line)
 		}
@@ -142,9 +162,9 @@ func TestRunShowsPointsAndStopsOnSignal(t *testing.T) {
 		t.Fatal("no point on the console within 10 s")
 	}
 
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(g.url)
 	if err != nil {
-		t.Fatalf("connect to the printed address %s: %v", url, err)
+		t.Fatalf("connect to the printed address %s: %v", g.url, err)
 	}
 	defer nc.Close()
 	sub, err := nc.SubscribeSync("iot.processed.boiler-1.temperature")
@@ -152,14 +172,14 @@ func TestRunShowsPointsAndStopsOnSignal(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := sub.NextMsg(5 * time.Second); err != nil {
-		t.Errorf("no point on iot.processed.boiler-1.temperature at %s: %v", url, err)
+		t.Errorf("no point on iot.processed.boiler-1.temperature at %s: %v", g.url, err)
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+	if err := g.cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
 	stopAt := time.Now()
-	err = cmd.Wait()
+	err = g.cmd.Wait()
 	took := time.Since(stopAt)
 	t.Logf("exited %v after SIGINT in %s", err, took.Round(time.Millisecond))
 	if err != nil {
@@ -168,4 +188,91 @@ func TestRunShowsPointsAndStopsOnSignal(t *testing.T) {
 	if took > 5*time.Second {
 		t.Errorf("took %s to exit after SIGINT, want under 5s", took)
 	}
+}
+
+// TestModbusSidecarPlugin: the gateway launches the reference Modbus sidecar from plugins/modbus-isp.json (the
+// gateway binary itself, `iotgw sidecar modbus`), which polls an independent Modbus server (Debian's
+// python3-pymodbus); the values arrive on the bus under the sidecar's name.
+func TestModbusSidecarPlugin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the gateway as a process; skipped with -short")
+	}
+	if err := exec.Command("/usr/bin/python3", "-c", "import pymodbus").Run(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("/usr/bin/python3 cannot import pymodbus (Debian package python3-pymodbus): %v", err)
+		}
+		t.Skip("/usr/bin/python3 cannot import pymodbus: install Debian's python3-pymodbus to run this test")
+	}
+	mbPort, ispPort := freePort(t), freePort(t)
+	srv := exec.Command("/usr/bin/python3", "sidecar/modbusisp/testdata/pymodbus_server.py", strconv.Itoa(mbPort), `{"hr":[17142,59769]}`)
+	out, err := srv.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
+	if !bufio.NewScanner(out).Scan() {
+		t.Fatal("pymodbus server did not start")
+	}
+	plugins, err := filepath.Abs("plugins")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startGatewayProcess(t, fmt.Sprintf(`
+gateway {
+  plugins_dir    = %q
+  point_subjects = true
+}
+nats { port = -1 }
+sidecar "plc" {
+  plugin = "modbus"
+  port   = %d
+  config {
+    mode     = "tcp"
+    address  = "127.0.0.1:%d"
+    interval = "100ms"
+    register "temperature" {
+      address = 0
+      type    = "float32"
+      unit    = "C"
+    }
+  }
+}
+`, plugins, ispPort, mbPort))
+	nc, err := nats.Connect(g.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	sub, err := nc.SubscribeSync("iot.processed.plc.temperature")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := sub.NextMsg(20 * time.Second)
+	if err != nil {
+		t.Fatalf("no point from the Modbus sidecar: %v", err)
+	}
+	var p struct {
+		Value   float64 `json:"value"`
+		Quality int     `json:"quality"`
+		Source  string  `json:"source"`
+	}
+	if err := json.Unmarshal(msg.Data, &p); err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(p.Value-123.456) > 1e-4 || p.Quality != 1 || p.Source != "plc" {
+		t.Errorf("point %s: want 123.456, good quality, source plc", msg.Data)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }

@@ -235,9 +235,8 @@ func (c *Client) request(ctx context.Context, typ, prefix string, payload []byte
 // send writes m; a write error ends the connection.
 func (c *Client) send(m *Message) error {
 	if err := c.w.Write(m); err != nil {
-		err = fmt.Errorf("isp: write to sidecar %s: %w", c.cfg.Address, err)
-		c.fail(err)
-		return err
+		c.fail(fmt.Errorf("isp: write to sidecar %s: %w", c.cfg.Address, err))
+		return c.Err() // the first reason: ErrClosed when Close raced with this write
 	}
 	c.messagesOut.Add(1)
 	return nil

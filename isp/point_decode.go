@@ -85,7 +85,8 @@ func (e *detail) Unwrap() error { return e.kind }
 // input, which may be reused as soon as a call returns.
 //
 // Decoding follows RFC 8259 with these rules: "key" is required and not empty; "quality" and "timestamp" must be
-// integer literals, quality 1, 0 or -1 (QualityGood when absent, as OPC UA reads a missing status code);
+// integer literals, quality any int32 (whether it is 1, 0 or -1 is the consumer's check; QualityGood when absent, as
+// OPC UA reads a missing status code);
 // "value" may be any JSON scalar (integer literals that fit int64 become KindInt, other numbers KindFloat, a
 // number beyond float64's range is an error); "tags" is an object of strings or null; the other fields are strings.
 // Unknown fields are skipped, but must be valid JSON no deeper than MaxDepth. A duplicated field or tag keeps its

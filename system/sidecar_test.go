@@ -145,8 +145,8 @@ func TestPythonSidecarInterop(t *testing.T) {
 		t.Fatalf("batch %s: %v, want 2 points", msg.Data, err)
 	}
 	for _, p := range pts {
-		if p.DeviceID != "py" || p.Source != "pysim" || p.Quality != 1 {
-			t.Errorf("point %+v: want device py (the sidecar's name), the sidecar's source, good quality", p)
+		if p.DeviceID != "py" || p.Source != "py" || p.Quality != 1 {
+			t.Errorf("point %+v: want device and source py (the sidecar's name), good quality", p)
 		}
 	}
 	if u, _ := pts[0].Tag("unit"); pts[0].Key != "temperature" || u != "C" {

@@ -196,6 +196,9 @@ func (c *conn) events() isp.ClientEvents {
 	errorSubject := "iot.errors.isp." + c.cfg.Name
 	return isp.ClientEvents{
 		Data: func(points []isp.Point) {
+			for i := range points {
+				points[i].Source = c.cfg.Name // the source of a sidecar's data is the sidecar's name
+			}
 			raw.Data = isp.AppendBatch(raw.Data[:0], points)
 			if err := c.env.Bus.PublishMsg(raw); err != nil {
 				c.env.Log.Warn().Err(err).Str("subject", raw.Subject).Msg("cannot publish sidecar data")

@@ -20,8 +20,8 @@ import (
 //     decimal scale such as 0.1 divides by 10 instead of multiplying by 0.1, so 231 × 0.1 reads 23.1, not
 //     23.100000000000001.
 //   - Neuron's Modbus plugin reads bits of registers and strings with a per-tag option; we keep the bit (Bit) and
-//     reduce its four string layouts to the two that differ in bytes (high byte first or low byte first), chosen by
-//     the register's byte order.
+//     keep of its four string layouts the two that pack two characters per register (high byte first, "H", or low
+//     byte first, "L"), chosen by the register's byte order; its one-character-per-register layouts are left out.
 //
 // The hot path is DecodeAt: a switch and a few shifts, no allocation except for strings, no reflection, no
 // closures kept per register (a Register stays a plain value that config can build and compare).
