@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -39,6 +40,9 @@ type Runtime struct {
 
 	bus     *Bus
 	sys     *actor.ActorSystem
+	// stopBy is when a shutdown in progress must be over (Unix ns; 0 when none): every supervisor stopping its
+	// children shares it, so nested supervisors together stay within the stop timeout.
+	stopBy atomic.Int64
 	root    *actor.PID
 	tree    *Tree
 	started time.Time
@@ -124,6 +128,8 @@ func (r *Runtime) Stop() error {
 	if r.root == nil {
 		return ErrNotStarted
 	}
+	r.stopBy.Store(time.Now().Add(r.stopTimeout - r.stopTimeout/8).UnixNano())
+	defer r.stopBy.Store(0)
 	f := r.sys.Root.PoisonFuture(r.root)
 	done := make(chan error, 1)
 	go func() { done <- f.Wait() }()
@@ -138,6 +144,15 @@ func (r *Runtime) Stop() error {
 	r.root = nil
 	r.log.Info().Msg("gateway stopped")
 	return err
+}
+
+// stopBudget is how long a supervisor may wait for one child to stop: what is left of a shutdown, or half the
+// stop timeout when one actor is removed from a running gateway.
+func (r *Runtime) stopBudget() time.Duration {
+	if by := r.stopBy.Load(); by != 0 {
+		return max(time.Until(time.Unix(0, by)), 10*time.Millisecond)
+	}
+	return r.stopTimeout / 2
 }
 
 // Run starts the runtime and stops it when ctx is done.

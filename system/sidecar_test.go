@@ -131,12 +131,26 @@ func TestPythonSidecarInterop(t *testing.T) {
 	needPython(t)
 	rt := startRuntime(t, parseConfig(t, sidecarConfig(t, "", map[string]string{"py": ""})))
 	nc := client(t, rt.Bus().URL)
+	metrics, err := nc.SubscribeSync("iot.metrics.performance.sidecar.py")
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	sub, err := nc.SubscribeSync("iot.processed.batch.py")
 	if err != nil {
 		t.Fatal(err)
 	}
 	msg, err := sub.NextMsg(15 * time.Second)
+	if err != nil {
+		t.Fatalf("no data from the Python sidecar: %v", err)
+	}
+	// METRICS (the sidecar's own counters, every half second) are published for it.
+	if m, err := metrics.NextMsg(5 * time.Second); err != nil {
+		t.Errorf("no sidecar metrics on iot.metrics.performance.sidecar.py: %v", err)
+	} else if !strings.Contains(string(m.Data), `"registers":2`) || !strings.Contains(string(m.Data), `"sidecar":"py"`) {
+		t.Errorf("metrics %s, want the sidecar's counters under its name", m.Data)
+	}
+	msg, err = sub.NextMsg(15 * time.Second)
 	if err != nil {
 		t.Fatalf("no data from the Python sidecar: %v", err)
 	}
@@ -220,9 +234,14 @@ supervisor {
 		"good":     "",
 		"garbage":  `PYSIM_GARBAGE = "1"`,
 		"silent":   `PYSIM_SILENT = "1"`,
-		"noconfig": `PYSIM_NO_CONFIG_REPLY = "1"`,
+		"noconfig": `PYSIM_NO_CONFIG_REPLY = "1", HEARTBEAT_S = "0.1"`,
+		"half":     `PYSIM_HALF_LINE = "1"`,
 	})))
 	nc := client(t, rt.Bus().URL)
+	halfErrs, err := nc.SubscribeSync("iot.errors.isp.half")
+	if err != nil {
+		t.Fatal(err)
+	}
 	errs, err := nc.SubscribeSync("iot.errors.isp.garbage")
 	if err != nil {
 		t.Fatal(err)
@@ -246,13 +265,23 @@ supervisor {
 	}
 	c.waitMore(t, "garbage", 3, 10*time.Second)
 
+	// Half a line, then the sidecar hangs up: the fragment is reported, the connection is re-established.
+	if m, err := halfErrs.NextMsg(15 * time.Second); err != nil {
+		t.Errorf("half line not reported: %v", err)
+	} else if !strings.Contains(string(m.Data), "not JSON") {
+		t.Errorf("half-line event %s, want it reported as a line that is not JSON", m.Data)
+	}
+
 	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
 		silent, _ := rt.Tree().Get("sidecars/silent")
 		noconfig, _ := rt.Tree().Get("sidecars/noconfig")
 		if silent.Restarts < 1 || !strings.Contains(silent.LastError, "silent") {
 			return fmt.Errorf("silent sidecar: %d restarts, last error %q", silent.Restarts, silent.LastError)
 		}
-		if noconfig.Restarts < 2 || !strings.Contains(noconfig.LastError, "CONFIG") {
+		if half, _ := rt.Tree().Get("sidecars/half"); half.Restarts < 1 {
+			return fmt.Errorf("sidecar that hung up mid-line: %d restarts", half.Restarts)
+		}
+		if noconfig.Restarts < 2 || !strings.Contains(noconfig.LastError, "CONFIG") || !strings.Contains(noconfig.LastError, "timed out") {
 			return fmt.Errorf("sidecar that never answers CONFIG: %d restarts, last error %q", noconfig.Restarts, noconfig.LastError)
 		}
 		return nil

@@ -210,6 +210,7 @@ func (s *supervisor) stopChildren(ctx actor.Context) {
 }
 
 func (s *supervisor) stopChild(ctx actor.Context, c *child) {
+	inBackoff := c.timer != nil
 	if c.timer != nil {
 		c.timer.Stop()
 		c.timer = nil
@@ -217,15 +218,21 @@ func (s *supervisor) stopChild(ctx actor.Context, c *child) {
 	if c.pid == nil {
 		return
 	}
-	if c.mb != nil {
-		c.mb.drain(s.rt.stopTimeout / 4)
+	var f *actor.Future
+	if inBackoff {
+		// Its mailbox is suspended until the restart that will not come: a poison pill would wait behind it.
+		f = ctx.StopFuture(c.pid)
+	} else {
+		if c.mb != nil {
+			c.mb.drain(s.rt.stopBudget() / 4)
+		}
+		f = ctx.PoisonFuture(c.pid)
 	}
-	f := ctx.PoisonFuture(c.pid)
 	done := make(chan struct{})
 	go func() { _ = f.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(s.rt.stopTimeout / 2):
+	case <-time.After(s.rt.stopBudget()):
 		s.log.Warn().Str("actor", c.path).Msg("did not stop in time; stopping it outright")
 		ctx.Stop(c.pid)
 		<-done

@@ -3,11 +3,12 @@
 
 It is the interoperability check for iotgw: line-delimited JSON over TCP on ISP_PORT (default 50052), the gateway
 is the client. It accepts CONFIG (answers RESPONSE success or an error), answers STATUS and HEARTBEAT, sends a
-HEARTBEAT every HEARTBEAT_S seconds, and sends DATA every interval_ms with one simulated point per register.
+HEARTBEAT every HEARTBEAT_S seconds, and sends DATA every interval_ms with one simulated point per register, and METRICS (its counters) every half second.
 Unknown message types get an error RESPONSE; the connection stays up.
 
 Test hooks (environment): PYSIM_GARBAGE=1 sends a line of garbage and an oversized line once after CONFIG;
-PYSIM_SILENT=1 never sends heartbeats or data; PYSIM_NO_CONFIG_REPLY=1 never answers CONFIG.
+PYSIM_SILENT=1 never sends heartbeats or data; PYSIM_NO_CONFIG_REPLY=1 never answers CONFIG; PYSIM_HALF_LINE=1
+sends half a line after CONFIG and disconnects.
 """
 import json
 import math
@@ -65,6 +66,11 @@ class Client:
                 return
             self.config = cfg
             self.respond(msg_id)
+            if os.environ.get("PYSIM_HALF_LINE"):
+                self.send_raw(b'{"type":"DATA","payload":{"points":[{"key":"half"')
+                self.alive = False
+                self.sock.shutdown(socket.SHUT_RDWR)
+                return
             if os.environ.get("PYSIM_GARBAGE"):
                 self.send_raw(b"this is not json\n")
                 self.send_raw(b'{"type":"DATA","payload":' + b'"x' * (2 << 20) + b'"}\n')
@@ -112,15 +118,15 @@ class Client:
             pass
 
     def data_loop(self):
-        last_hb = time.time()
+        last_hb = last_metrics = next_data = time.time()
         while self.alive:
+            time.sleep(0.01)
             if os.environ.get("PYSIM_SILENT"):
-                time.sleep(0.05)
                 continue
             cfg = self.config
-            interval = (cfg or {}).get("interval_ms", 1000) / 1000.0
-            if cfg is not None:
-                t = time.time()
+            t = time.time()
+            if cfg is not None and t >= next_data:
+                next_data = t + cfg.get("interval_ms", 1000) / 1000.0
                 points = []
                 for reg in cfg.get("registers", []):
                     value = round(20 + 5 * math.sin(t), 3) * (reg.get("scale") or 1)
@@ -130,10 +136,14 @@ class Client:
                                    "type": reg.get("type", "float32"), "quality": 1, "tags": reg.get("tags") or {}})
                 if points:
                     self.send({"type": "DATA", "timestamp": now_ns(), "payload": {"points": points}})
-            if time.time() - last_hb >= HEARTBEAT_S:
+            if cfg is not None and t - last_metrics >= 0.5:
+                regs = len(cfg.get("registers", []))
+                self.send({"type": "METRICS", "timestamp": now_ns(),
+                           "payload": {"counters": {"registers": regs, "messages_sent": self.sent}}})
+                last_metrics = t
+            if t - last_hb >= HEARTBEAT_S:
                 self.send({"type": "HEARTBEAT", "timestamp": now_ns()})
-                last_hb = time.time()
-            time.sleep(max(interval, 0.01))
+                last_hb = t
 
 
 def main():
