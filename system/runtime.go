@@ -38,11 +38,11 @@ type Runtime struct {
 	stopTimeout time.Duration
 	inProcess   bool
 
-	bus     *Bus
-	sys     *actor.ActorSystem
+	bus *Bus
+	sys *actor.ActorSystem
 	// stopBy is when a shutdown in progress must be over (Unix ns; 0 when none): every supervisor stopping its
 	// children shares it, so nested supervisors together stay within the stop timeout.
-	stopBy atomic.Int64
+	stopBy  atomic.Int64
 	root    *actor.PID
 	tree    *Tree
 	started time.Time
