@@ -1,0 +1,273 @@
+package config
+
+import (
+	"strings"
+	"time"
+)
+
+func init() {
+	RegisterDriver("modbus", func() DriverSettings {
+		return &ModbusDevice{
+			Mode: "tcp", UnitID: 1, TimeoutText: "1s", IntervalText: "1s", Retries: 1, PauseText: "0s",
+			MaxGap: 10, MaxBitGap: 128,
+		}
+	})
+}
+
+// ModbusDevice is driver "modbus": a device polled directly by the gateway with goburrow/modbus over Modbus TCP,
+// RTU on a serial line, or RTU framed over TCP (serial servers). Devices that share an endpoint (the same serial
+// line or TCP address) share one transport actor, which serialises their transactions.
+type ModbusDevice struct {
+	Mode        string            `hcl:"mode,optional"`    // tcp (default) | rtu | rtu-over-tcp
+	Address     string            `hcl:"address"`          // host:port, or the serial device for rtu (/dev/ttyUSB0)
+	UnitID      int               `hcl:"unit_id,optional"` // default 1; a register may override it
+	Retries     int               `hcl:"retries,optional"` // extra attempts of a request that timed out; default 1
+	AddressBase int               `hcl:"address_base,optional"`
+	MaxGap      int               `hcl:"max_gap,optional"`     // registers read and discarded to merge requests; -1 never
+	MaxBitGap   int               `hcl:"max_bit_gap,optional"` // the same for coils and discrete inputs
+	Tags        map[string]string `hcl:"tags,optional"`
+	Serial      *ModbusSerial     `hcl:"serial,block"`
+	Groups      []ModbusGroup     `hcl:"group,block"`
+	Registers   []ModbusRegister  `hcl:"register,block"`
+
+	Timeout    time.Duration // per request; default 1s
+	Interval   time.Duration // default poll interval; default 1s
+	Pause      time.Duration // between two requests to this device; default 0
+	StaleAfter time.Duration // a point not read for this long is reported stale; default 3 × its interval
+
+	TimeoutText    string `hcl:"timeout,optional"`
+	IntervalText   string `hcl:"interval,optional"`
+	PauseText      string `hcl:"pause,optional"`
+	StaleAfterText string `hcl:"stale_after,optional"`
+}
+
+// ModbusSerial is the serial line of an rtu device.
+type ModbusSerial struct {
+	BaudRate int    `hcl:"baud_rate,optional"` // default 9600
+	DataBits int    `hcl:"data_bits,optional"` // default 8
+	Parity   string `hcl:"parity,optional"`    // N (default), E, O
+	StopBits int    `hcl:"stop_bits,optional"` // default 1
+}
+
+// ModbusGroup is a poll group: registers with group = "name" are polled at its interval.
+type ModbusGroup struct {
+	Name         string `hcl:"name,label"`
+	IntervalText string `hcl:"interval"`
+	Interval     time.Duration
+}
+
+// ModbusRegister is one `register "key"` block.
+type ModbusRegister struct {
+	Key        string            `hcl:"key,label"`
+	Table      string            `hcl:"table,optional"` // holding (default) | input | coil | discrete
+	Address    int               `hcl:"address"`        // as documented by the device (see address_base)
+	Type       string            `hcl:"type,optional"`  // default uint16 (bool for coil and discrete)
+	Order      string            `hcl:"order,optional"` // ABCD (default) | DCBA | BADC | CDAB
+	Length     int               `hcl:"length,optional"`
+	Bit        *int              `hcl:"bit,optional"`
+	Scale      float64           `hcl:"scale,optional"`
+	Offset     float64           `hcl:"offset,optional"`
+	Unit       string            `hcl:"unit,optional"`
+	UnitID     *int              `hcl:"unit_id,optional"`
+	Tags       map[string]string `hcl:"tags,optional"`
+	Group      string            `hcl:"group,optional"`
+	OnChange   bool              `hcl:"on_change,optional"`
+	Deadband   float64           `hcl:"deadband,optional"`
+	ForceEvery int               `hcl:"force_every,optional"`
+}
+
+var (
+	modbusModes  = []string{"tcp", "rtu", "rtu-over-tcp"}
+	modbusTables = []string{"holding", "input", "coil", "discrete"}
+	modbusTypes  = []string{"bool", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64", "string"}
+	modbusOrders = []string{"ABCD", "DCBA", "BADC", "CDAB"}
+	modbusWidth  = map[string]int{"bool": 1, "int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "int64": 4, "uint64": 4, "float64": 4}
+)
+
+// Function is the Modbus read function of a register's table: 1 coils, 2 discrete inputs, 3 holding, 4 input.
+func (r *ModbusRegister) Function() uint8 {
+	switch r.Table {
+	case "coil":
+		return 1
+	case "discrete":
+		return 2
+	case "input":
+		return 4
+	default:
+		return 3
+	}
+}
+
+// Validate implements DriverSettings.
+func (m *ModbusDevice) Validate(v *Validator) {
+	m.Timeout = minDuration(v, "timeout", m.TimeoutText, time.Millisecond)
+	m.Interval = minDuration(v, "interval", m.IntervalText, time.Millisecond)
+	m.Pause, _ = v.Duration("pause", m.PauseText)
+	if m.StaleAfterText != "" {
+		m.StaleAfter = minDuration(v, "stale_after", m.StaleAfterText, time.Millisecond)
+	}
+	if !isOneOf(m.Mode, modbusModes) {
+		v.Errorf("mode", "unknown mode %s; known: %s", quote(m.Mode), oneOf(modbusModes))
+	}
+	switch {
+	case m.Address == "":
+		v.Errorf("address", "address must not be empty")
+	case m.Mode == "rtu":
+		if !strings.HasPrefix(m.Address, "/") && !strings.HasPrefix(strings.ToUpper(m.Address), "COM") {
+			v.Errorf("address", "an rtu device's address is its serial port, like \"/dev/ttyUSB0\"")
+		}
+	default:
+		if err := checkHostPort(m.Address); err != nil {
+			v.Errorf("address", "%v", err)
+		}
+	}
+	if m.Serial != nil && m.Mode != "rtu" {
+		v.Errorf("", "a serial block only applies to mode = \"rtu\"")
+	}
+	if m.Mode == "rtu" {
+		if m.Serial == nil {
+			m.Serial = &ModbusSerial{}
+		}
+		m.Serial.defaults(v.Block("serial", ""))
+	}
+	if m.UnitID < 0 || m.UnitID > 255 {
+		v.Errorf("unit_id", "unit_id %d is out of range 0..255", m.UnitID)
+	}
+	if m.Retries < 0 || m.Retries > 10 {
+		v.Errorf("retries", "retries %d: want 0..10", m.Retries)
+	}
+	if m.AddressBase != 0 && m.AddressBase != 1 {
+		v.Errorf("address_base", "address_base is 0 (protocol addresses) or 1 (register numbers counted from 1), not %d", m.AddressBase)
+	}
+	if m.MaxGap < -1 || m.MaxGap > 124 {
+		v.Errorf("max_gap", "max_gap %d: want -1 (never bridge a gap) .. 124", m.MaxGap)
+	}
+	if m.MaxBitGap < -1 || m.MaxBitGap > 1999 {
+		v.Errorf("max_bit_gap", "max_bit_gap %d: want -1 .. 1999", m.MaxBitGap)
+	}
+	groups := map[string]bool{}
+	gv := v.Blocks("group")
+	for i := range m.Groups {
+		g := &m.Groups[i]
+		vv := v
+		if i < len(gv) {
+			vv = gv[i]
+		}
+		if groups[g.Name] {
+			vv.Errorf("", "duplicate group %s", quote(g.Name))
+		}
+		groups[g.Name] = true
+		g.Interval = minDuration(vv, "interval", g.IntervalText, time.Millisecond)
+	}
+	if len(m.Registers) == 0 {
+		v.Errorf("", `A modbus device needs at least one register block, like register "temperature" { address = 0, type = "float32" }.`)
+	}
+	rv := v.Blocks("register")
+	first := map[string]*Validator{}
+	for i := range m.Registers {
+		r := &m.Registers[i]
+		vv := v
+		if i < len(rv) {
+			vv = rv[i]
+		}
+		if err := ValidToken(r.Key); err != nil {
+			vv.Errorf("", "The register key becomes a NATS subject token: %v.", err)
+		} else if f, dup := first[r.Key]; dup {
+			vv.Errorf("", "Register key %s is used twice in this device; the first is at %s.", quote(r.Key), f.DefRange())
+		} else {
+			first[r.Key] = vv
+		}
+		r.validate(vv, m.AddressBase, groups)
+	}
+}
+
+func (s *ModbusSerial) defaults(v *Validator) {
+	if s.BaudRate == 0 {
+		s.BaudRate = 9600
+	}
+	if s.DataBits == 0 {
+		s.DataBits = 8
+	}
+	if s.Parity == "" {
+		s.Parity = "N"
+	}
+	if s.StopBits == 0 {
+		s.StopBits = 1
+	}
+	if s.BaudRate < 50 || s.BaudRate > 4000000 {
+		v.Errorf("baud_rate", "baud_rate %d is not a serial speed", s.BaudRate)
+	}
+	if s.DataBits < 5 || s.DataBits > 8 {
+		v.Errorf("data_bits", "data_bits %d: want 5..8", s.DataBits)
+	}
+	if !isOneOf(s.Parity, []string{"N", "E", "O"}) {
+		v.Errorf("parity", "parity %s: want N, E or O", quote(s.Parity))
+	}
+	if s.StopBits != 1 && s.StopBits != 2 {
+		v.Errorf("stop_bits", "stop_bits %d: want 1 or 2", s.StopBits)
+	}
+}
+
+func (r *ModbusRegister) validate(v *Validator, base int, groups map[string]bool) {
+	if r.Table == "" {
+		r.Table = "holding"
+	}
+	if !isOneOf(r.Table, modbusTables) {
+		v.Errorf("table", "unknown table %s; known: %s", quote(r.Table), oneOf(modbusTables))
+	}
+	bits := r.Table == "coil" || r.Table == "discrete"
+	if r.Type == "" {
+		r.Type = "uint16"
+		if bits {
+			r.Type = "bool"
+		}
+	}
+	if !isOneOf(r.Type, modbusTypes) {
+		v.Errorf("type", "unknown type %s; known: %s", quote(r.Type), oneOf(modbusTypes))
+	} else if bits && r.Type != "bool" {
+		v.Errorf("type", "a %s is one bit: its type is bool, not %s", r.Table, quote(r.Type))
+	}
+	if r.Order == "" {
+		r.Order = "ABCD"
+	}
+	r.Order = strings.ToUpper(r.Order)
+	if !isOneOf(r.Order, modbusOrders) {
+		v.Errorf("order", "unknown byte order %s; known: %s", quote(r.Order), oneOf(modbusOrders))
+	}
+	if r.Type == "string" {
+		if r.Length < 1 || r.Length > 125 {
+			v.Errorf("length", "a string register needs length = registers (1..125), not %d", r.Length)
+		}
+	} else if r.Length != 0 {
+		v.Errorf("length", "length only applies to type = \"string\"")
+	}
+	if r.Bit != nil && (r.Type != "bool" || bits || *r.Bit < 0 || *r.Bit > 15) {
+		v.Errorf("bit", "bit selects 0..15 of a holding or input register read as bool")
+	}
+	width := modbusWidth[r.Type]
+	if r.Type == "string" {
+		width = r.Length
+	}
+	addr := r.Address - base
+	if addr < 0 || addr+width > 65536 {
+		v.Errorf("address", "address %d (address_base %d) with %d registers is outside 0..65535", r.Address, base, width)
+	}
+	if (r.Scale != 0 || r.Offset != 0) && (r.Type == "bool" || r.Type == "string") {
+		v.Errorf("scale", "scale and offset do not apply to a %s", r.Type)
+	}
+	if r.UnitID != nil && (*r.UnitID < 0 || *r.UnitID > 255) {
+		v.Errorf("unit_id", "unit_id %d is out of range 0..255", *r.UnitID)
+	}
+	if r.Group != "" && !groups[r.Group] {
+		v.Errorf("group", "no group %s in this device; declare it with group %s { interval = \"…\" }", quote(r.Group), quote(r.Group))
+	}
+	if r.Deadband < 0 {
+		v.Errorf("deadband", "deadband must be >= 0")
+	}
+	if r.ForceEvery < 0 {
+		v.Errorf("force_every", "force_every must be >= 0 (0: only on change)")
+	}
+	if (r.Deadband != 0 || r.ForceEvery != 0) && !r.OnChange {
+		v.Errorf("on_change", "deadband and force_every apply to on_change = true registers")
+	}
+}
