@@ -43,7 +43,7 @@ var brokenCases = []struct {
 	{"size not a number", "nats {\n  jetstream {\n    max_file = \"lots\"\n  }\n}\n", "broken.hcl:3:16", `invalid size "lots": want a whole number of bytes`},
 	{"two jetstream blocks", "nats {\n  jetstream {}\n  jetstream {}\n}\n", "broken.hcl:3:3", `Duplicate jetstream block`},
 	{"unknown driver", "device \"d1\" {\n  driver = \"modbus-rtu\"\n}\n", "broken.hcl:2:12", `Invalid value for "driver": unknown driver "modbus-rtu"; known: mock`},
-	{"missing driver", "device \"d1\" {\n  point \"p\" { signal = \"sine\" }\n}\n", "broken.hcl:1:1", `Invalid device "d1": The driver attribute is required; known: mock.`},
+	{"missing driver", "device \"d1\" {\n  point \"p\" { signal = \"sine\" }\n}\n", "broken.hcl:1:1", `Invalid device "d1": The driver attribute is required; known: mock, modbus.`},
 	{"unknown sink type", "sink \"s\" {\n  type = \"kafka\"\n}\n", "broken.hcl:2:10", `unknown type "kafka"; known: console`},
 	{"missing sink type", "sink \"s\" {\n  format = \"json\"\n}\n", "broken.hcl:1:1", `Invalid sink "s": The type attribute is required; known: console.`},
 	{"unknown strategy", "supervisor {\n  strategy = \"rest_for_one\"\n}\n", "broken.hcl:2:14", `unknown strategy "rest_for_one"; known: one_for_one, all_for_one`},

@@ -26,6 +26,7 @@ type Config struct {
 	Devices    []Device  // in file order
 	Sinks      []Sink    // in file order
 	Sidecars   []Sidecar // in file order
+	Simulators []Simulator
 }
 
 // Gateway is the `gateway` block.

@@ -254,7 +254,7 @@ device "a.b" {
   }
 }
 device "a.b" {
-  driver = "modbus"
+  driver = "opcua"
 }
 sink "s" {
   type     = "console"
@@ -271,7 +271,7 @@ sink "s" {
 		`many.hcl:18:14: Invalid value for "signal": unknown signal "square"`,
 		`many.hcl:19:14: Invalid value for "min": min (5) is greater than max (1)`,
 		`many.hcl:23:8: Invalid device id`,
-		`many.hcl:24:12: Invalid value for "driver": unknown driver "modbus"`,
+		`many.hcl:24:12: Invalid value for "driver": unknown driver "opcua"`,
 		`many.hcl:23:1: Duplicate device id: Device ids must be unique: "a.b" is already used; the first is at many.hcl:15,1-13.`,
 		`many.hcl:28:15: Invalid value for "subjects": invalid subject: "iot..x"`,
 	}

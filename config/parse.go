@@ -35,6 +35,7 @@ var rootSchema = &hcl.BodySchema{
 		{Type: "device", LabelNames: []string{"id"}},
 		{Type: "sink", LabelNames: []string{"name"}},
 		{Type: "sidecar", LabelNames: []string{"name"}},
+		{Type: "simulator", LabelNames: []string{"name"}},
 	},
 }
 
@@ -299,6 +300,11 @@ func decodeRoot(body hcl.Body, diags *hcl.Diagnostics) *Config {
 			duplicate("sidecar\x00"+sc.Name, block, "Duplicate sidecar name",
 				fmt.Sprintf("Sidecar names must be unique: %s is already used", quote(sc.Name)))
 			cfg.Sidecars = append(cfg.Sidecars, sc)
+		case "simulator":
+			sim := decodeSimulator(block, ctx, diags)
+			duplicate("simulator\x00"+sim.Name, block, "Duplicate simulator name",
+				fmt.Sprintf("Simulator names must be unique: %s is already used", quote(sim.Name)))
+			cfg.Simulators = append(cfg.Simulators, sim)
 		case "sink":
 			sink := decodeSink(block, ctx, diags)
 			duplicate("sink\x00"+sink.Name, block, "Duplicate sink name",

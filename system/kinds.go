@@ -15,7 +15,8 @@ import (
 // deviceKinds maps a device block's driver to its actor; config/ registers the same names for decoding. Adding a
 // driver is a file in config/ and one in actors/device/, and one line here.
 var deviceKinds = map[string]func(dev config.Device, env actors.Env) actor.Producer{
-	"mock": device.NewMock,
+	"mock":   device.NewMock,
+	"modbus": device.NewModbus,
 }
 
 // sinkKinds maps a sink block's type to its actor.
@@ -23,8 +24,27 @@ var sinkKinds = map[string]func(s config.Sink, env actors.Env) actor.Producer{
 	"console": sink.NewConsole,
 }
 
+// deviceSpecs is the devices group in start order: in-process simulators first (so the first polls find them),
+// then one transport per Modbus endpoint (devices on one serial line or TCP address share it), then the devices.
 func (r *Runtime) deviceSpecs() ([]ChildSpec, error) {
-	specs := make([]ChildSpec, 0, len(r.cfg.Devices))
+	specs := make([]ChildSpec, 0, len(r.cfg.Devices)+len(r.cfg.Simulators))
+	for _, sim := range r.cfg.Simulators {
+		specs = append(specs, ChildSpec{Name: "simulator-" + sim.Name, Kind: "simulator/modbus",
+			Producer: device.NewSimulator(sim, r.env("devices/simulator-"+sim.Name))})
+	}
+	transports := map[string]bool{}
+	for _, d := range r.cfg.Devices {
+		m, ok := d.Settings.(*config.ModbusDevice)
+		if !ok {
+			continue
+		}
+		name := device.TransportName(m)
+		if transports[name] {
+			continue
+		}
+		transports[name] = true
+		specs = append(specs, ChildSpec{Name: name, Kind: "modbus/transport", Producer: device.NewTransport(*m, r.env("devices/"+name))})
+	}
 	for _, d := range r.cfg.Devices {
 		spec, err := r.deviceSpec(d)
 		if err != nil {

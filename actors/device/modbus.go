@@ -1,0 +1,504 @@
+package device
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/goburrow/modbus"
+	"github.com/iotgw/iotgw/actors"
+	"github.com/iotgw/iotgw/config"
+	"github.com/iotgw/iotgw/isp"
+	mb "github.com/iotgw/iotgw/sidecar/modbus"
+	"github.com/nats-io/nats.go"
+)
+
+// WriteSubject is where an operator writes a device's register or coil: iot.control.devices.{id}.write.
+func WriteSubject(id string) string { return "iot.control.devices." + id + ".write" }
+
+// modbusDevice polls one Modbus device through its endpoint's transport actor. Each poll group (registers with the
+// same interval) has a plan of coalesced read requests (package sidecar/modbus, shared with the reference
+// sidecar); every tick sends them to the transport and, when all have answered, publishes one batch on
+// iot.raw.modbus.{device}.
+//
+// A failed request marks only its own points bad (quality 0) and sends an event to iot.errors.modbus.{device}
+// saying what failed: an exception reply, a timeout, a mismatched reply, the connection being down. A point that
+// has not been read successfully for stale_after is reported with the tag stale=true and an event. The transport
+// reconnects by itself with backoff; the device actor fails (and the supervisor restarts it) only on a bug, not on
+// a device that misbehaves — that is the device's quality, not the gateway's failure.
+type modbusDevice struct {
+	id        string
+	cfg       *config.ModbusDevice
+	env       actors.Env
+	transport string // actor name of the endpoint's transport, a sibling
+
+	workers   actors.Workers
+	bus       *actor.PID // the endpoint's transport actor
+	regs      []mb.Register
+	groups    []*pollGroup
+	byTick    map[*actors.Tick]*pollGroup
+	filters   []mb.ChangeFilter
+	onChange  []bool
+	lastGood  []time.Time
+	stale     []bool
+	tags      [][]isp.Tag
+	byKey     map[string]int
+	raw       *nats.Msg
+	errSubj   string
+	out       []isp.Point
+	overruns  uint64
+	pollCount uint64
+}
+
+type pollGroup struct {
+	name     string
+	interval time.Duration
+	plan     []mb.Request
+	// the poll in flight
+	seq      uint64
+	pending  int
+	started  time.Time
+	points   []isp.Point
+	answered []bool // per request of the plan
+}
+
+// pollTag correlates a transaction result with its poll.
+type pollTag struct {
+	group *pollGroup
+	seq   uint64
+	req   int
+}
+
+// writeTag correlates a write's result with the request to answer.
+type writeTag struct {
+	msg   *nats.Msg
+	key   string
+	value isp.Value
+}
+
+var _ actors.Listener = (*modbusDevice)(nil)
+
+// NewModbus returns the producer of a Modbus device's actor.
+func NewModbus(dev config.Device, env actors.Env) actor.Producer {
+	cfg := dev.Settings.(*config.ModbusDevice)
+	return func() actor.Actor {
+		return &modbusDevice{id: dev.ID, cfg: cfg, env: env, transport: TransportName(cfg)}
+	}
+}
+
+func (d *modbusDevice) Inboxes() []actors.Inbox {
+	return []actors.Inbox{{Subject: WriteSubject(d.id)}}
+}
+
+func (d *modbusDevice) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		d.start(ctx)
+	case *actor.Stopping, *actor.Restarting:
+		d.workers.Stop()
+	case *actors.Tick:
+		m.Ack()
+		if g, ok := d.byTick[m]; ok {
+			d.poll(ctx, g)
+		}
+	case *ModbusTxResult:
+		switch tag := m.Tag.(type) {
+		case pollTag:
+			d.result(tag, m)
+		case writeTag:
+			d.writeResult(tag, m)
+		}
+	case *nats.Msg:
+		d.write(ctx, m)
+	}
+}
+
+// Registers turns a device's register blocks into the shared register model, addresses made zero-based.
+func Registers(cfg *config.ModbusDevice) []mb.Register {
+	regs := make([]mb.Register, len(cfg.Registers))
+	for i, r := range cfg.Registers {
+		t, _ := mb.ParseType(r.Type)
+		o, _ := mb.ParseByteOrder(r.Order)
+		slave := cfg.UnitID
+		if r.UnitID != nil {
+			slave = *r.UnitID
+		}
+		bit := mb.NoBit
+		if r.Bit != nil {
+			bit = *r.Bit
+		}
+		regs[i] = mb.Register{
+			Key: r.Key, SlaveID: uint8(slave), Function: r.Function(), Address: uint16(r.Address - cfg.AddressBase),
+			Type: t, Length: uint16(r.Length), Order: o, Bit: bit, Scale: r.Scale, Offset: r.Offset, Unit: r.Unit, Tags: r.Tags,
+		}
+	}
+	return regs
+}
+
+func (d *modbusDevice) start(ctx actor.Context) {
+	d.bus = actor.NewPID(ctx.Parent().Address, ctx.Parent().Id+"/"+d.transport)
+	d.raw = &nats.Msg{Subject: "iot.raw.modbus." + d.id, Header: nats.Header{}}
+	d.raw.Header.Set(actors.HeaderSource, "modbus")
+	d.raw.Header.Set(actors.HeaderSchema, actors.SchemaVersion)
+	d.errSubj = "iot.errors.modbus." + d.id
+	d.regs = Registers(d.cfg)
+	n := len(d.regs)
+	d.filters = make([]mb.ChangeFilter, n)
+	d.onChange = make([]bool, n)
+	d.lastGood = make([]time.Time, n)
+	d.stale = make([]bool, n)
+	d.tags = make([][]isp.Tag, n)
+	d.byKey = make(map[string]int, n)
+	now := time.Now()
+	for i, r := range d.cfg.Registers {
+		d.byKey[r.Key] = i
+		d.onChange[i] = r.OnChange
+		d.filters[i] = mb.ChangeFilter{Deadband: r.Deadband, ForceEvery: r.ForceEvery}
+		d.lastGood[i] = now // staleness counts from start
+		d.tags[i] = mergeTags(d.cfg.Tags, r.Tags, r.Unit)
+	}
+	// One plan per poll group: the device's interval, and each group block's.
+	intervals := map[string]time.Duration{"": d.cfg.Interval}
+	for _, g := range d.cfg.Groups {
+		intervals[g.Name] = g.Interval
+	}
+	members := map[string][]int{}
+	for i, r := range d.cfg.Registers {
+		members[r.Group] = append(members[r.Group], i)
+	}
+	names := make([]string, 0, len(members))
+	for name := range members {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	opt := mb.PlanOptions{MaxGap: d.cfg.MaxGap, MaxBitGap: d.cfg.MaxBitGap}
+	d.byTick = map[*actors.Tick]*pollGroup{}
+	for _, name := range names {
+		idx := members[name]
+		sub := make([]mb.Register, len(idx))
+		for j, i := range idx {
+			sub[j] = d.regs[i]
+		}
+		plan, err := mb.Plan(sub, opt)
+		if err != nil {
+			panic(fmt.Errorf("device %q: %w", d.id, err)) // config validation should have caught it
+		}
+		for qi := range plan { // field indexes back to the device's register list
+			for fi := range plan[qi].Fields {
+				plan[qi].Fields[fi].Index = idx[plan[qi].Fields[fi].Index]
+			}
+		}
+		g := &pollGroup{name: name, interval: intervals[name], plan: plan, answered: make([]bool, len(plan))}
+		d.groups = append(d.groups, g)
+		d.byTick[d.workers.Tick(ctx, "poll "+name, g.interval)] = g
+	}
+}
+
+func mergeTags(device, reg map[string]string, unit string) []isp.Tag {
+	m := map[string]string{}
+	for k, v := range device {
+		m[k] = v
+	}
+	for k, v := range reg {
+		m[k] = v
+	}
+	if unit != "" {
+		m["unit"] = unit
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]isp.Tag, len(keys))
+	for i, k := range keys {
+		out[i] = isp.Tag{Key: k, Value: m[k]}
+	}
+	return out
+}
+
+func (d *modbusDevice) poll(ctx actor.Context, g *pollGroup) {
+	if g.pending > 0 {
+		// The previous poll of this group is still on the wire. Skip this tick, unless the answers are overdue
+		// (the transport restarted and lost them): then give the poll up, its missing points bad.
+		limit := time.Duration(len(g.plan)*(d.cfg.Retries+1))*(d.cfg.Timeout+d.cfg.Pause) + time.Second
+		if time.Since(g.started) < limit {
+			d.overruns++
+			return
+		}
+		for qi, ok := range g.answered {
+			if !ok {
+				d.failed(g, &g.plan[qi], fmt.Errorf("%w: no answer from the transport within %s", ErrTimeout, limit))
+			}
+		}
+		d.finish(g)
+		g.pending = 0
+	}
+	g.seq++
+	g.pending = len(g.plan)
+	g.started = time.Now()
+	g.points = g.points[:0]
+	clear(g.answered)
+	for qi := range g.plan {
+		q := &g.plan[qi]
+		ctx.Request(d.bus, &ModbusTx{
+			Slave: q.SlaveID, Function: q.Function, Address: q.Address, Quantity: q.Quantity,
+			Timeout: d.cfg.Timeout, Retries: d.cfg.Retries, Pause: d.cfg.Pause,
+			Tag: pollTag{group: g, seq: g.seq, req: qi},
+		})
+	}
+}
+
+func (d *modbusDevice) result(tag pollTag, res *ModbusTxResult) {
+	g := tag.group
+	if tag.seq != g.seq || g.pending == 0 || g.answered[tag.req] {
+		return // an answer for a poll of a previous incarnation or one already given up
+	}
+	g.answered[tag.req] = true
+	q := &g.plan[tag.req]
+	ts := g.started.UnixNano()
+	err := res.Err
+	if err == nil {
+		err = q.Decode(d.regs, res.Data, func(i int, v isp.Value, derr error) {
+			quality := isp.QualityGood
+			if derr != nil {
+				quality = isp.QualityBad
+			} else {
+				d.lastGood[i] = g.started
+			}
+			d.add(g, i, v, quality, ts)
+		})
+	}
+	if err != nil {
+		d.failed(g, q, err)
+	}
+	if g.pending--; g.pending == 0 {
+		d.finish(g)
+	}
+}
+
+// failed marks a request's points bad and reports why.
+func (d *modbusDevice) failed(g *pollGroup, q *mb.Request, err error) {
+	for _, f := range q.Fields {
+		d.add(g, f.Index, isp.Null(), isp.QualityBad, g.started.UnixNano())
+	}
+	d.event(errorKind(err), err, q)
+}
+
+func (d *modbusDevice) add(g *pollGroup, i int, v isp.Value, quality int, ts int64) {
+	g.points = append(g.points, isp.Point{
+		DeviceID: d.id, Key: d.regs[i].Key, Value: v, Type: d.regs[i].Type.String(), Quality: quality,
+		Timestamp: ts, Tags: d.tags[i], Source: "modbus",
+	})
+}
+
+// finish applies report-on-change and staleness, then publishes the poll's batch.
+func (d *modbusDevice) finish(g *pollGroup) {
+	d.pollCount++
+	staleAfter := d.cfg.StaleAfter
+	if staleAfter == 0 {
+		staleAfter = 3 * g.interval
+	}
+	d.out = d.out[:0]
+	var newlyStale []string
+	for _, p := range g.points {
+		i := d.byKey[p.Key]
+		if p.Quality == isp.QualityGood {
+			d.stale[i] = false
+		} else if g.started.Sub(d.lastGood[i]) >= staleAfter {
+			if !d.stale[i] {
+				d.stale[i] = true
+				newlyStale = append(newlyStale, p.Key)
+			}
+			p.Tags = append(append([]isp.Tag(nil), p.Tags...), isp.Tag{Key: "stale", Value: "true"})
+		}
+		if d.onChange[i] && !d.filters[i].Report(p.Value, p.Quality) {
+			continue
+		}
+		d.out = append(d.out, p)
+	}
+	if len(newlyStale) > 0 {
+		d.publishEvent(ModbusEvent{Device: d.id, Kind: "stale", Keys: newlyStale,
+			Error: fmt.Sprintf("not read successfully for %s", staleAfter)})
+	}
+	if len(d.out) == 0 {
+		return
+	}
+	d.raw.Data = isp.AppendBatch(d.raw.Data[:0], d.out)
+	if err := d.env.Bus.PublishMsg(d.raw); err != nil {
+		d.env.Log.Warn().Err(err).Str("subject", d.raw.Subject).Msg("cannot publish poll")
+	}
+}
+
+// ModbusEvent is published on iot.errors.modbus.{device}.
+type ModbusEvent struct {
+	Device    string   `json:"device"`
+	Kind      string   `json:"kind"` // exception, timeout, mismatch, disconnected, invalid_reply, down, busy, stale, write
+	Error     string   `json:"error"`
+	Exception int      `json:"exception,omitempty"` // the exception code of an exception reply
+	Slave     int      `json:"slave,omitempty"`
+	Function  int      `json:"function,omitempty"`
+	Address   int      `json:"address"`
+	Quantity  int      `json:"quantity,omitempty"`
+	Keys      []string `json:"keys,omitempty"` // the points it made bad or stale
+	Timestamp int64    `json:"timestamp"`
+}
+
+func errorKind(err error) string {
+	var exc *modbus.ModbusError
+	switch {
+	case errors.As(err, &exc):
+		return "exception"
+	case errors.Is(err, ErrTimeout):
+		return "timeout"
+	case errors.Is(err, ErrMismatch):
+		return "mismatch"
+	case errors.Is(err, ErrDown):
+		return "down"
+	case errors.Is(err, ErrBusy):
+		return "busy"
+	case errors.Is(err, mb.ErrShortResponse):
+		return "invalid_reply"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return "disconnected"
+	default:
+		return "invalid_reply" // goburrow's checks of a reply's sizes and codes
+	}
+}
+
+func (d *modbusDevice) event(kind string, err error, q *mb.Request) {
+	ev := ModbusEvent{Device: d.id, Kind: kind, Error: err.Error(), Slave: int(q.SlaveID), Function: int(q.Function),
+		Address: int(q.Address), Quantity: int(q.Quantity)}
+	var exc *modbus.ModbusError
+	if errors.As(err, &exc) {
+		ev.Exception = int(exc.ExceptionCode)
+	}
+	for _, f := range q.Fields {
+		ev.Keys = append(ev.Keys, d.regs[f.Index].Key)
+	}
+	d.publishEvent(ev)
+}
+
+func (d *modbusDevice) publishEvent(ev ModbusEvent) {
+	ev.Timestamp = time.Now().UnixNano()
+	data, _ := json.Marshal(ev)
+	if err := d.env.Bus.Publish(d.errSubj, data); err != nil {
+		d.env.Log.Warn().Err(err).Msg("cannot publish modbus event")
+	}
+}
+
+// WriteRequest is the body of iot.control.devices.{id}.write.
+type WriteRequest struct {
+	Key   string          `json:"key"`
+	Value json.RawMessage `json:"value"`
+}
+
+// WriteReply answers a write.
+type WriteReply struct {
+	OK     bool   `json:"ok"`
+	Device string `json:"device"`
+	Key    string `json:"key,omitempty"`
+	Value  any    `json:"value,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+// maxWriteRequest bounds a write request's body.
+const maxWriteRequest = 4 << 10
+
+func (d *modbusDevice) write(ctx actor.Context, msg *nats.Msg) {
+	fail := func(format string, args ...any) {
+		reply(msg, WriteReply{Device: d.id, Error: fmt.Sprintf(format, args...)})
+	}
+	if len(msg.Data) > maxWriteRequest {
+		fail("request of %d bytes: at most %d", len(msg.Data), maxWriteRequest)
+		return
+	}
+	var req WriteRequest
+	if err := json.Unmarshal(msg.Data, &req); err != nil {
+		fail(`request is not {"key":…, "value":…}: %v`, err)
+		return
+	}
+	i, ok := d.byKey[req.Key]
+	if !ok {
+		fail("no register %q on device %s", req.Key, d.id)
+		return
+	}
+	r := &d.regs[i]
+	v, err := parseValue(req.Value)
+	if err != nil {
+		fail("value of %q: %v", req.Key, err)
+		return
+	}
+	if r.Bit != mb.NoBit && r.Function == mb.FuncHoldingRegisters && r.Type == mb.TypeBool {
+		fail("register %q is one bit of a register: writing single bits is not supported", req.Key)
+		return
+	}
+	data, err := mb.Encode(r, v)
+	if err != nil {
+		fail("%v", err)
+		return
+	}
+	tx := &ModbusTx{Slave: r.SlaveID, Address: r.Address, Timeout: d.cfg.Timeout, Retries: 0, Pause: d.cfg.Pause,
+		Tag: writeTag{msg: msg, key: req.Key, value: v}}
+	switch {
+	case r.Function == mb.FuncCoils:
+		on, _ := v.Bool()
+		if f, ok := v.Float(); ok && !on {
+			on = f != 0
+		}
+		tx.Function, tx.Quantity, tx.Value = 5, 1, binary.BigEndian.AppendUint16(nil, mb.CoilValue(on))
+	case len(data) == 2:
+		tx.Function, tx.Quantity, tx.Value = 6, 1, data
+	default:
+		tx.Function, tx.Quantity, tx.Value = 16, uint16(len(data)/2), data
+	}
+	ctx.Request(d.bus, tx)
+}
+
+func (d *modbusDevice) writeResult(tag writeTag, res *ModbusTxResult) {
+	if res.Err != nil {
+		d.publishEvent(ModbusEvent{Device: d.id, Kind: "write", Error: res.Err.Error(), Keys: []string{tag.key}})
+		reply(tag.msg, WriteReply{Device: d.id, Key: tag.key, Error: res.Err.Error()})
+		return
+	}
+	reply(tag.msg, WriteReply{OK: true, Device: d.id, Key: tag.key, Value: tag.value.Any()})
+}
+
+// parseValue reads a JSON number, bool or string into a point value.
+func parseValue(raw json.RawMessage) (isp.Value, error) {
+	if len(raw) == 0 {
+		return isp.Value{}, errors.New("missing")
+	}
+	var x any
+	if err := json.Unmarshal(raw, &x); err != nil {
+		return isp.Value{}, err
+	}
+	switch v := x.(type) {
+	case bool:
+		return isp.Bool(v), nil
+	case float64:
+		if v == math.Trunc(v) && math.Abs(v) < 1<<53 {
+			return isp.Int(int64(v)), nil
+		}
+		return isp.Float(v), nil
+	case string:
+		return isp.String(v), nil
+	default:
+		return isp.Value{}, fmt.Errorf("want a number, a bool or a string, not %s", raw)
+	}
+}
+
+func reply(msg *nats.Msg, v any) {
+	if msg.Reply == "" {
+		return
+	}
+	data, _ := json.Marshal(v)
+	_ = msg.Respond(data)
+}
