@@ -1,5 +1,6 @@
-# gateway.hcl — the iotgw configuration that runs out of the box on one machine: an embedded NATS server,
-# two simulated (mock) devices and a console sink that prints every processed point.
+# gateway.hcl — the iotgw configuration that runs out of the box on one machine: an embedded NATS server, two
+# simulated (mock) devices, a Modbus TCP simulator polled by two Modbus devices, and a console sink that prints
+# every processed point.
 #
 #   go run . run                  # start it (Ctrl-C stops it)
 #   go run . validate gateway.hcl # check a config: every problem is listed with file:line:column
@@ -105,22 +106,22 @@ device "boiler-1" {
   }
 }
 
-device "meter-1" {
+device "mixer-1" {
   driver   = "mock"
   interval = "2s"
 
-  point "energy" {
+  point "speed" {
     signal = "ramp"
     type   = "int64"
     min    = 0
-    max    = 100000
-    period = "1h"
-    unit   = "kWh"
+    max    = 1500
+    period = "1m"
+    unit   = "rpm"
   }
-  point "voltage" {
+  point "setpoint" {
     signal   = "constant"
-    value    = 230
-    unit     = "V"
+    value    = 1200
+    unit     = "rpm"
     # Per-point interval, overriding the device's.
     interval = "5s"
   }
@@ -128,6 +129,129 @@ device "meter-1" {
   # after N intervals in one of its goroutines (fail_mode = "worker"). 0 disables them.
   fail_after = 0
   fail_mode  = "receive"
+}
+
+# A Modbus TCP simulator started inside the gateway, under the devices supervisor, before the devices that poll
+# it. Without unit blocks it serves the demo map: unit 1 a boiler (holding 0-1 float32 temperature, 2-3 pressure,
+# 4 status word, 5 int16 outside temperature, 10-11 uint32 operating seconds, 20-21 the temperature in CDAB order,
+# coils 0-3 pump/burner/valve/alarm, holding 100-109 and coils 10-19 free for writes), unit 2 a power meter
+# (30 holding registers: float32 voltages 0-5, currents 6-11, kW 12-13, kvar 14-15, kVA 16-17, power factor 18-19,
+# Hz 20-21, uint32 energy imported 22-23 and exported 24-25, float32 max demand 26-27, uint32 seconds 28-29).
+# The same block in a file runs standalone: iotgw sim modbus -config sim.hcl.
+simulator "plant" {
+  listen = "127.0.0.1:5020"
+  # unit "3" {
+  #   signal "level" {
+  #     table   = "input"     # holding | input | coil | discrete
+  #     address = 0
+  #     type    = "float32"   # int16 … float64, bool
+  #     order   = "ABCD"      # ABCD | DCBA | BADC | CDAB
+  #     kind    = "sine"      # constant | sine | ramp | random | step | counter
+  #     min     = 0
+  #     max     = 100
+  #     period  = "1m"
+  #   }
+  # }
+}
+
+# driver = "modbus": polled directly with goburrow/modbus by its own actor. Devices on the same endpoint (mode and
+# address) share one transport actor that serialises their transactions; each request waits at most the
+# device's timeout, so one dead unit cannot stall the others' polls for longer than that.
+device "meter-1" {
+  driver   = "modbus"
+  # tcp | rtu (address is then the serial port, with a serial { baud_rate, data_bits, parity, stop_bits } block)
+  # | rtu-over-tcp (RTU frames through a serial device server).
+  mode     = "tcp"
+  address  = "127.0.0.1:5020"
+  unit_id  = 2
+  # Per request; a request that times out is tried again retries times, on a fresh connection.
+  timeout  = "1s"
+  retries  = 1
+  # Default poll interval; poll groups (below) have their own.
+  interval = "2s"
+  # Quiet time after each request, for devices that need it.
+  pause    = "0s"
+  # 0: addresses are protocol addresses; 1: register numbers as some manuals count them (40001 style minus 40000).
+  address_base = 0
+  # Registers of one unit and table are read in as few requests as possible (at most 125 registers or 2000
+  # bits each); up to max_gap unused registers between two are read and discarded to merge them (-1: never).
+  max_gap      = 10
+  max_bit_gap  = 128
+  # A point not read successfully for this long is reported with the tag stale=true (default 3 × its interval).
+  stale_after  = "10s"
+  tags = { panel = "MDB-1" }
+
+  group "fast" {
+    interval = "500ms"
+  }
+
+  register "voltage_l1" {
+    # holding (default) | input | coil | discrete
+    table   = "holding"
+    address = 0
+    # bool, int16, uint16 (default), int32, uint32, int64, uint64, float32, float64, string (with length).
+    type    = "float32"
+    # Byte order: ABCD (default, big-endian), DCBA, BADC, CDAB.
+    order   = "ABCD"
+    unit    = "V"
+  }
+  register "current_l1" {
+    address = 6
+    type    = "float32"
+    unit    = "A"
+    group   = "fast"
+  }
+  register "power" {
+    address = 12
+    type    = "float32"
+    unit    = "kW"
+    group   = "fast"
+    # Report only when it changes by more than deadband, and at least every force_every polls.
+    on_change   = true
+    deadband    = 0.05
+    force_every = 10
+  }
+  register "frequency" {
+    address = 20
+    type    = "float32"
+    unit    = "Hz"
+  }
+  register "energy" {
+    address = 22
+    type    = "uint32"
+    # value = raw × scale + offset, in float64.
+    scale   = 0.1
+    offset  = 0
+    unit    = "kWh"
+  }
+}
+
+device "boiler-2" {
+  driver   = "modbus"
+  address  = "127.0.0.1:5020"
+  unit_id  = 1
+  interval = "1s"
+  register "temperature" {
+    address = 0
+    type    = "float32"
+    unit    = "°C"
+  }
+  register "running" {
+    address = 4
+    type    = "bool"
+    # bit 0..15 of a holding or input register read as bool
+    bit     = 0
+  }
+  register "pump" {
+    table   = "coil"
+    address = 0
+  }
+  # Writable through iot.control.devices.boiler-2.write: {"key":"setpoint","value":75}
+  register "setpoint" {
+    address = 100
+    type    = "uint16"
+    unit    = "°C"
+  }
 }
 
 # A sink: one actor under the "sinks" supervisor. type = "console" prints one line per point on stdout.

@@ -25,6 +25,7 @@ Usage:
   iotgw run [-config gateway.hcl] [-log-format console|json] [-log-level LEVEL]
   iotgw validate [-v] [FILE …] check configs; lists every problem as file:line:column, exits 1 if any
   iotgw sidecar modbus [-listen ADDR]   the reference Modbus sidecar (ISP server); ISP_PORT and LOG_LEVEL apply
+  iotgw sim modbus [-listen ADDR] [-config sim.hcl]   a Modbus TCP simulator with run-time faults
   iotgw version
 `
 
@@ -44,6 +45,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(args[1:], stdout, stderr)
 	case "sidecar":
 		return cmdSidecar(args[1:], stderr)
+	case "sim":
+		return cmdSim(args[1:], os.Stdin, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "iotgw %s\n", system.Version)
 		return 0
