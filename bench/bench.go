@@ -8,6 +8,7 @@
 package bench
 
 import (
+	"net"
 	"sort"
 	"syscall"
 	"time"
@@ -30,4 +31,14 @@ func percentile(samples []time.Duration, p float64) time.Duration {
 	sort.Slice(samples, func(i, j int) bool { return samples[i] < samples[j] })
 	i := int(float64(len(samples)-1) * p / 100)
 	return samples[i]
+}
+
+// freePort is a free TCP port on loopback.
+func freePort(tb interface{ Fatal(...any) }) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
