@@ -126,6 +126,10 @@ func (m *subjectMailbox) open(root *actor.RootContext, pid *actor.PID) error {
 		subs = append(subs, sub)
 	}
 	m.subs = subs
+	// A round trip, so the server has the subscriptions when the actor counts as started: a producer started
+	// next, or a client told the actor runs, cannot publish before it listens. Disconnected, the client resends
+	// them when it reconnects, so a failed flush is not an error.
+	_ = m.nc.FlushTimeout(2 * time.Second)
 	return nil
 }
 
