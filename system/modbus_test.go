@@ -502,7 +502,8 @@ device "boiler" {
 	l := watchBatches(t, nc)
 	pts := l.wait(t, "boiler", "temperature", "temperature_cdab")
 	a, b := num(t, pts["temperature"]), num(t, pts["temperature_cdab"])
-	if a < 20 || a > 90 || math.Abs(a-b) > 0.01 {
+	// One request reads both, but the simulator evaluates each signal on its own clock reading: allow ~100 ms of sine.
+	if a < 20 || a > 90 || math.Abs(a-b) > 0.5 {
 		t.Errorf("temperature %v and its CDAB copy %v: want the same value in 20..90", a, b)
 	}
 	tr := tree(t, nc)
