@@ -42,6 +42,9 @@ nats {
   # A ping every ping_interval; the link is declared dead after max_pings_out unanswered pings.
   ping_interval = "5s"
   max_pings_out = 2
+  # The gateway's own connection to the embedded server: in memory (true) or over TCP loopback (false). Other
+  # clients always use TCP. bench/REPORT.md compares the two. Ignored with an external url.
+  in_process = true
 
   jetstream {
     # Persistence: the IOT_DATA stream keeps iot.processed.> and iot.rules.> for max_age.

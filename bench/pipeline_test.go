@@ -131,11 +131,8 @@ func startGateway(b testing.TB, pointSubjects, inProcess bool) *system.Runtime {
 	cfg.NATS.Port = -1
 	cfg.Gateway.DataDir = b.TempDir()
 	cfg.Gateway.PointSubjects = pointSubjects
-	opts := []system.Option{}
-	if inProcess {
-		opts = append(opts, system.WithInProcessBus())
-	}
-	rt := system.New(cfg, opts...)
+	cfg.NATS.InProcess = inProcess
+	rt := system.New(cfg)
 	if err := rt.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}
@@ -321,13 +318,13 @@ func BenchmarkRawNATS(b *testing.B) {
 func BenchmarkGateway(b *testing.B) {
 	for _, size := range []int{10, 100} {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
-			gatewayRun(b, fmt.Sprintf("gateway, batches of %d", size), b.N, setup{batch: size}).report(b)
+			gatewayRun(b, fmt.Sprintf("gateway, batches of %d", size), b.N, setup{batch: size, inProcess: true}).report(b)
 		})
 	}
 	b.Run("per-point", func(b *testing.B) {
-		gatewayRun(b, "gateway, per-point subjects (batches of 100 in)", b.N, setup{batch: 100, pointSubjects: true}).report(b)
+		gatewayRun(b, "gateway, per-point subjects (batches of 100 in)", b.N, setup{batch: 100, pointSubjects: true, inProcess: true}).report(b)
 	})
-	b.Run("in-process", func(b *testing.B) {
-		gatewayRun(b, "gateway, batches of 100, in-process connection", b.N, setup{batch: 100, inProcess: true}).report(b)
+	b.Run("tcp", func(b *testing.B) {
+		gatewayRun(b, "gateway, batches of 100, TCP loopback connection", b.N, setup{batch: 100}).report(b)
 	})
 }

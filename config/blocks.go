@@ -35,6 +35,7 @@ type natsHCL struct {
 	Timeout       *string       `hcl:"timeout,optional"`
 	PingInterval  *string       `hcl:"ping_interval,optional"`
 	MaxPingsOut   *int          `hcl:"max_pings_out,optional"`
+	InProcess     *bool         `hcl:"in_process,optional"`
 	JetStream     *jetStreamHCL `hcl:"jetstream,block"`
 }
 
@@ -145,6 +146,7 @@ func decodeNATS(block *hcl.Block, ctx *hcl.EvalContext, n *NATS, diags *hcl.Diag
 	setDuration(v, "timeout", &n.Timeout, h.Timeout)
 	setDuration(v, "ping_interval", &n.PingInterval, h.PingInterval)
 	set(&n.MaxPingsOut, h.MaxPingsOut)
+	set(&n.InProcess, h.InProcess)
 
 	if n.URL != "embedded" {
 		checkNATSURLs(v, n.URL)

@@ -50,6 +50,7 @@ type NATS struct {
 	Timeout       time.Duration // connect timeout
 	PingInterval  time.Duration
 	MaxPingsOut   int
+	InProcess     bool // the gateway's own connection to the embedded server is in-memory, not TCP loopback
 	JetStream     JetStream
 }
 
@@ -116,6 +117,7 @@ func Default() *Config {
 			// The client's own default is 2 minutes: far too long to notice a dead link on a gateway.
 			PingInterval: 5 * time.Second,
 			MaxPingsOut:  2,
+			InProcess:    true,
 			JetStream: JetStream{
 				MaxMemory: 1 << 30,
 				MaxFile:   10 << 30,

@@ -23,7 +23,7 @@ func TestFullConfig(t *testing.T) {
 		Gateway: Gateway{ID: "gw-7", LogLevel: "debug", LogFormat: "json", DataDir: "/var/lib/iotgw", HTTPAddress: "", PointSubjects: false, PluginsDir: "./plugins"},
 		NATS: NATS{
 			URL: "nats://a:4222, tls://b:4443", Host: "0.0.0.0", Port: -1, MaxReconnect: 5,
-			ReconnectWait: 250 * time.Millisecond, Timeout: 3 * time.Second, PingInterval: time.Second, MaxPingsOut: 4,
+			ReconnectWait: 250 * time.Millisecond, Timeout: 3 * time.Second, PingInterval: time.Second, MaxPingsOut: 4, InProcess: true,
 			JetStream: JetStream{Enabled: true, StoreDir: "/tmp/js", MaxMemory: 512 << 20, MaxFile: 2 << 30, MaxAge: time.Hour},
 		},
 		Supervisor: Supervisor{
@@ -119,6 +119,7 @@ func TestDefaults(t *testing.T) {
 		{"NATS.Timeout", cfg.NATS.Timeout, 5 * time.Second},
 		{"NATS.PingInterval", cfg.NATS.PingInterval, 5 * time.Second},
 		{"NATS.MaxPingsOut", cfg.NATS.MaxPingsOut, 2},
+		{"NATS.InProcess", cfg.NATS.InProcess, true},
 		{"NATS.JetStream.Enabled", cfg.NATS.JetStream.Enabled, false},
 		{"NATS.JetStream.StoreDir", cfg.NATS.JetStream.StoreDir, ""},
 		{"NATS.JetStream.MaxMemory", cfg.NATS.JetStream.MaxMemory, int64(1 << 30)},

@@ -40,13 +40,12 @@ var ErrBusStart = errors.New("nats: embedded server did not start")
 
 // StartBus starts the embedded server (when cfg.URL is "embedded") and connects to it or to the external URL.
 //
-// The embedded server listens on TCP loopback by default, like nats-server, and the gateway connects to it over
-// TCP rather than in-process: a throwaway harness saw in-process connections look faster idle and collapse at p99
-// under load, and TCP keeps `nats sub` and the gateway on the same path. bench/ measures both.
-//
-// inProcess connects to the embedded server through an in-memory pipe instead (bench/ compares the two; it is not
-// a config option because TCP measured better under load).
-func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, inProcess bool, log zerolog.Logger) (*Bus, error) {
+// The embedded server listens on TCP loopback by default, like nats-server, for every other client (nats sub,
+// iotgw ctl, other gateways). The gateway's own connection to it is in-process by default (nats.InProcessServer):
+// an earlier throwaway harness saw in-process p99 collapse under load, so bench/ measures both, and here it did
+// not: at saturation the two are level, at a steady rate in-process halves CPU per point and p99 latency (see
+// bench/REPORT.md). nats { in_process = false } goes back to TCP loopback.
+func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerolog.Logger) (*Bus, error) {
 	b := &Bus{log: log.With().Str("component", "nats").Logger()}
 	url := cfg.URL
 	if url == "embedded" || url == "" {
@@ -94,7 +93,7 @@ func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, inProcess
 			ev.Msg("NATS asynchronous error")
 		}),
 	}
-	if inProcess && b.Server != nil {
+	if cfg.InProcess && b.Server != nil {
 		opts = append(opts, nats.InProcessServer(b.Server))
 	}
 	nc, err := nats.Connect(url, opts...)

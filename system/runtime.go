@@ -36,7 +36,6 @@ type Runtime struct {
 	log         zerolog.Logger
 	stdout      io.Writer
 	stopTimeout time.Duration
-	inProcess   bool
 
 	bus *Bus
 	sys *actor.ActorSystem
@@ -60,10 +59,6 @@ func WithStdout(w io.Writer) Option { return func(r *Runtime) { r.stdout = w } }
 // WithStopTimeout bounds Stop.
 func WithStopTimeout(d time.Duration) Option { return func(r *Runtime) { r.stopTimeout = d } }
 
-// WithInProcessBus connects the gateway to its embedded server through memory instead of TCP loopback. For
-// measurements (bench/); the daemon uses TCP.
-func WithInProcessBus() Option { return func(r *Runtime) { r.inProcess = true } }
-
 // New builds a runtime for cfg; nothing starts before Start.
 func New(cfg *config.Config, opts ...Option) *Runtime {
 	r := &Runtime{cfg: cfg, log: zerolog.Nop(), stdout: os.Stdout, stopTimeout: DefaultStopTimeout, tree: newTree()}
@@ -84,7 +79,7 @@ var ErrNotStarted = errors.New("runtime not started")
 
 // Start connects the bus and starts the supervision tree. On error nothing is left running.
 func (r *Runtime) Start(ctx context.Context) error {
-	bus, err := StartBus(ctx, r.cfg.Gateway, r.cfg.NATS, r.inProcess, r.log)
+	bus, err := StartBus(ctx, r.cfg.Gateway, r.cfg.NATS, r.log)
 	if err != nil {
 		return err
 	}
