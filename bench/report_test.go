@@ -103,6 +103,8 @@ const reportNotes = `
   decode and re-encode are in the figure; the aim for one connection on this machine is 300k points/s.
 - "per-point subjects" is the same with point_subjects = true: every point is also published on its own
   iot.processed.{device}.{key} subject and the sink counts those. It is the cost of one NATS message per point.
+- Figures move by ±20% or more between runs on this shared 2-core VM: compare rows of one run (the raw NATS rows
+  are measured in the same run for that reason), not runs with each other.
 - Allocation figures include the NATS server's and client's own allocations, not only the gateway's.
 - The gateway's own connection to its embedded server is in-process by default (nats { in_process = true });
   the "TCP loopback" rows are the same runs over TCP (in_process = false). At saturation the two are within noise
