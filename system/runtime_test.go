@@ -162,7 +162,20 @@ func TestControlPingAndTree(t *testing.T) {
 // goroutine of the runtime (actors, workers, subscriptions, the embedded server) survives it.
 func TestStopIsPromptAndLeavesNothingBehind(t *testing.T) {
 	before := runtime.NumGoroutine()
-	cfg := parseConfig(t, e2eConfig)
+	// Every kind of actor that owns goroutines: mock devices (tickers), an in-process Modbus simulator, a Modbus
+	// transport and device (wire worker, tickers), the processor and a sink (subscriptions).
+	cfg := parseConfig(t, e2eConfig+fmt.Sprintf(`
+simulator "sim" { listen = "127.0.0.1:%d" }
+device "m1" {
+  driver   = "modbus"
+  address  = "127.0.0.1:%[1]d"
+  interval = "20ms"
+  register "temperature" {
+    address = 0
+    type    = "float32"
+  }
+}
+`, freePort(t)))
 	cfg.NATS.Port = -1
 	cfg.Gateway.DataDir = t.TempDir()
 	var out syncBuffer
@@ -171,7 +184,7 @@ func TestStopIsPromptAndLeavesNothingBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
-		if !strings.Contains(out.String(), "temperature") {
+		if !strings.Contains(out.String(), "d1  temperature") || !strings.Contains(out.String(), "m1  temperature") {
 			return fmt.Errorf("no output yet")
 		}
 		return nil
