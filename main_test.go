@@ -206,7 +206,7 @@ func TestModbusSidecarPlugin(t *testing.T) {
 		t.Skip("/usr/bin/python3 cannot import pymodbus: install Debian's python3-pymodbus to run this test")
 	}
 	mbPort, ispPort := freePort(t), freePort(t)
-	srv := exec.Command("/usr/bin/python3", "sidecar/modbusisp/testdata/pymodbus_server.py", strconv.Itoa(mbPort), `{"hr":[17142,59769]}`)
+	srv := exec.Command("/usr/bin/python3", "testdata/pymodbus_server.py", strconv.Itoa(mbPort), `{"hr":[17142,59769]}`)
 	out, err := srv.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

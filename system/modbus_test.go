@@ -149,7 +149,7 @@ func TestModbusTypesAgainstPymodbus(t *testing.T) {
 	specJSON, _ := json.Marshal(spec)
 
 	port := freePort(t)
-	srv := exec.Command("/usr/bin/python3", "testdata/pymodbus_typed.py", strconv.Itoa(port), string(specJSON))
+	srv := exec.Command("/usr/bin/python3", "../testdata/pymodbus_server.py", strconv.Itoa(port), string(specJSON))
 	out, err := srv.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

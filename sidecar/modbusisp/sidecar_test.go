@@ -30,7 +30,7 @@ func startPymodbus(t *testing.T, values string) string {
 		t.Skipf("%s cannot import pymodbus: install Debian's python3-pymodbus to run this test", debianPython)
 	}
 	port := freePort(t)
-	cmd := exec.Command(debianPython, "testdata/pymodbus_server.py", strconv.Itoa(port), values)
+	cmd := exec.Command(debianPython, "../../testdata/pymodbus_server.py", strconv.Itoa(port), values)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -1,9 +1,11 @@
 #!/usr/bin/python3
-"""Debian's python3-pymodbus as an independent Modbus TCP server, for iotgw's type and byte-order tests.
+"""Debian's python3-pymodbus as an independent Modbus TCP server with known values, for iotgw's tests.
 
-Usage: pymodbus_typed.py PORT SPEC_JSON
-SPEC_JSON: [{"address": 0, "type": "float32", "order": "CDAB", "value": 123.456}, ...] on unit 1, holding registers.
-Values are encoded here with Python's struct module, independently of the gateway's codec. Prints "ready".
+Usage: pymodbus_server.py PORT SPEC_JSON, where SPEC_JSON is either
+  {"hr": [uint16, ...], "ir": [...], "co": [0/1, ...], "di": [...]}   raw tables from address 0, or
+  [{"address": 0, "type": "float32", "order": "CDAB", "value": 123.456}, ...]   typed holding registers, encoded
+  here with Python's struct module, independently of the gateway's codec.
+Serves unit 1 (and any other id). Prints "ready" once listening.
 """
 import json
 import socket
@@ -41,11 +43,20 @@ def encode(kind, order, value):
 def main():
     port = int(sys.argv[1])
     spec = json.loads(sys.argv[2])
-    regs = [0] * 1000
-    for item in spec:
-        words = encode(item["type"], item.get("order", "ABCD"), item["value"])
-        regs[item["address"]:item["address"] + len(words)] = words
-    slave = ModbusSlaveContext(hr=ModbusSequentialDataBlock(0, regs), zero_mode=True)
+    tables = {"hr": [], "ir": [], "co": [], "di": []}
+    if isinstance(spec, dict):
+        tables.update(spec)
+    else:
+        regs = [0] * 1000
+        for item in spec:
+            words = encode(item["type"], item.get("order", "ABCD"), item["value"])
+            regs[item["address"]:item["address"] + len(words)] = words
+        tables["hr"] = regs
+
+    def block(name):
+        return ModbusSequentialDataBlock(0, list(tables[name]) + [0] * 1000)
+
+    slave = ModbusSlaveContext(hr=block("hr"), ir=block("ir"), co=block("co"), di=block("di"), zero_mode=True)
     context = ModbusServerContext(slaves=slave, single=True)
 
     def announce():
