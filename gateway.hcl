@@ -74,6 +74,13 @@ supervisor {
   }
 }
 
+# Fault injection through iot.control.faults.* (crash, stop, drop a connection, add latency, make a device
+# return errors or bad quality, kill a sidecar process). Off unless enabled: a production gateway should not
+# take orders to break itself.
+faults {
+  enabled = false
+}
+
 # A device: one actor under the "devices" supervisor. driver = "mock" simulates one; each poll of a group of
 # points (same interval) is published as one batch on iot.raw.mock.{device}, validated by the processor and
 # republished on iot.processed.batch.{device} and iot.processed.{device}.{key}.

@@ -27,6 +27,12 @@ type Config struct {
 	Sinks      []Sink    // in file order
 	Sidecars   []Sidecar // in file order
 	Simulators []Simulator
+	Faults     Faults
+}
+
+// Faults is the `faults` block: fault injection through iot.control.faults.* is off unless enabled.
+type Faults struct {
+	Enabled bool
 }
 
 // Gateway is the `gateway` block.

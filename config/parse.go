@@ -36,6 +36,7 @@ var rootSchema = &hcl.BodySchema{
 		{Type: "sink", LabelNames: []string{"name"}},
 		{Type: "sidecar", LabelNames: []string{"name"}},
 		{Type: "simulator", LabelNames: []string{"name"}},
+		{Type: "faults"},
 	},
 }
 
@@ -277,7 +278,7 @@ func decodeRoot(body hcl.Body, diags *hcl.Diagnostics) *Config {
 	}
 	for _, block := range content.Blocks {
 		switch block.Type {
-		case "gateway", "nats", "supervisor":
+		case "gateway", "nats", "supervisor", "faults":
 			if duplicate(block.Type, block, fmt.Sprintf("Duplicate %s block", block.Type),
 				fmt.Sprintf("Only one %s block is allowed", block.Type)) {
 				continue
@@ -290,6 +291,15 @@ func decodeRoot(body hcl.Body, diags *hcl.Diagnostics) *Config {
 			decodeNATS(block, ctx, &cfg.NATS, diags)
 		case "supervisor":
 			decodeSupervisor(block, ctx, &cfg.Supervisor, diags)
+		case "faults":
+			var h struct {
+				Enabled *bool `hcl:"enabled,optional"`
+			}
+			if d := gohcl.DecodeBody(block.Body, ctx, &h); d.HasErrors() {
+				*diags = append(*diags, d...)
+				continue
+			}
+			set(&cfg.Faults.Enabled, h.Enabled)
 		case "device":
 			dev := decodeDevice(block, ctx, diags)
 			duplicate("device\x00"+dev.ID, block, "Duplicate device id",
