@@ -26,6 +26,7 @@ Usage:
   iotgw validate [-v] [FILE …] check configs; lists every problem as file:line:column, exits 1 if any
   iotgw sidecar modbus [-listen ADDR]   the reference Modbus sidecar (ISP server); ISP_PORT and LOG_LEVEL apply
   iotgw sim modbus [-listen ADDR] [-config sim.hcl]   a Modbus TCP simulator with run-time faults
+  iotgw ctl [-s URL] [-json] COMMAND …   control a running gateway over NATS; 'iotgw ctl help' lists the commands
   iotgw version
 `
 
@@ -47,6 +48,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdSidecar(args[1:], stderr)
 	case "sim":
 		return cmdSim(args[1:], os.Stdin, stdout, stderr)
+	case "ctl":
+		return cmdCtl(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "iotgw %s\n", system.Version)
 		return 0
@@ -86,8 +89,29 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	rt := system.New(cfg, system.WithLogger(log), system.WithStdout(stdout))
-	if err := rt.Run(ctx); err != nil {
+	rt := system.New(cfg, system.WithLogger(log), system.WithStdout(stdout), system.WithConfigPath(*path))
+	if err := rt.Start(ctx); err != nil {
+		log.Error().Err(err).Msg("gateway did not start")
+		return 1
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			// SIGHUP reloads the config file, as iot.control.reload does.
+			reply := rt.Reload()
+			if !reply.OK {
+				log.Error().Str("error", reply.Error).Interface("diagnostics", reply.Diagnostics).Msg("reload")
+			}
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+	log.Info().Msg("shutting down")
+	if err := rt.Stop(); err != nil {
 		log.Error().Err(err).Msg("gateway stopped with an error")
 		return 1
 	}

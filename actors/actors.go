@@ -49,6 +49,8 @@ type Env struct {
 	Stdout io.Writer
 	// LogFormat is the gateway's log format ("console" or "json"); the console sink follows it by default.
 	LogFormat string
+	// Metrics are the gateway's Prometheus collectors; nil-safe, so an actor built without them still works.
+	Metrics *Metrics
 }
 
 // Headers that travel with bus messages (DESIGN.md: trace id, source and schema version are NATS headers, so a

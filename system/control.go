@@ -12,8 +12,17 @@ import (
 
 // Control subjects (request/reply, JSON).
 const (
-	SubjectPing = "iot.control.ping"
-	SubjectTree = "iot.control.tree"
+	SubjectPing          = "iot.control.ping"
+	SubjectTree          = "iot.control.tree"
+	SubjectDevicesList   = "iot.control.devices.list"
+	SubjectDevicesGet    = "iot.control.devices.get"
+	SubjectDevicesAdd    = "iot.control.devices.add"
+	SubjectDevicesUpdate = "iot.control.devices.update"
+	SubjectDevicesRemove = "iot.control.devices.remove"
+	SubjectFaultsInject  = "iot.control.faults.inject"
+	SubjectFaultsClear   = "iot.control.faults.clear"
+	SubjectFaultsList    = "iot.control.faults.list"
+	SubjectReload        = "iot.control.reload"
 )
 
 // control is the actor behind iot.control.>: it answers requests about the running gateway. It is an actor with a
@@ -32,7 +41,13 @@ func newControl(rt *Runtime) actor.Producer {
 }
 
 func (c *control) Inboxes() []actors.Inbox {
-	return []actors.Inbox{{Subject: SubjectPing}, {Subject: SubjectTree}}
+	subjects := []string{SubjectPing, SubjectTree, SubjectDevicesList, SubjectDevicesGet, SubjectDevicesAdd,
+		SubjectDevicesUpdate, SubjectDevicesRemove, SubjectFaultsInject, SubjectFaultsClear, SubjectFaultsList, SubjectReload}
+	in := make([]actors.Inbox, len(subjects))
+	for i, s := range subjects {
+		in[i] = actors.Inbox{Subject: s}
+	}
+	return in
 }
 
 // Pong is the reply to iot.control.ping.
@@ -63,6 +78,24 @@ func (c *control) Receive(ctx actor.Context) {
 		}
 	case SubjectTree:
 		reply = c.rt.tree.Snapshot()
+	case SubjectDevicesList:
+		reply = c.rt.listDevices()
+	case SubjectDevicesGet:
+		reply = c.rt.getDevice(msg.Data)
+	case SubjectDevicesAdd:
+		reply = c.rt.addDevice(msg.Data, false)
+	case SubjectDevicesUpdate:
+		reply = c.rt.addDevice(msg.Data, true)
+	case SubjectDevicesRemove:
+		reply = c.rt.removeDevice(msg.Data)
+	case SubjectFaultsInject:
+		reply = c.rt.faults.inject(msg.Data)
+	case SubjectFaultsClear:
+		reply = c.rt.faults.clear(msg.Data)
+	case SubjectFaultsList:
+		reply = c.rt.faults.list()
+	case SubjectReload:
+		reply = c.rt.Reload()
 	default:
 		reply = ErrorReply{Error: "unknown control subject " + msg.Subject}
 	}

@@ -132,3 +132,5 @@ func lines(s string) []string {
 }
 
 var errNotYet = errors.New("not yet")
+
+func loadConfig(path string) (*config.Config, error) { return config.Load(path) }

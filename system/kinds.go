@@ -29,8 +29,7 @@ var sinkKinds = map[string]func(s config.Sink, env actors.Env) actor.Producer{
 func (r *Runtime) deviceSpecs() ([]ChildSpec, error) {
 	specs := make([]ChildSpec, 0, len(r.cfg.Devices)+len(r.cfg.Simulators))
 	for _, sim := range r.cfg.Simulators {
-		specs = append(specs, ChildSpec{Name: "simulator-" + sim.Name, Kind: "simulator/modbus",
-			Producer: device.NewSimulator(sim, r.env("devices/simulator-"+sim.Name))})
+		specs = append(specs, r.simulatorSpec(sim))
 	}
 	transports := map[string]bool{}
 	for _, d := range r.cfg.Devices {
@@ -63,30 +62,46 @@ func (r *Runtime) deviceSpec(d config.Device) (ChildSpec, error) {
 	return ChildSpec{Name: d.ID, Kind: "device/" + d.Driver, Producer: newActor(d, r.env("devices/"+d.ID))}, nil
 }
 
+func (r *Runtime) simulatorSpec(sim config.Simulator) ChildSpec {
+	return ChildSpec{Name: "simulator-" + sim.Name, Kind: "simulator/modbus",
+		Producer: device.NewSimulator(sim, r.env("devices/simulator-"+sim.Name))}
+}
+
 func (r *Runtime) sinkSpecs() ([]ChildSpec, error) {
 	specs := make([]ChildSpec, 0, len(r.cfg.Sinks))
 	for _, s := range r.cfg.Sinks {
-		newActor, ok := sinkKinds[s.Type]
-		if !ok {
-			return nil, fmt.Errorf("sink %q: type %q has no actor", s.Name, s.Type)
+		spec, err := r.sinkSpec(s)
+		if err != nil {
+			return nil, err
 		}
-		specs = append(specs, ChildSpec{Name: s.Name, Kind: "sink/" + s.Type, Producer: newActor(s, r.env("sinks/"+s.Name))})
+		specs = append(specs, spec)
 	}
 	return specs, nil
+}
+
+func (r *Runtime) sinkSpec(s config.Sink) (ChildSpec, error) {
+	newActor, ok := sinkKinds[s.Type]
+	if !ok {
+		return ChildSpec{}, fmt.Errorf("sink %q: type %q has no actor", s.Name, s.Type)
+	}
+	return ChildSpec{Name: s.Name, Kind: "sink/" + s.Type, Producer: newActor(s, r.env("sinks/"+s.Name))}, nil
 }
 
 // sidecarSpecs is one connection actor per sidecar block.
 func (r *Runtime) sidecarSpecs() []ChildSpec {
 	specs := make([]ChildSpec, 0, len(r.cfg.Sidecars))
 	for _, sc := range r.cfg.Sidecars {
-		kind := "sidecar/address"
-		if sc.Plugin != "" {
-			kind = "sidecar/plugin:" + sc.Plugin
-		}
-		specs = append(specs, ChildSpec{Name: sc.Name, Kind: kind,
-			Producer: actorsidecar.NewConn(sc, r.cfg.Gateway.PluginsDir, r.env("sidecars/"+sc.Name))})
+		specs = append(specs, r.sidecarSpec(sc, r.cfg.Gateway.PluginsDir))
 	}
 	return specs
+}
+
+func (r *Runtime) sidecarSpec(sc config.Sidecar, pluginsDir string) ChildSpec {
+	kind := "sidecar/address"
+	if sc.Plugin != "" {
+		kind = "sidecar/plugin:" + sc.Plugin
+	}
+	return ChildSpec{Name: sc.Name, Kind: kind, Producer: actorsidecar.NewConn(sc, pluginsDir, r.env("sidecars/"+sc.Name))}
 }
 
 // ruleSpecs is the rule stage: for now the built-in processor, which validates raw points and republishes them as

@@ -204,9 +204,9 @@ type mailboxActor struct {
 	mb    *subjectMailbox // nil when the actor listens on nothing
 	path  string
 	tree  *Tree
-	// started is called once the actor has handled Started and subscribed (or failed trying): the supervisor
-	// waits for it before starting the next sibling, so consumers listen before producers publish.
-	started func()
+	// started is called once the actor has handled Started and subscribed, or with the reason it failed: the
+	// supervisor waits for it before starting the next sibling, so consumers listen before producers publish.
+	started func(err error)
 }
 
 func (a *mailboxActor) Receive(ctx actor.Context) {
@@ -217,7 +217,13 @@ func (a *mailboxActor) Receive(ctx actor.Context) {
 		}
 	case *actor.Started:
 		if a.started != nil {
-			defer a.started() // also when Started panics: the supervisor must not wait for ever
+			defer func() {
+				if r := recover(); r != nil {
+					a.started(fmt.Errorf("failed to start: %v", r)) // the supervisor must not wait for ever
+					panic(r)                                        // and the failure is still the supervisor's to handle
+				}
+				a.started(nil)
+			}()
 		}
 		a.inner.Receive(ctx)
 		if a.mb != nil {
@@ -233,8 +239,35 @@ func (a *mailboxActor) Receive(ctx actor.Context) {
 		}
 	case *actors.WorkerFailed:
 		panic(m)
+	case *actors.Fault:
+		a.fault(ctx, m)
+		return
+	case *actors.FaultClear:
+		if t, ok := a.inner.(actors.FaultTarget); ok {
+			t.ClearFault(ctx, m.ID)
+		}
+		return
 	}
 	a.inner.Receive(ctx)
+}
+
+// fault injects f: crash and stop for every actor, the others through the actor's own FaultTarget.
+func (a *mailboxActor) fault(ctx actor.Context, f *actors.Fault) {
+	switch f.Kind {
+	case actors.FaultCrash:
+		ctx.Respond(&actors.FaultReply{})
+		panic(fmt.Sprintf("fault %s injected: crash", f.ID))
+	case actors.FaultStop:
+		ctx.Respond(&actors.FaultReply{})
+		ctx.Stop(ctx.Self())
+	default:
+		t, ok := a.inner.(actors.FaultTarget)
+		if !ok {
+			ctx.Respond(&actors.FaultReply{Err: actors.ErrFaultUnsupported})
+			return
+		}
+		ctx.Respond(&actors.FaultReply{Err: t.InjectFault(ctx, f)})
+	}
 }
 
 // HandleFailure passes the failures of the wrapped actor's children to it when it supervises them (the

@@ -45,6 +45,13 @@ type Runtime struct {
 	root    *actor.PID
 	tree    *Tree
 	started time.Time
+
+	configPath string // the file Reload reads again
+	reloadMu   sync.Mutex
+	store      deviceStore     // devices added at run time
+	devices    *deviceRegistry // every device and where it came from
+	faults     *faultManager
+	mon     *monitor // health, metrics and the HTTP server (metrics.go, http.go)
 }
 
 // Option configures a Runtime.
@@ -58,6 +65,9 @@ func WithStdout(w io.Writer) Option { return func(r *Runtime) { r.stdout = w } }
 
 // WithStopTimeout bounds Stop.
 func WithStopTimeout(d time.Duration) Option { return func(r *Runtime) { r.stopTimeout = d } }
+
+// WithConfigPath names the file the config came from, for Reload (SIGHUP, iot.control.reload).
+func WithConfigPath(path string) Option { return func(r *Runtime) { r.configPath = path } }
 
 // New builds a runtime for cfg; nothing starts before Start.
 func New(cfg *config.Config, opts ...Option) *Runtime {
@@ -85,7 +95,13 @@ func (r *Runtime) Start(ctx context.Context) error {
 	}
 	r.bus = bus
 	r.started = time.Now()
+	r.faults = newFaultManager(r)
+	if err := r.openDeviceStore(ctx); err != nil {
+		r.bus.Close()
+		return err
+	}
 	r.sys = actor.NewActorSystem(actorLogger(r.log))
+	r.monitor().init() // before the first actor: Runtime.env hands out its metrics
 
 	specs, err := r.topLevel()
 	if err != nil {
@@ -97,7 +113,7 @@ func (r *Runtime) Start(ctx context.Context) error {
 	up := make(chan struct{})
 	var once sync.Once
 	wrapped := func() actor.Actor {
-		return &mailboxActor{inner: producer(), path: rootPath, tree: r.tree, started: func() { once.Do(func() { close(up) }) }}
+		return &mailboxActor{inner: producer(), path: rootPath, tree: r.tree, started: func(error) { once.Do(func() { close(up) }) }}
 	}
 	pid, err := r.sys.Root.SpawnNamed(actor.PropsFromProducer(wrapped), rootPath)
 	if err != nil {
@@ -112,6 +128,10 @@ func (r *Runtime) Start(ctx context.Context) error {
 		_ = r.Stop()
 		return ctx.Err()
 	}
+	if err := r.mon.start(); err != nil {
+		_ = r.Stop()
+		return err
+	}
 	r.log.Info().Str("gateway", r.cfg.Gateway.ID).Str("nats", r.bus.URL).Int("devices", len(r.cfg.Devices)).
 		Int("sinks", len(r.cfg.Sinks)).Msg("gateway started")
 	return nil
@@ -123,6 +143,7 @@ func (r *Runtime) Stop() error {
 	if r.root == nil {
 		return ErrNotStarted
 	}
+	r.mon.stop() // the HTTP server and the bus reports end first: they read what is stopped next
 	r.stopBy.Store(time.Now().Add(r.stopTimeout - r.stopTimeout/8).UnixNano())
 	defer r.stopBy.Store(0)
 	f := r.sys.Root.PoisonFuture(r.root)
@@ -134,6 +155,7 @@ func (r *Runtime) Stop() error {
 	case <-time.After(r.stopTimeout):
 		err = fmt.Errorf("supervision tree did not stop within %s", r.stopTimeout)
 	}
+	r.faults.stop()
 	r.sys.Shutdown()
 	r.bus.Close()
 	r.root = nil
@@ -169,6 +191,7 @@ func (r *Runtime) env(component string) actors.Env {
 		PointSubjects: r.cfg.Gateway.PointSubjects,
 		Stdout:        r.stdout,
 		LogFormat:     r.cfg.Gateway.LogFormat,
+		Metrics:       r.mon.actorMetrics(),
 	}
 }
 

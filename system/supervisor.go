@@ -167,9 +167,9 @@ func (s *supervisor) spawn(ctx actor.Context, spec ChildSpec) error {
 		}
 	}
 	s.rt.tree.add(c.path, spec.Kind, c.mb)
-	started := make(chan struct{})
+	started := make(chan error, 1)
 	var once sync.Once
-	signal := func() { once.Do(func() { close(started) }) }
+	signal := func(err error) { once.Do(func() { started <- err }) }
 	wrap := func(a actor.Actor) actor.Actor {
 		return &mailboxActor{inner: a, mb: c.mb, path: c.path, tree: s.rt.tree, started: signal}
 	}
@@ -193,7 +193,10 @@ func (s *supervisor) spawn(ctx actor.Context, spec ChildSpec) error {
 	// Wait until it listens: its subscriptions go out on the shared connection before anything a later sibling
 	// publishes, so a sink or the processor never misses a device's first poll.
 	select {
-	case <-started:
+	case err := <-started:
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.path, err)
+		}
 	case <-time.After(s.rt.stopTimeout):
 		s.log.Warn().Str("actor", c.path).Msg("slow to start; starting its siblings anyway")
 	}

@@ -36,6 +36,7 @@ type treeEntry struct {
 	startedAt time.Time
 	subjects  []string
 	mailbox   *subjectMailbox
+	faults    []string // injected faults, "f-1 latency"
 }
 
 // Node is one actor in a tree snapshot.
@@ -50,6 +51,7 @@ type Node struct {
 	Since       *time.Time    `json:"since,omitempty"`
 	Subjects    []string      `json:"subjects,omitempty"`
 	Mailbox     *MailboxStats `json:"mailbox,omitempty"`
+	Faults      []string      `json:"faults,omitempty"` // injected faults still active
 	Children    []*Node       `json:"children,omitempty"`
 }
 
@@ -142,7 +144,7 @@ func (e *treeEntry) node(path string) *Node {
 	}
 	n := &Node{
 		Name: name, Path: path, Kind: e.kind, State: e.state, Restarts: e.restarts,
-		LastError: e.lastError, Subjects: e.subjects,
+		LastError: e.lastError, Subjects: e.subjects, Faults: append([]string(nil), e.faults...),
 	}
 	if !e.errorAt.IsZero() {
 		at := e.errorAt

@@ -28,7 +28,22 @@ type mock struct {
 	msg       *nats.Msg
 	polls     int
 	pointTags [][]isp.Tag
+	faults    actors.Faults
 }
+
+var _ actors.FaultTarget = (*mock)(nil)
+
+// InjectFault: error and bad_quality publish the device's points with quality 0.
+func (m *mock) InjectFault(_ actor.Context, f *actors.Fault) error {
+	if f.Kind != actors.FaultError && f.Kind != actors.FaultBadQuality {
+		return actors.ErrFaultUnsupported
+	}
+	m.faults.Add(f)
+	return nil
+}
+
+// ClearFault ends a fault.
+func (m *mock) ClearFault(_ actor.Context, id string) { m.faults.Remove(id) }
 
 // NewMock returns the producer of a mock device's actor.
 func NewMock(dev config.Device, env actors.Env) actor.Producer {
@@ -95,6 +110,10 @@ func (m *mock) poll(idx []int) {
 	}
 	now := time.Now()
 	ts := now.UnixNano()
+	quality := isp.QualityGood
+	if m.faults.Hit(actors.FaultError) != nil || m.faults.Hit(actors.FaultBadQuality) != nil {
+		quality = isp.QualityBad
+	}
 	m.batch = m.batch[:0]
 	for _, i := range idx {
 		p := &m.cfg.Points[i]
@@ -103,7 +122,7 @@ func (m *mock) poll(idx []int) {
 			Key:       p.Key,
 			Value:     signal(p, now),
 			Type:      p.Type,
-			Quality:   isp.QualityGood,
+			Quality:   quality,
 			Timestamp: ts,
 			Tags:      m.tags(i),
 			Source:    "mock",

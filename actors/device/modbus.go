@@ -55,7 +55,40 @@ type modbusDevice struct {
 	out       []isp.Point
 	overruns  uint64
 	pollCount uint64
+	faults    actors.Faults
 }
+
+var _ actors.FaultTarget = (*modbusDevice)(nil)
+
+// InjectFault: error fails the device's requests (quality 0, error events) and bad_quality marks its points bad;
+// drop and latency act on its endpoint's transport, which all devices of the endpoint share.
+func (d *modbusDevice) InjectFault(ctx actor.Context, f *actors.Fault) error {
+	switch f.Kind {
+	case actors.FaultError, actors.FaultBadQuality:
+		d.faults.Add(f)
+		return nil
+	case actors.FaultDrop, actors.FaultLatency:
+		res, err := ctx.RequestFuture(d.bus, f, 5*time.Second).Result()
+		if err != nil {
+			return err
+		}
+		if r, ok := res.(*actors.FaultReply); ok {
+			return r.Err
+		}
+		return nil
+	default:
+		return actors.ErrFaultUnsupported
+	}
+}
+
+// ClearFault ends a fault (and the transport's with the same id).
+func (d *modbusDevice) ClearFault(ctx actor.Context, id string) {
+	d.faults.Remove(id)
+	ctx.Send(d.bus, &actors.FaultClear{ID: id})
+}
+
+// errInjected is the error of a request failed by an injected fault.
+var errInjected = errors.New("fault injected")
 
 type pollGroup struct {
 	name     string
@@ -265,10 +298,14 @@ func (d *modbusDevice) result(tag pollTag, res *ModbusTxResult) {
 	q := &g.plan[tag.req]
 	ts := g.started.UnixNano()
 	err := res.Err
+	if f := d.faults.Hit(actors.FaultError); f != nil && err == nil {
+		err = fmt.Errorf("%w: %s (error)", errInjected, f.ID)
+	}
+	bad := d.faults.Hit(actors.FaultBadQuality) != nil
 	if err == nil {
 		err = q.Decode(d.regs, res.Data, func(i int, v isp.Value, derr error) {
 			quality := isp.QualityGood
-			if derr != nil {
+			if derr != nil || bad {
 				quality = isp.QualityBad
 			} else {
 				d.lastGood[i] = g.started
@@ -364,6 +401,8 @@ func errorKind(err error) string {
 		return "down"
 	case errors.Is(err, ErrBusy):
 		return "busy"
+	case errors.Is(err, errInjected):
+		return "injected"
 	case errors.Is(err, mb.ErrShortResponse):
 		return "invalid_reply"
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):

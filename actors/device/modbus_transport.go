@@ -36,6 +36,9 @@ type ModbusTx struct {
 	Retries  int
 	Pause    time.Duration // quiet time after the transaction, for devices that need it
 	Tag      any           // the caller's correlation, returned in the result
+
+	drop  bool          // fault injection: close the connection first
+	delay time.Duration // fault injection: wait first
 }
 
 // ModbusTxResult answers a ModbusTx, sent to the actor that asked.
@@ -66,7 +69,22 @@ type transport struct {
 	env     actors.Env
 	workers actors.Workers
 	queue   chan queued
+	faults  actors.Faults
 }
+
+var _ actors.FaultTarget = (*transport)(nil)
+
+// InjectFault: drop closes the connection before the next transaction(s); latency delays each transaction.
+func (t *transport) InjectFault(_ actor.Context, f *actors.Fault) error {
+	if f.Kind != actors.FaultDrop && f.Kind != actors.FaultLatency {
+		return actors.ErrFaultUnsupported
+	}
+	t.faults.Add(f)
+	return nil
+}
+
+// ClearFault ends a fault.
+func (t *transport) ClearFault(_ actor.Context, id string) { t.faults.Remove(id) }
 
 type queued struct {
 	tx   *ModbusTx
@@ -90,6 +108,13 @@ func (t *transport) Receive(ctx actor.Context) {
 	case *actor.Stopping, *actor.Restarting:
 		t.workers.Stop()
 	case *ModbusTx:
+		// Faults are decided here, on the actor's goroutine, and travel with the transaction to the wire worker.
+		if f := t.faults.Hit(actors.FaultDrop); f != nil {
+			m.drop = true
+		}
+		if f := t.faults.Hit(actors.FaultLatency); f != nil {
+			m.delay = f.Latency
+		}
 		select {
 		case t.queue <- queued{tx: m, from: ctx.Sender()}:
 		default:
@@ -109,6 +134,16 @@ func (t *transport) run(root *actor.RootContext, q <-chan queued, done <-chan st
 			return nil
 		case item := <-q:
 			start := time.Now()
+			if item.tx.drop {
+				w.close()
+			}
+			if item.tx.delay > 0 {
+				select {
+				case <-done:
+					return nil
+				case <-time.After(item.tx.delay):
+				}
+			}
 			data, err := w.do(item.tx)
 			if item.from != nil {
 				root.Send(item.from, &ModbusTxResult{Tag: item.tx.Tag, Data: data, Err: err, Took: time.Since(start)})

@@ -51,7 +51,35 @@ type conn struct {
 	badLines atomic.Int64
 }
 
-var _ actors.Listener = (*conn)(nil)
+var (
+	_ actors.Listener    = (*conn)(nil)
+	_ actors.FaultTarget = (*conn)(nil)
+)
+
+// InjectFault: drop closes the ISP connection (the actor fails and reconnects); kill sends SIGKILL to the
+// sidecar process it launched (it is relaunched).
+func (c *conn) InjectFault(_ actor.Context, f *actors.Fault) error {
+	c.mu.Lock()
+	client, proc := c.client, c.proc
+	c.mu.Unlock()
+	switch f.Kind {
+	case actors.FaultDrop:
+		if client == nil {
+			return errors.New("not connected")
+		}
+		return client.Close()
+	case actors.FaultKill:
+		if proc == nil {
+			return errors.New("no process: this sidecar was not launched by the gateway")
+		}
+		return proc.Kill()
+	default:
+		return actors.ErrFaultUnsupported
+	}
+}
+
+// ClearFault: drop and kill are done at once; nothing stays.
+func (c *conn) ClearFault(actor.Context, string) {}
 
 // connected is sent by the connect worker once CONFIG was accepted.
 type connected struct{ resp *isp.Response }

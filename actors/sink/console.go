@@ -27,9 +27,25 @@ type console struct {
 	dec    isp.Decoder
 	points []isp.Point
 	line   []byte
+	faults actors.Faults
 }
 
-var _ actors.Listener = (*console)(nil)
+var (
+	_ actors.Listener    = (*console)(nil)
+	_ actors.FaultTarget = (*console)(nil)
+)
+
+// InjectFault: latency makes the sink slow (each message waits), to watch backpressure in the mailbox figures.
+func (c *console) InjectFault(_ actor.Context, f *actors.Fault) error {
+	if f.Kind != actors.FaultLatency {
+		return actors.ErrFaultUnsupported
+	}
+	c.faults.Add(f)
+	return nil
+}
+
+// ClearFault ends a fault.
+func (c *console) ClearFault(_ actor.Context, id string) { c.faults.Remove(id) }
 
 // NewConsole returns the producer of a console sink's actor.
 func NewConsole(s config.Sink, env actors.Env) actor.Producer {
@@ -51,6 +67,9 @@ func (c *console) Inboxes() []actors.Inbox {
 func (c *console) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *nats.Msg:
+		if f := c.faults.Hit(actors.FaultLatency); f != nil {
+			time.Sleep(f.Latency) // the injected fault is a slow sink: blocking is the point
+		}
 		c.print(msg)
 	case *actor.Stopping, *actor.Restarting:
 		_ = c.w.Flush()

@@ -1,0 +1,169 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/goburrow/modbus"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the Prometheus collectors actors update as they work: points in and out, errors, Modbus request
+// latency. The runtime creates one per gateway on its own registry and hands it to every actor in Env.
+//
+// Every method is safe on a nil *Metrics and then does nothing, so an actor built without metrics (a unit test,
+// a benchmark) needs no check of its own.
+//
+// Label values must come from config (actor paths, device ids) or from a fixed set in code (error kinds,
+// function codes), never from what arrives on the wire: each distinct value is a time series kept for the life of
+// the process. Forget and ForgetDevice drop the series of an actor removed at run time.
+type Metrics struct {
+	pointsIn      *prometheus.CounterVec
+	pointsOut     *prometheus.CounterVec
+	errors        *prometheus.CounterVec
+	modbusLatency *prometheus.HistogramVec
+	modbusErrors  *prometheus.CounterVec
+}
+
+// ModbusBuckets are the upper bounds (seconds) of the Modbus request latency histogram: from 100 µs (a simulator
+// on loopback) to 5 s (a serial line at its timeout).
+var ModbusBuckets = []float64{
+	.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5,
+}
+
+// NewMetrics creates the collectors and registers them with reg. It panics when one is already registered there,
+// like prometheus.MustRegister: that is a wiring bug (two Metrics on one registry), not a run-time condition.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		pointsIn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "iotgw_points_in_total",
+			Help: "Points an actor received (from a device, a sidecar or the bus).",
+		}, []string{"actor"}),
+		pointsOut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "iotgw_points_out_total",
+			Help: "Points an actor published or delivered.",
+		}, []string{"actor"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "iotgw_errors_total",
+			Help: "Errors an actor handled without failing, by kind.",
+		}, []string{"actor", "kind"}),
+		modbusLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "iotgw_modbus_request_seconds",
+			Help:    "Latency of Modbus requests, successful or not, by device and function code.",
+			Buckets: ModbusBuckets,
+		}, []string{"device", "function"}),
+		modbusErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "iotgw_modbus_request_errors_total",
+			Help: "Failed Modbus requests by device and kind (exception, timeout, disconnected, …).",
+		}, []string{"device", "kind"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.pointsIn, m.pointsOut, m.errors, m.modbusLatency, m.modbusErrors)
+	}
+	return m
+}
+
+// PointsIn counts n points received by actor (its path, "devices/plc-1").
+func (m *Metrics) PointsIn(actor string, n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.pointsIn.WithLabelValues(actor).Add(float64(n))
+}
+
+// PointsOut counts n points published or delivered by actor.
+func (m *Metrics) PointsOut(actor string, n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.pointsOut.WithLabelValues(actor).Add(float64(n))
+}
+
+// Error counts one error of a kind ("decode", "invalid", "publish", …: a constant of the caller's) at actor.
+func (m *Metrics) Error(actor, kind string) {
+	if m == nil {
+		return
+	}
+	m.errors.WithLabelValues(actor, kind).Inc()
+}
+
+// ModbusRequest records one Modbus request to device with function code function that took d, and, when err is
+// not nil, counts it as failed under ModbusErrorKind(err).
+func (m *Metrics) ModbusRequest(device string, function uint8, d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	m.modbusLatency.WithLabelValues(device, strconv.Itoa(int(function))).Observe(d.Seconds())
+	if err != nil {
+		m.modbusErrors.WithLabelValues(device, ModbusErrorKind(err)).Inc()
+	}
+}
+
+// Forget drops the series of an actor removed while the gateway runs, so hot-add and remove do not grow the
+// scrape without bound.
+func (m *Metrics) Forget(actor string) {
+	if m == nil {
+		return
+	}
+	for _, v := range []*prometheus.CounterVec{m.pointsIn, m.pointsOut, m.errors} {
+		v.DeletePartialMatch(prometheus.Labels{"actor": actor})
+	}
+}
+
+// ForgetDevice drops the Modbus series of a removed device.
+func (m *Metrics) ForgetDevice(device string) {
+	if m == nil {
+		return
+	}
+	m.modbusLatency.DeletePartialMatch(prometheus.Labels{"device": device})
+	m.modbusErrors.DeletePartialMatch(prometheus.Labels{"device": device})
+}
+
+// KindError is an error that says which kind it is for metrics. A package whose errors are its own sentinels (the
+// Modbus device's ErrTimeout, ErrBusy, …) wraps them with WithKind, since this package cannot know them.
+type KindError struct {
+	Kind string
+	Err  error
+}
+
+func (e *KindError) Error() string { return e.Err.Error() }
+func (e *KindError) Unwrap() error { return e.Err }
+
+// WithKind returns err labelled with kind (nil when err is nil).
+func WithKind(kind string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &KindError{Kind: kind, Err: err}
+}
+
+// ModbusErrorKind classifies a failed Modbus request into a small fixed set of label values: the kind of a
+// KindError in its chain, else "exception" (the device answered with an exception code), "timeout",
+// "canceled", "disconnected" (the connection was refused, reset or closed), or "other".
+func ModbusErrorKind(err error) string {
+	var ke *KindError
+	var exc *modbus.ModbusError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ke):
+		return ke.Kind
+	case errors.As(err, &exc):
+		return "exception"
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
+		errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return "disconnected"
+	default:
+		return "other"
+	}
+}

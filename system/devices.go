@@ -1,0 +1,460 @@
+package system
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/iotgw/iotgw/actors/device"
+	"github.com/iotgw/iotgw/config"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Device sources in iot.control.devices.list.
+const (
+	SourceConfig  = "config"  // a device block of gateway.hcl
+	SourceRuntime = "runtime" // added through iot.control.devices.add (and stored)
+)
+
+// maxDeviceRequest bounds a device request's body: a device block is a few kilobytes.
+const maxDeviceRequest = 256 << 10
+
+// deviceEntry is one device the gateway runs.
+type deviceEntry struct {
+	dev    config.Device
+	source string
+	hcl    []byte // the block's text, for runtime devices
+}
+
+// deviceRegistry is what devices run and where they came from. The control actor and reload change it.
+type deviceRegistry struct {
+	mu      sync.Mutex
+	entries map[string]*deviceEntry
+}
+
+// deviceStore keeps the devices added at run time across restarts: a JetStream key-value bucket when JetStream
+// is on, otherwise a file in the data directory written atomically.
+type deviceStore interface {
+	Load(ctx context.Context) (map[string][]byte, error)
+	Put(ctx context.Context, id string, hcl []byte) error
+	Delete(ctx context.Context, id string) error
+	String() string
+}
+
+// fileStore is devices.json in the data directory: {"id": "device \"id\" { … }", …}.
+type fileStore struct {
+	path string
+	mu   sync.Mutex
+}
+
+func (f *fileStore) String() string { return f.path }
+
+func (f *fileStore) Load(context.Context) (map[string][]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.load()
+}
+
+func (f *fileStore) load() (map[string][]byte, error) {
+	data, err := os.ReadFile(f.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return map[string][]byte{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]string
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("%s: %w", f.path, err)
+	}
+	out := make(map[string][]byte, len(m))
+	for k, v := range m {
+		out[k] = []byte(v)
+	}
+	return out, nil
+}
+
+func (f *fileStore) Put(_ context.Context, id string, hclText []byte) error {
+	return f.change(func(m map[string][]byte) { m[id] = hclText })
+}
+
+func (f *fileStore) Delete(_ context.Context, id string) error {
+	return f.change(func(m map[string][]byte) { delete(m, id) })
+}
+
+// change rewrites the file atomically: a temporary file in the same directory, synced, renamed over the old one,
+// and the directory synced, so a crash leaves the old file or the new one, never half of one.
+func (f *fileStore) change(edit func(map[string][]byte)) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m, err := f.load()
+	if err != nil {
+		return err
+	}
+	edit(m)
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = string(v)
+	}
+	data, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(f.path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, ".devices-*.json")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), f.path); err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// kvStore is a JetStream key-value bucket; keys are the device ids, base64url-encoded (ids may hold characters
+// keys may not).
+type kvStore struct{ kv jetstream.KeyValue }
+
+// DevicesBucket is the JetStream key-value bucket of devices added at run time.
+const DevicesBucket = "IOTGW_DEVICES"
+
+func (k *kvStore) String() string { return "JetStream bucket " + DevicesBucket }
+
+func kvKey(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
+
+func (k *kvStore) Load(ctx context.Context) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	keys, err := k.kv.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for key := range keys.Keys() {
+		id, err := base64.RawURLEncoding.DecodeString(key)
+		if err != nil {
+			continue
+		}
+		e, err := k.kv.Get(ctx, key)
+		if err != nil {
+			continue
+		}
+		out[string(id)] = e.Value()
+	}
+	return out, nil
+}
+
+func (k *kvStore) Put(ctx context.Context, id string, hclText []byte) error {
+	_, err := k.kv.Put(ctx, kvKey(id), hclText)
+	return err
+}
+
+func (k *kvStore) Delete(ctx context.Context, id string) error {
+	err := k.kv.Delete(ctx, kvKey(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	return err
+}
+
+// openDeviceStore picks the store and loads the devices added at run time. A stored device whose id the config
+// file also uses is ignored with a warning: the file is the source of truth for the devices it names (edit it, or
+// remove the block, to let the stored one run).
+func (r *Runtime) openDeviceStore(ctx context.Context) error {
+	if r.bus.JS != nil {
+		kv, err := r.bus.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: DevicesBucket, Description: "iotgw devices added at run time", History: 5})
+		if err != nil {
+			return fmt.Errorf("device store: %w", err)
+		}
+		r.store = &kvStore{kv: kv}
+	} else {
+		r.store = &fileStore{path: filepath.Join(r.cfg.Gateway.DataDir, "devices.json")}
+	}
+	r.devices = &deviceRegistry{entries: map[string]*deviceEntry{}}
+	for _, d := range r.cfg.Devices {
+		r.devices.entries[d.ID] = &deviceEntry{dev: d, source: SourceConfig}
+	}
+	stored, err := r.store.Load(ctx)
+	if err != nil {
+		return fmt.Errorf("device store %s: %w", r.store, err)
+	}
+	ids := make([]string, 0, len(stored))
+	for id := range stored {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		if _, ok := r.devices.entries[id]; ok {
+			r.log.Warn().Str("device", id).Str("store", r.store.String()).Msg("a device added at run time has the id of a device in the config file; the file's device runs")
+			continue
+		}
+		dev, diags := config.ParseDevice(stored[id], "stored device "+id)
+		if diags.HasErrors() {
+			r.log.Error().Str("device", id).Str("error", diags.Error()).Msg("stored device no longer valid; skipped")
+			continue
+		}
+		r.devices.entries[id] = &deviceEntry{dev: *dev, source: SourceRuntime, hcl: stored[id]}
+		r.cfg.Devices = append(r.cfg.Devices, *dev)
+	}
+	if n := len(r.cfg.Devices) - len(r.devices.entries); n != 0 {
+		r.log.Debug().Int("delta", n).Msg("device registry")
+	}
+	return nil
+}
+
+// DeviceInfo is one device in iot.control.devices.list and .get.
+type DeviceInfo struct {
+	ID       string `json:"id"`
+	Driver   string `json:"driver"`
+	Source   string `json:"source"` // config or runtime
+	State    string `json:"state"`
+	Restarts int    `json:"restarts"`
+	HCL      string `json:"hcl,omitempty"`
+	Defined  string `json:"defined,omitempty"` // file:line of a config device
+}
+
+// Diagnostic is one config problem in an error reply.
+type Diagnostic struct {
+	Pos     string `json:"pos,omitempty"`
+	Summary string `json:"summary"`
+	Detail  string `json:"detail,omitempty"`
+}
+
+// ControlReply is the reply of the device, fault and reload requests.
+type ControlReply struct {
+	OK          bool          `json:"ok"`
+	Error       string        `json:"error,omitempty"`
+	Diagnostics []Diagnostic  `json:"diagnostics,omitempty"`
+	HCL         string        `json:"hcl,omitempty"` // the device block a JSON request was read as
+	ID          string        `json:"id,omitempty"`
+	Device      *DeviceInfo   `json:"device,omitempty"`
+	Devices     []DeviceInfo  `json:"devices,omitempty"`
+	Fault       *FaultInfo    `json:"fault,omitempty"`
+	Faults      []FaultInfo   `json:"faults,omitempty"`
+	Cleared     int           `json:"cleared,omitempty"`
+	Reload      *ReloadResult `json:"reload,omitempty"`
+}
+
+func failure(format string, args ...any) ControlReply {
+	return ControlReply{Error: fmt.Sprintf(format, args...)}
+}
+
+func (r *Runtime) deviceInfo(e *deviceEntry) DeviceInfo {
+	info := DeviceInfo{ID: e.dev.ID, Driver: e.dev.Driver, Source: e.source, State: StateStopped}
+	if n, ok := r.tree.Get(GroupDevices + "/" + e.dev.ID); ok {
+		info.State, info.Restarts = n.State, n.Restarts
+	}
+	if e.source == SourceConfig {
+		info.Defined = fmt.Sprintf("%s:%d", e.dev.DefRange.Filename, e.dev.DefRange.Start.Line)
+	} else {
+		info.HCL = string(e.hcl)
+	}
+	return info
+}
+
+func (r *Runtime) listDevices() ControlReply {
+	r.devices.mu.Lock()
+	defer r.devices.mu.Unlock()
+	out := ControlReply{OK: true, Devices: []DeviceInfo{}}
+	for _, e := range r.devices.entries {
+		out.Devices = append(out.Devices, r.deviceInfo(e))
+	}
+	sort.Slice(out.Devices, func(i, j int) bool { return out.Devices[i].ID < out.Devices[j].ID })
+	return out
+}
+
+// idRequest reads {"id":"…"}.
+func idRequest(body []byte) (string, error) {
+	var req struct {
+		ID string `json:"id"`
+	}
+	if len(body) > maxDeviceRequest {
+		return "", fmt.Errorf("request of %d bytes: at most %d", len(body), maxDeviceRequest)
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		return "", fmt.Errorf(`request is not {"id":"…"}: %v`, err)
+	}
+	if req.ID == "" {
+		return "", errors.New(`request lacks "id"`)
+	}
+	return req.ID, nil
+}
+
+func (r *Runtime) getDevice(body []byte) ControlReply {
+	id, err := idRequest(body)
+	if err != nil {
+		return failure("%v", err)
+	}
+	r.devices.mu.Lock()
+	defer r.devices.mu.Unlock()
+	e, ok := r.devices.entries[id]
+	if !ok {
+		return failure("no device %q", id)
+	}
+	info := r.deviceInfo(e)
+	return ControlReply{OK: true, Device: &info}
+}
+
+// parseDeviceRequest reads an add or update request: the HCL text of a device block, or JSON that is turned into
+// it. Both are validated by config.ParseDevice, like a block of gateway.hcl.
+func parseDeviceRequest(body []byte) (*config.Device, []byte, ControlReply) {
+	if len(body) > maxDeviceRequest {
+		return nil, nil, failure("request of %d bytes: at most %d", len(body), maxDeviceRequest)
+	}
+	src := body
+	if t := bytes.TrimSpace(body); len(t) > 0 && t[0] == '{' {
+		var err error
+		if src, err = deviceHCL(t); err != nil {
+			return nil, nil, failure("%v", err)
+		}
+	}
+	dev, diags := config.ParseDevice(src, "request")
+	if diags.HasErrors() {
+		reply := ControlReply{Error: "invalid device: " + firstLine(diags)}
+		for _, d := range diags {
+			dg := Diagnostic{Summary: d.Summary, Detail: d.Detail}
+			if d.Subject != nil {
+				dg.Pos = fmt.Sprintf("%s:%d:%d", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column)
+			}
+			reply.Diagnostics = append(reply.Diagnostics, dg)
+		}
+		if !bytes.Equal(src, body) {
+			reply.HCL = string(src)
+		}
+		return nil, nil, reply
+	}
+	return dev, src, ControlReply{OK: true}
+}
+
+func firstLine(diags hcl.Diagnostics) string {
+	for _, d := range diags {
+		if d.Severity == hcl.DiagError {
+			if d.Detail != "" {
+				return d.Summary + ": " + d.Detail
+			}
+			return d.Summary
+		}
+	}
+	return diags.Error()
+}
+
+// reservedDeviceID says whether id would collide with the actors the devices group runs beside devices.
+func reservedDeviceID(id string) bool {
+	return strings.HasPrefix(id, "modbus-") || strings.HasPrefix(id, "simulator-")
+}
+
+// addDevice starts a device at run time (update: replaces a running one) and stores it.
+func (r *Runtime) addDevice(body []byte, update bool) ControlReply {
+	dev, src, reply := parseDeviceRequest(body)
+	if !reply.OK {
+		return reply
+	}
+	r.devices.mu.Lock()
+	defer r.devices.mu.Unlock()
+	old, exists := r.devices.entries[dev.ID]
+	switch {
+	case !update && exists:
+		return failure("device %q exists (from the %s); use update", dev.ID, old.source)
+	case update && !exists:
+		return failure("no device %q to update; use add", dev.ID)
+	case !exists && reservedDeviceID(dev.ID):
+		return failure("device id %q: ids starting with modbus- or simulator- name the gateway's own actors", dev.ID)
+	}
+	spec, err := r.deviceSpec(*dev)
+	if err != nil {
+		return failure("%v", err)
+	}
+	if err := r.ensureTransport(*dev); err != nil {
+		return failure("%v", err)
+	}
+	if exists {
+		if err := r.RemoveActor(GroupDevices, dev.ID); err != nil && !errors.Is(err, ErrNoChild) {
+			return failure("stop device %q: %v", dev.ID, err)
+		}
+	}
+	if err := r.AddActor(GroupDevices, spec); err != nil {
+		if exists { // roll back to the device as it was
+			if oldSpec, serr := r.deviceSpec(old.dev); serr == nil {
+				_ = r.AddActor(GroupDevices, oldSpec)
+			}
+		}
+		return failure("start device %q: %v", dev.ID, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.store.Put(ctx, dev.ID, src); err != nil {
+		r.log.Error().Err(err).Str("device", dev.ID).Msg("device runs but could not be stored: it will not survive a restart")
+	}
+	r.devices.entries[dev.ID] = &deviceEntry{dev: *dev, source: SourceRuntime, hcl: src}
+	verb := "added"
+	if update {
+		verb = "updated"
+	}
+	r.log.Info().Str("device", dev.ID).Str("driver", dev.Driver).Msg("device " + verb + " at run time")
+	return ControlReply{OK: true, ID: dev.ID}
+}
+
+// ensureTransport starts the transport of a Modbus device's endpoint when no device used it yet.
+func (r *Runtime) ensureTransport(d config.Device) error {
+	m, ok := d.Settings.(*config.ModbusDevice)
+	if !ok {
+		return nil
+	}
+	name := device.TransportName(m)
+	err := r.AddActor(GroupDevices, ChildSpec{Name: name, Kind: "modbus/transport", Producer: device.NewTransport(*m, r.env(GroupDevices+"/"+name))})
+	if err != nil && !errors.Is(err, ErrChildExists) {
+		return err
+	}
+	return nil
+}
+
+func (r *Runtime) removeDevice(body []byte) ControlReply {
+	id, err := idRequest(body)
+	if err != nil {
+		return failure("%v", err)
+	}
+	r.devices.mu.Lock()
+	defer r.devices.mu.Unlock()
+	e, ok := r.devices.entries[id]
+	if !ok {
+		return failure("no device %q", id)
+	}
+	if err := r.RemoveActor(GroupDevices, id); err != nil && !errors.Is(err, ErrNoChild) {
+		return failure("stop device %q: %v", id, err)
+	}
+	delete(r.devices.entries, id)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.store.Delete(ctx, id); err != nil {
+		r.log.Error().Err(err).Str("device", id).Msg("device removed but still stored: it will come back at the next start")
+	}
+	r.log.Info().Str("device", id).Str("source", e.source).Msg("device removed at run time")
+	return ControlReply{OK: true, ID: id}
+}

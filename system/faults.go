@@ -1,0 +1,196 @@
+package system
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/iotgw/iotgw/actors"
+)
+
+// FaultInfo is an injected fault in iot.control.faults.list.
+type FaultInfo struct {
+	ID          string     `json:"id"`
+	Kind        string     `json:"kind"`
+	Target      string     `json:"target"` // actor path, e.g. devices/plc-1
+	Probability float64    `json:"probability,omitempty"`
+	Latency     string     `json:"latency,omitempty"`
+	Injected    time.Time  `json:"injected"`
+	Until       *time.Time `json:"until,omitempty"` // cleared by itself then; none: until cleared
+}
+
+// faultRequest is the body of iot.control.faults.inject.
+type faultRequest struct {
+	Kind        string  `json:"kind"`
+	Target      string  `json:"target"`
+	Duration    string  `json:"duration"`
+	Probability float64 `json:"probability"`
+	Latency     string  `json:"latency"`
+}
+
+// faultManager keeps the injected faults and ends the timed ones. It is the same mechanism the test suite uses:
+// a fault is a message to the target actor, which its subject mailbox wrapper (crash, stop) or the actor itself
+// (FaultTarget) acts on.
+type faultManager struct {
+	rt     *Runtime
+	mu     sync.Mutex
+	seq    int
+	active map[string]*FaultInfo
+	timers map[string]*time.Timer
+}
+
+// ErrFaultsDisabled is the reply when faults { enabled = true } is not set.
+var ErrFaultsDisabled = errors.New("fault injection is disabled: set faults { enabled = true } in the config")
+
+func newFaultManager(rt *Runtime) *faultManager {
+	return &faultManager{rt: rt, active: map[string]*FaultInfo{}, timers: map[string]*time.Timer{}}
+}
+
+func (m *faultManager) inject(body []byte) ControlReply {
+	if !m.rt.cfg.Faults.Enabled {
+		return failure("%v", ErrFaultsDisabled)
+	}
+	var req faultRequest
+	if len(body) > 4<<10 {
+		return failure("request of %d bytes: at most 4096", len(body))
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		return failure(`request is not {"kind":…, "target":…}: %v`, err)
+	}
+	if !slices.Contains(actors.FaultKinds, req.Kind) {
+		return failure("unknown fault kind %q; known: %s", req.Kind, strings.Join(actors.FaultKinds, ", "))
+	}
+	target := strings.Trim(req.Target, "/")
+	if target == "" || target == rootPath {
+		return failure("target: the path of an actor, like devices/plc-1 (see iot.control.tree)")
+	}
+	if _, ok := m.rt.tree.Get(target); !ok {
+		return failure("no actor %q (see iot.control.tree)", target)
+	}
+	if req.Probability < 0 || req.Probability > 1 {
+		return failure("probability %v: want 0..1", req.Probability)
+	}
+	var dur, lat time.Duration
+	var err error
+	if req.Duration != "" {
+		if dur, err = time.ParseDuration(req.Duration); err != nil || dur <= 0 {
+			return failure("duration %q: want a positive duration like \"30s\"", req.Duration)
+		}
+	}
+	if req.Latency != "" {
+		if lat, err = time.ParseDuration(req.Latency); err != nil || lat <= 0 {
+			return failure("latency %q: want a positive duration like \"200ms\"", req.Latency)
+		}
+	}
+	if req.Kind == actors.FaultLatency && lat == 0 {
+		return failure(`a latency fault needs "latency", like "200ms"`)
+	}
+
+	m.mu.Lock()
+	m.seq++
+	id := fmt.Sprintf("f-%d", m.seq)
+	m.mu.Unlock()
+	f := &actors.Fault{ID: id, Kind: req.Kind, Probability: req.Probability, Latency: lat}
+	pid := m.rt.sys.NewLocalPID(m.rt.root.Id + "/" + target)
+	res, err := m.rt.sys.Root.RequestFuture(pid, f, 5*time.Second).Result()
+	if err != nil {
+		return failure("fault %s on %s: %v", req.Kind, target, err)
+	}
+	if r, ok := res.(*actors.FaultReply); ok && r.Err != nil {
+		return failure("fault %s on %s: %v", req.Kind, target, r.Err)
+	}
+	info := &FaultInfo{ID: id, Kind: req.Kind, Target: target, Probability: req.Probability, Injected: time.Now()}
+	if lat > 0 {
+		info.Latency = lat.String()
+	}
+	m.rt.log.Warn().Str("fault", id).Str("kind", req.Kind).Str("target", target).Str("duration", req.Duration).
+		Float64("probability", req.Probability).Msg("fault injected")
+	if req.Kind == actors.FaultCrash || req.Kind == actors.FaultStop || req.Kind == actors.FaultKill {
+		return ControlReply{OK: true, Fault: info} // done at once: nothing stays active
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.active[id] = info
+	m.rt.tree.update(target, func(e *treeEntry) { e.faults = append(e.faults, id+" "+req.Kind) })
+	if dur > 0 {
+		until := info.Injected.Add(dur)
+		info.Until = &until
+		m.timers[id] = time.AfterFunc(dur, func() { m.clearIDs([]string{id}) })
+	}
+	return ControlReply{OK: true, Fault: info}
+}
+
+func (m *faultManager) clear(body []byte) ControlReply {
+	var req struct {
+		ID     string `json:"id"`
+		Target string `json:"target"`
+	}
+	if len(body) > 0 {
+		if err := json.Unmarshal(body, &req); err != nil {
+			return failure(`request is not {"id":…} or {"target":…} (or empty for all): %v`, err)
+		}
+	}
+	m.mu.Lock()
+	var ids []string
+	for id, f := range m.active {
+		if (req.ID == "" || req.ID == id) && (req.Target == "" || strings.Trim(req.Target, "/") == f.Target) {
+			ids = append(ids, id)
+		}
+	}
+	m.mu.Unlock()
+	if req.ID != "" && len(ids) == 0 {
+		return failure("no active fault %q", req.ID)
+	}
+	return ControlReply{OK: true, Cleared: m.clearIDs(ids)}
+}
+
+func (m *faultManager) clearIDs(ids []string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, id := range ids {
+		f, ok := m.active[id]
+		if !ok {
+			continue
+		}
+		delete(m.active, id)
+		if t := m.timers[id]; t != nil {
+			t.Stop()
+			delete(m.timers, id)
+		}
+		if m.rt.root != nil {
+			m.rt.sys.Root.Send(m.rt.sys.NewLocalPID(m.rt.root.Id+"/"+f.Target), &actors.FaultClear{ID: id})
+		}
+		m.rt.tree.update(f.Target, func(e *treeEntry) {
+			e.faults = slices.DeleteFunc(e.faults, func(s string) bool { return strings.HasPrefix(s, id+" ") })
+		})
+		m.rt.log.Info().Str("fault", id).Str("kind", f.Kind).Str("target", f.Target).Msg("fault cleared")
+		n++
+	}
+	return n
+}
+
+func (m *faultManager) list() ControlReply {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := ControlReply{OK: true, Faults: []FaultInfo{}}
+	for _, f := range m.active {
+		out.Faults = append(out.Faults, *f)
+	}
+	slices.SortFunc(out.Faults, func(a, b FaultInfo) int { return a.Injected.Compare(b.Injected) })
+	return out
+}
+
+// stop ends the timers (Runtime.Stop).
+func (m *faultManager) stop() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, t := range m.timers {
+		t.Stop()
+		delete(m.timers, id)
+	}
+}

@@ -1,0 +1,179 @@
+package system
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	stdlog "log"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// The HTTP server's limits. Probes and scrapes are small requests on a trusted network, but a plant network is
+// not a reason to let one slow or stuck client hold a connection forever.
+const (
+	httpReadHeaderTimeout = 5 * time.Second
+	httpReadTimeout       = 10 * time.Second
+	httpWriteTimeout      = 30 * time.Second // a scrape of a large tree, on a slow link
+	httpIdleTimeout       = 60 * time.Second
+	httpMaxHeaderBytes    = 64 << 10
+	httpShutdownTimeout   = time.Second // then open connections are closed outright
+	metricsScrapeTimeout  = 10 * time.Second
+	metricsMaxInFlight    = 4
+)
+
+// readyGroups are the supervisors that must be running for the gateway to be ready, besides the NATS connection.
+var readyGroups = []string{rootPath, GroupDevices, GroupSidecars, GroupRules, GroupSinks}
+
+// CheckNATS is the name of the NATS connection's readiness check; the others are named by the supervisor's path.
+const CheckNATS = "nats"
+
+// Check is one readiness check.
+type Check struct {
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"` // why it failed, or the state it saw
+}
+
+// Readiness is what /readyz answers and iot.metrics.health carries.
+type Readiness struct {
+	Ready  bool             `json:"ready"`
+	Failed []string         `json:"failed,omitempty"` // names of the failed checks, in check order
+	Checks map[string]Check `json:"checks"`
+}
+
+// Readiness says whether the gateway can do its work: its NATS connection is connected and the root and the four
+// group supervisors are running. A device that failed for good does not make the gateway unready: it is reported
+// in the tree and in iotgw_actor_failed, and the rest of the gateway still works.
+func (r *Runtime) Readiness() Readiness {
+	rd := Readiness{Ready: true, Checks: make(map[string]Check, 1+len(readyGroups))}
+	add := func(name string, c Check) {
+		rd.Checks[name] = c
+		if !c.OK {
+			rd.Ready = false
+			rd.Failed = append(rd.Failed, name)
+		}
+	}
+	switch {
+	case r.bus == nil || r.bus.Conn == nil:
+		add(CheckNATS, Check{Detail: "not started"})
+	case !r.bus.Conn.IsConnected():
+		add(CheckNATS, Check{Detail: "not connected: " + r.bus.Conn.Status().String()})
+	default:
+		add(CheckNATS, Check{OK: true, Detail: "connected to " + r.bus.Conn.ConnectedUrlRedacted()})
+	}
+	for _, path := range readyGroups {
+		n, ok := r.tree.Get(path)
+		switch {
+		case !ok:
+			add(path, Check{Detail: "supervisor not in the tree"})
+		case n.State != StateRunning:
+			add(path, Check{Detail: "supervisor " + n.State})
+		default:
+			add(path, Check{OK: true, Detail: n.State})
+		}
+	}
+	return rd
+}
+
+// HTTPAddr is the address the HTTP server is bound to ("127.0.0.1:43567"), "" when it is disabled or not running.
+func (r *Runtime) HTTPAddr() string {
+	if r.mon == nil {
+		return ""
+	}
+	return r.mon.addr
+}
+
+func (m *monitor) handler() http.Handler {
+	mux := http.NewServeMux()
+	// GET patterns also answer HEAD; other methods get 405 and unknown paths 404 from the mux.
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "iotgw %s (gateway %s)\n/healthz\n/readyz\n/metrics\n", Version, m.rt.cfg.Gateway.ID)
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		rd := m.rt.Readiness()
+		body, err := json.Marshal(rd)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		if !rd.Ready {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_, _ = w.Write(append(body, '\n'))
+	})
+	mux.Handle("GET /metrics", promhttp.InstrumentMetricHandler(m.reg, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		ErrorLog:            m.stdLogger(),
+		ErrorHandling:       promhttp.ContinueOnError, // a partial scrape beats none
+		Registry:            m.reg,                    // counts promhttp's own errors
+		MaxRequestsInFlight: metricsMaxInFlight,
+		Timeout:             metricsScrapeTimeout,
+	})))
+	return mux
+}
+
+// stdLogger routes what net/http and promhttp log into zerolog.
+func (m *monitor) stdLogger() *stdlog.Logger {
+	l := m.log.With().Str("component", "http").Logger().Level(m.log.GetLevel())
+	return stdlog.New(l, "", 0)
+}
+
+// serve binds addr and serves in a goroutine; "" disables the server. A bind failure (the port is in use) is
+// returned, naming the address, so the gateway does not start half-observable.
+func (m *monitor) serve(addr string) error {
+	m.addr = ""
+	if addr == "" {
+		m.log.Info().Msg("HTTP server disabled (gateway.http_address is empty)")
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("http server on %s: %w", addr, err)
+	}
+	m.addr = ln.Addr().String()
+	m.srv = &http.Server{
+		Handler:           m.handler(),
+		ReadHeaderTimeout: httpReadHeaderTimeout,
+		ReadTimeout:       httpReadTimeout,
+		WriteTimeout:      httpWriteTimeout,
+		IdleTimeout:       httpIdleTimeout,
+		MaxHeaderBytes:    httpMaxHeaderBytes,
+		ErrorLog:          m.stdLogger(),
+	}
+	m.served = make(chan struct{})
+	go func(srv *http.Server, done chan<- struct{}) {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.log.Error().Err(err).Str("address", m.addr).Msg("HTTP server stopped")
+		}
+	}(m.srv, m.served)
+	m.log.Info().Str("address", m.addr).Msg("HTTP server listening (/healthz, /readyz, /metrics)")
+	return nil
+}
+
+// shutdownHTTP stops accepting, lets requests in flight finish for a moment, then closes what is left, and
+// waits for the serving goroutine.
+func (m *monitor) shutdownHTTP() {
+	if m.srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
+	defer cancel()
+	if err := m.srv.Shutdown(ctx); err != nil {
+		m.log.Warn().Err(err).Msg("HTTP server did not shut down gracefully; closing its connections")
+		_ = m.srv.Close()
+	}
+	<-m.served
+	m.srv, m.addr = nil, ""
+}
