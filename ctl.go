@@ -71,6 +71,7 @@ type ctlRequest struct {
 	subject string
 	body    []byte
 	render  func(w io.Writer, reply []byte, color bool) error
+	hint    string // what to check when nobody answers, beyond "is it running?"
 }
 
 // ctlFlags are the connection flags and the flags of the commands; each command reads only its own.
@@ -278,7 +279,8 @@ func ctlBuild(fs *flag.FlagSet, f *ctlFlags, words []string) (ctlRequest, error)
 			Key   string          `json:"key"`
 			Value json.RawMessage `json:"value"`
 		}{args[1], value})
-		return ctlRequest{subject: "devices." + args[0] + ".write", body: body, render: renderWrite}, nil
+		return ctlRequest{subject: "devices." + args[0] + ".write", body: body, render: renderWrite,
+			hint: fmt.Sprintf("is there a Modbus device %q?", args[0])}, nil
 	case "fault inject":
 		return ctlFaultInject(f, args)
 	case "fault clear":
@@ -293,9 +295,9 @@ func ctlBuild(fs *flag.FlagSet, f *ctlFlags, words []string) (ctlRequest, error)
 		default:
 			body["target"] = args[0]
 		}
-		return ctlRequest{subject: "faults.clear", body: ctlJSON(body), render: renderCleared}, nil
+		return ctlRequest{subject: "faults.clear", body: ctlJSON(body), render: renderCleared, hint: ctlFaultsHint}, nil
 	case "fault list":
-		return ctlRequest{subject: "faults.list", render: renderFaults}, want(0, "no arguments")
+		return ctlRequest{subject: "faults.list", render: renderFaults, hint: ctlFaultsHint}, want(0, "no arguments")
 	case "sidecars status":
 		if err := want(1, "a sidecar name"); err != nil {
 			return ctlRequest{}, err
@@ -303,9 +305,10 @@ func ctlBuild(fs *flag.FlagSet, f *ctlFlags, words []string) (ctlRequest, error)
 		if !ctlToken(args[0]) {
 			return ctlRequest{}, ctlUsagef("sidecar name %q cannot be part of a subject", args[0])
 		}
-		return ctlRequest{subject: "sidecars." + args[0] + ".status", render: renderSidecar}, nil
+		return ctlRequest{subject: "sidecars." + args[0] + ".status", render: renderSidecar,
+			hint: fmt.Sprintf("is there a sidecar %q?", args[0])}, nil
 	}
-	return ctlRequest{}, ctlUsagef("unknown command %q", strings.Join(words, " "))
+	return ctlRequest{}, ctlUsagef("unknown command %q", cmd)
 }
 
 // ctlGroups are the commands that take a subcommand.
@@ -323,6 +326,8 @@ var ctlCommandFlags = map[string][]string{
 }
 
 var ctlConnFlags = map[string]bool{"s": true, "json": true, "timeout": true, "user": true, "password": true, "creds": true, "nkey": true}
+
+const ctlFaultsHint = "are faults enabled?"
 
 // ctlFaultID tells a fault id (f-3) from a target (devices/plc-1) in `fault clear`.
 var ctlFaultID = regexp.MustCompile(`^f-[0-9]+$`)
@@ -347,7 +352,7 @@ func ctlFaultInject(f *ctlFlags, args []string) (ctlRequest, error) {
 	if f.probability < 0 || f.probability > 1 {
 		return ctlRequest{}, ctlUsagef("-probability %v is not between 0 and 1", f.probability)
 	}
-	return ctlRequest{subject: "faults.inject", body: ctlJSON(req), render: renderInjected}, nil
+	return ctlRequest{subject: "faults.inject", body: ctlJSON(req), render: renderInjected, hint: ctlFaultsHint}, nil
 }
 
 func ctlCheckAuth(f *ctlFlags) error {
@@ -407,8 +412,8 @@ func ctlSend(f *ctlFlags, req ctlRequest) ([]byte, error) {
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		hint := "is it running?"
-		if strings.HasPrefix(subject, ctlSubjectPrefix+"faults.") {
-			hint = "is it running? are faults enabled?"
+		if req.hint != "" {
+			hint += " " + req.hint
 		}
 		return nil, fmt.Errorf("no gateway answers %s (%s)", subject, hint)
 	case errors.Is(err, nats.ErrTimeout):

@@ -382,6 +382,8 @@ func TestCtlNoResponders(t *testing.T) {
 	}{
 		{[]string{"ping"}, "iotgw ctl: no gateway answers iot.control.ping (is it running?)\n"},
 		{[]string{"fault", "list"}, "iotgw ctl: no gateway answers iot.control.faults.list (is it running? are faults enabled?)\n"},
+		{[]string{"sidecars", "status", "line-3"}, "iotgw ctl: no gateway answers iot.control.sidecars.line-3.status (is it running? is there a sidecar \"line-3\"?)\n"},
+		{[]string{"devices", "write", "plc-1", "k", "1"}, "iotgw ctl: no gateway answers iot.control.devices.plc-1.write (is it running? is there a Modbus device \"plc-1\"?)\n"},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

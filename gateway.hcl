@@ -46,6 +46,22 @@ nats {
   # clients always use TCP. bench/REPORT.md compares the two. Ignored with an external url.
   in_process = true
 
+  # Users of the embedded server. With none (the default) it requires no login, which is fine on loopback; when
+  # host is not loopback, configure users. With any user set, every client must log in; only admin users may use
+  # iot.control.> (hot-add, faults, reload, writes); the others can read and publish everything else. A user has a
+  # password or an nkey (its public key; the client signs with the seed: iotgw ctl -nkey seed.txt).
+  # authorization {
+  #   user "admin" {
+  #     password = env("IOTGW_ADMIN_PASSWORD")
+  #     admin    = true
+  #   }
+  #   user "dashboard" { password = env("IOTGW_DASHBOARD_PASSWORD") }
+  #   user "ops" {
+  #     nkey  = "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4"
+  #     admin = true
+  #   }
+  # }
+
   jetstream {
     # Persistence: the IOT_DATA stream keeps iot.processed.> and iot.rules.> for max_age.
     enabled    = false

@@ -27,16 +27,17 @@ type gatewayHCL struct {
 }
 
 type natsHCL struct {
-	URL           *string       `hcl:"url,optional"`
-	Host          *string       `hcl:"host,optional"`
-	Port          *int          `hcl:"port,optional"`
-	MaxReconnect  *int          `hcl:"max_reconnect,optional"`
-	ReconnectWait *string       `hcl:"reconnect_wait,optional"`
-	Timeout       *string       `hcl:"timeout,optional"`
-	PingInterval  *string       `hcl:"ping_interval,optional"`
-	MaxPingsOut   *int          `hcl:"max_pings_out,optional"`
-	InProcess     *bool         `hcl:"in_process,optional"`
-	JetStream     *jetStreamHCL `hcl:"jetstream,block"`
+	URL           *string           `hcl:"url,optional"`
+	Host          *string           `hcl:"host,optional"`
+	Port          *int              `hcl:"port,optional"`
+	MaxReconnect  *int              `hcl:"max_reconnect,optional"`
+	ReconnectWait *string           `hcl:"reconnect_wait,optional"`
+	Timeout       *string           `hcl:"timeout,optional"`
+	PingInterval  *string           `hcl:"ping_interval,optional"`
+	MaxPingsOut   *int              `hcl:"max_pings_out,optional"`
+	InProcess     *bool             `hcl:"in_process,optional"`
+	JetStream     *jetStreamHCL     `hcl:"jetstream,block"`
+	Authorization *authorizationHCL `hcl:"authorization,block"`
 }
 
 type jetStreamHCL struct {
@@ -138,6 +139,7 @@ func decodeNATS(block *hcl.Block, ctx *hcl.EvalContext, n *NATS, diags *hcl.Diag
 		return
 	}
 	v := newValidator(block, "nats block", diags)
+	decodeAuthorization(v.Block("authorization", ""), h.Authorization, n)
 	set(&n.URL, h.URL)
 	set(&n.Host, h.Host)
 	set(&n.Port, h.Port)

@@ -90,6 +90,15 @@ var brokenCases = []struct {
 	{"register past 65535", "sidecar \"s\" {\n  plugin = \"m\"\n  config {\n    mode = \"tcp\"\n    register \"t\" {\n      address = 65535\n      type = \"float32\"\n    }\n  }\n}\n", "broken.hcl:5:5", "runs past register 65535"},
 	{"register duplicate key", "sidecar \"s\" {\n  plugin = \"m\"\n  config {\n    mode = \"tcp\"\n    register \"t\" { address = 0 }\n    register \"t\" { address = 1 }\n  }\n}\n", "broken.hcl:6:5", `duplicate register key "t"`},
 	{"duplicate sidecar", "sidecar \"s\" {\n  plugin = \"m\"\n  config { mode = \"tcp\" }\n}\nsidecar \"s\" {\n  plugin = \"m\"\n  config { mode = \"tcp\" }\n}\n", "broken.hcl:5:1", "Duplicate sidecar name"},
+	{"user without secret", "nats {\n  authorization {\n    user \"a\" {}\n  }\n}\n", "broken.hcl:3:5", "needs a password or an nkey"},
+	{"short password", "nats {\n  authorization {\n    user \"a\" { password = \"x\" }\n  }\n}\n", "broken.hcl:3:27", "shorter than 8"},
+	{"bad nkey", "nats {\n  authorization {\n    user \"a\" { nkey = \"SUXYZ\" }\n  }\n}\n", "broken.hcl:3:23", "not a user public key"},
+	{"modbus without registers", "device \"m\" {\n  driver = \"modbus\"\n  address = \"127.0.0.1:502\"\n}\n", "broken.hcl:1:1", "at least one register"},
+	{"modbus bad order", "device \"m\" {\n  driver = \"modbus\"\n  address = \"127.0.0.1:502\"\n  register \"r\" {\n    address = 0\n    order = \"ACBD\"\n  }\n}\n", "broken.hcl:6:13", "unknown byte order"},
+	{"modbus coil typed", "device \"m\" {\n  driver = \"modbus\"\n  address = \"127.0.0.1:502\"\n  register \"r\" {\n    address = 0\n    table = \"coil\"\n    type = \"float32\"\n  }\n}\n", "broken.hcl:7:12", "its type is bool"},
+	{"modbus unknown group", "device \"m\" {\n  driver = \"modbus\"\n  address = \"127.0.0.1:502\"\n  register \"r\" {\n    address = 0\n    group = \"fast\"\n  }\n}\n", "broken.hcl:6:13", "no group"},
+	{"modbus rtu on tcp address", "device \"m\" {\n  driver = \"modbus\"\n  mode = \"rtu\"\n  address = \"127.0.0.1:502\"\n  register \"r\" { address = 0 }\n}\n", "broken.hcl:4:13", "serial port"},
+	{"simulator bad kind", "simulator \"s\" {\n  unit \"1\" {\n    signal \"t\" {\n      address = 0\n      kind = \"wave\"\n    }\n  }\n}\n", "broken.hcl:5:14", "unknown kind"},
 	{"nested too deeply", "gateway {\n  id = " + strings.Repeat("[", 200) + "\n}\n", "broken.hcl:2:107", `Configuration nested too deeply`},
 }
 

@@ -58,6 +58,7 @@ type NATS struct {
 	MaxPingsOut   int
 	InProcess     bool // the gateway's own connection to the embedded server is in-memory, not TCP loopback
 	JetStream     JetStream
+	Users         []User // nats.authorization: the embedded server requires one of them when any is set
 }
 
 // JetStream is the `jetstream` block inside `nats`.

@@ -2,6 +2,8 @@ package system
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -48,8 +50,14 @@ var ErrBusStart = errors.New("nats: embedded server did not start")
 func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerolog.Logger) (*Bus, error) {
 	b := &Bus{log: log.With().Str("component", "nats").Logger()}
 	url := cfg.URL
+	var internal *server.User
 	if url == "embedded" || url == "" {
-		ns, err := startEmbedded(gw, cfg, b.log)
+		if len(cfg.Users) > 0 {
+			internal = internalUser()
+		} else if ip := net.ParseIP(cfg.Host); ip == nil || !ip.IsLoopback() {
+			b.log.Warn().Str("host", cfg.Host).Msg("the embedded NATS server listens beyond loopback without users: anyone who reaches it can use iot.control.>; add nats { authorization { user … } }")
+		}
+		ns, err := startEmbedded(gw, cfg, internal, b.log)
 		if err != nil {
 			return nil, err
 		}
@@ -93,6 +101,9 @@ func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerol
 			ev.Msg("NATS asynchronous error")
 		}),
 	}
+	if internal != nil {
+		opts = append(opts, nats.UserInfo(internal.Username, internal.Password))
+	}
 	if cfg.InProcess && b.Server != nil {
 		opts = append(opts, nats.InProcessServer(b.Server))
 	}
@@ -112,13 +123,16 @@ func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerol
 	return b, nil
 }
 
-func startEmbedded(gw config.Gateway, cfg config.NATS, log zerolog.Logger) (*server.Server, error) {
+func startEmbedded(gw config.Gateway, cfg config.NATS, internal *server.User, log zerolog.Logger) (*server.Server, error) {
 	opts := &server.Options{
 		ServerName: "iotgw-" + gw.ID,
 		Host:       cfg.Host,
 		Port:       cfg.Port,
 		NoSigs:     true, // the gateway owns signal handling
 		MaxPayload: 8 << 20,
+	}
+	if internal != nil {
+		opts.Users, opts.Nkeys = serverUsers(cfg.Users, internal)
 	}
 	if cfg.JetStream.Enabled {
 		opts.JetStream = true
@@ -189,4 +203,38 @@ func redact(s string) string {
 		return s
 	}
 	return u.Redacted()
+}
+
+// controlSubjects are what only admin users may publish or receive.
+var controlSubjects = []string{"iot.control.>"}
+
+// internalUser is the gateway's own account on its embedded server when users are configured: a random password
+// made at every start, never written anywhere.
+func internalUser() *server.User {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return &server.User{Username: "iotgw-internal", Password: hex.EncodeToString(b)}
+}
+
+// serverUsers turns the configured users into the server's: admins may do anything, the others anything but
+// iot.control.> (they cannot hot-add, inject faults or reload, nor read the replies).
+func serverUsers(users []config.User, internal *server.User) ([]*server.User, []*server.NkeyUser) {
+	restricted := &server.Permissions{
+		Publish:   &server.SubjectPermission{Deny: controlSubjects},
+		Subscribe: &server.SubjectPermission{Deny: controlSubjects},
+	}
+	out := []*server.User{internal}
+	var nkeys []*server.NkeyUser
+	for _, u := range users {
+		perms := restricted
+		if u.Admin {
+			perms = nil
+		}
+		if u.NKey != "" {
+			nkeys = append(nkeys, &server.NkeyUser{Nkey: u.NKey, Permissions: perms})
+			continue
+		}
+		out = append(out, &server.User{Username: u.Name, Password: u.Password, Permissions: perms})
+	}
+	return out, nkeys
 }

@@ -17,8 +17,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 )
 
-// httpConfig has a device that works, one that fails for good (one restart allowed, and it panics on its first
-// poll every time) and a sink with a subject mailbox.
+// httpConfig has a device that works and a sink with a subject mailbox.
 const httpConfig = `
 gateway { id = "gw-http" }
 supervisor {
@@ -35,15 +34,21 @@ device "d1" {
   interval = "20ms"
   point "x" { signal = "ramp" }
 }
+sink "console" {
+  type     = "console"
+  subjects = ["iot.processed.batch.>"]
+}
+`
+
+// failingDevice fails for good: one restart is allowed, and it panics on its first poll every time. Tests with it
+// wait until it has failed before they stop the gateway (a stop while it is between its panic and its restart
+// waits out the stop budget).
+const failingDevice = `
 device "bad" {
   driver     = "mock"
   interval   = "20ms"
   fail_after = 1
   point "y" { signal = "constant" }
-}
-sink "console" {
-  type     = "console"
-  subjects = ["iot.processed.batch.>"]
 }
 `
 
@@ -164,7 +169,7 @@ func want(samples []sample, v float64, name string, kv ...string) error {
 }
 
 func TestHTTPMetricsScrape(t *testing.T) {
-	rt := startHTTPRuntime(t, httpConfig)
+	rt := startHTTPRuntime(t, httpConfig+failingDevice)
 	c := httpClient(t)
 
 	// The actors' own metrics are on the same registry as the runtime's.
@@ -409,7 +414,7 @@ device "d1" {
 }
 
 func TestHealthAndPerformanceOnBus(t *testing.T) {
-	rt := startHTTPRuntime(t, httpConfig, withMetricsInterval(50*time.Millisecond))
+	rt := startHTTPRuntime(t, httpConfig+failingDevice, withMetricsInterval(50*time.Millisecond))
 	nc := client(t, rt.Bus().URL)
 	health, err := nc.SubscribeSync(SubjectMetricsHealth + ".gw-http")
 	if err != nil {
