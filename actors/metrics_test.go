@@ -1,0 +1,122 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/goburrow/modbus"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func TestMetricsNilIsSafe(t *testing.T) {
+	var m *Metrics
+	m.PointsIn("devices/d1", 1)
+	m.PointsOut("devices/d1", 1)
+	m.Error("devices/d1", "decode")
+	m.ModbusRequest("d1", 3, time.Millisecond, errors.New("x"))
+	m.Forget("devices/d1")
+	m.ForgetDevice("d1")
+}
+
+// gathered returns name{labels} → value (counters) or sample count (histograms) from reg.
+func gathered(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, l := range m.GetLabel() {
+				key += fmt.Sprintf(",%s=%s", l.GetName(), l.GetValue())
+			}
+			if h := m.GetHistogram(); h != nil {
+				out[key] = float64(h.GetSampleCount())
+			} else {
+				out[key] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	return out
+}
+
+func TestMetricsCount(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	m.PointsIn("devices/d1", 30)
+	m.PointsIn("devices/d1", 0) // nothing, and no series for an actor that never counted
+	m.PointsIn("devices/d2", 0)
+	m.PointsOut("sinks/file", 7)
+	m.Error("rules/processor", "decode")
+	m.Error("rules/processor", "decode")
+	m.ModbusRequest("plc-1", 3, 1500*time.Microsecond, nil)
+	m.ModbusRequest("plc-1", 3, 5*time.Second, WithKind("timeout", errors.New("modbus: no reply in time")))
+	m.ModbusRequest("plc-1", 16, time.Millisecond, &modbus.ModbusError{FunctionCode: 16, ExceptionCode: 2})
+
+	got := gathered(t, reg)
+	for key, want := range map[string]float64{
+		"iotgw_points_in_total,actor=devices/d1":                        30,
+		"iotgw_points_out_total,actor=sinks/file":                       7,
+		"iotgw_errors_total,actor=rules/processor,kind=decode":          2,
+		"iotgw_modbus_request_seconds,device=plc-1,function=3":          2,
+		"iotgw_modbus_request_seconds,device=plc-1,function=16":         1,
+		"iotgw_modbus_request_errors_total,device=plc-1,kind=timeout":   1,
+		"iotgw_modbus_request_errors_total,device=plc-1,kind=exception": 1,
+	} {
+		if got[key] != want {
+			t.Errorf("%s: got %v, want %v", key, got[key], want)
+		}
+	}
+	if _, ok := got["iotgw_points_in_total,actor=devices/d2"]; ok {
+		t.Error("a series for devices/d2, which counted nothing")
+	}
+
+	for _, a := range []string{"devices/d1", "sinks/file", "rules/processor"} {
+		m.Forget(a)
+	}
+	m.ForgetDevice("plc-1")
+	got = gathered(t, reg)
+	for key := range got {
+		t.Errorf("series %s left after Forget", key)
+	}
+}
+
+func TestModbusErrorKind(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"exception", fmt.Errorf("read: %w", &modbus.ModbusError{FunctionCode: 3, ExceptionCode: 2}), "exception"},
+		{"labelled", WithKind("busy", errors.New("queue full")), "busy"},
+		{"labelled and wrapped", fmt.Errorf("device %q: %w", "d1", WithKind("mismatch", io.ErrUnexpectedEOF)), "mismatch"},
+		{"deadline", os.ErrDeadlineExceeded, "timeout"},
+		{"context deadline", context.DeadlineExceeded, "timeout"},
+		{"net timeout", &net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}, "timeout"},
+		{"canceled", context.Canceled, "canceled"},
+		{"reset", &net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, "disconnected"},
+		{"refused", &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, "disconnected"},
+		{"eof", io.EOF, "disconnected"},
+		{"closed", net.ErrClosed, "disconnected"},
+		{"other", errors.New("bad crc"), "other"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := ModbusErrorKind(tc.err); got != tc.want {
+				t.Errorf("ModbusErrorKind(%v) = %q, want %q", tc.err, got, tc.want)
+			}
+		})
+	}
+	if WithKind("x", nil) != nil {
+		t.Error("WithKind of nil is not nil")
+	}
+}
