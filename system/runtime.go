@@ -51,7 +51,7 @@ type Runtime struct {
 	store      deviceStore     // devices added at run time
 	devices    *deviceRegistry // every device and where it came from
 	faults     *faultManager
-	mon     *monitor // health, metrics and the HTTP server (metrics.go, http.go)
+	mon        *monitor // health, metrics and the HTTP server (metrics.go, http.go)
 }
 
 // Option configures a Runtime.
