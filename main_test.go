@@ -153,6 +153,7 @@ func TestRunShowsPointsAndStopsOnSignal(t *testing.T) {
 	// Same config, but on a random port so the test never collides with a gateway already running here.
 	cfg := strings.Replace(string(src), "port = 4222", "port = -1", 1)
 	cfg = strings.ReplaceAll(cfg, "127.0.0.1:5020", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+	cfg = strings.Replace(cfg, `http_address = "127.0.0.1:8080"`, `http_address = "127.0.0.1:0"`, 1)
 	g := startGatewayProcess(t, cfg)
 	select {
 	case line := <-g.lines:
@@ -226,6 +227,7 @@ func TestModbusSidecarPlugin(t *testing.T) {
 gateway {
   plugins_dir    = %q
   point_subjects = true
+  http_address   = "127.0.0.1:0"
 }
 nats { port = -1 }
 sidecar "plc" {

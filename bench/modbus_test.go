@@ -143,6 +143,7 @@ func modbusRun(tb testing.TB, devices int, interval, d time.Duration) modbusResu
 		tb.Fatal(diags.Error())
 	}
 	cfg.NATS.Port = -1
+	cfg.Gateway.HTTPAddress = "" // measured: the gateway's data path, not its HTTP server
 	cfg.Gateway.DataDir = tb.TempDir()
 	rt := system.New(cfg)
 	if err := rt.Start(context.Background()); err != nil {

@@ -129,6 +129,7 @@ func startGateway(b testing.TB, pointSubjects, inProcess bool) *system.Runtime {
 	b.Helper()
 	cfg := config.Default()
 	cfg.NATS.Port = -1
+	cfg.Gateway.HTTPAddress = "" // measured: the gateway's data path, not its HTTP server
 	cfg.Gateway.DataDir = b.TempDir()
 	cfg.Gateway.PointSubjects = pointSubjects
 	cfg.NATS.InProcess = inProcess

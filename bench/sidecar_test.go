@@ -36,6 +36,7 @@ func sidecarRun(tb testing.TB, name string, n, batchSize int) result {
 
 	cfg := config.Default()
 	cfg.NATS.Port = -1
+	cfg.Gateway.HTTPAddress = "" // measured: the gateway's data path, not its HTTP server
 	cfg.Gateway.DataDir = tb.TempDir()
 	cfg.Gateway.PointSubjects = false
 	cfg.Sidecars = []config.Sidecar{{

@@ -37,6 +37,7 @@ func TestHotAddDevices(t *testing.T) {
 	cfg := parseConfig(t, `gateway { point_subjects = false }`)
 	start := func() *Runtime {
 		cfg.NATS.Port = -1
+		cfg.Gateway.HTTPAddress = "127.0.0.1:0"
 		cfg.Gateway.DataDir = dataDir
 		rt := New(cfg, WithLogger(testLogger(t)))
 		if err := rt.Start(context.Background()); err != nil {
@@ -459,7 +460,7 @@ func TestReload(t *testing.T) {
 	mock := func(id, interval string) string {
 		return fmt.Sprintf("device %q {\n  driver = \"mock\"\n  interval = %q\n  point \"x\" { signal = \"sine\" }\n}\n", id, interval)
 	}
-	write(fmt.Sprintf("nats { port = -1 }\nsimulator \"s\" { listen = \"127.0.0.1:%d\" }\n", simPort) + mock("keep", "50ms") + mock("change", "50ms") + mock("remove", "50ms"))
+	write(fmt.Sprintf("gateway { http_address = \"127.0.0.1:0\" }\nnats { port = -1 }\nsimulator \"s\" { listen = \"127.0.0.1:%d\" }\n", simPort) + mock("keep", "50ms") + mock("change", "50ms") + mock("remove", "50ms"))
 	cfg, lerr := loadConfig(path)
 	if lerr != nil {
 		t.Fatal(lerr)
@@ -484,7 +485,7 @@ func TestReload(t *testing.T) {
 		t.Fatalf("reload of a broken file: %+v", r)
 	}
 
-	write(fmt.Sprintf("nats { port = -1 }\nsimulator \"s\" { listen = %q }\n", busy.Addr().String()) + mock("keep", "50ms") + mock("change", "70ms") + mock("added", "50ms"))
+	write(fmt.Sprintf("gateway { http_address = \"127.0.0.1:0\" }\nnats { port = -1 }\nsimulator \"s\" { listen = %q }\n", busy.Addr().String()) + mock("keep", "50ms") + mock("change", "70ms") + mock("added", "50ms"))
 	r = ask(t, nc, SubjectReload, "")
 	res := r.Reload
 	if res == nil {

@@ -450,6 +450,10 @@ func (r *Runtime) removeDevice(body []byte) ControlReply {
 		return failure("stop device %q: %v", id, err)
 	}
 	delete(r.devices.entries, id)
+	if m := r.env(GroupDevices).Metrics; m != nil {
+		m.Forget(GroupDevices + "/" + id)
+		m.ForgetDevice(id)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := r.store.Delete(ctx, id); err != nil {

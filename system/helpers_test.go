@@ -73,6 +73,9 @@ func startRuntime(t *testing.T, cfg *config.Config, opts ...Option) *Runtime {
 	if cfg.NATS.URL == "embedded" {
 		cfg.NATS.Port = -1
 	}
+	if cfg.Gateway.HTTPAddress == "127.0.0.1:8080" { // the default: tests run in parallel packages
+		cfg.Gateway.HTTPAddress = "127.0.0.1:0"
+	}
 	cfg.Gateway.DataDir = t.TempDir()
 	rt := New(cfg, append([]Option{WithLogger(testLogger(t)), WithStdout(io.Discard)}, opts...)...)
 	if err := rt.Start(context.Background()); err != nil {

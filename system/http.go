@@ -8,9 +8,11 @@ import (
 	stdlog "log"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
 )
 
 // The HTTP server's limits. Probes and scrapes are small requests on a trusted network, but a plant network is
@@ -123,10 +125,16 @@ func (m *monitor) handler() http.Handler {
 	return mux
 }
 
-// stdLogger routes what net/http and promhttp log into zerolog.
+// stdLogger routes what net/http and promhttp log (accept errors, failed scrapes) into zerolog as warnings.
 func (m *monitor) stdLogger() *stdlog.Logger {
-	l := m.log.With().Str("component", "http").Logger().Level(m.log.GetLevel())
-	return stdlog.New(l, "", 0)
+	return stdlog.New(warnWriter{m.log.With().Str("component", "http").Logger()}, "", 0)
+}
+
+type warnWriter struct{ log zerolog.Logger }
+
+func (w warnWriter) Write(p []byte) (int, error) {
+	w.log.Warn().Msg(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 // serve binds addr and serves in a goroutine; "" disables the server. A bind failure (the port is in use) is

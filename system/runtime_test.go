@@ -177,6 +177,7 @@ device "m1" {
 }
 `, freePort(t)))
 	cfg.NATS.Port = -1
+	cfg.Gateway.HTTPAddress = "127.0.0.1:0"
 	cfg.Gateway.DataDir = t.TempDir()
 	var out syncBuffer
 	rt := New(cfg, WithStdout(&out), WithLogger(testLogger(t)))

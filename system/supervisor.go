@@ -233,9 +233,15 @@ func (s *supervisor) stopChild(ctx actor.Context, c *child) {
 	}
 	done := make(chan struct{})
 	go func() { _ = f.Wait(); close(done) }()
+	// A child that has just failed waits, suspended, for this supervisor to handle the failure, which it cannot
+	// while it waits here: do not wait long for the poison pill to come through.
+	wait := min(s.rt.stopBudget(), time.Second)
+	if inBackoff {
+		wait = s.rt.stopBudget()
+	}
 	select {
 	case <-done:
-	case <-time.After(s.rt.stopBudget()):
+	case <-time.After(wait):
 		s.log.Warn().Str("actor", c.path).Msg("did not stop in time; stopping it outright")
 		ctx.Stop(c.pid)
 		<-done

@@ -128,6 +128,7 @@ func (m *mock) poll(idx []int) {
 			Source:    "mock",
 		})
 	}
+	m.env.Metrics.PointsOut("devices/"+m.id, len(m.batch))
 	m.msg.Data = isp.AppendBatch(m.msg.Data[:0], m.batch)
 	if err := m.env.Bus.PublishMsg(m.msg); err != nil {
 		// The connection buffers while reconnecting; an error here means it is closed or the buffer is full.

@@ -296,6 +296,7 @@ func (d *modbusDevice) result(tag pollTag, res *ModbusTxResult) {
 	}
 	g.answered[tag.req] = true
 	q := &g.plan[tag.req]
+	d.env.Metrics.ModbusRequest(d.id, q.Function, res.Took, actors.WithKind(kindOf(res.Err), res.Err))
 	ts := g.started.UnixNano()
 	err := res.Err
 	if f := d.faults.Hit(actors.FaultError); f != nil && err == nil {
@@ -368,6 +369,7 @@ func (d *modbusDevice) finish(g *pollGroup) {
 	if len(d.out) == 0 {
 		return
 	}
+	d.env.Metrics.PointsOut("devices/"+d.id, len(d.out))
 	d.raw.Data = isp.AppendBatch(d.raw.Data[:0], d.out)
 	if err := d.env.Bus.PublishMsg(d.raw); err != nil {
 		d.env.Log.Warn().Err(err).Str("subject", d.raw.Subject).Msg("cannot publish poll")
@@ -386,6 +388,14 @@ type ModbusEvent struct {
 	Quantity  int      `json:"quantity,omitempty"`
 	Keys      []string `json:"keys,omitempty"` // the points it made bad or stale
 	Timestamp int64    `json:"timestamp"`
+}
+
+// kindOf is errorKind for a result that may have no error.
+func kindOf(err error) string {
+	if err == nil {
+		return ""
+	}
+	return errorKind(err)
 }
 
 func errorKind(err error) string {

@@ -86,9 +86,11 @@ func (p *processor) process(msg *nats.Msg) {
 	}
 	p.points, err = decode(&p.dec, msg.Data, p.points[:0])
 	if err != nil {
+		p.env.Metrics.Error(actorPath, "decode")
 		p.decodeError(msg, err)
 		return
 	}
+	p.env.Metrics.PointsIn(actorPath, len(p.points))
 	source := msg.Header.Get(actors.HeaderSource)
 	if source == "" {
 		source = protocol
@@ -117,7 +119,11 @@ func (p *processor) process(msg *nats.Msg) {
 		p.out = append(p.out, *pt)
 	}
 	p.publish(source, trace)
+	p.env.Metrics.PointsOut(actorPath, len(p.out))
 }
+
+// actorPath is the processor's path in the tree, its metrics label.
+const actorPath = "rules/processor"
 
 // publish sends the valid points: one batch per device (a poll or a DATA frame is normally one device), then the
 // per-point subjects when enabled.
@@ -257,6 +263,7 @@ type DecodeEvent struct {
 
 func (p *processor) invalidPoint(subject string, i int, pt *isp.Point, err error) {
 	p.invalid++
+	p.env.Metrics.Error(actorPath, "invalid")
 	p.env.Log.Debug().Err(err).Str("subject", subject).Int("index", i).Msg("invalid point dropped")
 	data, _ := json.Marshal(InvalidEvent{
 		Subject: subject, Index: i, DeviceID: pt.DeviceID, Key: pt.Key, Error: err.Error(),

@@ -227,6 +227,7 @@ func (c *conn) events() isp.ClientEvents {
 			for i := range points {
 				points[i].Source = c.cfg.Name // the source of a sidecar's data is the sidecar's name
 			}
+			c.env.Metrics.PointsIn("sidecars/"+c.cfg.Name, len(points))
 			raw.Data = isp.AppendBatch(raw.Data[:0], points)
 			if err := c.env.Bus.PublishMsg(raw); err != nil {
 				c.env.Log.Warn().Err(err).Str("subject", raw.Subject).Msg("cannot publish sidecar data")
@@ -244,6 +245,7 @@ func (c *conn) events() isp.ClientEvents {
 		},
 		BadLine: func(le *isp.LineError) {
 			n := c.badLines.Add(1)
+			c.env.Metrics.Error("sidecars/"+c.cfg.Name, "bad_line")
 			c.env.Log.Warn().Err(le).Str("sidecar", c.cfg.Name).Int64("bad_lines", n).Msg("bad line from sidecar")
 			data, _ := json.Marshal(struct {
 				Sidecar   string `json:"sidecar"`

@@ -22,6 +22,7 @@ type console struct {
 	cfg  *config.ConsoleSink
 	env  actors.Env
 	json bool
+	path string // sinks/{name}, the metrics label
 
 	w      *bufio.Writer
 	dec    isp.Decoder
@@ -52,7 +53,7 @@ func NewConsole(s config.Sink, env actors.Env) actor.Producer {
 	cfg := s.Settings.(*config.ConsoleSink)
 	asJSON := cfg.Format == "json" || (cfg.Format != "text" && env.LogFormat == "json")
 	return func() actor.Actor {
-		return &console{cfg: cfg, env: env, json: asJSON, w: bufio.NewWriterSize(env.Stdout, 32<<10)}
+		return &console{cfg: cfg, env: env, json: asJSON, path: "sinks/" + s.Name, w: bufio.NewWriterSize(env.Stdout, 32<<10)}
 	}
 }
 
@@ -94,6 +95,7 @@ func (c *console) print(msg *nats.Msg) {
 	if err != nil {
 		c.raw(msg)
 	}
+	c.env.Metrics.PointsIn(c.path, len(c.points))
 	for i := range c.points {
 		if c.json {
 			c.line = isp.AppendPoint(c.line[:0], &c.points[i])
