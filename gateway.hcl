@@ -20,7 +20,7 @@ gateway {
   log_format = "console"
   # Where the gateway keeps state (JetStream store by default).
   data_dir = "./data"
-  # Health and metrics HTTP address ("" disables it). Served from a later release.
+  # HTTP server: /healthz, /readyz (NATS connected, supervisors up) and Prometheus /metrics. "" disables it.
   http_address = "127.0.0.1:8080"
   # Publish every point on iot.processed.{device}.{key} beside the batch on iot.processed.batch.{device}.
   # Batches are the hot path (one bus message per poll); per-point subjects are for people who `nats sub` them
