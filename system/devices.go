@@ -337,20 +337,26 @@ func parseDeviceRequest(body []byte) (*config.Device, []byte, ControlReply) {
 	}
 	dev, diags := config.ParseDevice(src, "request")
 	if diags.HasErrors() {
-		reply := ControlReply{Error: "invalid device: " + firstLine(diags)}
-		for _, d := range diags {
-			dg := Diagnostic{Summary: d.Summary, Detail: d.Detail}
-			if d.Subject != nil {
-				dg.Pos = fmt.Sprintf("%s:%d:%d", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column)
-			}
-			reply.Diagnostics = append(reply.Diagnostics, dg)
-		}
+		reply := ControlReply{Error: "invalid device: " + firstLine(diags), Diagnostics: diagnostics(diags)}
 		if !bytes.Equal(src, body) {
 			reply.HCL = string(src)
 		}
 		return nil, nil, reply
 	}
 	return dev, src, ControlReply{OK: true}
+}
+
+// diagnostics turns config problems into their reply form.
+func diagnostics(diags hcl.Diagnostics) []Diagnostic {
+	out := make([]Diagnostic, 0, len(diags))
+	for _, d := range diags {
+		dg := Diagnostic{Summary: d.Summary, Detail: d.Detail}
+		if d.Subject != nil {
+			dg.Pos = fmt.Sprintf("%s:%d:%d", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column)
+		}
+		out = append(out, dg)
+	}
+	return out
 }
 
 func firstLine(diags hcl.Diagnostics) string {

@@ -42,13 +42,7 @@ func (r *Runtime) Reload() ControlReply {
 		reply := failure("config %s is not valid; nothing changed", r.configPath)
 		var cerr *config.Error
 		if errors.As(err, &cerr) {
-			for _, d := range cerr.Diags {
-				dg := Diagnostic{Summary: d.Summary, Detail: d.Detail}
-				if d.Subject != nil {
-					dg.Pos = fmt.Sprintf("%s:%d:%d", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column)
-				}
-				reply.Diagnostics = append(reply.Diagnostics, dg)
-			}
+			reply.Diagnostics = diagnostics(cerr.Diags)
 		}
 		return reply
 	}
