@@ -178,10 +178,10 @@ func modbusRun(tb testing.TB, devices int, interval, d time.Duration) modbusResu
 }
 
 func BenchmarkModbus(b *testing.B) {
-	for _, devices := range []int{1, 100} {
+	for _, devices := range []int{1, 40, 100} {
 		b.Run(fmt.Sprintf("devices=%d", devices), func(b *testing.B) {
 			interval := 100 * time.Millisecond
-			if devices == 1 {
+			if devices < 100 {
 				interval = time.Millisecond
 			}
 			r := modbusRun(b, devices, interval, 3*time.Second)

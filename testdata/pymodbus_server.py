@@ -1,11 +1,12 @@
 #!/usr/bin/python3
 """Debian's python3-pymodbus as an independent Modbus TCP server with known values, for iotgw's tests.
 
-Usage: pymodbus_server.py PORT SPEC_JSON, where SPEC_JSON is either
+Usage: pymodbus_server.py PORT SPEC_JSON [rtu], where SPEC_JSON is either
   {"hr": [uint16, ...], "ir": [...], "co": [0/1, ...], "di": [...]}   raw tables from address 0, or
   [{"address": 0, "type": "float32", "order": "CDAB", "value": 123.456}, ...]   typed holding registers, encoded
   here with Python's struct module, independently of the gateway's codec.
-Serves unit 1 (and any other id). Prints "ready" once listening.
+Serves unit 1 (and any other id). With "rtu" it frames Modbus RTU over TCP (a serial device server) instead of
+Modbus TCP. Prints "ready" once listening.
 """
 import json
 import socket
@@ -69,7 +70,11 @@ def main():
                 time.sleep(0.05)
 
     threading.Thread(target=announce, daemon=True).start()
-    StartTcpServer(context=context, address=("127.0.0.1", port))
+    if len(sys.argv) > 3 and sys.argv[3] == "rtu":
+        from pymodbus.transaction import ModbusRtuFramer
+        StartTcpServer(context=context, address=("127.0.0.1", port), framer=ModbusRtuFramer)
+    else:
+        StartTcpServer(context=context, address=("127.0.0.1", port))
 
 
 if __name__ == "__main__":
