@@ -143,6 +143,15 @@ func startEmbedded(gw config.Gateway, cfg config.NATS, internal *server.User, lo
 		opts.JetStreamMaxMemory = cfg.JetStream.MaxMemory
 		opts.JetStreamMaxStore = cfg.JetStream.MaxFile
 	}
+	if cfg.Port > 0 {
+		// nats-server reports a taken port only in its log and then never becomes ready: say it plainly, at once.
+		addr := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("%w: cannot listen on %s (another gateway or nats-server running? set nats { port = … }): %v", ErrBusStart, addr, err)
+		}
+		_ = l.Close()
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("nats: embedded server: %w", err)

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -153,5 +154,23 @@ device "d1" {
 	waitMore("after the restart")
 	if n := rt.Bus().Conn.Stats().Reconnects; n < 1 {
 		t.Errorf("reconnects %d, want at least 1", n)
+	}
+}
+
+func TestEmbeddedPortInUse(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	cfg := parseConfig(t, fmt.Sprintf("nats { port = %d }\ngateway { http_address = \"\" }", l.Addr().(*net.TCPAddr).Port))
+	cfg.Gateway.DataDir = t.TempDir()
+	start := time.Now()
+	err = New(cfg).Start(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "cannot listen on "+l.Addr().String()) {
+		t.Fatalf("start on a taken port: %v, want it named", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("took %s to say the port is taken", took)
 	}
 }
