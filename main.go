@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/iotgw/iotgw/config"
 	"github.com/iotgw/iotgw/isp"
@@ -90,20 +91,21 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rt := system.New(cfg, system.WithLogger(log), system.WithStdout(stdout), system.WithConfigPath(*path))
+	// Catch SIGHUP before starting: its default action would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if err := rt.Start(ctx); err != nil {
 		log.Error().Err(err).Msg("gateway did not start")
 		return 1
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for {
 		select {
 		case <-hup:
-			// SIGHUP reloads the config file, as iot.control.reload does.
-			reply := rt.Reload()
-			if !reply.OK {
-				log.Error().Str("error", reply.Error).Interface("diagnostics", reply.Diagnostics).Msg("reload")
+			// SIGHUP reloads the config file through iot.control.reload, so reloads and the other control
+			// requests take turns in the control actor.
+			if _, err := rt.Bus().Conn.Request(system.SubjectReload, nil, time.Minute); err != nil {
+				log.Error().Err(err).Msg("reload")
 			}
 			continue
 		case <-ctx.Done():

@@ -71,6 +71,7 @@ func TestValidate(t *testing.T) {
 // gatewayProcess is `iotgw run` as a process (this test binary re-executed), its console lines and the bus URL it
 // printed at start-up.
 type gatewayProcess struct {
+	path  string // its config file
 	cmd   *exec.Cmd
 	url   string
 	lines chan string
@@ -97,7 +98,7 @@ func startGatewayProcess(t *testing.T, cfg string) *gatewayProcess {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &gatewayProcess{cmd: cmd, lines: make(chan string, 1000), start: time.Now()}
+	g := &gatewayProcess{path: path, cmd: cmd, lines: make(chan string, 1000), start: time.Now()}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -279,4 +280,31 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestSIGHUPReloads: a device added to the config file starts on SIGHUP, without a restart.
+func TestSIGHUPReloads(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the gateway as a process; skipped with -short")
+	}
+	base := "gateway {\n  http_address = \"\"\n}\nnats { port = -1 }\n"
+	g := startGatewayProcess(t, base)
+	nc, err := nats.Connect(g.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	sub, err := nc.SubscribeSync("iot.processed.batch.late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(g.path, []byte(base+"device \"late\" {\n  driver = \"mock\"\n  interval = \"50ms\"\n  point \"x\" { signal = \"sine\" }\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.NextMsg(15 * time.Second); err != nil {
+		t.Fatalf("the device added to the file does not publish after SIGHUP: %v", err)
+	}
 }

@@ -108,8 +108,9 @@ func (r *Runtime) Reload() ControlReply {
 	}
 	// The new file is the config from now on, but for the blocks that only apply at the next start and the
 	// components that were rolled back.
-	keep := *r.cfg
-	keep.Devices, keep.Sidecars, keep.Sinks, keep.Simulators = next.Devices, next.Sidecars, next.Sinks, next.Simulators
+	// Only the reloadable parts change, in place: the rest of the runtime reads r.cfg's other blocks from other
+	// goroutines (reports, HTTP). Reload itself runs on the control actor (SIGHUP goes through it too).
+	r.cfg.Devices, r.cfg.Sidecars, r.cfg.Sinks, r.cfg.Simulators = next.Devices, next.Sidecars, next.Sinks, next.Simulators
 	r.devices.mu.Lock()
 	for id, e := range r.devices.entries {
 		if e.source == SourceConfig {
@@ -122,7 +123,6 @@ func (r *Runtime) Reload() ControlReply {
 		}
 	}
 	r.devices.mu.Unlock()
-	r.cfg = &keep
 	r.log.Info().Strs("added", res.Added).Strs("changed", res.Changed).Strs("removed", res.Removed).
 		Strs("failed", res.Failed).Strs("restart_needed", res.Restart).Msg("config reloaded")
 	return ControlReply{OK: len(res.Failed) == 0, Reload: res, Error: failedText(res)}
