@@ -170,7 +170,7 @@ device "d1" {
 		{"duplicate", SubjectDevicesAdd, `{"id":"d1","driver":"mock","point":{"p":{"signal":"sine"}}}`, "exists"},
 		{"id with a dot", SubjectDevicesAdd, `{"id":"a.b","driver":"mock","point":{"p":{"signal":"sine"}}}`, "Invalid device id"},
 		{"reserved id", SubjectDevicesAdd, `{"id":"batch","driver":"mock","point":{"p":{"signal":"sine"}}}`, "reserved"},
-		{"gateway's own name", SubjectDevicesAdd, `{"id":"modbus-x","driver":"mock","point":{"p":{"signal":"sine"}}}`, "gateway's own actors"},
+		{"gateway's own name", SubjectDevicesAdd, `{"id":"modbus-x","driver":"mock","point":{"p":{"signal":"sine"}}}`, "Reserved device id"},
 		{"two devices", SubjectDevicesAdd, "device \"a\" {\n  driver = \"mock\"\n  point \"p\" { signal = \"sine\" }\n}\ndevice \"b\" {\n  driver = \"mock\"\n  point \"p\" { signal = \"sine\" }\n}\n", "More than one device"},
 		{"hostile nesting", SubjectDevicesAdd, `device "x" { driver = ` + strings.Repeat("[", 500) + ` }`, "nested too deeply"},
 		{"oversized", SubjectDevicesAdd, `device "x" { driver = "` + strings.Repeat("a", 300<<10) + `" }`, "at most"},

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -371,11 +370,6 @@ func firstLine(diags hcl.Diagnostics) string {
 	return diags.Error()
 }
 
-// reservedDeviceID says whether id would collide with the actors the devices group runs beside devices.
-func reservedDeviceID(id string) bool {
-	return strings.HasPrefix(id, "modbus-") || strings.HasPrefix(id, "simulator-")
-}
-
 // addDevice starts a device at run time (update: replaces a running one) and stores it.
 func (r *Runtime) addDevice(body []byte, update bool) ControlReply {
 	dev, src, reply := parseDeviceRequest(body)
@@ -390,8 +384,6 @@ func (r *Runtime) addDevice(body []byte, update bool) ControlReply {
 		return failure("device %q exists (from the %s); use update", dev.ID, old.source)
 	case update && !exists:
 		return failure("no device %q to update; use add", dev.ID)
-	case !exists && reservedDeviceID(dev.ID):
-		return failure("device id %q: ids starting with modbus- or simulator- name the gateway's own actors", dev.ID)
 	}
 	spec, err := r.deviceSpec(*dev)
 	if err != nil {
