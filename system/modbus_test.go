@@ -148,19 +148,7 @@ func TestModbusTypesAgainstPymodbus(t *testing.T) {
 	fmt.Fprintf(&regs, "  register \"scaled\" {\n    address = 0\n    type = \"int16\"\n    scale = 0.1\n  }\n")
 	specJSON, _ := json.Marshal(spec)
 
-	port := freePort(t)
-	srv := exec.Command("/usr/bin/python3", "../testdata/pymodbus_server.py", strconv.Itoa(port), string(specJSON))
-	out, err := srv.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
-	if !bufio.NewScanner(out).Scan() {
-		t.Fatal("pymodbus server did not start")
-	}
+	port := startPymodbus(t, string(specJSON))
 
 	rt := startRuntime(t, parseConfig(t, fmt.Sprintf(`
 gateway { point_subjects = false }
@@ -234,6 +222,28 @@ device "py" {
 		}
 		return nil
 	})
+}
+
+// startPymodbus runs testdata/pymodbus_server.py (Debian's python3-pymodbus) with the given spec and options on a
+// free port until the test ends, and returns the port.
+func startPymodbus(t *testing.T, spec string, options ...string) int {
+	t.Helper()
+	needPymodbus(t)
+	port := freePort(t)
+	srv := exec.Command("/usr/bin/python3", append([]string{"../testdata/pymodbus_server.py", strconv.Itoa(port), spec}, options...)...)
+	out, err := srv.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() || sc.Text() != "ready" {
+		t.Fatalf("pymodbus server did not start (%q)", sc.Text())
+	}
+	return port
 }
 
 // startSim starts a Modbus simulator for a test, outside the gateway, so the test can count and fault it.
@@ -545,23 +555,9 @@ device "boiler" {
 }
 
 // TestModbusRTUOverTCP polls Debian's python3-pymodbus framing Modbus RTU over TCP (as a serial device server does)
-// with mode = "rtu-over-tcp": reads of registers and coils, a write, and an exception for an unmapped address.
+// with mode = "rtu-over-tcp": reads of registers and coils, and a write read back.
 func TestModbusRTUOverTCP(t *testing.T) {
-	needPymodbus(t)
-	port := freePort(t)
-	srv := exec.Command("/usr/bin/python3", "../testdata/pymodbus_server.py", strconv.Itoa(port),
-		`{"hr":[17142,59769,65531],"co":[1,0,1]}`, "rtu")
-	out, err := srv.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
-	if !bufio.NewScanner(out).Scan() {
-		t.Fatal("pymodbus server did not start")
-	}
+	port := startPymodbus(t, `{"hr":[17142,59769,65531],"co":[1,0,1]}`, "rtu")
 	rt := startRuntime(t, parseConfig(t, fmt.Sprintf(`
 device "rtu" {
   driver   = "modbus"
