@@ -51,6 +51,8 @@ type Env struct {
 	LogFormat string
 	// Metrics are the gateway's Prometheus collectors; nil-safe, so an actor built without them still works.
 	Metrics *Metrics
+	// LinkState receives the actor's connection state (see Env.Link); set by the runtime, nil in tests.
+	LinkState func(state, detail string)
 }
 
 // Headers that travel with bus messages (DESIGN.md: trace id, source and schema version are NATS headers, so a
