@@ -1,6 +1,9 @@
 package actors
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // Peer failures versus crashes.
 //
@@ -57,4 +60,15 @@ func (e Env) Link(state, detail string) {
 	if e.LinkState != nil {
 		e.LinkState(state, detail)
 	}
+}
+
+// Reconnector is implemented by an actor that stays responsive while it waits out a peer failure's backoff (a
+// sidecar connection answering its status request with "not connected" instead of letting it time out). After a
+// peer failure the supervisor restarts such an actor at once and calls ReconnectAfter on the new incarnation, before
+// its Started, with the backoff it would otherwise have waited suspended; the actor must not reach its peer before
+// that delay has passed (a timer worker, then connect). The tree shows it "disconnected" until it reports
+// Env.Link(LinkConnected). An actor that does not implement it waits out the backoff with its mailbox suspended, as
+// after a crash.
+type Reconnector interface {
+	ReconnectAfter(d time.Duration)
 }
