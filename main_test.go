@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iotgw/iotgw/internal/testenv"
 	"github.com/nats-io/nats.go"
 )
 
@@ -201,14 +202,9 @@ func TestModbusSidecarPlugin(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the gateway as a process; skipped with -short")
 	}
-	if err := exec.Command("/usr/bin/python3", "-c", "import pymodbus").Run(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("/usr/bin/python3 cannot import pymodbus (Debian package python3-pymodbus): %v", err)
-		}
-		t.Skip("/usr/bin/python3 cannot import pymodbus: install Debian's python3-pymodbus to run this test")
-	}
+	testenv.Pymodbus(t)
 	mbPort, ispPort := freePort(t), freePort(t)
-	srv := exec.Command("/usr/bin/python3", "testdata/pymodbus_server.py", strconv.Itoa(mbPort), `{"hr":[17142,59769]}`)
+	srv := exec.Command(testenv.Python, "testdata/pymodbus_server.py", strconv.Itoa(mbPort), `{"hr":[17142,59769]}`)
 	out, err := srv.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -14,21 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iotgw/iotgw/internal/testenv"
 	"github.com/iotgw/iotgw/isp"
 	"github.com/iotgw/iotgw/sidecar/modbussim"
 	"github.com/nats-io/nats.go"
 )
-
-// needPymodbus checks Debian's python3 can import pymodbus: skip without it, fail when CI is set.
-func needPymodbus(t *testing.T) {
-	t.Helper()
-	if err := exec.Command("/usr/bin/python3", "-c", "import pymodbus").Run(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("/usr/bin/python3 cannot import pymodbus (Debian package python3-pymodbus): %v", err)
-		}
-		t.Skip("/usr/bin/python3 cannot import pymodbus: install Debian's python3-pymodbus to run this test")
-	}
-}
 
 // latest keeps the last batch of each device from iot.processed.batch.>.
 type latest struct {
@@ -118,7 +107,7 @@ func num(t *testing.T, p isp.Point) float64 {
 // TestModbusTypesAgainstPymodbus reads every type in every byte order from Debian's python3-pymodbus, whose values
 // are encoded by Python's struct module, not by the gateway.
 func TestModbusTypesAgainstPymodbus(t *testing.T) {
-	needPymodbus(t)
+	testenv.Pymodbus(t)
 	type item struct {
 		Address int     `json:"address"`
 		Type    string  `json:"type"`
@@ -228,9 +217,9 @@ device "py" {
 // free port until the test ends, and returns the port.
 func startPymodbus(t *testing.T, spec string, options ...string) int {
 	t.Helper()
-	needPymodbus(t)
+	testenv.Pymodbus(t)
 	port := freePort(t)
-	srv := exec.Command("/usr/bin/python3", append([]string{"../testdata/pymodbus_server.py", strconv.Itoa(port), spec}, options...)...)
+	srv := exec.Command(testenv.Python, append([]string{"../testdata/pymodbus_server.py", strconv.Itoa(port), spec}, options...)...)
 	out, err := srv.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -6,31 +6,24 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/iotgw/iotgw/internal/testenv"
 	"github.com/iotgw/iotgw/isp"
 	"github.com/rs/zerolog"
 )
-
-const debianPython = "/usr/bin/python3"
 
 // startPymodbus starts Debian's python3-pymodbus as an independent Modbus TCP server with known values. Without
 // it the test skips (naming the package), or fails when CI is set.
 func startPymodbus(t *testing.T, values string) string {
 	t.Helper()
-	if err := exec.Command(debianPython, "-c", "import pymodbus").Run(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s cannot import pymodbus (Debian package python3-pymodbus): %v", debianPython, err)
-		}
-		t.Skipf("%s cannot import pymodbus: install Debian's python3-pymodbus to run this test", debianPython)
-	}
+	testenv.Pymodbus(t)
 	port := freePort(t)
-	cmd := exec.Command(debianPython, "../../testdata/pymodbus_server.py", strconv.Itoa(port), values)
+	cmd := exec.Command(testenv.Python, "../../testdata/pymodbus_server.py", strconv.Itoa(port), values)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

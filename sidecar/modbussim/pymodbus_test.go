@@ -3,38 +3,18 @@ package modbussim
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/iotgw/iotgw/internal/testenv"
 )
-
-// debianPython is Debian's interpreter: the python3 first on PATH may be
-// another install without pymodbus.
-const debianPython = "/usr/bin/python3"
-
-// needPymodbus skips without Debian's python3-pymodbus, except under CI,
-// where a missing independent client must fail the run.
-func needPymodbus(t *testing.T) {
-	t.Helper()
-	out, err := exec.Command(debianPython, "-c", "import pymodbus; print(pymodbus.__version__)").CombinedOutput()
-	if err == nil {
-		t.Logf("pymodbus %s", out)
-		return
-	}
-	msg := fmt.Sprintf("pymodbus not importable by %s (install the Debian package python3-pymodbus): %v: %s", debianPython, err, out)
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-}
 
 // TestPymodbusClient reads the simulator with an independent implementation.
 func TestPymodbusClient(t *testing.T) {
-	needPymodbus(t)
+	testenv.Pymodbus(t)
 	s := startServer(t, Config{Units: []Unit{{ID: 7, Signals: []Signal{
 		{Table: Holding, Address: 4, Type: "float32", Order: "CDAB", Value: 123.456},
 	}}}})
@@ -46,7 +26,7 @@ func TestPymodbusClient(t *testing.T) {
 	host, port, _ := net.SplitHostPort(s.Addr().String())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, debianPython, "testdata/pymodbus_read.py", host, port, "7").Output()
+	out, err := exec.CommandContext(ctx, testenv.Python, "testdata/pymodbus_read.py", host, port, "7").Output()
 	if err != nil {
 		t.Fatalf("pymodbus_read.py: %v\n%s", err, out)
 	}
