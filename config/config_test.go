@@ -316,29 +316,75 @@ func TestLoadErrors(t *testing.T) {
 		t.Errorf("missing file: got %T %v, want *Error wrapping fs.ErrNotExist", err, err)
 	}
 
-	big := filepath.Join(dir, "big.hcl")
-	f, err := os.Create(big)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Truncate(MaxFileSize + 1); err != nil { // sparse: cheap
-		t.Fatal(err)
-	}
-	f.Close()
+	big := sparseFile(t, dir, "big.hcl", MaxFileSize+1)
 	_, err = Load(big)
 	if !errors.As(err, &cerr) || !errors.Is(err, errTooLarge) || !strings.Contains(err.Error(), "file too large") {
 		t.Errorf("big file: got %v, want a file too large *Error", err)
 	}
 }
 
+// TestLoadSizeLimit checks the size limit at its boundary, on the size check alone (readFile): parsing megabytes
+// is TestHostileInput's job at a size that is quick under -race.
+func TestLoadSizeLimit(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		size int64
+		ok   bool
+	}{{MaxFileSize, true}, {MaxFileSize + 1, false}} {
+		src, err := readFile(sparseFile(t, dir, fmt.Sprintf("%d.hcl", tc.size), tc.size))
+		switch {
+		case tc.ok && (err != nil || int64(len(src)) != tc.size):
+			t.Errorf("%d bytes: got %d bytes, %v; want the whole file", tc.size, len(src), err)
+		case !tc.ok && !errors.Is(err, errTooLarge):
+			t.Errorf("%d bytes: got %v, want %v", tc.size, err, errTooLarge)
+		}
+	}
+	// A source without a size (a pipe) is limited by the read.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_, _ = w.Write(make([]byte, MaxFileSize+1))
+		w.Close()
+	}()
+	defer r.Close()
+	if _, err := readFile(fmt.Sprintf("/dev/fd/%d", r.Fd())); !errors.Is(err, errTooLarge) {
+		t.Errorf("pipe of %d bytes: got %v, want %v", MaxFileSize+1, err, errTooLarge)
+	}
+}
+
+// sparseFile makes a file of size bytes that takes no disk space.
+func sparseFile(t *testing.T, dir, name string, size int64) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// maxMessage is the longest error message a hostile input may produce: the input must not be echoed whole.
+const maxMessage = 64 << 10
+
+// TestHostileInput: input shaped to exhaust the parser or to be echoed back is refused with a short message at
+// its position. The long values are twice maxMessage, which is what the no-echo check needs: a larger one only
+// makes the parser work longer (5 MB took 20 s each under -race) and checks nothing more. How large a file may
+// be at all is Load's size check, tested at its boundary in TestLoadSizeLimit.
 func TestHostileInput(t *testing.T) {
+	long := 2 * maxMessage
 	tests := []struct {
 		name string
 		src  string
 		want string
 	}{
-		{"5 MB string", "gateway {\n  id = \"" + strings.Repeat("x", 5<<20) + "\"\n}\n", "hostile.hcl:2:8: Invalid value for \"id\""},
-		{"5 MB string in a subject", "sink \"s\" {\n  type = \"console\"\n  subjects = [\"" + strings.Repeat("a.", 5<<19) + ".\"]\n}\n", "hostile.hcl:3:15: Invalid value for \"subjects\""},
+		{"long string", "gateway {\n  id = \"" + strings.Repeat("x", long) + "\"\n}\n", "hostile.hcl:2:8: Invalid value for \"id\""},
+		{"long string in a subject", "sink \"s\" {\n  type = \"console\"\n  subjects = [\"" + strings.Repeat("a.", long/2) + ".\"]\n}\n", "hostile.hcl:3:15: Invalid value for \"subjects\""},
 		{"deep brackets", "x = " + strings.Repeat("[", 1<<17) + "\n", "Configuration nested too deeply"},
 		{"deep blocks", strings.Repeat("a {\n", 1<<16), "Configuration nested too deeply"},
 		{"deep parentheses", "x = " + strings.Repeat("(", 1<<17) + "1\n", "Configuration nested too deeply"},
@@ -349,7 +395,7 @@ func TestHostileInput(t *testing.T) {
 		{"invalid UTF-8 in a value", "gateway {\n  id = \"gw\xff\xfe\"\n}\n", "hostile.hcl:2:"},
 		{"invalid UTF-8 in a label", "device \"d\xff\" {\n  driver = \"mock\"\n}\n", "hostile.hcl:1:"},
 		{"NUL bytes", "gateway {\x00\x00\n}\n", "hostile.hcl:1:"},
-		{"256 KB of NUL", strings.Repeat("\x00", 1<<18), "hostile.hcl:1:1:"},
+		{"128 KB of NUL", strings.Repeat("\x00", long), "hostile.hcl:1:1:"},
 		{"binary", "\x7fELF\x02\x01\x01\x00\x00\x00" + strings.Repeat("\xff\x00\x13", 1000), "hostile.hcl:1:1:"},
 	}
 	for _, tc := range tests {
@@ -365,7 +411,7 @@ func TestHostileInput(t *testing.T) {
 			if !strings.Contains(got, tc.want) {
 				t.Errorf("got\n%.2000s\nwant it to contain %q", got, tc.want)
 			}
-			if len(got) > 64<<10 {
+			if len(got) > maxMessage {
 				t.Errorf("got a %d byte message: the input must not be echoed whole", len(got))
 			}
 		})
