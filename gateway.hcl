@@ -217,7 +217,8 @@ device "meter-1" {
     address = 0
     # bool, int16, uint16 (default), int32, uint32, int64, uint64, float32, float64, string (with length).
     type    = "float32"
-    # Byte order: ABCD (default, big-endian), DCBA, BADC, CDAB.
+    # Byte order: ABCD (default, big-endian), DCBA, BADC, CDAB; for 64-bit types also ABCDEFGH, HGFEDCBA,
+    # BADCFEHG, GHEFCDAB (Telegraf's names for the same four orders).
     order   = "ABCD"
     unit    = "V"
   }

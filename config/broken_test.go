@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -120,6 +121,47 @@ func TestBrokenConfigs(t *testing.T) {
 				}
 			}
 			t.Errorf("got\n%s\nwant a line at %s containing %q", got, tc.pos, tc.want)
+		})
+	}
+}
+
+// TestModbusByteOrders: the 64-bit names of the byte orders fit 64-bit types only, the four-letter names every
+// type; a name that does not fit is reported at the register's order.
+func TestModbusByteOrders(t *testing.T) {
+	src := func(typ, order string) string {
+		return fmt.Sprintf("device \"m\" {\n  driver = \"modbus\"\n  address = \"127.0.0.1:502\"\n  register \"r\" {\n"+
+			"    address = 0\n    type = %q\n    order = %q\n    length = %d\n  }\n}\n", typ, order, map[bool]int{true: 4}[typ == "string"])
+	}
+	var tests []struct{ typ, order, want string }
+	for _, typ := range []string{"int64", "uint64", "float64"} {
+		for _, o := range []string{"ABCDEFGH", "HGFEDCBA", "BADCFEHG", "ghefcdab", "ABCD", "CDAB"} {
+			tests = append(tests, struct{ typ, order, want string }{typ, o, ""})
+		}
+	}
+	for _, typ := range []string{"int32", "uint32", "float32", "int16", "uint16", "string"} {
+		tests = append(tests,
+			struct{ typ, order, want string }{typ, "DCBA", ""},
+			struct{ typ, order, want string }{typ, "ABCDEFGH", `broken.hcl:7:13: Invalid value for "order": byte order "ABCDEFGH" names the 8 bytes of a 64-bit value (int64, uint64, float64), and a ` + typ + " register is"},
+			struct{ typ, order, want string }{typ, "GHEFCDAB", "write CDAB"},
+		)
+	}
+	tests = append(tests, struct{ typ, order, want string }{"float64", "ABCDEFHG", `broken.hcl:7:13: Invalid value for "order": unknown byte order "ABCDEFHG"; known: ABCD, DCBA, BADC, CDAB, and for 64-bit types ABCDEFGH, HGFEDCBA, BADCFEHG, GHEFCDAB`})
+	for _, tc := range tests {
+		t.Run(tc.typ+" "+tc.order, func(t *testing.T) {
+			cfg, diags := Parse([]byte(src(tc.typ, tc.order)), "broken.hcl")
+			got := (&Error{Diags: diags}).Error()
+			if tc.want == "" {
+				if diags.HasErrors() {
+					t.Fatalf("got %s, want no error", got)
+				}
+				if o := cfg.Devices[0].Settings.(*ModbusDevice).Registers[0].Order; o != strings.ToUpper(tc.order) {
+					t.Errorf("got order %q, want %q", o, strings.ToUpper(tc.order))
+				}
+				return
+			}
+			if !strings.Contains(got, tc.want) || len(diags) != 1 {
+				t.Errorf("got\n%s\nwant one error containing %q", got, tc.want)
+			}
 		})
 	}
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"slices"
 	"strings"
 	"time"
 )
@@ -62,7 +63,7 @@ type ModbusRegister struct {
 	Table      string            `hcl:"table,optional"` // holding (default) | input | coil | discrete
 	Address    int               `hcl:"address"`        // as documented by the device (see address_base)
 	Type       string            `hcl:"type,optional"`  // default uint16 (bool for coil and discrete)
-	Order      string            `hcl:"order,optional"` // ABCD (default) | DCBA | BADC | CDAB
+	Order      string            `hcl:"order,optional"` // ABCD (default) | DCBA | BADC | CDAB; 64-bit: ABCDEFGH | HGFEDCBA | BADCFEHG | GHEFCDAB
 	Length     int               `hcl:"length,optional"`
 	Bit        *int              `hcl:"bit,optional"`
 	Scale      float64           `hcl:"scale,optional"`
@@ -81,7 +82,10 @@ var (
 	modbusTables = []string{"holding", "input", "coil", "discrete"}
 	modbusTypes  = []string{"bool", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64", "string"}
 	modbusOrders = []string{"ABCD", "DCBA", "BADC", "CDAB"}
-	modbusWidth  = map[string]int{"bool": 1, "int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "int64": 4, "uint64": 4, "float64": 4}
+	// modbusOrders64 are the same four orders spelled over the eight bytes of a 64-bit value (Telegraf's names),
+	// in the order of modbusOrders: ABCDEFGH is ABCD, HGFEDCBA is DCBA, and so on.
+	modbusOrders64 = []string{"ABCDEFGH", "HGFEDCBA", "BADCFEHG", "GHEFCDAB"}
+	modbusWidth    = map[string]int{"bool": 1, "int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "int64": 4, "uint64": 4, "float64": 4}
 )
 
 // Function is the Modbus read function of a register's table: 1 coils, 2 discrete inputs, 3 holding, 4 input.
@@ -231,9 +235,7 @@ func (r *ModbusRegister) validate(v *Validator, base int, groups map[string]bool
 		r.Order = "ABCD"
 	}
 	r.Order = strings.ToUpper(r.Order)
-	if !isOneOf(r.Order, modbusOrders) {
-		v.Errorf("order", "unknown byte order %s; known: %s", quote(r.Order), oneOf(modbusOrders))
-	}
+	checkOrder(v, r.Order, r.Type, r.Length)
 	if r.Type == "string" {
 		if r.Length < 1 || r.Length > 125 {
 			v.Errorf("length", "a string register needs length = registers (1..125), not %d", r.Length)
@@ -269,5 +271,28 @@ func (r *ModbusRegister) validate(v *Validator, base int, groups map[string]bool
 	}
 	if (r.Deadband != 0 || r.ForceEvery != 0) && !r.OnChange {
 		v.Errorf("on_change", "deadband and force_every apply to on_change = true registers")
+	}
+}
+
+// checkOrder reports a byte order that is unknown or does not fit the type: the four-letter names describe a
+// pattern that applies to every width, the eight-letter names spell it over the bytes of a 64-bit value only, so
+// an eight-letter name on a narrower type is a mistake (the register map was written for another type).
+func checkOrder(v *Validator, order, typ string, length int) {
+	if isOneOf(order, modbusOrders) {
+		return
+	}
+	i := slices.Index(modbusOrders64, order)
+	if i < 0 {
+		v.Errorf("order", "unknown byte order %s; known: %s, and for 64-bit types %s",
+			quote(order), oneOf(modbusOrders), oneOf(modbusOrders64))
+		return
+	}
+	width, known := modbusWidth[typ]
+	if typ == "string" {
+		width, known = length, true
+	}
+	if known && (width != 4 || typ == "string") { // an unknown type is reported at type
+		v.Errorf("order", "byte order %s names the 8 bytes of a 64-bit value (int64, uint64, float64), and a %s register is %d bytes: write %s",
+			quote(order), typ, 2*max(width, 1), modbusOrders[i])
 	}
 }

@@ -114,6 +114,7 @@ func TestModbusTypesAgainstPymodbus(t *testing.T) {
 		Order   string  `json:"order"`
 		Value   any     `json:"value"`
 		want    float64 // numeric expectation
+		name    string  // the order as the gateway's config names it
 	}
 	var spec []item
 	addr := 0
@@ -125,10 +126,14 @@ func TestModbusTypesAgainstPymodbus(t *testing.T) {
 	types := []string{"int16", "uint16", "int32", "uint32", "float32", "int64", "uint64", "float64"}
 	var regs strings.Builder
 	for _, typ := range types {
-		for _, order := range []string{"ABCD", "DCBA", "BADC", "CDAB"} {
+		orders := []string{"ABCD", "DCBA", "BADC", "CDAB"}
+		if widths[typ] == 4 { // and their 64-bit names, the same orders
+			orders = append(orders, "ABCDEFGH", "HGFEDCBA", "BADCFEHG", "GHEFCDAB")
+		}
+		for i, name := range orders {
 			v := values[typ]
-			spec = append(spec, item{Address: addr, Type: typ, Order: order, Value: v, want: v})
-			fmt.Fprintf(&regs, "  register \"%s_%s\" {\n    address = %d\n    type = %q\n    order = %q\n  }\n", typ, strings.ToLower(order), addr, typ, order)
+			spec = append(spec, item{Address: addr, Type: typ, Order: orders[i%4], Value: v, want: v, name: name})
+			fmt.Fprintf(&regs, "  register \"%s_%s\" {\n    address = %d\n    type = %q\n    order = %q\n  }\n", typ, strings.ToLower(name), addr, typ, name)
 			addr += widths[typ]
 		}
 	}
@@ -150,12 +155,12 @@ device "py" {
 `, port, regs.String())))
 	nc := client(t, rt.Bus().URL)
 	l := watchBatches(t, nc)
-	got := l.wait(t, "py", "name", "float64_cdab")
+	got := l.wait(t, "py", "name", "float64_ghefcdab")
 	for _, it := range spec {
 		if it.Type == "string" {
 			continue
 		}
-		key := it.Type + "_" + strings.ToLower(it.Order)
+		key := it.Type + "_" + strings.ToLower(it.name)
 		p := got[key]
 		if p.Quality != isp.QualityGood {
 			t.Errorf("%s: quality %d", key, p.Quality)
@@ -191,7 +196,7 @@ device "py" {
 		if it.Type == "string" {
 			continue
 		}
-		key := it.Type + "_" + strings.ToLower(it.Order)
+		key := it.Type + "_" + strings.ToLower(it.name)
 		body, _ := json.Marshal(map[string]any{"key": key, "value": written[it.Type]})
 		m, err := nc.Request("iot.control.devices.py.write", body, 5*time.Second)
 		if err != nil || !strings.Contains(string(m.Data), `"ok":true`) {
@@ -204,7 +209,7 @@ device "py" {
 			if it.Type == "string" {
 				continue
 			}
-			key := it.Type + "_" + strings.ToLower(it.Order)
+			key := it.Type + "_" + strings.ToLower(it.name)
 			if v := num(t, got[key]); math.Abs(v-written[it.Type]) > 1e-6*math.Max(1, math.Abs(written[it.Type])) {
 				return fmt.Errorf("%s reads %v after writing %v", key, got[key].Value, written[it.Type])
 			}

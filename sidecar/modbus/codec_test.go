@@ -458,4 +458,9 @@ func TestParse(t *testing.T) {
 	if got, _ := ParseByteOrder("BA"); got != DCBA {
 		t.Errorf(`ParseByteOrder("BA"): got %v, want DCBA`, got)
 	}
+	for name, want := range map[string]ByteOrder{"ABCDEFGH": ABCD, "hgfedcba": DCBA, "BADCFEHG": BADC, "GHEFCDAB": CDAB} {
+		if got, err := ParseByteOrder(name); err != nil || got != want {
+			t.Errorf("ParseByteOrder(%q): got %v, %v; want %v", name, got, err, want)
+		}
+	}
 }

@@ -128,19 +128,20 @@ func (o ByteOrder) String() string {
 }
 
 // ParseByteOrder returns the order named s, ignoring case. "AB" and "BA", the 16-bit spellings Telegraf accepts,
-// mean ABCD and DCBA.
+// mean ABCD and DCBA; ABCDEFGH, HGFEDCBA, BADCFEHG and GHEFCDAB, its 64-bit spellings, mean ABCD, DCBA, BADC and
+// CDAB (see the table above). Whether a name fits the register's width is the configuration's to check.
 func ParseByteOrder(s string) (ByteOrder, error) {
 	switch strings.ToUpper(s) {
-	case "ABCD", "AB":
+	case "ABCD", "AB", "ABCDEFGH":
 		return ABCD, nil
-	case "DCBA", "BA":
+	case "DCBA", "BA", "HGFEDCBA":
 		return DCBA, nil
-	case "BADC":
+	case "BADC", "BADCFEHG":
 		return BADC, nil
-	case "CDAB":
+	case "CDAB", "GHEFCDAB":
 		return CDAB, nil
 	}
-	return ABCD, fmt.Errorf("unknown byte order %q (want ABCD, DCBA, BADC or CDAB)", s)
+	return ABCD, fmt.Errorf("unknown byte order %q (want ABCD, DCBA, BADC or CDAB; ABCDEFGH, HGFEDCBA, BADCFEHG or GHEFCDAB for 64 bits)", s)
 }
 
 // swapsBytes reports whether the order swaps the two bytes inside each register.
