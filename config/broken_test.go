@@ -165,3 +165,59 @@ func TestModbusByteOrders(t *testing.T) {
 		})
 	}
 }
+
+// TestUnknownDriverHidesNothing: a block whose driver (or sink type) is unknown cannot be decoded, but what can be
+// checked without its schema is reported beside it (its id, a duplicate, its common attributes, every
+// expression in it), and so are the problems of every other block.
+func TestUnknownDriverHidesNothing(t *testing.T) {
+	src := `gateway {
+  log_level = "loud"
+}
+device "a.b" {
+  driver   = "opcua"
+  interval = "1x"
+  tags     = { line = [1] }
+  endpoint = env(1)
+  node "n" {
+    id = nosuchvar
+  }
+}
+device "a.b" {
+  driver = "mock"
+  point "t" { signal = "square" }
+}
+device "untyped" {
+  interval = "0s"
+}
+sink "s" {
+  type  = "kafka"
+  topic = env("A", "b", "c")
+}
+`
+	_, diags := Parse([]byte(src), "unknown.hcl")
+	want := []string{
+		`unknown.hcl:2:15: Invalid value for "log_level": unknown log level "loud"`,
+		`unknown.hcl:4:8: Invalid device id`,
+		`unknown.hcl:5:14: Invalid value for "driver": unknown driver "opcua"; known: mock, modbus`,
+		`unknown.hcl:6:14: Invalid value for "interval": "1x" is not a duration`,
+		`unknown.hcl:7:14: Unsuitable value type: Unsuitable value: element "line": string required`,
+		`unknown.hcl:8:18: Invalid function argument: Invalid value for "name" parameter: must be a string, not number.`,
+		`unknown.hcl:10:10: Variables not allowed`,
+		`unknown.hcl:13:8: Invalid device id`,
+		`unknown.hcl:15:24: Invalid value for "signal": unknown signal "square"`,
+		`unknown.hcl:13:1: Duplicate device id: Device ids must be unique: "a.b" is already used; the first is at unknown.hcl:4,1-13.`,
+		`unknown.hcl:17:1: Invalid device "untyped": The driver attribute is required; known: mock, modbus.`,
+		`unknown.hcl:18:14: Invalid value for "interval": "0s" is too short: at least 1ms`,
+		`unknown.hcl:21:11: Invalid value for "type": unknown type "kafka"; known: console`,
+		`unknown.hcl:22:26: Invalid function argument: Invalid value for "default" parameter: env takes a variable name and an optional default, not 3 arguments.`,
+	}
+	lines := strings.Split((&Error{Diags: diags}).Error(), "\n")
+	if len(lines) != len(want) {
+		t.Errorf("got %d problems, want %d:\n%s", len(lines), len(want), strings.Join(lines, "\n"))
+	}
+	for i := range min(len(lines), len(want)) {
+		if !strings.HasPrefix(lines[i], want[i]) {
+			t.Errorf("problem %d: got\n%s\nwant it to start with\n%s", i, lines[i], want[i])
+		}
+	}
+}

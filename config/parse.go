@@ -361,15 +361,20 @@ func decodeKind[S interface{ Validate(*Validator) }](block *hcl.Block, ctx *hcl.
 	attr := content.Attributes[kindAttr]
 	if attr == nil {
 		v.Errorf("", "The %s attribute is required; known: %s.", kindAttr, known)
+		checkWithoutKind(rest, ctx, v, kindAttr, blockType == "device", diags)
 		return "", settings
 	}
 	if d := gohcl.DecodeExpression(attr.Expr, ctx, &kind); d.HasErrors() {
 		*diags = append(*diags, d...)
+		checkWithoutKind(rest, ctx, v, kindAttr, blockType == "device", diags)
 		return kind, settings
 	}
 	newSettings, ok := registry[kind]
 	if !ok {
 		v.Errorf(kindAttr, "unknown %s %s; known: %s", kindAttr, quote(kind), known)
+		// Without the kind's schema the rest of the block cannot be decoded, but one mistake must not hide the
+		// others: report what can be checked without it.
+		checkWithoutKind(rest, ctx, v, kindAttr, blockType == "device", diags)
 		return kind, settings
 	}
 	s := newSettings()
