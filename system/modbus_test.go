@@ -186,6 +186,9 @@ device "py" {
 	if v := num(t, got["scaled"]); math.Abs(v-(-1234.5)) > 1e-9 {
 		t.Errorf("int16 -12345 × 0.1 = %v, want -1234.5 (a scaled integer keeps its fraction)", v)
 	}
+	if typ := got["scaled"].Type; typ != "float64" {
+		t.Errorf("int16 register with scale 0.1: got type %q, want float64, the type of its value", typ)
+	}
 
 	// And back: write a new value of every type in every order to pymodbus, then read it again.
 	written := map[string]float64{

@@ -2,10 +2,13 @@ package system
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/iotgw/iotgw/actors"
 	"github.com/iotgw/iotgw/actors/pipeline"
 	"github.com/iotgw/iotgw/isp"
 	"github.com/nats-io/nats.go"
@@ -153,5 +156,89 @@ func TestProcessorPerPointSubjects(t *testing.T) {
 		if !got[s] {
 			t.Errorf("nothing on %s; got %v", s, got)
 		}
+	}
+}
+
+// TestTraceIDFromBirthToProcessed: a batch gets its Iot-Trace-Id where it is born (a mock tick, a Modbus poll, a
+// sidecar's DATA frame) and its processed batch carries the same one. A scaled integer register is published
+// typed float64, the type of its value.
+func TestTraceIDFromBirthToProcessed(t *testing.T) {
+	needPython(t)
+	rt := startRuntime(t, parseConfig(t, sidecarConfig(t, fmt.Sprintf(`
+simulator "plant" { listen = "127.0.0.1:%d" }
+device "boiler" {
+  driver   = "modbus"
+  address  = "127.0.0.1:%[1]d"
+  interval = "50ms"
+  register "outside" {
+    address = 5
+    type    = "int16"
+    scale   = 0.1
+  }
+}
+device "m1" {
+  driver   = "mock"
+  interval = "50ms"
+  point "p" { signal = "sine" }
+}
+`, freePort(t)), map[string]string{"py": ""})))
+	nc := client(t, rt.Bus().URL)
+
+	var mu sync.Mutex
+	born := map[string]map[string]bool{} // device → trace ids of its raw batches
+	carried := map[string]int{}          // device → processed batches whose trace id was born on a raw one
+	var bad []string
+	types := map[string]string{}
+	record := func(m *nats.Msg) {
+		mu.Lock()
+		defer mu.Unlock()
+		trace := m.Header.Get(actors.HeaderTraceID)
+		parts := strings.Split(m.Subject, ".")
+		dev := parts[len(parts)-1]
+		if len(trace) != 16 {
+			bad = append(bad, fmt.Sprintf("%s: trace id %q", m.Subject, trace))
+			return
+		}
+		if parts[1] == "raw" {
+			if born[dev] == nil {
+				born[dev] = map[string]bool{}
+			}
+			born[dev][trace] = true
+			return
+		}
+		if born[dev][trace] {
+			carried[dev]++
+		}
+		if pts, err := isp.DecodeBatch(m.Data); err == nil {
+			for _, p := range pts {
+				types[dev+"/"+p.Key] = p.Type
+			}
+		}
+	}
+	for _, subj := range []string{"iot.raw.>", "iot.processed.batch.>"} {
+		if _, err := nc.Subscribe(subj, record); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(bad) > 0 {
+			return nil
+		}
+		for _, dev := range []string{"boiler", "m1", "py"} {
+			if carried[dev] < 2 {
+				return fmt.Errorf("%s: %d processed batches with the trace id of their raw batch", dev, carried[dev])
+			}
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(bad) > 0 {
+		t.Errorf("messages without a trace id: %v", bad)
+	}
+	if got := types["boiler/outside"]; got != "float64" {
+		t.Errorf("int16 register with scale 0.1: got type %q, want float64", got)
 	}
 }

@@ -130,6 +130,7 @@ func (m *mock) poll(idx []int) {
 	}
 	m.env.Metrics.PointsOut("devices/"+m.id, len(m.batch))
 	m.msg.Data = isp.AppendBatch(m.msg.Data[:0], m.batch)
+	actors.SetHeader(m.msg.Header, actors.HeaderTraceID, actors.NewTraceID()) // a tick is where this batch is born
 	if err := m.env.Bus.PublishMsg(m.msg); err != nil {
 		// The connection buffers while reconnecting; an error here means it is closed or the buffer is full.
 		m.env.Log.Warn().Err(err).Str("subject", m.msg.Subject).Msg("cannot publish poll")

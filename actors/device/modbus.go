@@ -332,7 +332,7 @@ func (d *modbusDevice) failed(g *pollGroup, q *mb.Request, err error) {
 
 func (d *modbusDevice) add(g *pollGroup, i int, v isp.Value, quality int, ts int64) {
 	g.points = append(g.points, isp.Point{
-		DeviceID: d.id, Key: d.regs[i].Key, Value: v, Type: d.regs[i].Type.String(), Quality: quality,
+		DeviceID: d.id, Key: d.regs[i].Key, Value: v, Type: d.regs[i].ValueType().String(), Quality: quality,
 		Timestamp: ts, Tags: d.tags[i], Source: "modbus",
 	})
 }
@@ -371,6 +371,7 @@ func (d *modbusDevice) finish(g *pollGroup) {
 	}
 	d.env.Metrics.PointsOut("devices/"+d.id, len(d.out))
 	d.raw.Data = isp.AppendBatch(d.raw.Data[:0], d.out)
+	actors.SetHeader(d.raw.Header, actors.HeaderTraceID, actors.NewTraceID()) // a poll is where this batch is born
 	if err := d.env.Bus.PublishMsg(d.raw); err != nil {
 		d.env.Log.Warn().Err(err).Str("subject", d.raw.Subject).Msg("cannot publish poll")
 	}

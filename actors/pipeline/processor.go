@@ -35,9 +35,10 @@ const maxErrorBody = 256
 // on iot.raw.{protocol}.{device} becomes one batch per device on iot.processed.batch.{device} and, when enabled,
 // one message per point on iot.processed.{device}.{key}.
 //
-// A point is stamped (timestamp now when 0, source = protocol when empty, device = the subject's when empty);
-// a point that cannot be published (bad key or device id, bad quality) is dropped with an event on
-// iot.errors.processor.invalid naming why; the rest of its batch goes on. A message that is not a point or a batch
+// A point is stamped (timestamp now when 0, source = protocol when empty, device = the subject's when empty) and
+// its type made to describe its value (see conform); a point that cannot be published (bad key or device id, bad
+// quality, a bool that is not one) is dropped with an event on iot.errors.processor.invalid naming why; the rest
+// of its batch goes on. The processed messages carry the raw message's Iot-Trace-Id (a new one when it had none). A message that is not a point or a batch
 // gives an event on iot.errors.processor.decode. The actor never fails on bad input.
 type processor struct {
 	env actors.Env
@@ -96,6 +97,9 @@ func (p *processor) process(msg *nats.Msg) {
 		source = protocol
 	}
 	trace := msg.Header.Get(actors.HeaderTraceID)
+	if trace == "" { // published by hand (nats pub): its batch is born here
+		trace = actors.NewTraceID()
+	}
 	now := time.Now().UnixNano()
 	p.out = p.out[:0]
 	for i := range p.points {
@@ -113,7 +117,11 @@ func (p *processor) process(msg *nats.Msg) {
 			pt.Quality = isp.QualityBad
 		}
 		if err := validate(pt); err != nil {
-			p.invalidPoint(msg.Subject, i, pt, err)
+			p.invalidPoint(msg.Subject, trace, i, pt, err)
+			continue
+		}
+		if err := conform(pt); err != nil {
+			p.invalidPoint(msg.Subject, trace, i, pt, err)
 			continue
 		}
 		p.out = append(p.out, *pt)
@@ -153,14 +161,11 @@ func (p *processor) publish(source, trace string) {
 	}
 }
 
+// setHeaders gives the processed messages the raw message's source and trace id.
 func (p *processor) setHeaders(source, trace string) {
-	for _, m := range []*nats.Msg{p.batch, p.point} {
-		m.Header.Set(actors.HeaderSource, source)
-		if trace != "" {
-			m.Header.Set(actors.HeaderTraceID, trace)
-		} else {
-			m.Header.Del(actors.HeaderTraceID)
-		}
+	for _, m := range [...]*nats.Msg{p.batch, p.point} {
+		actors.SetHeader(m.Header, actors.HeaderSource, source)
+		actors.SetHeader(m.Header, actors.HeaderTraceID, trace)
 	}
 }
 
@@ -225,6 +230,37 @@ func validate(pt *isp.Point) error {
 	return nil
 }
 
+// integerTypes are the point types whose values are whole numbers.
+var integerTypes = map[string]bool{"int16": true, "uint16": true, "int32": true, "uint32": true, "int64": true, "uint64": true}
+
+// conform makes a point's type describe its value, since a consumer reads the value by its type:
+//   - a bool point's value is true, false or null; 0 and 1 (a coil sent as a number) become false and true, and
+//     any other value (37, 0.5, "on") is an error: the point is dropped with an event, never published as a bool
+//     that is not one;
+//   - an integer-typed point whose value has a fraction (a scaled register, 25.5 typed int16) is typed float64;
+//     a whole number keeps its type, so a sidecar should type a scaled register float64 itself, as the Modbus
+//     driver does, or its type changes with its value.
+func conform(pt *isp.Point) error {
+	switch {
+	case pt.Type == "bool":
+		switch pt.Value.Kind() {
+		case isp.KindBool, isp.KindNull:
+			return nil
+		case isp.KindInt, isp.KindFloat:
+			if f, _ := pt.Value.Float(); f == 0 || f == 1 {
+				pt.Value = isp.Bool(f == 1)
+				return nil
+			}
+		}
+		return fmt.Errorf("type bool: value %s is not a bool (want true, false, 0 or 1)", pt.Value)
+	case pt.Value.Kind() == isp.KindFloat && integerTypes[pt.Type]:
+		if _, whole := pt.Value.Int(); !whole {
+			pt.Type = "float64"
+		}
+	}
+	return nil
+}
+
 // token checks a subject token without importing config (actors may, but the processor's rule is the bus's).
 func token(field, s string) error {
 	if s == "" {
@@ -249,6 +285,7 @@ type InvalidEvent struct {
 	DeviceID  string `json:"device_id,omitempty"`
 	Key       string `json:"key,omitempty"`
 	Error     string `json:"error"`
+	TraceID   string `json:"trace_id,omitempty"` // the Iot-Trace-Id of the batch it came in
 	Timestamp int64  `json:"timestamp"`
 }
 
@@ -261,12 +298,12 @@ type DecodeEvent struct {
 	Timestamp int64  `json:"timestamp"`
 }
 
-func (p *processor) invalidPoint(subject string, i int, pt *isp.Point, err error) {
+func (p *processor) invalidPoint(subject, trace string, i int, pt *isp.Point, err error) {
 	p.invalid++
 	p.env.Metrics.Error(actorPath, "invalid")
 	p.env.Log.Debug().Err(err).Str("subject", subject).Int("index", i).Msg("invalid point dropped")
 	data, _ := json.Marshal(InvalidEvent{
-		Subject: subject, Index: i, DeviceID: pt.DeviceID, Key: pt.Key, Error: err.Error(),
+		Subject: subject, Index: i, DeviceID: pt.DeviceID, Key: pt.Key, Error: err.Error(), TraceID: trace,
 		Timestamp: time.Now().UnixNano(),
 	})
 	if err := p.env.Bus.Publish(SubjectErrorInvalid, data); err != nil {

@@ -229,6 +229,7 @@ func (c *conn) events() isp.ClientEvents {
 			}
 			c.env.Metrics.PointsIn("sidecars/"+c.cfg.Name, len(points))
 			raw.Data = isp.AppendBatch(raw.Data[:0], points)
+			actors.SetHeader(raw.Header, actors.HeaderTraceID, actors.NewTraceID()) // a DATA frame is a batch born
 			if err := c.env.Bus.PublishMsg(raw); err != nil {
 				c.env.Log.Warn().Err(err).Str("subject", raw.Subject).Msg("cannot publish sidecar data")
 			}

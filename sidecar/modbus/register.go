@@ -211,6 +211,15 @@ func (r *Register) scale() float64 {
 // scaled reports whether Decode turns the raw value into engineering units (and so returns a float).
 func (r *Register) scaled() bool { return (r.Scale != 0 && r.Scale != 1) || r.Offset != 0 }
 
+// ValueType is the type of the values the register decodes to, which a point publishes as its type: the
+// register's own, except that a scaled integer decodes to a float64 (int16 235 with scale 0.1 is 23.5).
+func (r *Register) ValueType() Type {
+	if r.Type.isInt() && r.scaled() {
+		return TypeFloat64
+	}
+	return r.Type
+}
+
 // Validate reports everything wrong with the register, joined, each wrapping ErrInvalidRegister and naming the
 // register: a missing key, an unknown function, type or byte order, a type the function cannot hold, a bit out of
 // range, a string of no registers, a register too long for one read, or one running past address 65535.

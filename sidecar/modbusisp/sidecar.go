@@ -285,7 +285,7 @@ func (p *poller) poll() {
 func (p *poller) add(i int, v isp.Value, quality int, ts int64) {
 	r := &p.regs[i]
 	p.points = append(p.points, isp.Point{
-		Key: r.Key, Value: v, Type: r.Type.String(), Quality: quality, Timestamp: ts, Tags: p.tags[i],
+		Key: r.Key, Value: v, Type: r.ValueType().String(), Quality: quality, Timestamp: ts, Tags: p.tags[i],
 		Source: p.s.opt.Name,
 	})
 }
