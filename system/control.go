@@ -42,7 +42,8 @@ func newControl(rt *Runtime) actor.Producer {
 
 func (c *control) Inboxes() []actors.Inbox {
 	subjects := []string{SubjectPing, SubjectTree, SubjectDevicesList, SubjectDevicesGet, SubjectDevicesAdd,
-		SubjectDevicesUpdate, SubjectDevicesRemove, SubjectFaultsInject, SubjectFaultsClear, SubjectFaultsList, SubjectReload}
+		SubjectDevicesUpdate, SubjectDevicesRemove, SubjectFaultsInject, SubjectFaultsClear, SubjectFaultsList, SubjectReload,
+		SubjectDevicesWrite}
 	in := make([]actors.Inbox, len(subjects))
 	for i, s := range subjects {
 		in[i] = actors.Inbox{Subject: s}
@@ -67,6 +68,10 @@ type ErrorReply struct {
 func (c *control) Receive(ctx actor.Context) {
 	msg, ok := ctx.Message().(*nats.Msg)
 	if !ok {
+		return
+	}
+	if id, ok := writeTarget(msg.Subject); ok { // see writes.go
+		c.answerWrite(msg, id)
 		return
 	}
 	var reply any

@@ -31,7 +31,14 @@ type mock struct {
 	faults    actors.Faults
 }
 
-var _ actors.FaultTarget = (*mock)(nil)
+var (
+	_ actors.FaultTarget = (*mock)(nil)
+	_ actors.Listener    = (*mock)(nil)
+)
+
+// Inboxes: a mock device has nothing to write to, but it answers its write subject, so a write gets an error at
+// once instead of waiting out the requester's timeout.
+func (m *mock) Inboxes() []actors.Inbox { return []actors.Inbox{{Subject: WriteSubject(m.id)}} }
 
 // InjectFault: error and bad_quality publish the device's points with quality 0.
 func (m *mock) InjectFault(_ actor.Context, f *actors.Fault) error {
@@ -64,6 +71,8 @@ func (m *mock) Receive(ctx actor.Context) {
 		if idx, ok := m.groups[msg]; ok { // a tick of a previous incarnation is ignored
 			m.poll(idx)
 		}
+	case *nats.Msg:
+		reply(msg, WriteReply{Device: m.id, Error: "driver mock does not support writes"})
 	}
 }
 

@@ -20,7 +20,9 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// WriteSubject is where an operator writes a device's register or coil: iot.control.devices.{id}.write.
+// WriteSubject is where an operator writes a device's register or coil: iot.control.devices.{id}.write. Every
+// device actor answers its own write subject (a driver without writes with an error); the control actor answers
+// for an id no running device listens on.
 func WriteSubject(id string) string { return "iot.control.devices." + id + ".write" }
 
 // modbusDevice polls one Modbus device through its endpoint's transport actor. Each poll group (registers with the
