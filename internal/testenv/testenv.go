@@ -51,7 +51,7 @@ var pymodbus struct {
 // is skipped with the missing module and the Debian package that provides it, or fails when CI is set.
 func Pymodbus(t testing.TB) {
 	t.Helper()
-	pymodbus.once.Do(func() { pymodbus.problem = checkPymodbus() })
+	pymodbus.once.Do(func() { pymodbus.problem = checkPymodbus(Python) })
 	if pymodbus.problem == "" {
 		return
 	}
@@ -61,9 +61,9 @@ func Pymodbus(t testing.TB) {
 	t.Skip(pymodbus.problem)
 }
 
-// checkPymodbus returns what is missing, or "".
-func checkPymodbus() string {
-	out, err := exec.Command(Python, "-c", checkScript).CombinedOutput()
+// checkPymodbus returns what python is missing, or "".
+func checkPymodbus(python string) string {
+	out, err := exec.Command(python, "-c", checkScript).CombinedOutput()
 	text := strings.TrimSpace(string(out))
 	if strings.HasPrefix(text, "ok ") && err == nil {
 		return ""
@@ -76,10 +76,10 @@ func checkPymodbus() string {
 			pkg = "the package that provides it"
 		}
 		return fmt.Sprintf("%s cannot import Python module %q, which the pymodbus tests use (%s): install Debian's %s",
-			Python, module, detail, pkg)
+			python, module, detail, pkg)
 	}
-	if _, statErr := os.Stat(Python); statErr != nil {
-		return fmt.Sprintf("%s not found: install Debian's python3 and python3-pymodbus", Python)
+	if _, statErr := os.Stat(python); statErr != nil {
+		return fmt.Sprintf("%s not found: install Debian's python3 and python3-pymodbus", python)
 	}
-	return fmt.Sprintf("%s cannot run the pymodbus check: %v: %s", Python, err, text)
+	return fmt.Sprintf("%s cannot run the pymodbus check: %v: %s", python, err, text)
 }
