@@ -73,6 +73,7 @@ type child struct {
 	timer        *time.Timer
 	reconnector  bool         // its actor implements actors.Reconnector
 	reconnect    atomic.Int64 // the delay (ns) for the next incarnation's ReconnectAfter; read by its producer
+	reconnectBy  time.Time    // when the delay handed to the current incarnation is over
 }
 
 // childList is a supervisor's children in start order. The runtime keeps it, and the supervisor keeps it current
@@ -219,6 +220,7 @@ func (s *supervisor) restartByHand(ctx actor.Context, c *child) error {
 	s.stopChild(ctx, c)
 	c.failed, c.failures, c.peerFailures = false, nil, nil
 	c.reconnect.Store(0)
+	c.reconnectBy = time.Time{}
 	restarts := c.restarts + 1
 	err := s.start(ctx, c)
 	c.restarts = restarts
@@ -407,7 +409,7 @@ func (s *supervisor) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor,
 		sup.StopChildren(pid)
 		return
 	}
-	if actors.IsPeerFailure(reason) {
+	if isPeerFailure(reason) {
 		s.peerFailure(sys, sup, c, errText, now)
 		return
 	}
@@ -460,13 +462,28 @@ func (s *supervisor) peerFailure(sys *actor.ActorSystem, sup actor.Supervisor, c
 	s.log.Warn().Str("actor", c.path).Str("error", errText).Int("restart", c.restarts).Int64("backoff_ms", delay.Milliseconds()).
 		Str("event", event).Msg("peer unreachable; retrying after backoff")
 	s.publishEvent(c, event, errText, delay, len(c.peerFailures))
-	if c.reconnector {
-		// Restarted now, it waits the backoff itself and answers its mailbox meanwhile.
+	// Restarted now, a Reconnector waits the backoff itself and answers its mailbox meanwhile. One that failed
+	// again before its previous delay was over did not keep to it: it waits suspended instead, so that a broken
+	// Reconnector cannot spin.
+	if c.reconnector && !now.Before(c.reconnectBy) {
 		c.reconnect.Store(int64(delay))
+		c.reconnectBy = now.Add(delay)
 		sup.RestartChildren(c.pid)
 		return
 	}
+	if c.reconnector {
+		s.log.Warn().Str("actor", c.path).Msg("failed again before its reconnect delay was over; waiting the backoff suspended")
+		c.reconnectBy = now.Add(delay)
+	}
 	s.restartAfter(sys, sup, c, delay, true)
+}
+
+// isPeerFailure is actors.IsPeerFailure, and also sees a worker that panicked with a peer failure.
+func isPeerFailure(reason any) bool {
+	if wf, ok := reason.(*actors.WorkerFailed); ok && wf.Panic != nil {
+		return actors.IsPeerFailure(wf.Panic)
+	}
+	return actors.IsPeerFailure(reason)
 }
 
 // recent is ts without the times older than the window.
