@@ -833,3 +833,45 @@ func TestFaultRepliesAndLogs(t *testing.T) {
 		t.Errorf("restart log %v: backoff_ms %v, want 20", restarting, restarting["backoff_ms"])
 	}
 }
+
+// hastyPeer is a Reconnector that does not keep to its delay: it reaches its peer at once.
+type hastyPeer struct{ reconnPeer }
+
+func (p *hastyPeer) Receive(ctx actor.Context) {
+	if _, ok := ctx.Message().(*actor.Started); ok {
+		p.delay = 0
+	}
+	p.reconnPeer.Receive(ctx)
+}
+
+// TestHastyReconnectorDoesNotSpin: a Reconnector that ignores its delay and fails again at once is made to wait
+// its backoff suspended, so it cannot restart in a tight loop.
+func TestHastyReconnectorDoesNotSpin(t *testing.T) {
+	rt := startRuntime(t, parseConfig(t, `
+supervisor {
+  backoff {
+    initial = "200ms"
+    max     = "200ms"
+    jitter  = 0
+  }
+}`))
+	var up atomic.Bool
+	plog := &peerLog{}
+	env := rt.env(GroupSidecars + "/hasty")
+	start := time.Now()
+	if err := rt.AddActor(GroupSidecars, ChildSpec{Name: "hasty", Kind: "sidecar/test", Producer: func() actor.Actor {
+		return &hastyPeer{reconnPeer{peerActor: peerActor{name: "hasty", env: env, up: &up, log: plog}}}
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if n, _ := rt.Tree().Get("sidecars/hasty"); n.Restarts < 6 {
+			return fmt.Errorf("%d restarts", n.Restarts)
+		}
+		return nil
+	})
+	// Every other restart waits the 200ms backoff suspended: six restarts take at least 400ms (a spin: microseconds).
+	if took := time.Since(start); took < 400*time.Millisecond {
+		t.Errorf("6 restarts in %s: the Reconnector restarts in a loop", took)
+	}
+}
