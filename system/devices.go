@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"sync"
 	"time"
@@ -408,15 +409,17 @@ func (r *Runtime) addDevice(body []byte, update bool) ControlReply {
 	// Whatever happens, no transport is left without a device (one started for a device that did not start, the
 	// old endpoint's of a device that moved).
 	defer r.pruneTransports()
-	if err := r.ensureTransport(*dev); err != nil {
-		return failure("%v", err)
-	}
 	if exists {
 		if err := r.RemoveActor(GroupDevices, dev.ID); err != nil && !errors.Is(err, ErrNoChild) {
 			return failure("stop device %q: %v", dev.ID, err)
 		}
+		r.dropStaleTransport(old.dev, *dev)
 	}
-	if err := r.AddActor(GroupDevices, spec); err != nil {
+	err = r.ensureTransport(*dev)
+	if err == nil {
+		err = r.AddActor(GroupDevices, spec)
+	}
+	if err != nil {
 		_ = r.RemoveActor(GroupDevices, dev.ID) // it may be there, failing: not the device asked for
 		// Roll back to the device as it was.
 		if exists {
@@ -459,12 +462,37 @@ func (r *Runtime) ensureTransport(d config.Device) error {
 	return nil
 }
 
+// dropStaleTransport stops the transport of a device updated to other serial settings on the same endpoint, when
+// no other device shares it, so that the update's ensureTransport builds it with the new ones. A transport shared
+// with other devices keeps the settings it was built with (see pruneTransports). The caller holds r.devices.mu.
+func (r *Runtime) dropStaleTransport(old, dev config.Device) {
+	om, ok1 := old.Settings.(*config.ModbusDevice)
+	nm, ok2 := dev.Settings.(*config.ModbusDevice)
+	if !ok1 || !ok2 {
+		return
+	}
+	name := device.TransportName(nm)
+	if device.TransportName(om) != name || reflect.DeepEqual(om.Serial, nm.Serial) {
+		return
+	}
+	for id, e := range r.devices.entries {
+		if m, ok := e.dev.Settings.(*config.ModbusDevice); ok && id != dev.ID && device.TransportName(m) == name {
+			r.log.Warn().Str("device", dev.ID).Str("transport", name).Str("shared_with", id).
+				Msg("serial settings changed on a shared endpoint: the transport keeps the settings it was built with")
+			return
+		}
+	}
+	if err := r.RemoveActor(GroupDevices, name); err != nil && !errors.Is(err, ErrNoChild) {
+		r.log.Error().Err(err).Str("transport", name).Msg("cannot stop the transport to rebuild it with new serial settings")
+	}
+}
+
 // pruneTransports stops and forgets the Modbus transports that no registered device uses any more (its last
 // device removed, or moved to another endpoint). The caller holds r.devices.mu.
 //
-// A transport is built from the first device on its endpoint (mode, address, serial settings): a device updated
-// to other serial settings on the same endpoint still shares the running transport. Endpoint settings that change
-// under running devices are the later redesign of the endpoint hooks.
+// A transport is built from the first device on its endpoint (mode, address, serial settings); dropStaleTransport
+// rebuilds it for an update of its only device. Endpoint settings that change under other running devices are the
+// later redesign of the endpoint hooks.
 func (r *Runtime) pruneTransports() {
 	used := map[string]bool{}
 	for _, e := range r.devices.entries {

@@ -875,3 +875,50 @@ supervisor {
 		t.Errorf("6 restarts in %s: the Reconnector restarts in a loop", took)
 	}
 }
+
+// TestUpdateSerialSettingsRebuildsTransport: a device updated to other serial settings on its own endpoint gets a
+// transport built with them; an update that leaves them alone keeps the running transport.
+func TestUpdateSerialSettingsRebuildsTransport(t *testing.T) {
+	rt := startRuntime(t, parseConfig(t, ""))
+	nc := client(t, rt.Bus().URL)
+	dev := func(baud int, interval string) string {
+		return fmt.Sprintf(`device "line-1" {
+  driver   = "modbus"
+  mode     = "rtu"
+  address  = "/dev/iotgw-test-no-such-port"
+  interval = %q
+  serial { baud_rate = %d }
+  register "r" {
+    address = 0
+    type    = "uint16"
+  }
+}`, interval, baud)
+	}
+	const transport = "devices/modbus-rtu-_dev_iotgw-test-no-such-port"
+	order := func() int {
+		t.Helper()
+		rt.Tree().mu.Lock()
+		defer rt.Tree().mu.Unlock()
+		e, ok := rt.Tree().nodes[transport]
+		if !ok {
+			t.Fatalf("no %s in the tree", transport)
+		}
+		return e.order // a new actor under that name registers again, with a new order
+	}
+	if r := ask(t, nc, SubjectDevicesAdd, dev(9600, "1s")); !r.OK {
+		t.Fatalf("add: %+v", r)
+	}
+	first := order()
+	if r := ask(t, nc, SubjectDevicesUpdate, dev(9600, "2s")); !r.OK {
+		t.Fatalf("update: %+v", r)
+	}
+	if o := order(); o != first {
+		t.Errorf("an update that kept the serial settings rebuilt the transport")
+	}
+	if r := ask(t, nc, SubjectDevicesUpdate, dev(19200, "2s")); !r.OK {
+		t.Fatalf("update: %+v", r)
+	}
+	if o := order(); o == first {
+		t.Errorf("an update to 19200 baud kept the transport built for 9600")
+	}
+}
