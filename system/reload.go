@@ -69,13 +69,24 @@ func (r *Runtime) Reload() ControlReply {
 	prev.Devices = r.fileDevices // the file's devices as last loaded, not the stored ones
 	old, nw := r.components(&prev), r.components(next)
 	r.devices.mu.Lock()
-	runtimeIDs := map[string]bool{} // devices added at run time, and stored
+	runtimeIDs := map[string]bool{}    // devices added at run time, and stored
+	runs := map[string]config.Device{} // what runs where it is not the file's block: to roll back to
 	for id, e := range r.devices.entries {
 		if e.source == SourceRuntime {
 			runtimeIDs[id] = true
 		}
+		if e.source == SourceRuntime || e.override {
+			runs[id] = e.dev
+		}
 	}
 	r.devices.mu.Unlock()
+	// rollback is what to start again when c's new block fails: what ran before.
+	rollback := func(c component) component {
+		if d, ok := runs[c.name]; ok && c.group == GroupDevices {
+			return component{group: c.group, name: c.name, block: d, spec: func() (ChildSpec, error) { return r.deviceSpec(d) }}
+		}
+		return c
+	}
 	isRuntime := func(c component) bool { return c.group == GroupDevices && runtimeIDs[c.name] }
 	applied := map[string]bool{} // the keys whose new block now runs (added, changed) or that are gone (removed)
 
@@ -109,6 +120,12 @@ func (r *Runtime) Reload() ControlReply {
 			}
 			if err := r.startComponent(n); err != nil {
 				_ = r.RemoveActor(n.group, n.name)
+				if isRuntime(n) {
+					if rerr := r.startComponent(rollback(n)); rerr != nil {
+						err = fmt.Errorf("%v; the device added at run time did not start again either: %v", err, rerr)
+					}
+					err = fmt.Errorf("%v (rolled back)", err)
+				}
 				res.Failed = append(res.Failed, fmt.Sprintf("%s: %v", k, err))
 				continue
 			}
@@ -118,7 +135,7 @@ func (r *Runtime) Reload() ControlReply {
 			_ = r.RemoveActor(o.group, o.name)
 			if err := r.startComponent(n); err != nil {
 				_ = r.RemoveActor(n.group, n.name)
-				if rerr := r.startComponent(o); rerr != nil {
+				if rerr := r.startComponent(rollback(o)); rerr != nil {
 					err = fmt.Errorf("%v; the previous config did not start again either: %v", err, rerr)
 				}
 				res.Failed = append(res.Failed, fmt.Sprintf("%s: %v (rolled back)", k, err))
