@@ -413,7 +413,7 @@ func (s *supervisor) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor,
 		s.peerFailure(sys, sup, c, errText, now)
 		return
 	}
-	c.failures = append(s.recent(c.failures, now), now)
+	c.failures = append(recent(c.failures, now, s.policy.Within), now)
 	if len(c.failures) > s.policy.MaxRestarts {
 		c.failed = true
 		s.rt.tree.setState(c.path, StateFailed)
@@ -445,7 +445,9 @@ func (s *supervisor) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor,
 // The event is "disconnected" when the actor was connected (or had no peer failure within the window) before,
 // "retrying" while the peer stays away.
 func (s *supervisor) peerFailure(sys *actor.ActorSystem, sup actor.Supervisor, c *child, errText string, now time.Time) {
-	kept := s.recent(c.peerFailures, now)
+	// The peer failures are remembered at least two capped delays, so that a window shorter than the cap cannot
+	// bring a long outage back to the initial delay after every attempt.
+	kept := recent(c.peerFailures, now, max(s.policy.Within, 2*s.policy.Backoff.Max))
 	away := len(kept) > 0
 	c.peerFailures = append(kept, now)
 	delay := s.backoff(len(c.peerFailures))
@@ -486,11 +488,11 @@ func isPeerFailure(reason any) bool {
 	return actors.IsPeerFailure(reason)
 }
 
-// recent is ts without the times older than the window.
-func (s *supervisor) recent(ts []time.Time, now time.Time) []time.Time {
+// recent is ts without the times older than window.
+func recent(ts []time.Time, now time.Time, window time.Duration) []time.Time {
 	kept := ts[:0]
 	for _, t := range ts {
-		if now.Sub(t) < s.policy.Within {
+		if now.Sub(t) < window {
 			kept = append(kept, t)
 		}
 	}
