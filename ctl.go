@@ -42,6 +42,7 @@ Commands:
   fault clear [ID|TARGET]               one fault (f-N), the faults on a target, or all of them
   fault list
   reload                                re-read the config and apply the differences
+  restart PATH                          restart an actor of the tree (failed, stopped or running): devices/plc-1
   sidecars status NAME
 
 Flags may follow the command words. -s defaults to $NATS_URL, else nats://127.0.0.1:4222.
@@ -234,6 +235,11 @@ func ctlBuild(fs *flag.FlagSet, f *ctlFlags, words []string) (ctlRequest, error)
 		return ctlRequest{subject: "tree", render: renderTree}, want(0, "no arguments")
 	case "reload":
 		return ctlRequest{subject: "reload", render: renderReload}, want(0, "no arguments")
+	case "restart":
+		if err := want(1, "the path of an actor, like devices/plc-1 (see iotgw ctl tree)"); err != nil {
+			return ctlRequest{}, err
+		}
+		return ctlRequest{subject: "actors.restart", body: ctlJSON(map[string]string{"path": args[0]}), render: renderRestarted}, nil
 	case "devices list":
 		return ctlRequest{subject: "devices.list", render: renderDevices}, want(0, "no arguments")
 	case "devices get", "devices remove":
@@ -581,12 +587,12 @@ func renderTree(w io.Writer, reply []byte, color bool) error {
 	return err
 }
 
-// ctlPaint colours a state cell on a terminal: red for failed, yellow for restarting.
+// ctlPaint colours a state cell on a terminal: red for failed, yellow for restarting and disconnected.
 func ctlPaint(state, cell string) string {
 	switch state {
 	case system.StateFailed:
 		return "\x1b[31m" + cell + "\x1b[0m"
-	case system.StateRestarting:
+	case system.StateRestarting, system.StateDisconnected:
 		return "\x1b[33m" + cell + "\x1b[0m"
 	}
 	return cell
@@ -750,21 +756,50 @@ func renderCleared(w io.Writer, reply []byte, _ bool) error {
 	return err
 }
 
-func renderReload(w io.Writer, reply []byte, _ bool) error {
+// renderRestarted confirms iot.control.actors.restart: "restarted devices/plc-1 (running)".
+func renderRestarted(w io.Writer, reply []byte, _ bool) error {
 	var r struct {
-		Added   []ctlText `json:"added"`
-		Changed []ctlText `json:"changed"`
-		Removed []ctlText `json:"removed"`
-		Failed  []ctlText `json:"failed"` // ids, or objects with the reason: shown as they come
+		Path  string `json:"path"`
+		State string `json:"state"`
 	}
 	if err := json.Unmarshal(reply, &r); err != nil {
+		return err
+	}
+	if r.State != "" {
+		_, err := fmt.Fprintf(w, "restarted %s (%s)\n", r.Path, r.State)
+		return err
+	}
+	_, err := fmt.Fprintf(w, "restarted %s\n", r.Path)
+	return err
+}
+
+// ctlReload is what a reload did; the gateway nests it under "reload".
+type ctlReload struct {
+	Added     []ctlText `json:"added"`
+	Changed   []ctlText `json:"changed"`
+	Removed   []ctlText `json:"removed"`
+	Failed    []ctlText `json:"failed"` // ids, or objects with the reason: shown as they come
+	Restarted []ctlText `json:"restarted"`
+}
+
+func renderReload(w io.Writer, reply []byte, _ bool) error {
+	var outer struct {
+		Reload *ctlReload `json:"reload"`
+	}
+	if err := json.Unmarshal(reply, &outer); err != nil {
+		return err
+	}
+	var r ctlReload
+	if outer.Reload != nil {
+		r = *outer.Reload
+	} else if err := json.Unmarshal(reply, &r); err != nil { // a flat reply, as older gateways sent
 		return err
 	}
 	tw := ctlTable(w)
 	for _, g := range []struct {
 		name  string
 		items []ctlText
-	}{{"added", r.Added}, {"changed", r.Changed}, {"removed", r.Removed}, {"failed", r.Failed}} {
+	}{{"added", r.Added}, {"changed", r.Changed}, {"removed", r.Removed}, {"failed", r.Failed}, {"restarted", r.Restarted}} {
 		if len(g.items) == 0 {
 			continue
 		}
@@ -774,7 +809,7 @@ func renderReload(w io.Writer, reply []byte, _ bool) error {
 		}
 		fmt.Fprintf(tw, "%s:\t%s\n", g.name, strings.Join(s, ", "))
 	}
-	if len(r.Added)+len(r.Changed)+len(r.Removed)+len(r.Failed) == 0 {
+	if len(r.Added)+len(r.Changed)+len(r.Removed)+len(r.Failed)+len(r.Restarted) == 0 {
 		fmt.Fprintln(tw, "nothing changed")
 	}
 	return tw.Flush()

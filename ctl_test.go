@@ -270,6 +270,27 @@ func TestCtlCommands(t *testing.T) {
 			wantSubject: "iot.control.reload", wantOut: "nothing changed\n",
 		},
 		{
+			name: "reload as the gateway nests it", args: []string{"reload"},
+			reply:       `{"ok":true,"reload":{"added":[],"changed":["devices/plc-1"],"removed":[],"failed":[],"restart":[],"restarted":["rules/processor"]}}`,
+			wantSubject: "iot.control.reload", wantOut: "changed:    devices/plc-1\nrestarted:  rules/processor\n",
+		},
+		{
+			name: "restart", args: []string{"restart", "devices/plc-1"},
+			reply:       `{"ok":true,"path":"devices/plc-1","state":"running"}`,
+			wantSubject: "iot.control.actors.restart", wantBody: `{"path":"devices/plc-1"}`,
+			wantOut: "restarted devices/plc-1 (running)\n",
+		},
+		{
+			name: "restart refused", args: []string{"restart", "control"},
+			reply:       `{"ok":false,"error":"restart control: control serves the control plane"}`,
+			wantSubject: "iot.control.actors.restart", wantBody: `{"path":"control"}`,
+			wantCode: 1, wantErr: "iotgw ctl: restart control: control serves the control plane\n",
+		},
+		{
+			name: "restart without a path", args: []string{"restart"}, wantCode: 2,
+			wantErr: "restart wants the path of an actor",
+		},
+		{
 			name: "reload refused", args: []string{"reload"}, reply: `{"ok":false,"error":"gateway.hcl:4:3: bad"}`,
 			wantSubject: "iot.control.reload", wantCode: 1, wantErr: "iotgw ctl: gateway.hcl:4:3: bad\n",
 		},

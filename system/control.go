@@ -2,6 +2,7 @@ package system
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -23,6 +24,7 @@ const (
 	SubjectFaultsClear   = "iot.control.faults.clear"
 	SubjectFaultsList    = "iot.control.faults.list"
 	SubjectReload        = "iot.control.reload"
+	SubjectActorsRestart = "iot.control.actors.restart"
 )
 
 // control is the actor behind iot.control.>: it answers requests about the running gateway. It is an actor with a
@@ -43,7 +45,7 @@ func newControl(rt *Runtime) actor.Producer {
 func (c *control) Inboxes() []actors.Inbox {
 	subjects := []string{SubjectPing, SubjectTree, SubjectDevicesList, SubjectDevicesGet, SubjectDevicesAdd,
 		SubjectDevicesUpdate, SubjectDevicesRemove, SubjectFaultsInject, SubjectFaultsClear, SubjectFaultsList, SubjectReload,
-		SubjectDevicesWrite}
+		SubjectActorsRestart, SubjectDevicesWrite}
 	in := make([]actors.Inbox, len(subjects))
 	for i, s := range subjects {
 		in[i] = actors.Inbox{Subject: s}
@@ -101,6 +103,8 @@ func (c *control) Receive(ctx actor.Context) {
 		reply = c.rt.faults.list()
 	case SubjectReload:
 		reply = c.rt.Reload()
+	case SubjectActorsRestart:
+		reply = c.rt.restartRequest(msg.Data)
 	default:
 		reply = ErrorReply{Error: "unknown control subject " + msg.Subject}
 	}
@@ -119,4 +123,30 @@ func (c *control) respond(msg *nats.Msg, v any) {
 	if err := msg.Respond(data); err != nil {
 		c.log.Warn().Err(err).Str("subject", msg.Subject).Msg("cannot send control reply")
 	}
+}
+
+// restartRequest reads {"path":"devices/plc-1"} and restarts that actor.
+func (r *Runtime) restartRequest(body []byte) ControlReply {
+	var req struct {
+		Path string `json:"path"`
+	}
+	if len(body) > 4<<10 {
+		return failure("request of %d bytes: at most 4096", len(body))
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		return failure(`request is not {"path":"…"}: %v`, err)
+	}
+	path := strings.Trim(req.Path, "/")
+	if path == "" {
+		return failure(`request lacks "path", the path of an actor like devices/plc-1 (see iot.control.tree)`)
+	}
+	if err := r.RestartActor(path); err != nil {
+		return failure("restart %s: %v", path, err)
+	}
+	state := StateStopped
+	if n, ok := r.tree.Get(path); ok {
+		state = n.State
+	}
+	r.log.Info().Str("actor", path).Str("state", state).Msg("actor restarted through the control plane")
+	return ControlReply{OK: true, Path: path, State: state}
 }

@@ -319,7 +319,7 @@ sink "console" {
 		if err != nil || !strings.Contains(string(m.Data), `"kind":"injected"`) {
 			t.Errorf("event %v (%v), want an injected error", m, err)
 		}
-		if r := ask(t, nc, SubjectFaultsClear, `{"target":"devices/plc"}`); r.Cleared != 1 {
+		if r := ask(t, nc, SubjectFaultsClear, `{"target":"devices/plc"}`); r.Cleared == nil || *r.Cleared != 1 {
 			t.Errorf("clear by target: %+v", r)
 		}
 		checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"sync"
 	"time"
@@ -32,7 +33,11 @@ const maxDeviceRequest = 256 << 10
 type deviceEntry struct {
 	dev    config.Device
 	source string
-	hcl    []byte // the block's text, for runtime devices
+	hcl    []byte // the block's text, for runtime devices and overrides
+	// override: a device of the file replaced at run time (devices.update). It runs until its block in the file
+	// changes (a reload then runs the file's new block) or the gateway restarts (the file's block runs); it is
+	// not stored.
+	override bool
 }
 
 // deviceRegistry is what devices run and where they came from. The control actor and reload change it.
@@ -197,6 +202,7 @@ func (r *Runtime) openDeviceStore(ctx context.Context) error {
 		r.store = &fileStore{path: filepath.Join(r.cfg.Gateway.DataDir, "devices.json")}
 	}
 	r.devices = &deviceRegistry{entries: map[string]*deviceEntry{}}
+	r.fileDevices = append([]config.Device(nil), r.cfg.Devices...)
 	for _, d := range r.cfg.Devices {
 		r.devices.entries[d.ID] = &deviceEntry{dev: d, source: SourceConfig}
 	}
@@ -237,6 +243,9 @@ type DeviceInfo struct {
 	Restarts int    `json:"restarts"`
 	HCL      string `json:"hcl,omitempty"`
 	Defined  string `json:"defined,omitempty"` // file:line of a config device
+	// Override: a config device replaced at run time by devices.update (its hcl is what runs), until its block
+	// in the file changes or the gateway restarts.
+	Override bool `json:"override,omitempty"`
 }
 
 // Diagnostic is one config problem in an error reply.
@@ -246,18 +255,23 @@ type Diagnostic struct {
 	Detail  string `json:"detail,omitempty"`
 }
 
-// ControlReply is the reply of the device, fault and reload requests.
+// ControlReply is the reply of the device, fault, restart and reload requests. The fields a reply is about are
+// always there, empty or zero as they may be (devices.list's "devices", faults.list's "faults", faults.clear's
+// "cleared"); the others are left out. Hence omitzero on the lists (a nil list is not this reply's, an empty one
+// is) and a pointer for the count.
 type ControlReply struct {
 	OK          bool          `json:"ok"`
 	Error       string        `json:"error,omitempty"`
 	Diagnostics []Diagnostic  `json:"diagnostics,omitempty"`
 	HCL         string        `json:"hcl,omitempty"` // the device block a JSON request was read as
 	ID          string        `json:"id,omitempty"`
+	Path        string        `json:"path,omitempty"`  // actors.restart: the actor restarted
+	State       string        `json:"state,omitempty"` // actors.restart: its state once restarted
 	Device      *DeviceInfo   `json:"device,omitempty"`
-	Devices     []DeviceInfo  `json:"devices,omitempty"`
+	Devices     []DeviceInfo  `json:"devices,omitzero"`
 	Fault       *FaultInfo    `json:"fault,omitempty"`
-	Faults      []FaultInfo   `json:"faults,omitempty"`
-	Cleared     int           `json:"cleared,omitempty"`
+	Faults      []FaultInfo   `json:"faults,omitzero"`
+	Cleared     *int          `json:"cleared,omitempty"`
 	Reload      *ReloadResult `json:"reload,omitempty"`
 }
 
@@ -272,8 +286,9 @@ func (r *Runtime) deviceInfo(e *deviceEntry) DeviceInfo {
 	}
 	if e.source == SourceConfig {
 		info.Defined = fmt.Sprintf("%s:%d", e.dev.DefRange.Filename, e.dev.DefRange.Start.Line)
-	} else {
-		info.HCL = string(e.hcl)
+	}
+	if e.source == SourceRuntime || e.override {
+		info.HCL, info.Override = string(e.hcl), e.override
 	}
 	return info
 }
@@ -370,7 +385,9 @@ func firstLine(diags hcl.Diagnostics) string {
 	return diags.Error()
 }
 
-// addDevice starts a device at run time (update: replaces a running one) and stores it.
+// addDevice starts a device at run time (update: replaces a running one) and stores it. An update of a device
+// of the file is an override: not stored, in force until the file's block changes or the gateway restarts (the
+// file wins then, as at every start).
 func (r *Runtime) addDevice(body []byte, update bool) ControlReply {
 	dev, src, reply := parseDeviceRequest(body)
 	if !reply.OK {
@@ -389,21 +406,34 @@ func (r *Runtime) addDevice(body []byte, update bool) ControlReply {
 	if err != nil {
 		return failure("%v", err)
 	}
-	if err := r.ensureTransport(*dev); err != nil {
-		return failure("%v", err)
-	}
+	// Whatever happens, no transport is left without a device (one started for a device that did not start, the
+	// old endpoint's of a device that moved).
+	defer r.pruneTransports()
 	if exists {
 		if err := r.RemoveActor(GroupDevices, dev.ID); err != nil && !errors.Is(err, ErrNoChild) {
 			return failure("stop device %q: %v", dev.ID, err)
 		}
+		r.dropStaleTransport(old.dev, *dev)
 	}
-	if err := r.AddActor(GroupDevices, spec); err != nil {
-		if exists { // roll back to the device as it was
-			if oldSpec, serr := r.deviceSpec(old.dev); serr == nil {
+	err = r.ensureTransport(*dev)
+	if err == nil {
+		err = r.AddActor(GroupDevices, spec)
+	}
+	if err != nil {
+		_ = r.RemoveActor(GroupDevices, dev.ID) // it may be there, failing: not the device asked for
+		// Roll back to the device as it was.
+		if exists {
+			if oldSpec, serr := r.deviceSpec(old.dev); serr == nil && r.ensureTransport(old.dev) == nil {
 				_ = r.AddActor(GroupDevices, oldSpec)
 			}
 		}
 		return failure("start device %q: %v", dev.ID, err)
+	}
+	if exists && old.source == SourceConfig {
+		r.devices.entries[dev.ID] = &deviceEntry{dev: *dev, source: SourceConfig, hcl: src, override: true}
+		r.log.Info().Str("device", dev.ID).Str("driver", dev.Driver).
+			Msg("device of the config file updated at run time: in force until its block in the file changes or the gateway restarts")
+		return ControlReply{OK: true, ID: dev.ID}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -425,12 +455,64 @@ func (r *Runtime) ensureTransport(d config.Device) error {
 	if !ok {
 		return nil
 	}
-	name := device.TransportName(m)
-	err := r.AddActor(GroupDevices, ChildSpec{Name: name, Kind: "modbus/transport", Producer: device.NewTransport(*m, r.env(GroupDevices+"/"+name))})
+	err := r.AddActor(GroupDevices, r.transportSpec(m))
 	if err != nil && !errors.Is(err, ErrChildExists) {
 		return err
 	}
 	return nil
+}
+
+// dropStaleTransport stops the transport of a device updated to other serial settings on the same endpoint, when
+// no other device shares it, so that the update's ensureTransport builds it with the new ones. A transport shared
+// with other devices keeps the settings it was built with (see pruneTransports). The caller holds r.devices.mu.
+func (r *Runtime) dropStaleTransport(old, dev config.Device) {
+	om, ok1 := old.Settings.(*config.ModbusDevice)
+	nm, ok2 := dev.Settings.(*config.ModbusDevice)
+	if !ok1 || !ok2 {
+		return
+	}
+	name := device.TransportName(nm)
+	if device.TransportName(om) != name || reflect.DeepEqual(om.Serial, nm.Serial) {
+		return
+	}
+	for id, e := range r.devices.entries {
+		if m, ok := e.dev.Settings.(*config.ModbusDevice); ok && id != dev.ID && device.TransportName(m) == name {
+			r.log.Warn().Str("device", dev.ID).Str("transport", name).Str("shared_with", id).
+				Msg("serial settings changed on a shared endpoint: the transport keeps the settings it was built with")
+			return
+		}
+	}
+	if err := r.RemoveActor(GroupDevices, name); err != nil && !errors.Is(err, ErrNoChild) {
+		r.log.Error().Err(err).Str("transport", name).Msg("cannot stop the transport to rebuild it with new serial settings")
+	}
+}
+
+// pruneTransports stops and forgets the Modbus transports that no registered device uses any more (its last
+// device removed, or moved to another endpoint). The caller holds r.devices.mu.
+//
+// A transport is built from the first device on its endpoint (mode, address, serial settings); dropStaleTransport
+// rebuilds it for an update of its only device. Endpoint settings that change under other running devices are the
+// later redesign of the endpoint hooks.
+func (r *Runtime) pruneTransports() {
+	used := map[string]bool{}
+	for _, e := range r.devices.entries {
+		if m, ok := e.dev.Settings.(*config.ModbusDevice); ok {
+			used[device.TransportName(m)] = true
+		}
+	}
+	for _, spec := range r.groups[GroupDevices].snapshot() {
+		if spec.Kind != KindTransport || used[spec.Name] {
+			continue
+		}
+		if err := r.RemoveActor(GroupDevices, spec.Name); err != nil && !errors.Is(err, ErrNoChild) {
+			r.log.Error().Err(err).Str("transport", spec.Name).Msg("cannot stop a transport no device uses")
+			continue
+		}
+		if m := r.mon.actorMetrics(); m != nil {
+			m.Forget(GroupDevices + "/" + spec.Name)
+		}
+		r.log.Debug().Str("transport", spec.Name).Msg("transport stopped: no device uses it")
+	}
 }
 
 func (r *Runtime) removeDevice(body []byte) ControlReply {
@@ -448,7 +530,8 @@ func (r *Runtime) removeDevice(body []byte) ControlReply {
 		return failure("stop device %q: %v", id, err)
 	}
 	delete(r.devices.entries, id)
-	if m := r.env(GroupDevices).Metrics; m != nil {
+	r.pruneTransports()
+	if m := r.mon.actorMetrics(); m != nil {
 		m.Forget(GroupDevices + "/" + id)
 		m.ForgetDevice(id)
 	}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
 )
 
@@ -65,11 +66,21 @@ func (m *faultManager) inject(body []byte) ControlReply {
 		return failure("unknown fault kind %q; known: %s", req.Kind, strings.Join(actors.FaultKinds, ", "))
 	}
 	target := strings.Trim(req.Target, "/")
-	if target == "" || target == rootPath {
+	if target == "" {
 		return failure("target: the path of an actor, like devices/plc-1 (see iot.control.tree)")
 	}
-	if _, ok := m.rt.tree.Get(target); !ok {
+	// The control actor serves this very request (a fault on it would wait for itself, then cut every later
+	// request and SIGHUP), and the root holds it: refused, whatever the kind. The group supervisors may be
+	// crashed or stopped: they come back by themselves or by iot.control.actors.restart.
+	if target == rootPath || target == ControlActor {
+		return failure("target %s %v", target, ErrControlPlane)
+	}
+	n, ok := m.rt.tree.Get(target)
+	if !ok {
 		return failure("no actor %q (see iot.control.tree)", target)
+	}
+	if n.State == StateStopped || n.State == StateFailed {
+		return failure("actor %s is not running (%s)", target, n.State)
 	}
 	if req.Probability < 0 || req.Probability > 1 {
 		return failure("probability %v: want 0..1", req.Probability)
@@ -97,6 +108,13 @@ func (m *faultManager) inject(body []byte) ControlReply {
 	f := &actors.Fault{ID: id, Kind: req.Kind, Probability: req.Probability, Latency: lat}
 	pid := m.rt.sys.NewLocalPID(m.rt.root.Id + "/" + target)
 	res, err := m.rt.sys.Root.RequestFuture(pid, f, 5*time.Second).Result()
+	if errors.Is(err, actor.ErrDeadLetter) { // it stopped between the check and the request
+		state := StateStopped
+		if n, ok := m.rt.tree.Get(target); ok {
+			state = n.State
+		}
+		return failure("actor %s is not running (%s)", target, state)
+	}
 	if err != nil {
 		return failure("fault %s on %s: %v", req.Kind, target, err)
 	}
@@ -107,8 +125,17 @@ func (m *faultManager) inject(body []byte) ControlReply {
 	if lat > 0 {
 		info.Latency = lat.String()
 	}
-	m.rt.log.Warn().Str("fault", id).Str("kind", req.Kind).Str("target", target).Str("duration", req.Duration).
-		Float64("probability", req.Probability).Msg("fault injected")
+	ev := m.rt.log.Warn().Str("fault", id).Str("kind", req.Kind).Str("target", target)
+	if dur > 0 {
+		ev = ev.Str("duration", dur.String())
+	}
+	if lat > 0 {
+		ev = ev.Str("latency", lat.String())
+	}
+	if req.Probability > 0 {
+		ev = ev.Float64("probability", req.Probability)
+	}
+	ev.Msg("fault injected")
 	if req.Kind == actors.FaultCrash || req.Kind == actors.FaultStop || req.Kind == actors.FaultKill {
 		return ControlReply{OK: true, Fault: info} // done at once: nothing stays active
 	}
@@ -145,7 +172,8 @@ func (m *faultManager) clear(body []byte) ControlReply {
 	if req.ID != "" && len(ids) == 0 {
 		return failure("no active fault %q", req.ID)
 	}
-	return ControlReply{OK: true, Cleared: m.clearIDs(ids)}
+	n := m.clearIDs(ids)
+	return ControlReply{OK: true, Cleared: &n}
 }
 
 func (m *faultManager) clearIDs(ids []string) int {

@@ -31,6 +31,10 @@ const (
 // readyGroups are the supervisors that must be running for the gateway to be ready, besides the NATS connection.
 var readyGroups = []string{rootPath, GroupDevices, GroupSidecars, GroupRules, GroupSinks}
 
+// stageGroups hold the stages every point passes on its way out: the rules (the processor at least) and the
+// sinks. Each of their actors is a readiness check of its own, named by its path.
+var stageGroups = []string{GroupRules, GroupSinks}
+
 // CheckNATS is the name of the NATS connection's readiness check; the others are named by the supervisor's path.
 const CheckNATS = "nats"
 
@@ -47,11 +51,20 @@ type Readiness struct {
 	Checks map[string]Check `json:"checks"`
 }
 
-// Readiness says whether the gateway can do its work: its NATS connection is connected and the root and the four
-// group supervisors are running. A device that failed for good does not make the gateway unready: it is reported
-// in the tree and in iotgw_actor_failed, and the rest of the gateway still works.
+// maxNamed bounds the actors a check detail names.
+const maxNamed = 5
+
+// Readiness says whether the gateway can do its work: its NATS connection is connected, the root and the four
+// group supervisors are running, and so is every stage data must pass: the processor (and any rule) and every
+// sink. A stopped or failed stage means nothing gets through, so the gateway is not ready until it runs again
+// (iot.control.actors.restart, or a reload). A disconnected stage (a sink whose target is away, retrying) counts
+// as running: it is alive and retrying, and the check's detail says it.
+//
+// A device or a sidecar that failed for good, or whose peer is away, does not make the gateway unready: the rest
+// of it still works. A failed one shows in the tree and iotgw_actor_failed, a disconnected one in
+// iotgw_actor_disconnected and in the detail of its group's check ("running; disconnected: devices/plc-1 (…)").
 func (r *Runtime) Readiness() Readiness {
-	rd := Readiness{Ready: true, Checks: make(map[string]Check, 1+len(readyGroups))}
+	rd := Readiness{Ready: true, Checks: make(map[string]Check, 1+len(readyGroups)+2)}
 	add := func(name string, c Check) {
 		rd.Checks[name] = c
 		if !c.OK {
@@ -67,18 +80,62 @@ func (r *Runtime) Readiness() Readiness {
 	default:
 		add(CheckNATS, Check{OK: true, Detail: "connected to " + r.bus.Conn.ConnectedUrlRedacted()})
 	}
+	nodes := flatten(r.tree.Snapshot(), nil)
+	byPath := make(map[string]*Node, len(nodes))
+	disconnected := map[string][]string{} // group → "path (last error)"
+	for _, n := range nodes {
+		byPath[n.Path] = n
+		if g, _, ok := strings.Cut(n.Path, "/"); ok && n.State == StateDisconnected {
+			d := n.Path
+			if n.LastError != "" {
+				d += " (" + n.LastError + ")"
+			}
+			disconnected[g] = append(disconnected[g], d)
+		}
+	}
 	for _, path := range readyGroups {
-		n, ok := r.tree.Get(path)
+		n, ok := byPath[path]
 		switch {
 		case !ok:
 			add(path, Check{Detail: "supervisor not in the tree"})
 		case n.State != StateRunning:
 			add(path, Check{Detail: "supervisor " + n.State})
 		default:
-			add(path, Check{OK: true, Detail: n.State})
+			add(path, Check{OK: true, Detail: n.State + disconnectedDetail(disconnected[path])})
+		}
+	}
+	for _, g := range stageGroups {
+		for _, n := range nodes {
+			if parent, _, ok := strings.Cut(n.Path, "/"); !ok || parent != g || strings.Count(n.Path, "/") != 1 {
+				continue
+			}
+			switch n.State {
+			case StateRunning:
+				add(n.Path, Check{OK: true, Detail: n.State})
+			case StateDisconnected:
+				add(n.Path, Check{OK: true, Detail: n.State + ": " + n.LastError})
+			default:
+				c := Check{Detail: n.State + ": nothing passes this stage"}
+				if n.LastError != "" {
+					c.Detail += " (last error: " + n.LastError + ")"
+				}
+				add(n.Path, c)
+			}
 		}
 	}
 	return rd
+}
+
+func disconnectedDetail(paths []string) string {
+	if len(paths) == 0 {
+		return ""
+	}
+	n, more := len(paths), ""
+	if n > maxNamed {
+		more = fmt.Sprintf(" and %d more", n-maxNamed)
+		paths = paths[:maxNamed]
+	}
+	return fmt.Sprintf("; %d disconnected: %s%s", n, strings.Join(paths, ", "), more)
 }
 
 // HTTPAddr is the address the HTTP server is bound to ("127.0.0.1:43567"), "" when it is disabled or not running.

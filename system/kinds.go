@@ -42,7 +42,7 @@ func (r *Runtime) deviceSpecs() ([]ChildSpec, error) {
 			continue
 		}
 		transports[name] = true
-		specs = append(specs, ChildSpec{Name: name, Kind: "modbus/transport", Producer: device.NewTransport(*m, r.env("devices/"+name))})
+		specs = append(specs, r.transportSpec(m))
 	}
 	for _, d := range r.cfg.Devices {
 		spec, err := r.deviceSpec(d)
@@ -52,6 +52,15 @@ func (r *Runtime) deviceSpecs() ([]ChildSpec, error) {
 		specs = append(specs, spec)
 	}
 	return specs, nil
+}
+
+// KindTransport is the kind of a Modbus endpoint's transport actor in the tree.
+const KindTransport = "modbus/transport"
+
+// transportSpec is the transport actor of a Modbus device's endpoint, shared by the devices on it.
+func (r *Runtime) transportSpec(m *config.ModbusDevice) ChildSpec {
+	name := device.TransportName(m)
+	return ChildSpec{Name: name, Kind: KindTransport, Producer: device.NewTransport(*m, r.env(GroupDevices+"/"+name))}
 }
 
 func (r *Runtime) deviceSpec(d config.Device) (ChildSpec, error) {

@@ -207,6 +207,8 @@ type mailboxActor struct {
 	// started is called once the actor has handled Started and subscribed, or with the reason it failed: the
 	// supervisor waits for it before starting the next sibling, so consumers listen before producers publish.
 	started func(err error)
+	// reconnecting: a Reconnector restarted after a peer failure, shown disconnected until it reports the link up.
+	reconnecting bool
 }
 
 func (a *mailboxActor) Receive(ctx actor.Context) {
@@ -231,7 +233,7 @@ func (a *mailboxActor) Receive(ctx actor.Context) {
 				panic(fmt.Errorf("%s: %w", a.path, err))
 			}
 		}
-		a.tree.setState(a.path, StateRunning)
+		a.tree.started(a.path, a.reconnecting)
 		return
 	case *actor.Stopping:
 		if a.mb != nil {

@@ -159,12 +159,13 @@ type HealthReport struct {
 
 // ActorCounts counts the actors of the tree by state.
 type ActorCounts struct {
-	Total      int `json:"total"`
-	Running    int `json:"running"`
-	Starting   int `json:"starting"`
-	Restarting int `json:"restarting"`
-	Failed     int `json:"failed"`
-	Stopped    int `json:"stopped"`
+	Total        int `json:"total"`
+	Running      int `json:"running"`
+	Starting     int `json:"starting"`
+	Restarting   int `json:"restarting"`
+	Disconnected int `json:"disconnected"`
+	Failed       int `json:"failed"`
+	Stopped      int `json:"stopped"`
 }
 
 // NATSHealth is the state of the gateway's NATS connection.
@@ -217,6 +218,8 @@ func (r *Runtime) healthReport() HealthReport {
 			h.Actors.Starting++
 		case StateRestarting:
 			h.Actors.Restarting++
+		case StateDisconnected:
+			h.Actors.Disconnected++
 		case StateFailed:
 			h.Actors.Failed++
 		case StateStopped:
@@ -261,8 +264,9 @@ type runtimeCollector struct {
 
 var (
 	descRestarts  = prometheus.NewDesc("iotgw_actor_restarts_total", "Restarts of an actor by its supervisor.", []string{"actor", "kind"}, nil)
-	descUp        = prometheus.NewDesc("iotgw_actor_up", "1 while the actor is running, 0 otherwise (starting, restarting, failed, stopped).", []string{"actor", "kind"}, nil)
+	descUp        = prometheus.NewDesc("iotgw_actor_up", "1 while the actor is running, 0 otherwise (starting, restarting, disconnected, failed, stopped).", []string{"actor", "kind"}, nil)
 	descFailed    = prometheus.NewDesc("iotgw_actor_failed", "1 when the actor was stopped for good after too many restarts.", []string{"actor"}, nil)
+	descDisc      = prometheus.NewDesc("iotgw_actor_disconnected", "1 while the actor's peer is away: retried at the capped backoff after a peer failure, or its link reported down.", []string{"actor"}, nil)
 	descDepth     = prometheus.NewDesc("iotgw_mailbox_depth", "Messages in the actor's subject mailbox now.", []string{"actor"}, nil)
 	descCapacity  = prometheus.NewDesc("iotgw_mailbox_capacity", "Capacity of the actor's subject mailbox.", []string{"actor"}, nil)
 	descPending   = prometheus.NewDesc("iotgw_mailbox_pending", "Messages waiting in the NATS client buffers of the actor's subscriptions.", []string{"actor"}, nil)
@@ -286,7 +290,7 @@ func newRuntimeCollector(rt *Runtime) *runtimeCollector { return &runtimeCollect
 
 func (c *runtimeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		descRestarts, descUp, descFailed, descDepth, descCapacity, descPending, descDelivered, descBlocked, descDropped,
+		descRestarts, descUp, descFailed, descDisc, descDepth, descCapacity, descPending, descDelivered, descBlocked, descDropped,
 		descNATSConnected, descNATSInMsgs, descNATSOutMsgs, descNATSInBytes, descNATSOutBytes, descNATSReconnects,
 		descInfo,
 	} {
@@ -306,6 +310,7 @@ func (c *runtimeCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descRestarts, float64(n.Restarts), n.Path, n.Kind)
 		gauge(descUp, boolFloat(n.State == StateRunning), n.Path, n.Kind)
 		gauge(descFailed, boolFloat(n.State == StateFailed), n.Path)
+		gauge(descDisc, boolFloat(n.State == StateDisconnected), n.Path)
 		if mb := n.Mailbox; mb != nil {
 			gauge(descDepth, float64(mb.Depth), n.Path)
 			gauge(descCapacity, float64(mb.Capacity), n.Path)

@@ -1,10 +1,13 @@
 package system
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
 	"sort"
+	"strings"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/iotgw/iotgw/config"
@@ -17,6 +20,9 @@ type ReloadResult struct {
 	Removed []string `json:"removed"`
 	Failed  []string `json:"failed"`  // "devices/x: why", rolled back to the previous config
 	Restart []string `json:"restart"` // blocks that changed but only apply at the next start (gateway, nats, supervisor)
+	// Restarted are the actors that had failed for good or were stopped (a stop fault) and whose block did not
+	// change: a reload starts them again, the built-in ones (rules/processor, transports) included.
+	Restarted []string `json:"restarted"`
 }
 
 // component is one reloadable block: a device, sidecar, sink or simulator.
@@ -30,9 +36,11 @@ type component struct {
 var ErrNoConfigPath = errors.New("this gateway was not started from a config file")
 
 // Reload reads the config file again. A file with any problem changes nothing (the reply lists the problems).
-// Otherwise only the devices, sidecars, sinks and simulators that were added, removed or changed are stopped and
-// started; one that fails to start is rolled back to its previous config. Devices added at run time are not
-// touched.
+// Otherwise only the devices, sidecars, sinks and simulators whose blocks were added, removed or changed in the
+// file are stopped and started; one that fails to start is rolled back to its previous config. What the file did
+// not change stays as it runs: devices added at run time, a device of the file updated or removed at run time.
+// A block that changed wins over such a run-time change (as the file wins at every start). Then the actors that
+// failed for good or were stopped are started again.
 func (r *Runtime) Reload() ControlReply {
 	if r.configPath == "" {
 		return failure("%v", ErrNoConfigPath)
@@ -48,7 +56,7 @@ func (r *Runtime) Reload() ControlReply {
 	}
 	r.reloadMu.Lock()
 	defer r.reloadMu.Unlock()
-	res := &ReloadResult{Added: []string{}, Changed: []string{}, Removed: []string{}, Failed: []string{}, Restart: []string{}}
+	res := &ReloadResult{Added: []string{}, Changed: []string{}, Removed: []string{}, Failed: []string{}, Restart: []string{}, Restarted: []string{}}
 	for _, b := range []struct {
 		name     string
 		old, new any
@@ -57,14 +65,30 @@ func (r *Runtime) Reload() ControlReply {
 			res.Restart = append(res.Restart, b.name)
 		}
 	}
-	old, nw := r.components(r.cfg), r.components(next)
+	prev := *r.cfg
+	prev.Devices = r.fileDevices // the file's devices as last loaded, not the stored ones
+	old, nw := r.components(&prev), r.components(next)
 	r.devices.mu.Lock()
-	for key, c := range old { // runtime-added devices are not the file's to remove
-		if e, ok := r.devices.entries[c.name]; c.group == GroupDevices && ok && e.source == SourceRuntime {
-			delete(old, key)
+	runtimeIDs := map[string]bool{}    // devices added at run time, and stored
+	runs := map[string]config.Device{} // what runs where it is not the file's block: to roll back to
+	for id, e := range r.devices.entries {
+		if e.source == SourceRuntime {
+			runtimeIDs[id] = true
+		}
+		if e.source == SourceRuntime || e.override {
+			runs[id] = e.dev
 		}
 	}
 	r.devices.mu.Unlock()
+	// rollback is what to start again when c's new block fails: what ran before.
+	rollback := func(c component) component {
+		if d, ok := runs[c.name]; ok && c.group == GroupDevices {
+			return component{group: c.group, name: c.name, block: d, spec: func() (ChildSpec, error) { return r.deviceSpec(d) }}
+		}
+		return c
+	}
+	isRuntime := func(c component) bool { return c.group == GroupDevices && runtimeIDs[c.name] }
+	applied := map[string]bool{} // the keys whose new block now runs (added, changed) or that are gone (removed)
 
 	keys := make([]string, 0, len(old)+len(nw))
 	for k := range old {
@@ -81,29 +105,44 @@ func (r *Runtime) Reload() ControlReply {
 		n, inNew := nw[k]
 		switch {
 		case inOld && !inNew:
+			if isRuntime(o) { // removed from the file, but what runs under that id was added at run time
+				continue
+			}
 			if err := r.RemoveActor(o.group, o.name); err != nil && !errors.Is(err, ErrNoChild) {
 				res.Failed = append(res.Failed, fmt.Sprintf("%s: remove: %v", k, err))
 				continue
 			}
 			res.Removed = append(res.Removed, k)
+			applied[k] = true
 		case !inOld && inNew:
+			if isRuntime(n) { // the file now names a device added at run time: the file wins, as at start-up
+				_ = r.RemoveActor(n.group, n.name)
+			}
 			if err := r.startComponent(n); err != nil {
 				_ = r.RemoveActor(n.group, n.name)
+				if isRuntime(n) {
+					if rerr := r.startComponent(rollback(n)); rerr != nil {
+						err = fmt.Errorf("%v; the device added at run time did not start again either: %v", err, rerr)
+					}
+					err = fmt.Errorf("%v (rolled back)", err)
+				}
 				res.Failed = append(res.Failed, fmt.Sprintf("%s: %v", k, err))
 				continue
 			}
 			res.Added = append(res.Added, k)
+			applied[k] = true
 		case !reflect.DeepEqual(o.block, n.block):
 			_ = r.RemoveActor(o.group, o.name)
 			if err := r.startComponent(n); err != nil {
 				_ = r.RemoveActor(n.group, n.name)
-				if rerr := r.startComponent(o); rerr != nil {
+				if rerr := r.startComponent(rollback(o)); rerr != nil {
 					err = fmt.Errorf("%v; the previous config did not start again either: %v", err, rerr)
 				}
 				res.Failed = append(res.Failed, fmt.Sprintf("%s: %v (rolled back)", k, err))
 				continue
 			}
 			res.Changed = append(res.Changed, k)
+			applied[k] = true
 		}
 	}
 	// The new file is the config from now on, but for the blocks that only apply at the next start and the
@@ -111,20 +150,38 @@ func (r *Runtime) Reload() ControlReply {
 	// Only the reloadable parts change, in place: the rest of the runtime reads r.cfg's other blocks from other
 	// goroutines (reports, HTTP). Reload itself runs on the control actor (SIGHUP goes through it too).
 	r.cfg.Devices, r.cfg.Sidecars, r.cfg.Sinks, r.cfg.Simulators = next.Devices, next.Sidecars, next.Sinks, next.Simulators
+	r.fileDevices = next.Devices
 	r.devices.mu.Lock()
-	for id, e := range r.devices.entries {
-		if e.source == SourceConfig {
-			delete(r.devices.entries, id)
-		}
-	}
+	inFile := map[string]config.Device{}
 	for _, d := range next.Devices {
-		if _, ok := r.devices.entries[d.ID]; !ok {
-			r.devices.entries[d.ID] = &deviceEntry{dev: d, source: SourceConfig}
+		inFile[d.ID] = d
+	}
+	for id, e := range r.devices.entries {
+		key := GroupDevices + "/" + id
+		d, ok := inFile[id]
+		switch {
+		case applied[key] && !ok: // removed from the file
+			delete(r.devices.entries, id)
+		case applied[key]: // the file's new block runs
+			if e.source == SourceRuntime {
+				r.forgetStored(id)
+			}
+			r.devices.entries[id] = &deviceEntry{dev: d, source: SourceConfig}
+		case ok && e.source == SourceConfig && !e.override:
+			e.dev = d // the same block, maybe at another line
 		}
 	}
+	for id, d := range inFile {
+		key := GroupDevices + "/" + id
+		if _, ok := r.devices.entries[id]; !ok && applied[key] {
+			r.devices.entries[id] = &deviceEntry{dev: d, source: SourceConfig}
+		}
+	}
+	r.pruneTransports()
 	r.devices.mu.Unlock()
+	r.restartStopped(res, applied)
 	r.log.Info().Strs("added", res.Added).Strs("changed", res.Changed).Strs("removed", res.Removed).
-		Strs("failed", res.Failed).Strs("restart_needed", res.Restart).Msg("config reloaded")
+		Strs("failed", res.Failed).Strs("restart_needed", res.Restart).Strs("restarted", res.Restarted).Msg("config reloaded")
 	return ControlReply{OK: len(res.Failed) == 0, Reload: res, Error: failedText(res)}
 }
 
@@ -133,6 +190,35 @@ func failedText(res *ReloadResult) string {
 		return ""
 	}
 	return fmt.Sprintf("%d component(s) failed to start and were rolled back", len(res.Failed))
+}
+
+// restartStopped starts again the actors that failed for good or were stopped and that this reload did not just
+// start or remove: first the groups, then the actors in them.
+func (r *Runtime) restartStopped(res *ReloadResult, applied map[string]bool) {
+	down := func(n *Node) bool { return n.State == StateFailed || n.State == StateStopped }
+	for _, top := range []bool{true, false} {
+		for _, n := range flatten(r.tree.Snapshot(), nil) {
+			isTop := !strings.Contains(n.Path, "/")
+			if n.Path == rootPath || n.Path == ControlActor || isTop != top || applied[n.Path] || !down(n) {
+				continue
+			}
+			if err := r.RestartActor(n.Path); err != nil {
+				res.Failed = append(res.Failed, fmt.Sprintf("%s: restart: %v", n.Path, err))
+				continue
+			}
+			res.Restarted = append(res.Restarted, n.Path)
+		}
+	}
+	sort.Strings(res.Restarted)
+}
+
+// forgetStored deletes a device added at run time from the store, once the file has taken its id over.
+func (r *Runtime) forgetStored(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.store.Delete(ctx, id); err != nil {
+		r.log.Error().Err(err).Str("device", id).Msg("device of the file replaces a stored one, which could not be deleted")
+	}
 }
 
 func (r *Runtime) startComponent(c component) error {

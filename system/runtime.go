@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,13 +46,17 @@ type Runtime struct {
 	root    *actor.PID
 	tree    *Tree
 	started time.Time
+	// groups are the children of the root and of each group supervisor, kept here so that a supervisor that
+	// restarts starts what it had (AddActor and RemoveActor keep them current); set in Start, then only read.
+	groups map[string]*childList
 
-	configPath string // the file Reload reads again
-	reloadMu   sync.Mutex
-	store      deviceStore     // devices added at run time
-	devices    *deviceRegistry // every device and where it came from
-	faults     *faultManager
-	mon        *monitor // health, metrics and the HTTP server (metrics.go, http.go)
+	configPath  string // the file Reload reads again
+	reloadMu    sync.Mutex
+	store       deviceStore     // devices added at run time
+	devices     *deviceRegistry // every device and where it came from
+	fileDevices []config.Device // the device blocks of the file as last loaded (not the stored ones): what a reload compares
+	faults      *faultManager
+	mon         *monitor // health, metrics and the HTTP server (metrics.go, http.go)
 }
 
 // Option configures a Runtime.
@@ -103,13 +108,15 @@ func (r *Runtime) Start(ctx context.Context) error {
 	r.sys = actor.NewActorSystem(actorLogger(r.log))
 	r.monitor().init() // before the first actor: Runtime.env hands out its metrics
 
+	r.groups = map[string]*childList{}
 	specs, err := r.topLevel()
 	if err != nil {
 		r.bus.Close()
 		return err
 	}
 	r.tree.add(rootPath, "supervisor", nil)
-	producer := newSupervisor(r, rootPath, r.cfg.Supervisor, specs)
+	r.groups[rootPath] = newChildList(specs)
+	producer := newSupervisor(r, rootPath, r.cfg.Supervisor, r.groups[rootPath])
 	up := make(chan struct{})
 	var once sync.Once
 	wrapped := func() actor.Actor {
@@ -192,6 +199,7 @@ func (r *Runtime) env(component string) actors.Env {
 		Stdout:        r.stdout,
 		LogFormat:     r.cfg.Gateway.LogFormat,
 		Metrics:       r.mon.actorMetrics(),
+		LinkState:     func(state, detail string) { r.tree.link(component, state, detail) },
 	}
 }
 
@@ -208,16 +216,20 @@ func (r *Runtime) topLevel() ([]ChildSpec, error) {
 		return nil, err
 	}
 	group := func(name string, children []ChildSpec) ChildSpec {
-		return ChildSpec{Name: name, Kind: "supervisor", Producer: newSupervisor(r, name, r.cfg.Supervisor, children)}
+		r.groups[name] = newChildList(children)
+		return ChildSpec{Name: name, Kind: "supervisor", Producer: newSupervisor(r, name, r.cfg.Supervisor, r.groups[name])}
 	}
 	return []ChildSpec{
-		{Name: "control", Kind: "control", Producer: newControl(r)},
+		{Name: ControlActor, Kind: "control", Producer: newControl(r)},
 		group("sinks", sinks),
 		group("rules", r.ruleSpecs()),
 		group("sidecars", r.sidecarSpecs()),
 		group("devices", devices),
 	}, nil
 }
+
+// ControlActor is the name of the control actor under the root.
+const ControlActor = "control"
 
 // Supervisor groups under the root.
 const (
@@ -238,11 +250,45 @@ func (r *Runtime) RemoveActor(group, name string) error {
 	return r.ask(group, &removeChild{name: name})
 }
 
+// ErrControlPlane refuses what would cut the control plane: a fault on, or a restart of, the control actor or the
+// root, which the request itself goes through.
+var ErrControlPlane = errors.New("serves the control plane: a fault or a restart there would cut it (no further control request, no reload)")
+
+// RestartActor stops an actor and starts it afresh from its spec, its failures forgotten: a failed actor comes
+// back, a stopped one starts, a running one restarts (a disconnected one retries now). path is as in the tree:
+// "devices/plc-1", or a group ("devices"). The control actor and the root cannot be restarted this way.
+func (r *Runtime) RestartActor(path string) error {
+	path = strings.Trim(path, "/")
+	group, name := rootPath, path
+	if i := strings.LastIndexByte(path, '/'); i >= 0 {
+		group, name = path[:i], path[i+1:]
+	}
+	if path == rootPath || path == ControlActor {
+		return fmt.Errorf("%s %w", path, ErrControlPlane)
+	}
+	if _, ok := r.tree.Get(path); !ok || name == "" {
+		return fmt.Errorf("no actor %q (see iot.control.tree)", path)
+	}
+	if group != rootPath {
+		if n, ok := r.tree.Get(group); !ok || n.State != StateRunning {
+			state := "gone"
+			if ok {
+				state = n.State
+			}
+			return fmt.Errorf("%s: its supervisor %s is %s: restart %s first", path, group, state, group)
+		}
+	}
+	return r.ask(group, &restartChild{name: name})
+}
+
 func (r *Runtime) ask(group string, msg any) error {
 	if r.root == nil {
 		return ErrNotStarted
 	}
-	pid := r.sys.NewLocalPID(r.root.Id + "/" + group)
+	pid := r.root
+	if group != rootPath {
+		pid = r.sys.NewLocalPID(r.root.Id + "/" + group)
+	}
 	res, err := r.sys.Root.RequestFuture(pid, msg, r.stopTimeout).Result()
 	if err != nil {
 		return fmt.Errorf("supervisor %s: %w", group, err)

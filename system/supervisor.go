@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -35,13 +36,22 @@ type ChildSpec struct {
 //   - more than max_restarts failures within the window stop it for good: it is marked failed in the tree and an
 //     event goes to iot.errors.supervisor.{name}; the gateway keeps running;
 //   - failures older than the window are forgotten, so a child that has been stable for a window starts again
-//     from the initial delay.
+//     from the initial delay;
+//   - a peer failure (actors.IsPeerFailure: a refused connection, a lost heartbeat, an exited sidecar) is not the
+//     child's fault: it is retried at the same capped backoff for as long as the child is configured, never
+//     counted against max_restarts, and the child shows "disconnected". A child that implements
+//     actors.Reconnector is restarted at once and told the delay (ReconnectAfter), so its mailbox stays
+//     responsive while it waits; the others wait it out suspended, as after a crash. Only the child itself
+//     restarts, also under all_for_one: its siblings did nothing wrong.
+//
+// The children's specs live in a childList the runtime keeps, not in the supervisor: a supervisor that is itself
+// restarted starts the children it had (devices added at run time included), not the ones it started with.
 //
 // Children start in spec order and stop in reverse, one at a time, each drained first: producers (devices) stop
 // before the consumers (sinks) that their last messages are still travelling to.
 type supervisor struct {
 	path   string
-	specs  []ChildSpec
+	list   *childList
 	policy config.Supervisor
 	rt     *Runtime
 	log    zerolog.Logger
@@ -52,18 +62,69 @@ type supervisor struct {
 }
 
 type child struct {
-	spec     ChildSpec
-	path     string
-	pid      *actor.PID
-	mb       *subjectMailbox
-	failures []time.Time
-	restarts int
-	failed   bool
-	timer    *time.Timer
+	spec         ChildSpec
+	path         string
+	pid          *actor.PID
+	mb           *subjectMailbox
+	failures     []time.Time // crashes within the window
+	peerFailures []time.Time // peer failures within the window: they set the backoff, never a limit
+	restarts     int
+	failed       bool
+	timer        *time.Timer
+	reconnector  bool         // its actor implements actors.Reconnector
+	reconnect    atomic.Int64 // the delay (ns) for the next incarnation's ReconnectAfter; read by its producer
+	reconnectBy  time.Time    // when the delay handed to the current incarnation is over
 }
 
-// restartDue is sent to the supervisor itself when a child's backoff has passed.
-type restartDue struct{ c *child }
+// childList is a supervisor's children in start order. The runtime keeps it, and the supervisor keeps it current
+// as children are added and removed, so that a restarted supervisor starts what it had.
+type childList struct {
+	mu    sync.Mutex
+	specs []ChildSpec
+}
+
+func newChildList(specs []ChildSpec) *childList { return &childList{specs: specs} }
+
+func (l *childList) snapshot() []ChildSpec {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]ChildSpec(nil), l.specs...)
+}
+
+// put adds spec at the end, or replaces the spec of that name where it stands.
+func (l *childList) put(spec ChildSpec) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, s := range l.specs {
+		if s.Name == spec.Name {
+			l.specs[i] = spec
+			return
+		}
+	}
+	l.specs = append(l.specs, spec)
+}
+
+func (l *childList) remove(name string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, s := range l.specs {
+		if s.Name == name {
+			l.specs = append(l.specs[:i:i], l.specs[i+1:]...)
+			return
+		}
+	}
+}
+
+// restartDue is sent to the supervisor itself when a child's backoff has passed; alone restarts only the child,
+// whatever the strategy (after a peer failure).
+type restartDue struct {
+	c     *child
+	alone bool
+}
+
+// restartChild asks a supervisor to stop a child (failed, stopped or running) and start it afresh from its spec,
+// its failure count forgotten; the reply is a childReply.
+type restartChild struct{ name string }
 
 // addChild asks a supervisor to start one more child (a device added at run time); the reply is an error or nil.
 type addChild struct{ spec ChildSpec }
@@ -82,10 +143,10 @@ var (
 
 var _ actor.SupervisorStrategy = (*supervisor)(nil)
 
-func newSupervisor(rt *Runtime, path string, policy config.Supervisor, specs []ChildSpec) actor.Producer {
+func newSupervisor(rt *Runtime, path string, policy config.Supervisor, list *childList) actor.Producer {
 	return func() actor.Actor {
 		return &supervisor{
-			path: path, specs: specs, policy: policy, rt: rt,
+			path: path, list: list, policy: policy, rt: rt,
 			log:  rt.log.With().Str("supervisor", path).Logger(),
 			byID: map[string]*child{},
 		}
@@ -95,8 +156,16 @@ func newSupervisor(rt *Runtime, path string, policy config.Supervisor, specs []C
 func (s *supervisor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		for _, spec := range s.specs {
+		for _, spec := range s.list.snapshot() {
 			_ = s.spawn(ctx, spec) // logged and marked failed in the tree; the siblings start anyway
+		}
+	case *actor.Restarting:
+		// protoactor stops the children; no backoff of theirs may fire into the next incarnation.
+		for _, c := range s.children {
+			if c.timer != nil {
+				c.timer.Stop()
+				c.timer = nil
+			}
 		}
 	case *actor.Stopping:
 		s.stopping = true
@@ -108,7 +177,11 @@ func (s *supervisor) Receive(ctx actor.Context) {
 			ctx.Respond(&childReply{fmt.Errorf("%s: %w", s.childPath(m.spec.Name), ErrChildExists)})
 			return
 		}
-		ctx.Respond(&childReply{s.spawn(ctx, m.spec)})
+		err := s.spawn(ctx, m.spec)
+		if s.find(m.spec.Name) != nil { // spawned, even if it failed to start: it is supervised now
+			s.list.put(m.spec)
+		}
+		ctx.Respond(&childReply{err})
 	case *removeChild:
 		c := s.find(m.name)
 		if c == nil {
@@ -117,7 +190,15 @@ func (s *supervisor) Receive(ctx actor.Context) {
 		}
 		s.stopChild(ctx, c)
 		s.forget(c)
+		s.list.remove(m.name)
 		ctx.Respond(&childReply{})
+	case *restartChild:
+		c := s.find(m.name)
+		if c == nil {
+			ctx.Respond(&childReply{fmt.Errorf("%s: %w", s.childPath(m.name), ErrNoChild)})
+			return
+		}
+		ctx.Respond(&childReply{s.restartByHand(ctx, c)})
 	case *restartDue:
 		c := m.c
 		c.timer = nil
@@ -125,11 +206,27 @@ func (s *supervisor) Receive(ctx actor.Context) {
 			return
 		}
 		targets := []*actor.PID{c.pid}
-		if s.policy.Strategy == "all_for_one" {
+		if s.policy.Strategy == "all_for_one" && !m.alone {
 			targets = s.livePIDs()
 		}
 		ctx.(actor.Supervisor).RestartChildren(targets...)
 	}
+}
+
+// restartByHand stops c (drained, or at once when it waits out a backoff) and starts it afresh from its spec:
+// an operator's restart (iot.control.actors.restart) or a reload's, of an actor that failed for good or was
+// stopped. Its failures are forgotten, its restarts counted.
+func (s *supervisor) restartByHand(ctx actor.Context, c *child) error {
+	s.stopChild(ctx, c)
+	c.failed, c.failures, c.peerFailures = false, nil, nil
+	c.reconnect.Store(0)
+	c.reconnectBy = time.Time{}
+	restarts := c.restarts + 1
+	err := s.start(ctx, c)
+	c.restarts = restarts
+	s.rt.tree.update(c.path, func(e *treeEntry) { e.restarts = restarts })
+	s.log.Info().Str("actor", c.path).Int("restarts", restarts).Msg("restarted by hand")
+	return err
 }
 
 func (s *supervisor) childPath(name string) string {
@@ -158,9 +255,23 @@ func (s *supervisor) forget(c *child) {
 	s.rt.tree.remove(c.path)
 }
 
+// spawn starts a new child from spec and appends it to the children.
 func (s *supervisor) spawn(ctx actor.Context, spec ChildSpec) error {
 	c := &child{spec: spec, path: s.childPath(spec.Name)}
+	err := s.start(ctx, c)
+	if c.pid != nil {
+		s.children = append(s.children, c)
+	}
+	return err
+}
+
+// start spawns c's actor (a new child, or one restarted by hand) and waits until it has started.
+func (s *supervisor) start(ctx actor.Context, c *child) error {
+	spec := c.spec
+	c.pid = nil
 	first := spec.Producer()
+	_, c.reconnector = first.(actors.Reconnector)
+	c.mb = nil
 	if l, ok := first.(actors.Listener); ok {
 		if in := l.Inboxes(); len(in) > 0 {
 			c.mb = newSubjectMailbox(s.rt.bus.Conn, in, spec.Mailbox)
@@ -170,16 +281,24 @@ func (s *supervisor) spawn(ctx actor.Context, spec ChildSpec) error {
 	started := make(chan error, 1)
 	var once sync.Once
 	signal := func(err error) { once.Do(func() { started <- err }) }
-	wrap := func(a actor.Actor) actor.Actor {
-		return &mailboxActor{inner: a, mb: c.mb, path: c.path, tree: s.rt.tree, started: signal}
-	}
+	mb := c.mb
+	// The producer builds every incarnation: the first here, the others on the child's own goroutine when it
+	// restarts. After a peer failure it hands a Reconnector its backoff before the incarnation's Started.
 	producer := func() actor.Actor {
-		if first != nil {
-			a := first
+		a := first
+		if a != nil {
 			first = nil
-			return wrap(a)
+		} else {
+			a = spec.Producer()
 		}
-		return wrap(spec.Producer())
+		w := &mailboxActor{inner: a, mb: mb, path: c.path, tree: s.rt.tree, started: signal}
+		if d := time.Duration(c.reconnect.Swap(0)); d > 0 {
+			if r, ok := a.(actors.Reconnector); ok {
+				r.ReconnectAfter(d)
+				w.reconnecting = true
+			}
+		}
+		return w
 	}
 	pid, err := ctx.SpawnNamed(actor.PropsFromProducer(producer), spec.Name)
 	if err != nil {
@@ -188,7 +307,6 @@ func (s *supervisor) spawn(ctx actor.Context, spec ChildSpec) error {
 		return fmt.Errorf("%s: %w", c.path, err)
 	}
 	c.pid = pid
-	s.children = append(s.children, c)
 	s.byID[pid.Id] = c
 	// Wait until it listens: its subscriptions go out on the shared connection before anything a later sibling
 	// publishes, so a sink or the processor never misses a device's first poll.
@@ -253,7 +371,9 @@ func (s *supervisor) stopChild(ctx actor.Context, c *child) {
 
 func (s *supervisor) terminated(pid *actor.PID) {
 	c, ok := s.byID[pid.Id]
-	if !ok {
+	if !ok || c.pid != pid {
+		// An earlier incarnation of a child restarted by hand: the name (and so the id) is the same, the PID is
+		// not (protoactor's Terminated carries the very *PID the spawn returned).
 		return
 	}
 	delete(s.byID, pid.Id)
@@ -277,18 +397,11 @@ func (s *supervisor) livePIDs() []*actor.PID {
 // HandleFailure is protoactor's hook for a child that panicked. It runs on the supervisor's mailbox, like Receive.
 func (s *supervisor) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor, pid *actor.PID, _ *actor.RestartStatistics, reason any, _ any) {
 	c, ok := s.byID[pid.Id]
-	if !ok {
+	if !ok || c.pid != pid {
 		sup.StopChildren(pid)
 		return
 	}
 	now := time.Now()
-	kept := c.failures[:0]
-	for _, t := range c.failures {
-		if now.Sub(t) < s.policy.Within {
-			kept = append(kept, t)
-		}
-	}
-	c.failures = append(kept, now)
 	errText := describe(reason)
 	s.rt.tree.update(c.path, func(e *treeEntry) { e.lastError, e.errorAt = errText, now })
 
@@ -296,12 +409,17 @@ func (s *supervisor) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor,
 		sup.StopChildren(pid)
 		return
 	}
+	if isPeerFailure(reason) {
+		s.peerFailure(sys, sup, c, errText, now)
+		return
+	}
+	c.failures = append(recent(c.failures, now, s.policy.Within), now)
 	if len(c.failures) > s.policy.MaxRestarts {
 		c.failed = true
 		s.rt.tree.setState(c.path, StateFailed)
 		s.log.Error().Str("actor", c.path).Str("error", errText).Int("restarts", c.restarts).
 			Msgf("failed %d times within %s: stopped for good", len(c.failures), s.policy.Within)
-		s.publishEvent(c, "failed", errText, 0)
+		s.publishEvent(c, "failed", errText, 0, len(c.failures))
 		sup.StopChildren(pid)
 		return
 	}
@@ -317,17 +435,83 @@ func (s *supervisor) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor,
 			}
 		}
 	}
-	s.log.Warn().Str("actor", c.path).Str("error", errText).Int("restart", c.restarts).Dur("backoff", delay).
+	s.log.Warn().Str("actor", c.path).Str("error", errText).Int("restart", c.restarts).Int64("backoff_ms", delay.Milliseconds()).
 		Msg("actor failed; restarting after backoff")
-	s.publishEvent(c, "restarting", errText, delay)
+	s.publishEvent(c, "restarting", errText, delay, len(c.failures))
+	s.restartAfter(sys, sup, c, delay, false)
+}
+
+// peerFailure handles a failure that is the peer's: retried for ever at the capped backoff, shown disconnected.
+// The event is "disconnected" when the actor was connected (or had no peer failure within the window) before,
+// "retrying" while the peer stays away.
+func (s *supervisor) peerFailure(sys *actor.ActorSystem, sup actor.Supervisor, c *child, errText string, now time.Time) {
+	// The peer failures are remembered at least two capped delays, so that a window shorter than the cap cannot
+	// bring a long outage back to the initial delay after every attempt.
+	kept := recent(c.peerFailures, now, max(s.policy.Within, 2*s.policy.Backoff.Max))
+	away := len(kept) > 0
+	c.peerFailures = append(kept, now)
+	delay := s.backoff(len(c.peerFailures))
+	c.restarts++
+	var link string
+	s.rt.tree.update(c.path, func(e *treeEntry) {
+		link = e.link
+		e.state, e.link, e.restarts = StateDisconnected, actors.LinkDisconnected, c.restarts
+	})
+	event := "disconnected"
+	if away && link != actors.LinkConnected {
+		event = "retrying"
+	}
+	s.log.Warn().Str("actor", c.path).Str("error", errText).Int("restart", c.restarts).Int64("backoff_ms", delay.Milliseconds()).
+		Str("event", event).Msg("peer unreachable; retrying after backoff")
+	s.publishEvent(c, event, errText, delay, len(c.peerFailures))
+	// Restarted now, a Reconnector waits the backoff itself and answers its mailbox meanwhile. One that failed
+	// again before its previous delay was over did not keep to it: it waits suspended instead, so that a broken
+	// Reconnector cannot spin.
+	if c.reconnector && !now.Before(c.reconnectBy) {
+		c.reconnect.Store(int64(delay))
+		c.reconnectBy = now.Add(delay)
+		sup.RestartChildren(c.pid)
+		return
+	}
+	if c.reconnector {
+		s.log.Warn().Str("actor", c.path).Msg("failed again before its reconnect delay was over; waiting the backoff suspended")
+		c.reconnectBy = now.Add(delay)
+	}
+	s.restartAfter(sys, sup, c, delay, true)
+}
+
+// isPeerFailure is actors.IsPeerFailure, and also sees a worker that panicked with a peer failure.
+func isPeerFailure(reason any) bool {
+	if wf, ok := reason.(*actors.WorkerFailed); ok && wf.Panic != nil {
+		return actors.IsPeerFailure(wf.Panic)
+	}
+	return actors.IsPeerFailure(reason)
+}
+
+// recent is ts without the times older than window.
+func recent(ts []time.Time, now time.Time, window time.Duration) []time.Time {
+	kept := ts[:0]
+	for _, t := range ts {
+		if now.Sub(t) < window {
+			kept = append(kept, t)
+		}
+	}
+	return kept
+}
+
+// restartAfter restarts c (and, under all_for_one unless alone, its siblings) once delay has passed; its mailbox
+// stays suspended meanwhile.
+func (s *supervisor) restartAfter(sys *actor.ActorSystem, sup actor.Supervisor, c *child, delay time.Duration, alone bool) {
 	root, self := sys.Root, sup.(actor.Context).Self()
 	if c.timer != nil {
 		c.timer.Stop()
 	}
-	c.timer = time.AfterFunc(delay, func() { root.Send(self, &restartDue{c: c}) })
+	c.timer = time.AfterFunc(delay, func() { root.Send(self, &restartDue{c: c, alone: alone}) })
 }
 
-// backoff is the delay before restart number n (1-based): initial × 2^(n-1), jittered by ±jitter, capped at max.
+// backoff is the delay before restart number n (1-based): initial × 2^(n-1), varied by ±jitter, at most max.
+// Where the varied delay would pass the cap it is drawn again below it, within [max×(1−jitter), max]: actors that
+// fail together (a peer away for all of them) must not restart in lockstep once they all reach the cap.
 func (s *supervisor) backoff(n int) time.Duration {
 	b := s.policy.Backoff
 	d := float64(b.Initial) * math.Pow(2, float64(n-1))
@@ -335,7 +519,7 @@ func (s *supervisor) backoff(n int) time.Duration {
 		d *= 1 + b.Jitter*(2*rand.Float64()-1)
 	}
 	if d > float64(b.Max) {
-		d = float64(b.Max)
+		d = float64(b.Max) * (1 - b.Jitter*rand.Float64())
 	}
 	return time.Duration(d)
 }
@@ -344,19 +528,19 @@ func (s *supervisor) backoff(n int) time.Duration {
 type SupervisorEvent struct {
 	Actor     string `json:"actor"` // path, e.g. "devices/plc-1"
 	Kind      string `json:"kind"`
-	Event     string `json:"event"` // "restarting" or "failed"
+	Event     string `json:"event"` // "restarting" or "failed" (crashes); "disconnected" or "retrying" (peer failures)
 	Error     string `json:"error"`
 	Restarts  int    `json:"restarts"`
-	Failures  int    `json:"failures"` // within the window
+	Failures  int    `json:"failures"` // within the window: crashes, or peer failures for a peer event
 	BackoffMS int64  `json:"backoff_ms,omitempty"`
 	Timestamp int64  `json:"timestamp"` // Unix ns
 	Gateway   string `json:"gateway"`
 }
 
-func (s *supervisor) publishEvent(c *child, event, errText string, delay time.Duration) {
+func (s *supervisor) publishEvent(c *child, event, errText string, delay time.Duration, failures int) {
 	ev := SupervisorEvent{
 		Actor: c.path, Kind: c.spec.Kind, Event: event, Error: errText, Restarts: c.restarts,
-		Failures: len(c.failures), BackoffMS: delay.Milliseconds(), Timestamp: time.Now().UnixNano(),
+		Failures: failures, BackoffMS: delay.Milliseconds(), Timestamp: time.Now().UnixNano(),
 		Gateway: s.rt.cfg.Gateway.ID,
 	}
 	data, _ := json.Marshal(ev)

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/iotgw/iotgw/actors"
 )
 
 // Actor states as reported in the tree.
@@ -14,6 +16,9 @@ const (
 	StateRestarting = "restarting" // failed, waiting out its backoff before the restart
 	StateFailed     = "failed"     // stopped for good after too many restarts
 	StateStopped    = "stopped"
+	// StateDisconnected is an actor whose peer is away: after a peer failure (actors.PeerFailure), retried at the
+	// capped backoff for as long as it is configured, or a running actor that reported its link down (Env.Link).
+	StateDisconnected = "disconnected"
 )
 
 // Tree is the live picture of the supervision tree that iot.control.tree returns: one entry per actor, keyed by
@@ -29,6 +34,7 @@ type treeEntry struct {
 	order     int
 	kind      string
 	state     string
+	link      string // the link state the actor last reported (actors.LinkConnected, LinkDisconnected), "" none
 	restarts  int
 	failures  int
 	lastError string
@@ -92,6 +98,36 @@ func (t *Tree) setState(path, state string) {
 	})
 }
 
+// started marks an incarnation running once it has handled Started. Its link state starts unknown, but for a
+// Reconnector restarted after a peer failure: it stays disconnected until it reports the link up.
+func (t *Tree) started(path string, reconnecting bool) {
+	t.update(path, func(e *treeEntry) {
+		e.state, e.startedAt = StateRunning, time.Now()
+		if !reconnecting {
+			e.link = ""
+		}
+	})
+}
+
+// link records the link state an actor reports through Env.Link: a running actor whose link is down shows
+// disconnected, detail as its last error; up again, it shows running.
+func (t *Tree) link(path, state, detail string) {
+	t.update(path, func(e *treeEntry) {
+		switch state {
+		case actors.LinkDisconnected:
+			e.link = state
+			if detail != "" {
+				e.lastError, e.errorAt = detail, time.Now()
+			}
+		case actors.LinkConnected:
+			if e.link == actors.LinkDisconnected && e.state == StateRunning {
+				e.startedAt = time.Now()
+			}
+			e.link = state
+		}
+	})
+}
+
 // Get returns one actor's node without children.
 func (t *Tree) Get(path string) (*Node, bool) {
 	t.mu.Lock()
@@ -142,15 +178,19 @@ func (e *treeEntry) node(path string) *Node {
 	if i := strings.LastIndexByte(path, '/'); i >= 0 {
 		name = path[i+1:]
 	}
+	state := e.state
+	if state == StateRunning && e.link == actors.LinkDisconnected {
+		state = StateDisconnected
+	}
 	n := &Node{
-		Name: name, Path: path, Kind: e.kind, State: e.state, Restarts: e.restarts,
+		Name: name, Path: path, Kind: e.kind, State: state, Restarts: e.restarts,
 		LastError: e.lastError, Subjects: e.subjects, Faults: append([]string(nil), e.faults...),
 	}
 	if !e.errorAt.IsZero() {
 		at := e.errorAt
 		n.LastErrorAt = &at
 	}
-	if !e.startedAt.IsZero() && e.state == StateRunning {
+	if !e.startedAt.IsZero() && state == StateRunning {
 		at := e.startedAt
 		n.Since = &at
 	}
