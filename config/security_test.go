@@ -126,7 +126,7 @@ func TestSecurityConfig(t *testing.T) {
 		{"tls not in process", "nats {\n  in_process = false\n  " + tlsBlock + "}\n", "t.hcl:2:16", "keep it in-process"},
 		{"grant bad subject", "nats {\n  authorization {\n    user \"r\" {\n      password = \"long-enough\"\n      publish = [\"iot.raw.ok\", \"iot..x\"]\n    }\n  }\n}\n", "t.hcl:5:32", "empty token"},
 		{"grant to an admin", "nats {\n  authorization {\n    user \"r\" {\n      password = \"long-enough\"\n      admin = true\n      subscribe = [\">\"]\n    }\n  }\n}\n", "t.hcl:6:19", "is an admin"},
-		{"device named like a sidecar", "sidecar \"line3\" {\n  address = \"127.0.0.1:1\"\n}\ndevice \"line3\" {\n  driver = \"mock\"\n  point \"p\" { signal = \"sine\" }\n}\n", "t.hcl:4:1", "The sidecar \"line3\" at t.hcl:1,1-16 has this name"},
+		{"device named like a sidecar", "sidecar \"line3\" {\n  address = \"127.0.0.1:1\"\n  config { mode = \"tcp\" }\n}\ndevice \"line3\" {\n  driver = \"mock\"\n  point \"p\" { signal = \"sine\" }\n}\n", "t.hcl:5:1", "The sidecar \"line3\" at t.hcl:1,1-16 has this name"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

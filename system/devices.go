@@ -217,7 +217,7 @@ func (r *Runtime) openDeviceStore(ctx context.Context) error {
 		// Parsed as text from outside the config file: whoever could write the store must not get env() evaluated.
 		dev, diags := config.ParseRuntimeDevice(stored[id], "stored device "+id)
 		if diags.HasErrors() {
-			r.log.Error().Str("device", id).Str("store", r.store.String()).Str("error", diags.Error()).Msg("stored device not valid; skipped")
+			r.log.Error().Str("device", id).Str("store", r.store.String()).Str("error", (&config.Error{Diags: diags}).Error()).Msg("stored device not valid; skipped")
 			continue
 		}
 		if err := r.sharedName(dev.ID); err != nil {
