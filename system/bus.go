@@ -10,6 +10,7 @@ import (
 	neturl "net/url"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/iotgw/iotgw/config"
@@ -111,10 +112,14 @@ func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerol
 	if t := cfg.ClientTLS; t != nil && b.Server == nil {
 		opts = append(opts, clientTLS(t)...)
 	}
+	connectURL := url
 	if cfg.InProcess && b.Server != nil {
 		opts = append(opts, nats.InProcessServer(b.Server))
+		// In-process there is no wire to encrypt, and the server does not ask for TLS there; a tls:// URL would
+		// make the client insist on it.
+		connectURL = strings.Replace(url, "tls://", "nats://", 1)
 	}
-	nc, err := nats.Connect(url, opts...)
+	nc, err := nats.Connect(connectURL, opts...)
 	if err != nil {
 		b.shutdownServer()
 		return nil, fmt.Errorf("nats: connect %s: %w", redact(url), err)
