@@ -43,12 +43,14 @@ device "d1" {
 	cases := []struct {
 		name string
 		opts []nats.Option
-		want string // "" connects
+		want string // "" connects; else alternatives separated by |
 	}{
 		{"no TLS settings", nil, "certificate signed by unknown authority"},
-		{"trusts the CA, no client certificate", []nats.Option{nats.RootCAs(ca.CAFile)}, "certificate required"},
+		// With TLS 1.3 the client may finish its handshake before the server's alert arrives: then it sees the
+		// connection closed instead of the alert's text.
+		{"trusts the CA, no client certificate", []nats.Option{nats.RootCAs(ca.CAFile)}, "certificate required|closed by remote after TLS handshake"},
 		// Go's client does not even send a certificate the server's CA list does not name.
-		{"a certificate of another CA", []nats.Option{nats.RootCAs(ca.CAFile), nats.ClientCert(stranger.Cert, stranger.Key)}, "certificate required"},
+		{"a certificate of another CA", []nats.Option{nats.RootCAs(ca.CAFile), nats.ClientCert(stranger.Cert, stranger.Key)}, "certificate required|closed by remote after TLS handshake"},
 		{"the plant's client certificate", []nats.Option{nats.RootCAs(ca.CAFile), nats.ClientCert(cli.Cert, cli.Key)}, ""},
 	}
 	for _, tc := range cases {
@@ -59,9 +61,12 @@ device "d1" {
 					nc.Close()
 					t.Fatal("connected, want refused")
 				}
-				if !strings.Contains(err.Error(), tc.want) {
-					t.Errorf("got %v, want an error about the %s", err, tc.want)
+				for _, w := range strings.Split(tc.want, "|") {
+					if strings.Contains(err.Error(), w) {
+						return
+					}
 				}
+				t.Errorf("got %v, want an error containing one of %s", err, tc.want)
 				return
 			}
 			if err != nil {
