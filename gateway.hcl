@@ -72,7 +72,8 @@ nats {
   #   any other user: may subscribe to iot.processed.>, iot.rules.>, iot.alerts.>, iot.aggregated.>,
   #     iot.errors.>, iot.metrics.> and its own reply inbox _INBOX.{name}.> (iotgw ctl -user sets it; with the
   #     nats CLI: --inbox-prefix _INBOX.{name}), and publish nothing. iot.raw.>, iot.control.>, $JS.>, $KV.>,
-  #     $O.>, $SYS.> and other users' inboxes are closed; the gateway's inboxes (_IOTGW_INBOX.>) always are.
+  #     $O.>, $SYS.> and other users' inboxes are closed; the gateway's inboxes (_IOTGW_INBOX.>) and the other
+  #     users' _INBOX.{name}.> stay closed whatever publish and subscribe grant.
   #   publish = [subjects]: what else it may publish to (wildcards * and > allowed), e.g. a device user that
   #     feeds one line: ["iot.raw.http.line3"]; a user that may ask the tree: ["iot.control.tree"].
   #   subscribe = [subjects]: what else it may subscribe to.

@@ -235,8 +235,9 @@ func redact(s string) string {
 }
 
 // GatewayInboxPrefix starts the gateway's own reply inboxes: _IOTGW_INBOX.{gateway id}.…. Non-admin users may
-// neither subscribe nor publish there, whatever their user block grants, so they can neither read the
-// gateway's replies nor forge them.
+// neither subscribe nor publish there, whatever their publish and subscribe grants, so they can neither read the
+// gateway's replies nor forge them. (allow_responses, off by default, lets a user answer a request it received,
+// wherever its reply subject points: that is what it is for.)
 const GatewayInboxPrefix = "_IOTGW_INBOX"
 
 // dataSubjects are what every user may read: the gateway's output. Not iot.raw.> (unvalidated input) and not
@@ -262,7 +263,8 @@ func internalUser() *server.User {
 //   - any other user may subscribe to dataSubjects and its own inbox _INBOX.{name}.> and publish nothing, plus
 //     what its block's publish and subscribe grant. Everything else is closed by being absent from the allow
 //     lists: iot.raw.> and the rest of iot.> for publishing, iot.control.>, other users' inboxes, $JS.>, $KV.>,
-//     $O.>, $SYS.>. The gateway's inboxes are denied outright, so no grant opens them.
+//     $O.>, $SYS.>. The gateway's inboxes and the other users' _INBOX.{name}.> are denied outright, so no grant
+//     opens them.
 //
 // allow_responses stays off unless a user asks for it: a user that may read data would otherwise be allowed to
 // answer any request whose message it received, for example a JetStream publish acknowledgement.
@@ -272,7 +274,7 @@ func serverUsers(users []config.User, internal *server.User) ([]*server.User, []
 	for _, u := range users {
 		var perms *server.Permissions
 		if !u.Admin {
-			perms = userPermissions(u)
+			perms = userPermissions(u, users)
 		}
 		if u.NKey != "" {
 			nkeys = append(nkeys, &server.NkeyUser{Nkey: u.NKey, Permissions: perms})
@@ -283,8 +285,15 @@ func serverUsers(users []config.User, internal *server.User) ([]*server.User, []
 	return out, nkeys
 }
 
-func userPermissions(u config.User) *server.Permissions {
+// userPermissions are a non-admin's. The deny lists hold the gateway's inboxes and the other configured users'
+// inboxes, so that even a grant of ">" reads none of their replies.
+func userPermissions(u config.User, users []config.User) *server.Permissions {
 	closed := []string{GatewayInboxPrefix + ".>"}
+	for _, o := range users {
+		if o.Name != u.Name {
+			closed = append(closed, UserInbox(o.Name)+".>")
+		}
+	}
 	sub := append(append(append([]string{}, dataSubjects...), UserInbox(u.Name)+".>"), u.Subscribe...)
 	p := &server.Permissions{
 		// A non-nil empty allow list allows nothing; the deny list is the floor a grant cannot lower.

@@ -204,6 +204,7 @@ func TestUserGrants(t *testing.T) {
 	rt := startRuntime(t, parseConfig(t, `
 gateway { point_subjects = false }
 nats {
+  jetstream { enabled = true }
   authorization {
     user "admin" {
       password = "admin-secret-1"
@@ -251,6 +252,38 @@ nats {
 		t.Fatal(err)
 	}
 	line3Errs.violation(t, "Subscription to", GatewayInboxPrefix+".>")
+	// And with ">" it receives none of the gateway's replies: an add stores the device in the bucket, and
+	// JetStream acknowledges that to the gateway's inbox before the gateway answers the admin.
+	var mu sync.Mutex
+	var seen []string
+	if _, err := line3.Subscribe(">", func(m *nats.Msg) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, m.Subject)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := line3.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if r := ask(t, admin, SubjectDevicesAdd, `{"id":"js-1","driver":"mock","point":{"p":{"signal":"sine"}}}`); !r.OK {
+		t.Fatalf("add: %+v", r)
+	}
+	if err := line3.Flush(); err != nil { // whatever the server routed to line3 before the reply has arrived now
+		t.Fatal(err)
+	}
+	mu.Lock()
+	var sawPut bool
+	for _, s := range seen {
+		sawPut = sawPut || strings.HasPrefix(s, "$KV."+DevicesBucket+".")
+		if strings.HasPrefix(s, GatewayInboxPrefix+".") || strings.HasPrefix(s, "_INBOX.admin.") {
+			t.Errorf("line3 received %s", s)
+		}
+	}
+	mu.Unlock()
+	if !sawPut {
+		t.Errorf("line3 did not see the bucket write it was granted (\">\"): the check above proves nothing; saw %q", seen)
+	}
 
 	// ops may ask iot.control.ping: the reply comes to _INBOX.ops.…, which it may read.
 	ops, opsErrs := login(t, url, "ops", "ops-secret-1")
