@@ -157,7 +157,7 @@ func defaultID() string {
 	// "plc-gw.example.com" is known as plc-gw on the floor; the domain adds nothing to a subject token.
 	host, _, _ = strings.Cut(host, ".")
 	id := strings.Map(func(r rune) rune {
-		if r < utf8.RuneSelf && tokenByte[r] {
+		if r < utf8.RuneSelf && tokenByte[byte(r)] {
 			return r
 		}
 		return '-'

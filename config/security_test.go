@@ -142,3 +142,17 @@ func TestSecurityConfig(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkValidToken: the processor checks every point's device id and key with it.
+func BenchmarkValidToken(b *testing.B) {
+	for _, s := range []string{"temperature", "plc-line3_boiler-0042"} {
+		b.Run(s, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if ValidToken(s) != nil {
+					b.Fatal(s)
+				}
+			}
+		})
+	}
+}
