@@ -358,6 +358,22 @@ func TestEnvRefusedInRequests(t *testing.T) {
 	if _, ok := rt.Tree().Get("devices/leak"); ok {
 		t.Error("a device with env() was started")
 	}
+	// A JSON request's strings are literals: a template in one stays text and is never evaluated.
+	batches, err := nc.SubscribeSync("iot.processed.batch.json-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := ask(t, nc, SubjectDevicesAdd, `{"id":"json-1","driver":"mock","interval":"20ms","tags":{"x":"${env(\"IOTGW_TEST_SECRET\")}"},"point":{"p":{"signal":"sine"}}}`)
+	if !r.OK {
+		t.Fatalf("JSON add: %+v", r)
+	}
+	m, err := batches.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(m.Data), "do-not-leak") || !strings.Contains(string(m.Data), `${env(\"IOTGW_TEST_SECRET\")}`) {
+		t.Errorf("batch %s, want the tag as the literal text", m.Data)
+	}
 	if b, err := os.ReadFile(filepath.Join(rt.cfg.Gateway.DataDir, "devices.json")); err == nil && strings.Contains(string(b), "leak") {
 		t.Errorf("devices.json holds the rejected device: %s", b)
 	}
