@@ -21,12 +21,14 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/iotgw/iotgw/config"
 	"github.com/iotgw/iotgw/system"
 	"github.com/mattn/go-isatty"
 	"github.com/nats-io/nats.go"
 )
 
-const ctlUsage = `Usage: iotgw ctl [-s URL] [-json] [-timeout 5s] [-user U -password P | -creds FILE | -nkey SEEDFILE] COMMAND …
+const ctlUsage = `Usage: iotgw ctl [-s URL] [-json] [-timeout 5s] [-user U -password P | -creds FILE | -nkey SEEDFILE]
+                 [-inbox-prefix P] [-tlsca FILE] [-tlscert FILE -tlskey FILE] COMMAND …
 
 Commands:
   ping                                  is the gateway there? its id, version and uptime
@@ -46,6 +48,8 @@ Commands:
   sidecars status NAME
 
 Flags may follow the command words. -s defaults to $NATS_URL, else nats://127.0.0.1:4222.
+Replies come to the inbox _INBOX.{user} with -user (a non-admin may read no other); give -inbox-prefix with
+-creds or -nkey. -tlsca trusts a CA (tls:// servers), -tlscert/-tlskey present a client certificate.
 -json prints the gateway's reply as it is (indented). Exit status: 0 ok, 1 the request failed, 2 usage error.
 `
 
@@ -78,6 +82,7 @@ type ctlRequest struct {
 // ctlFlags are the connection flags and the flags of the commands; each command reads only its own.
 type ctlFlags struct {
 	server, user, password, creds, nkey string
+	inboxPrefix, tlsCA, tlsCert, tlsKey string
 	json                                bool
 	timeout                             time.Duration
 
@@ -157,6 +162,10 @@ func newCtlFlagSet(f *ctlFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.password, "password", "", "NATS password")
 	fs.StringVar(&f.creds, "creds", "", "NATS credentials file")
 	fs.StringVar(&f.nkey, "nkey", "", "NATS nkey seed file")
+	fs.StringVar(&f.inboxPrefix, "inbox-prefix", "", "reply inbox prefix (default _INBOX.{user} with -user)")
+	fs.StringVar(&f.tlsCA, "tlsca", "", "CA certificate file the server's certificate is checked against")
+	fs.StringVar(&f.tlsCert, "tlscert", "", "client certificate file")
+	fs.StringVar(&f.tlsKey, "tlskey", "", "client certificate's key file")
 	fs.StringVar(&f.file, "f", "", "devices add/update: the file with the device block")
 	fs.StringVar(&f.duration, "for", "", "fault inject: how long the fault lasts")
 	fs.Float64Var(&f.probability, "probability", 0, "fault inject: the probability that the fault hits")
@@ -331,7 +340,8 @@ var ctlCommandFlags = map[string][]string{
 	"fault inject":   {"for", "probability", "latency"},
 }
 
-var ctlConnFlags = map[string]bool{"s": true, "json": true, "timeout": true, "user": true, "password": true, "creds": true, "nkey": true}
+var ctlConnFlags = map[string]bool{"s": true, "json": true, "timeout": true, "user": true, "password": true, "creds": true, "nkey": true,
+	"inbox-prefix": true, "tlsca": true, "tlscert": true, "tlskey": true}
 
 const ctlFaultsHint = "are faults enabled?"
 
@@ -375,14 +385,16 @@ func ctlCheckAuth(f *ctlFlags) error {
 		return ctlUsagef("-password wants -user")
 	case f.timeout <= 0:
 		return ctlUsagef("-timeout must be positive")
+	case (f.tlsCert == "") != (f.tlsKey == ""):
+		return ctlUsagef("-tlscert and -tlskey go together")
+	case f.inboxPrefix != "" && (config.ValidSubject(f.inboxPrefix, false) != nil || strings.HasSuffix(f.inboxPrefix, ".")):
+		return ctlUsagef("-inbox-prefix %q is not a subject without wildcards", f.inboxPrefix)
 	}
 	return nil
 }
 
-// ctlToken reports whether s can be one token of a NATS subject.
-func ctlToken(s string) bool {
-	return s != "" && !strings.ContainsAny(s, ".*> \t\r\n")
-}
+// ctlToken reports whether s is a valid device or sidecar name (config.ValidToken, the gateway's own rule).
+func ctlToken(s string) bool { return config.ValidToken(s) == nil }
 
 func ctlJSON(v any) []byte {
 	b, err := json.Marshal(v)
@@ -395,6 +407,19 @@ func ctlJSON(v any) []byte {
 // ctlSend connects, sends one request and returns the reply, with errors that say what to check.
 func ctlSend(f *ctlFlags, req ctlRequest) ([]byte, error) {
 	opts := []nats.Option{nats.Name("iotgw ctl"), nats.Timeout(f.timeout), nats.NoReconnect()}
+	switch {
+	case f.inboxPrefix != "":
+		opts = append(opts, nats.CustomInboxPrefix(f.inboxPrefix))
+	case f.user != "" && config.ValidToken(f.user) == nil:
+		// A non-admin user may subscribe to its own inbox only; an admin does not mind.
+		opts = append(opts, nats.CustomInboxPrefix(system.UserInbox(f.user)))
+	}
+	if f.tlsCA != "" {
+		opts = append(opts, nats.RootCAs(f.tlsCA))
+	}
+	if f.tlsCert != "" {
+		opts = append(opts, nats.ClientCert(f.tlsCert, f.tlsKey))
+	}
 	switch {
 	case f.user != "":
 		opts = append(opts, nats.UserInfo(f.user, f.password))

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iotgw/iotgw/internal/testca"
+	"github.com/iotgw/iotgw/system"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
@@ -476,6 +478,50 @@ func TestCtlAuth(t *testing.T) {
 		startCtlResponder(t, url, opt).set(pong)
 		if code, _, errOut := runCtl("ping", "-s", url, "-nkey", seedFile); code != 0 {
 			t.Errorf("exit %d, stderr %q; want 0", code, errOut)
+		}
+	})
+}
+
+// TestCtlInboxAndTLS: -user makes ctl read its replies on _INBOX.{user}, the only inbox a non-admin may read, and
+// -tlsca/-tlscert/-tlskey reach a server that requires client certificates.
+func TestCtlInboxAndTLS(t *testing.T) {
+	const pong = `{"pong":true,"gateway":"gw-1","version":"x","uptime_s":1}`
+	t.Run("own inbox", func(t *testing.T) {
+		ops := &server.User{Username: "ops", Password: "ops-secret", Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: []string{"iot.control.ping"}},
+			Subscribe: &server.SubjectPermission{Allow: []string{system.UserInbox("ops") + ".>"}},
+		}}
+		gw := &server.User{Username: "gw", Password: "gw-secret"}
+		url := startCtlServer(t, server.Options{Users: []*server.User{ops, gw}}).ClientURL()
+		startCtlResponder(t, url, nats.UserInfo("gw", "gw-secret")).set(pong)
+		if code, _, errOut := runCtl("-s", url, "-user", "ops", "-password", "ops-secret", "ping"); code != 0 {
+			t.Errorf("exit %d, stderr %q; want 0", code, errOut)
+		}
+		if code, _, _ := runCtl("-s", url, "-user", "ops", "-password", "ops-secret", "-inbox-prefix", "_INBOX", "-timeout", "500ms", "ping"); code == 0 {
+			t.Error("a reply arrived on the shared _INBOX, which ops may not read: the test proves nothing")
+		}
+		if code, _, errOut := runCtl("-s", url, "-inbox-prefix", "_INBOX.>", "ping"); code != 2 || !strings.Contains(errOut, "-inbox-prefix") {
+			t.Errorf("a wildcard prefix: exit %d, stderr %q; want a usage error", code, errOut)
+		}
+	})
+	t.Run("tls", func(t *testing.T) {
+		ca := testca.New(t, "ctl")
+		srv, cli := ca.Server("nats"), ca.Client("ctl")
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: srv.Cert, KeyFile: srv.Key, CaFile: ca.CAFile, Verify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := startCtlServer(t, server.Options{TLS: true, TLSVerify: true, TLSConfig: tc, TLSTimeout: 2})
+		url := s.ClientURL()
+		startCtlResponder(t, url, nats.RootCAs(ca.CAFile), nats.ClientCert(cli.Cert, cli.Key)).set(pong)
+		if code, _, errOut := runCtl("-s", url, "-tlsca", ca.CAFile, "-tlscert", cli.Cert, "-tlskey", cli.Key, "ping"); code != 0 {
+			t.Errorf("exit %d, stderr %q; want 0", code, errOut)
+		}
+		if code, _, _ := runCtl("-s", url, "-tlsca", ca.CAFile, "ping"); code != 1 {
+			t.Errorf("without a client certificate: exit %d, want 1", code)
+		}
+		if code, _, errOut := runCtl("-s", url, "-tlscert", cli.Cert, "ping"); code != 2 || !strings.Contains(errOut, "-tlskey") {
+			t.Errorf("-tlscert alone: exit %d, stderr %q; want a usage error", code, errOut)
 		}
 	})
 }

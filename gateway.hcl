@@ -21,6 +21,7 @@ gateway {
   # Where the gateway keeps state (JetStream store by default).
   data_dir = "./data"
   # HTTP server: /healthz, /readyz (NATS connected, supervisors up) and Prometheus /metrics. "" disables it.
+  # Beyond loopback it needs the http block's tls and token, or http { insecure = true }.
   http_address = "127.0.0.1:8080"
   # Publish every point on iot.processed.{device}.{key} beside the batch on iot.processed.batch.{device}.
   # Batches are the hot path (one bus message per poll); per-point subjects are for people who `nats sub` them
@@ -28,13 +29,31 @@ gateway {
   point_subjects = true
 }
 
+# How the HTTP server is protected (all optional; the defaults suit loopback).
+http {
+  # Clients send Authorization: Bearer {token} (at least 16 characters). /healthz, /readyz and /metrics asked
+  # from loopback need none, so a local Prometheus and health checks keep working. "" or unset: no token.
+  # token = env("IOTGW_HTTP_TOKEN")
+  # Serve HTTPS with this certificate and key (PEM).
+  # tls {
+  #   cert = "/etc/iotgw/http-cert.pem"
+  #   key  = "/etc/iotgw/http-key.pem"
+  # }
+  # Accept serving beyond loopback without TLS and a token; the gateway warns at every start.
+  insecure = false
+}
+
 nats {
   # "embedded" starts a NATS server inside the gateway; or nats://host:4222 (several, comma separated) for an
   # external server or cluster.
   url = "embedded"
-  # Embedded server: listen address and port. Loopback only unless you change it.
+  # Embedded server: listen address and port. Loopback only unless you change it: beyond loopback (0.0.0.0, an
+  # interface address, a host name) the gateway starts only with users (authorization) and tls below, or with
+  # insecure = true, which it then warns about at every start.
   host = "127.0.0.1"
   port = 4222
+  # insecure = true   # accept listening beyond loopback without users and TLS (anyone who reaches the port can
+  #                   # read all data and, without users, drive iot.control.>). Default false.
   # Client options (embedded and external): reconnect forever (-1), wait between attempts, connect timeout.
   max_reconnect  = -1
   reconnect_wait = "2s"
@@ -46,20 +65,52 @@ nats {
   # clients always use TCP. bench/REPORT.md compares the two. Ignored with an external url.
   in_process = true
 
-  # Users of the embedded server. With none (the default) it requires no login, which is fine on loopback; when
-  # host is not loopback, configure users. With any user set, every client must log in; only admin users may use
-  # iot.control.> (hot-add, faults, reload, writes); the others can read and publish everything else. A user has a
-  # password or an nkey (its public key; the client signs with the seed: iotgw ctl -nkey seed.txt).
+  # Users of the embedded server. With none (the default) it requires no login, which is fine on loopback only.
+  # With any user set, every client must log in. A user has a password or an nkey (its public key; the client
+  # signs with the seed: iotgw ctl -nkey seed.txt); its name (ASCII letters, digits, - and _) names its inbox.
+  #   admin = true: may use every subject (iot.control.>, JetStream, …).
+  #   any other user: may subscribe to iot.processed.>, iot.rules.>, iot.alerts.>, iot.aggregated.>,
+  #     iot.errors.>, iot.metrics.> and its own reply inbox _INBOX.{name}.> (iotgw ctl -user sets it; with the
+  #     nats CLI: --inbox-prefix _INBOX.{name}), and publish nothing. iot.raw.>, iot.control.>, $JS.>, $KV.>,
+  #     $O.>, $SYS.> and other users' inboxes are closed; the gateway's inboxes (_IOTGW_INBOX.>) and the other
+  #     users' _INBOX.{name}.> stay closed whatever publish and subscribe grant.
+  #   publish = [subjects]: what else it may publish to (wildcards * and > allowed), e.g. a device user that
+  #     feeds one line: ["iot.raw.http.line3"]; a user that may ask the tree: ["iot.control.tree"].
+  #   subscribe = [subjects]: what else it may subscribe to.
+  #   allow_responses = true: it may answer (once, within a minute) each request it received; off by default,
+  #     since a reader of data could otherwise answer requests whose messages it reads.
   # authorization {
   #   user "admin" {
   #     password = env("IOTGW_ADMIN_PASSWORD")
   #     admin    = true
   #   }
   #   user "dashboard" { password = env("IOTGW_DASHBOARD_PASSWORD") }
+  #   user "line3" {
+  #     password = env("IOTGW_LINE3_PASSWORD")
+  #     publish  = ["iot.raw.http.line3"]
+  #   }
   #   user "ops" {
   #     nkey  = "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4"
   #     admin = true
   #   }
+  # }
+
+  # TLS on the embedded server's client listener (PEM files, checked by `iotgw validate`). With ca, clients
+  # must present a certificate signed by it (verify defaults to true then). The gateway's own connection stays
+  # in memory (in_process must be true).
+  # tls {
+  #   cert   = "/etc/iotgw/nats-cert.pem"
+  #   key    = "/etc/iotgw/nats-key.pem"
+  #   ca     = "/etc/iotgw/clients-ca.pem"
+  #   verify = true
+  # }
+
+  # TLS to an external server (url = "tls://…"): ca to trust its certificate (default: the system's roots),
+  # cert and key to present a client certificate. Only with an external url.
+  # client_tls {
+  #   ca   = "/etc/iotgw/site-ca.pem"
+  #   cert = "/etc/iotgw/gw-cert.pem"
+  #   key  = "/etc/iotgw/gw-key.pem"
   # }
 
   jetstream {

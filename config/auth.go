@@ -5,13 +5,20 @@ import (
 )
 
 // User is one `user "name"` of nats.authorization: who may connect to the embedded server. With any user
-// configured the server requires one to connect; only admin users may use iot.control.> (hot-add, faults,
-// reload). Either a password or an nkey (the user's public key, "U…"; the client signs with its seed).
+// configured the server requires one to connect. Either a password or an nkey (the user's public key, "U…"; the
+// client signs with its seed).
+//
+// An admin may use every subject. Any other user may subscribe to the data subjects and to its own reply inbox
+// _INBOX.{name}.> and publish nothing, unless Publish and Subscribe grant more (system.serverUsers turns this into
+// nats-server permissions).
 type User struct {
-	Name     string
-	Password string
-	NKey     string
-	Admin    bool
+	Name           string
+	Password       string
+	NKey           string
+	Admin          bool
+	Publish        []string // subjects (wildcards allowed) a non-admin may publish to besides nothing
+	Subscribe      []string // subjects a non-admin may subscribe to besides the defaults
+	AllowResponses bool     // may reply once to each request it received (nats-server allow_responses)
 }
 
 type authorizationHCL struct {
@@ -23,6 +30,10 @@ type userHCL struct {
 	Password *string `hcl:"password,optional"`
 	NKey     *string `hcl:"nkey,optional"`
 	Admin    *bool   `hcl:"admin,optional"`
+
+	Publish        []string `hcl:"publish,optional"`
+	Subscribe      []string `hcl:"subscribe,optional"`
+	AllowResponses *bool    `hcl:"allow_responses,optional"`
 }
 
 func decodeAuthorization(v *Validator, h *authorizationHCL, n *NATS) {
@@ -40,9 +51,11 @@ func decodeAuthorization(v *Validator, h *authorizationHCL, n *NATS) {
 		set(&user.Password, u.Password)
 		set(&user.NKey, u.NKey)
 		set(&user.Admin, u.Admin)
-		switch {
-		case u.Name == "" || strings.ContainsAny(u.Name, " \t\r\n"):
-			vv.Errorf("", "a user name must not be empty or contain spaces")
+		set(&user.AllowResponses, u.AllowResponses)
+		user.Publish, user.Subscribe = u.Publish, u.Subscribe
+		switch err := ValidToken(u.Name); {
+		case err != nil:
+			vv.Errorf("", "the user name is the token of its reply inbox _INBOX.{name}: %v", err)
 		case seen[u.Name]:
 			vv.Errorf("", "user %s is declared twice", quote(u.Name))
 		}
@@ -57,6 +70,28 @@ func decodeAuthorization(v *Validator, h *authorizationHCL, n *NATS) {
 		case user.Password != "" && len(user.Password) < 8:
 			vv.Errorf("password", "password of user %s is shorter than 8 characters", quote(u.Name))
 		}
+		checkGrants(vv, user)
 		n.Users = append(n.Users, user)
 	}
+}
+
+// checkGrants checks the subjects a user block widens its permissions with.
+func checkGrants(v *Validator, u User) {
+	if u.Admin {
+		for _, attr := range []string{"publish", "subscribe", "allow_responses"} {
+			if v.Has(attr) {
+				v.Errorf(attr, "user %s is an admin, which may use every subject already; %s is for the other users", quote(u.Name), attr)
+			}
+		}
+		return
+	}
+	check := func(attr string, list []string) {
+		for i, s := range list {
+			if err := ValidSubject(s, true); err != nil {
+				v.ErrorfIndex(attr, i, "%v", err)
+			}
+		}
+	}
+	check("publish", u.Publish)
+	check("subscribe", u.Subscribe)
 }

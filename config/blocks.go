@@ -38,6 +38,9 @@ type natsHCL struct {
 	InProcess     *bool             `hcl:"in_process,optional"`
 	JetStream     *jetStreamHCL     `hcl:"jetstream,block"`
 	Authorization *authorizationHCL `hcl:"authorization,block"`
+	Insecure      *bool             `hcl:"insecure,optional"`
+	TLS           *tlsHCL           `hcl:"tls,block"`
+	ClientTLS     *tlsHCL           `hcl:"client_tls,block"`
 }
 
 type jetStreamHCL struct {
@@ -153,6 +156,7 @@ func decodeNATS(block *hcl.Block, ctx *hcl.EvalContext, n *NATS, diags *hcl.Diag
 	if n.URL != "embedded" {
 		checkNATSURLs(v, n.URL)
 	}
+	decodeNATSSecurity(v, &h, n)
 	if n.Host == "" {
 		v.Errorf("host", "host must not be empty (write \"0.0.0.0\" to listen on every interface)")
 	}

@@ -13,7 +13,7 @@ import (
 	"os"
 	"strings"
 	"time"
-	"unicode"
+	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
 )
@@ -28,6 +28,7 @@ type Config struct {
 	Sidecars   []Sidecar // in file order
 	Simulators []Simulator
 	Faults     Faults
+	HTTP       HTTP
 }
 
 // Faults is the `faults` block: fault injection through iot.control.faults.* is off unless enabled.
@@ -59,6 +60,9 @@ type NATS struct {
 	InProcess     bool // the gateway's own connection to the embedded server is in-memory, not TCP loopback
 	JetStream     JetStream
 	Users         []User // nats.authorization: the embedded server requires one of them when any is set
+	TLS           *TLS   // the embedded server's client listener; nil: plain TCP
+	ClientTLS     *TLS   // the gateway's connection to an external server (tls:// URLs)
+	Insecure      bool   // acknowledge an embedded server beyond loopback without users and TLS
 }
 
 // JetStream is the `jetstream` block inside `nats`.
@@ -153,13 +157,13 @@ func defaultID() string {
 	// "plc-gw.example.com" is known as plc-gw on the floor; the domain adds nothing to a subject token.
 	host, _, _ = strings.Cut(host, ".")
 	id := strings.Map(func(r rune) rune {
-		if r == '*' || r == '>' || r == unicode.ReplacementChar || unicode.IsSpace(r) || unicode.IsControl(r) {
-			return '-'
+		if r < utf8.RuneSelf && tokenByte[byte(r)] {
+			return r
 		}
-		return r
+		return '-'
 	}, host)
-	if r := []rune(id); len(r) > MaxTokenLen {
-		id = string(r[:MaxTokenLen])
+	if len(id) > MaxTokenLen { // ASCII only now
+		id = id[:MaxTokenLen]
 	}
 	if ValidToken(id) != nil {
 		return "iotgw"

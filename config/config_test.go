@@ -443,7 +443,7 @@ device "boiler.2" {
 	p := cfg.Devices[0].Settings.(*MockDevice).Points[0]
 	fmt.Println(cfg.Gateway.ID, cfg.Devices[0].ID, p.Key, p.Min, p.Max, p.Period)
 	// Output:
-	// gateway.hcl:13:8: Invalid device id: The device id becomes a NATS subject token: invalid subject token: "boiler.2" contains '.', which separates subject tokens. Use letters, digits, '-' and '_'.
+	// gateway.hcl:13:8: Invalid device id: The device id becomes a NATS subject token: invalid subject token: "boiler.2" contains '.', which separates subject tokens; use ASCII letters, digits, '-' and '_'.
 	// gateway.hcl:13:1: Invalid device "boiler.2": A mock device needs at least one point block, like point "temperature" { signal = "sine" }.
 	// gw-1 boiler-1 temperature 60 90 1m0s
 }

@@ -37,6 +37,7 @@ var rootSchema = &hcl.BodySchema{
 		{Type: "sidecar", LabelNames: []string{"name"}},
 		{Type: "simulator", LabelNames: []string{"name"}},
 		{Type: "faults"},
+		{Type: "http"},
 	},
 }
 
@@ -136,9 +137,20 @@ func parse(src []byte, filename string) (*Config, *hcl.File, hcl.Diagnostics) {
 }
 
 // ParseDevice parses a source holding exactly one `device "id" { … }` block, the same way as in a whole
-// configuration (the control plane uses it to add a device to a running gateway). It does not know the other
-// devices: checking the id is not taken is the caller's job. If diags.HasErrors(), the Device is nil.
+// configuration file, env() included. It does not know the other devices: checking the id is not taken is the
+// caller's job. If diags.HasErrors(), the Device is nil.
 func ParseDevice(src []byte, filename string) (*Device, hcl.Diagnostics) {
+	return parseDevice(src, filename, evalContext())
+}
+
+// ParseRuntimeDevice is ParseDevice for a device block that does not come from the configuration file: a control
+// request, or a device stored by one. There env() is an error at its position: a request must not read the
+// gateway's environment (secrets) onto the bus, and a stored device is text that needs nothing but literals.
+func ParseRuntimeDevice(src []byte, filename string) (*Device, hcl.Diagnostics) {
+	return parseDevice(src, filename, runtimeEvalContext())
+}
+
+func parseDevice(src []byte, filename string, ctx *hcl.EvalContext) (*Device, hcl.Diagnostics) {
 	file, diags := parseSyntax(src, filename)
 	if diags.HasErrors() {
 		return nil, limit(diags)
@@ -164,7 +176,7 @@ func ParseDevice(src []byte, filename string) (*Device, hcl.Diagnostics) {
 	if diags.HasErrors() {
 		return nil, limit(diags)
 	}
-	dev := decodeDevice(content.Blocks[0], evalContext(), &diags)
+	dev := decodeDevice(content.Blocks[0], ctx, &diags)
 	if diags.HasErrors() {
 		return nil, limit(diags)
 	}
@@ -278,7 +290,7 @@ func decodeRoot(body hcl.Body, diags *hcl.Diagnostics) *Config {
 	}
 	for _, block := range content.Blocks {
 		switch block.Type {
-		case "gateway", "nats", "supervisor", "faults":
+		case "gateway", "nats", "supervisor", "faults", "http":
 			if duplicate(block.Type, block, fmt.Sprintf("Duplicate %s block", block.Type),
 				fmt.Sprintf("Only one %s block is allowed", block.Type)) {
 				continue
@@ -291,6 +303,8 @@ func decodeRoot(body hcl.Body, diags *hcl.Diagnostics) *Config {
 			decodeNATS(block, ctx, &cfg.NATS, diags)
 		case "supervisor":
 			decodeSupervisor(block, ctx, &cfg.Supervisor, diags)
+		case "http":
+			decodeHTTP(block, ctx, &cfg.HTTP, diags)
 		case "faults":
 			var h struct {
 				Enabled *bool `hcl:"enabled,optional"`
@@ -322,6 +336,8 @@ func decodeRoot(body hcl.Body, diags *hcl.Diagnostics) *Config {
 			cfg.Sinks = append(cfg.Sinks, sink)
 		}
 	}
+	checkExposure(cfg, first, diags)
+	checkSharedNames(cfg, diags)
 	return cfg
 }
 
@@ -395,7 +411,7 @@ func decodeKind[S interface{ Validate(*Validator) }](block *hcl.Block, ctx *hcl.
 func checkLabel(block *hcl.Block, what string, diags *hcl.Diagnostics) {
 	if err := ValidToken(block.Labels[0]); err != nil {
 		addLabelError(block, "Invalid "+what,
-			fmt.Sprintf("The %s becomes a NATS subject token: %v. Use letters, digits, '-' and '_'.", what, err), diags)
+			fmt.Sprintf("The %s becomes a NATS subject token: %v.", what, err), diags)
 	}
 }
 
@@ -410,6 +426,22 @@ func addLabelError(block *hcl.Block, summary, detail string, diags *hcl.Diagnost
 // evalContext has the functions a configuration may call: env(name) and env(name, default).
 func evalContext() *hcl.EvalContext {
 	return &hcl.EvalContext{Functions: map[string]function.Function{"env": envFunc}}
+}
+
+// ErrEnvAtRunTime is the error of env() outside the configuration file.
+var ErrEnvAtRunTime = errors.New("env() is only allowed in the config file")
+
+// runtimeEvalContext knows env only to refuse it: HCL then reports "Call to function "env" failed: env() is only
+// allowed in the config file" at the call, which says more than "There is no function named env".
+func runtimeEvalContext() *hcl.EvalContext {
+	refuse := function.New(&function.Spec{
+		Params:   []function.Parameter{{Name: "name", Type: cty.DynamicPseudoType, AllowNull: true, AllowUnknown: true, AllowDynamicType: true}},
+		VarParam: &function.Parameter{Name: "default", Type: cty.DynamicPseudoType, AllowNull: true, AllowUnknown: true, AllowDynamicType: true},
+		Type: func([]cty.Value) (cty.Type, error) {
+			return cty.NilType, ErrEnvAtRunTime
+		},
+	})
+	return &hcl.EvalContext{Functions: map[string]function.Function{"env": refuse}}
 }
 
 // envFunc takes its arguments as any type and checks them itself: a cty.String parameter would silently turn

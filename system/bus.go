@@ -10,6 +10,7 @@ import (
 	neturl "net/url"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/iotgw/iotgw/config"
@@ -54,8 +55,10 @@ func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerol
 	if url == "embedded" || url == "" {
 		if len(cfg.Users) > 0 {
 			internal = internalUser()
-		} else if ip := net.ParseIP(cfg.Host); ip == nil || !ip.IsLoopback() {
-			b.log.Warn().Str("host", cfg.Host).Msg("the embedded NATS server listens beyond loopback without users: anyone who reaches it can use iot.control.>; add nats { authorization { user … } }")
+		}
+		if missing := config.NATSExposure(cfg); missing != "" {
+			// config refuses this unless the operator wrote insecure = true: say it at every start.
+			b.log.Warn().Str("host", cfg.Host).Str("missing", missing).Msg("INSECURE: the embedded NATS server listens beyond loopback without " + missing + " (nats { insecure = true }): anyone who reaches it can read the data and, without users, drive iot.control.>")
 		}
 		ns, err := startEmbedded(gw, cfg, internal, b.log)
 		if err != nil {
@@ -104,10 +107,19 @@ func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerol
 	if internal != nil {
 		opts = append(opts, nats.UserInfo(internal.Username, internal.Password))
 	}
+	// The gateway's replies (JetStream acknowledgements, its own requests) come to an inbox no user may read.
+	opts = append(opts, nats.CustomInboxPrefix(GatewayInboxPrefix+"."+gw.ID))
+	if t := cfg.ClientTLS; t != nil && b.Server == nil {
+		opts = append(opts, clientTLS(t)...)
+	}
+	connectURL := url
 	if cfg.InProcess && b.Server != nil {
 		opts = append(opts, nats.InProcessServer(b.Server))
+		// In-process there is no wire to encrypt, and the server does not ask for TLS there; a tls:// URL would
+		// make the client insist on it.
+		connectURL = strings.Replace(url, "tls://", "nats://", 1)
 	}
-	nc, err := nats.Connect(url, opts...)
+	nc, err := nats.Connect(connectURL, opts...)
 	if err != nil {
 		b.shutdownServer()
 		return nil, fmt.Errorf("nats: connect %s: %w", redact(url), err)
@@ -133,6 +145,14 @@ func startEmbedded(gw config.Gateway, cfg config.NATS, internal *server.User, lo
 	}
 	if internal != nil {
 		opts.Users, opts.Nkeys = serverUsers(cfg.Users, internal)
+	}
+	if t := cfg.TLS; t != nil {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: t.Cert, KeyFile: t.Key, CaFile: t.CA, Verify: t.Verify})
+		if err != nil {
+			return nil, fmt.Errorf("nats: embedded server tls: %w", err)
+		}
+		opts.TLS, opts.TLSConfig, opts.TLSVerify, opts.TLSTimeout = true, tc, t.Verify, 2
+		opts.TLSCert, opts.TLSKey, opts.TLSCaCert = t.Cert, t.Key, t.CA
 	}
 	if cfg.JetStream.Enabled {
 		opts.JetStream = true
@@ -214,8 +234,19 @@ func redact(s string) string {
 	return u.Redacted()
 }
 
-// controlSubjects are what only admin users may publish or receive.
-var controlSubjects = []string{"iot.control.>"}
+// GatewayInboxPrefix starts the gateway's own reply inboxes: _IOTGW_INBOX.{gateway id}.…. Non-admin users may
+// neither subscribe nor publish there, whatever their publish and subscribe grants, so they can neither read the
+// gateway's replies nor forge them. (allow_responses, off by default, lets a user answer a request it received,
+// wherever its reply subject points: that is what it is for.)
+const GatewayInboxPrefix = "_IOTGW_INBOX"
+
+// dataSubjects are what every user may read: the gateway's output. Not iot.raw.> (unvalidated input) and not
+// iot.control.> (requests carry device definitions, replies the tree and stored devices).
+var dataSubjects = []string{"iot.processed.>", "iot.rules.>", "iot.alerts.>", "iot.aggregated.>", "iot.errors.>", "iot.metrics.>"}
+
+// UserInbox is the inbox prefix of a non-admin user: the only reply subjects it may subscribe to. iotgw ctl
+// -user sets it; with the nats CLI write --inbox-prefix _INBOX.{user}.
+func UserInbox(user string) string { return "_INBOX." + user }
 
 // internalUser is the gateway's own account on its embedded server when users are configured: a random password
 // made at every start, never written anywhere.
@@ -225,19 +256,25 @@ func internalUser() *server.User {
 	return &server.User{Username: "iotgw-internal", Password: hex.EncodeToString(b)}
 }
 
-// serverUsers turns the configured users into the server's: admins may do anything, the others anything but
-// iot.control.> (they cannot hot-add, inject faults or reload, nor read the replies).
+// serverUsers turns the configured users into the server's, in nats-server's own permission model (allow lists,
+// deny lists, allow_responses), so the server enforces them and refuses with a "Permissions Violation":
+//
+//   - the internal user and admins may do anything;
+//   - any other user may subscribe to dataSubjects and its own inbox _INBOX.{name}.> and publish nothing, plus
+//     what its block's publish and subscribe grant. Everything else is closed by being absent from the allow
+//     lists: iot.raw.> and the rest of iot.> for publishing, iot.control.>, other users' inboxes, $JS.>, $KV.>,
+//     $O.>, $SYS.>. The gateway's inboxes and the other users' _INBOX.{name}.> are denied outright, so no grant
+//     opens them.
+//
+// allow_responses stays off unless a user asks for it: a user that may read data would otherwise be allowed to
+// answer any request whose message it received, for example a JetStream publish acknowledgement.
 func serverUsers(users []config.User, internal *server.User) ([]*server.User, []*server.NkeyUser) {
-	restricted := &server.Permissions{
-		Publish:   &server.SubjectPermission{Deny: controlSubjects},
-		Subscribe: &server.SubjectPermission{Deny: controlSubjects},
-	}
 	out := []*server.User{internal}
 	var nkeys []*server.NkeyUser
 	for _, u := range users {
-		perms := restricted
-		if u.Admin {
-			perms = nil
+		var perms *server.Permissions
+		if !u.Admin {
+			perms = userPermissions(u, users)
 		}
 		if u.NKey != "" {
 			nkeys = append(nkeys, &server.NkeyUser{Nkey: u.NKey, Permissions: perms})
@@ -246,4 +283,37 @@ func serverUsers(users []config.User, internal *server.User) ([]*server.User, []
 		out = append(out, &server.User{Username: u.Name, Password: u.Password, Permissions: perms})
 	}
 	return out, nkeys
+}
+
+// userPermissions are a non-admin's. The deny lists hold the gateway's inboxes and the other configured users'
+// inboxes, so that even a grant of ">" reads none of their replies.
+func userPermissions(u config.User, users []config.User) *server.Permissions {
+	closed := []string{GatewayInboxPrefix + ".>"}
+	for _, o := range users {
+		if o.Name != u.Name {
+			closed = append(closed, UserInbox(o.Name)+".>")
+		}
+	}
+	sub := append(append(append([]string{}, dataSubjects...), UserInbox(u.Name)+".>"), u.Subscribe...)
+	p := &server.Permissions{
+		// A non-nil empty allow list allows nothing; the deny list is the floor a grant cannot lower.
+		Publish:   &server.SubjectPermission{Allow: append([]string{}, u.Publish...), Deny: closed},
+		Subscribe: &server.SubjectPermission{Allow: sub, Deny: closed},
+	}
+	if u.AllowResponses {
+		p.Response = &server.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}
+	}
+	return p
+}
+
+// clientTLS is the TLS of the connection to an external server.
+func clientTLS(t *config.TLS) []nats.Option {
+	var opts []nats.Option
+	if t.CA != "" {
+		opts = append(opts, nats.RootCAs(t.CA))
+	}
+	if t.Cert != "" {
+		opts = append(opts, nats.ClientCert(t.Cert, t.Key))
+	}
+	return opts
 }

@@ -220,9 +220,14 @@ func (r *Runtime) openDeviceStore(ctx context.Context) error {
 			r.log.Warn().Str("device", id).Str("store", r.store.String()).Msg("a device added at run time has the id of a device in the config file; the file's device runs")
 			continue
 		}
-		dev, diags := config.ParseDevice(stored[id], "stored device "+id)
+		// Parsed as text from outside the config file: whoever could write the store must not get env() evaluated.
+		dev, diags := config.ParseRuntimeDevice(stored[id], "stored device "+id)
 		if diags.HasErrors() {
-			r.log.Error().Str("device", id).Str("error", diags.Error()).Msg("stored device no longer valid; skipped")
+			r.log.Error().Str("device", id).Str("store", r.store.String()).Str("error", (&config.Error{Diags: diags}).Error()).Msg("stored device not valid; skipped")
+			continue
+		}
+		if err := r.sharedName(dev.ID); err != nil {
+			r.log.Error().Str("device", id).Str("store", r.store.String()).Err(err).Msg("stored device not valid; skipped")
 			continue
 		}
 		r.devices.entries[id] = &deviceEntry{dev: *dev, source: SourceRuntime, hcl: stored[id]}
@@ -337,7 +342,8 @@ func (r *Runtime) getDevice(body []byte) ControlReply {
 }
 
 // parseDeviceRequest reads an add or update request: the HCL text of a device block, or JSON that is turned into
-// it. Both are validated by config.ParseDevice, like a block of gateway.hcl.
+// it. Both are validated by config.ParseRuntimeDevice, like a block of gateway.hcl but without env(): a request
+// must not put the gateway's environment on the bus.
 func parseDeviceRequest(body []byte) (*config.Device, []byte, ControlReply) {
 	if len(body) > maxDeviceRequest {
 		return nil, nil, failure("request of %d bytes: at most %d", len(body), maxDeviceRequest)
@@ -349,7 +355,7 @@ func parseDeviceRequest(body []byte) (*config.Device, []byte, ControlReply) {
 			return nil, nil, failure("%v", err)
 		}
 	}
-	dev, diags := config.ParseDevice(src, "request")
+	dev, diags := config.ParseRuntimeDevice(src, "request")
 	if diags.HasErrors() {
 		reply := ControlReply{Error: "invalid device: " + firstLine(diags), Diagnostics: diagnostics(diags)}
 		if !bytes.Equal(src, body) {
@@ -392,6 +398,9 @@ func (r *Runtime) addDevice(body []byte, update bool) ControlReply {
 	dev, src, reply := parseDeviceRequest(body)
 	if !reply.OK {
 		return reply
+	}
+	if err := r.sharedName(dev.ID); err != nil {
+		return failure("invalid device: %v", err)
 	}
 	r.devices.mu.Lock()
 	defer r.devices.mu.Unlock()
@@ -447,6 +456,14 @@ func (r *Runtime) addDevice(body []byte, update bool) ControlReply {
 	}
 	r.log.Info().Str("device", dev.ID).Str("driver", dev.Driver).Msg("device " + verb + " at run time")
 	return ControlReply{OK: true, ID: dev.ID}
+}
+
+// sharedName refuses a device id that a configured sidecar uses as its name (config.SharedNameDetail says why).
+func (r *Runtime) sharedName(id string) error {
+	if sc := r.cfg.SidecarNamed(id); sc != nil {
+		return fmt.Errorf("device id %q used by a sidecar: %s", id, config.SharedNameDetail(id, sc.DefRange))
+	}
+	return nil
 }
 
 // ensureTransport starts the transport of a Modbus device's endpoint when no device used it yet.

@@ -2,6 +2,8 @@ package system
 
 import (
 	"context"
+	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/iotgw/iotgw/config"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 )
@@ -182,6 +185,40 @@ func (m *monitor) handler() http.Handler {
 	return mux
 }
 
+// probePaths answer a client on loopback without a token, the way Prometheus and local health checks expect.
+var probePaths = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+
+// authorize requires Authorization: Bearer {token} when a token is configured, except for the probe paths asked
+// from loopback. Without a token it lets everything through (config allows that on loopback only, or with
+// insecure = true).
+func (m *monitor) authorize(token string, next http.Handler) http.Handler {
+	if token == "" {
+		return next
+	}
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if probePaths[r.URL.Path] && loopbackPeer(r.RemoteAddr) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="iotgw"`)
+			http.Error(w, "401 unauthorized: send Authorization: Bearer {http.token}", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func loopbackPeer(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // stdLogger routes what net/http and promhttp log (accept errors, failed scrapes) into zerolog as warnings.
 func (m *monitor) stdLogger() *stdlog.Logger {
 	return stdlog.New(warnWriter{m.log.With().Str("component", "http").Logger()}, "", 0)
@@ -202,13 +239,29 @@ func (m *monitor) serve(addr string) error {
 		m.log.Info().Msg("HTTP server disabled (gateway.http_address is empty)")
 		return nil
 	}
+	hc := m.rt.cfg.HTTP
+	var tlsConfig *tls.Config
+	if hc.TLS != nil {
+		cert, err := tls.LoadX509KeyPair(hc.TLS.Cert, hc.TLS.Key)
+		if err != nil {
+			return fmt.Errorf("http server tls: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("http server on %s: %w", addr, err)
 	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	}
+	if missing := config.HTTPExposure(m.rt.cfg.Gateway, hc); missing != "" {
+		// config refuses this unless the operator wrote http { insecure = true }: say it at every start.
+		m.log.Warn().Str("address", addr).Str("missing", missing).Msg("INSECURE: the HTTP server listens beyond loopback without " + missing + " (http { insecure = true })")
+	}
 	m.addr = ln.Addr().String()
 	m.srv = &http.Server{
-		Handler:           m.handler(),
+		Handler:           m.authorize(hc.Token, m.handler()),
 		ReadHeaderTimeout: httpReadHeaderTimeout,
 		ReadTimeout:       httpReadTimeout,
 		WriteTimeout:      httpWriteTimeout,
@@ -223,7 +276,7 @@ func (m *monitor) serve(addr string) error {
 			m.log.Error().Err(err).Str("address", m.addr).Msg("HTTP server stopped")
 		}
 	}(m.srv, m.served)
-	m.log.Info().Str("address", m.addr).Msg("HTTP server listening (/healthz, /readyz, /metrics)")
+	m.log.Info().Str("address", m.addr).Bool("tls", tlsConfig != nil).Bool("token", hc.Token != "").Msg("HTTP server listening (/healthz, /readyz, /metrics)")
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
+	"github.com/iotgw/iotgw/config"
 	"github.com/iotgw/iotgw/isp"
 	"github.com/nats-io/nats.go"
 )
@@ -261,19 +262,11 @@ func conform(pt *isp.Point) error {
 	return nil
 }
 
-// token checks a subject token without importing config (actors may, but the processor's rule is the bus's).
+// token checks a device id or key with the gateway's one name validator: what a device or sidecar sends must
+// meet the rule the config file's names meet.
 func token(field, s string) error {
-	if s == "" {
-		return fmt.Errorf("%s is empty", field)
-	}
-	if len(s) > 64 {
-		return fmt.Errorf("%s %.20q…: longer than 64 bytes", field, s)
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c == '.' || c == '*' || c == '>' || c == 0x7f {
-			return fmt.Errorf("%s %q: not a valid subject token (no '.', '*', '>', spaces or control characters)", field, s)
-		}
+	if err := config.ValidToken(s); err != nil {
+		return fmt.Errorf("%s: %w", field, err)
 	}
 	return nil
 }
