@@ -46,8 +46,7 @@ type modbusDevice struct {
 	byTick    map[*actors.Tick]*pollGroup
 	filters   []mb.ChangeFilter
 	onChange  []bool
-	lastGood  []time.Time
-	stale     []bool
+	fresh     actors.Freshness // per register: last good read, reported stale
 	tags      [][]isp.Tag
 	byKey     map[string]int
 	raw       *nats.Msg
@@ -185,8 +184,7 @@ func (d *modbusDevice) start(ctx actor.Context) {
 	n := len(d.regs)
 	d.filters = make([]mb.ChangeFilter, n)
 	d.onChange = make([]bool, n)
-	d.lastGood = make([]time.Time, n)
-	d.stale = make([]bool, n)
+	d.fresh = actors.Freshness{}
 	d.tags = make([][]isp.Tag, n)
 	d.byKey = make(map[string]int, n)
 	now := time.Now()
@@ -194,7 +192,7 @@ func (d *modbusDevice) start(ctx actor.Context) {
 		d.byKey[r.Key] = i
 		d.onChange[i] = r.OnChange
 		d.filters[i] = mb.ChangeFilter{Deadband: r.Deadband, ForceEvery: r.ForceEvery}
-		d.lastGood[i] = now // staleness counts from start
+		d.fresh.Add(now) // staleness counts from start
 		d.tags[i] = mergeTags(d.cfg.Tags, r.Tags, r.Unit)
 	}
 	// One plan per poll group: the device's interval, and each group block's.
@@ -309,7 +307,7 @@ func (d *modbusDevice) result(tag pollTag, res *ModbusTxResult) {
 			if derr != nil || bad {
 				quality = isp.QualityBad
 			} else {
-				d.lastGood[i] = g.started
+				d.fresh.Good(i, g.started)
 			}
 			d.add(g, i, v, quality, ts)
 		})
@@ -340,22 +338,18 @@ func (d *modbusDevice) add(g *pollGroup, i int, v isp.Value, quality int, ts int
 // finish applies report-on-change and staleness, then publishes the poll's batch.
 func (d *modbusDevice) finish(g *pollGroup) {
 	d.pollCount++
-	staleAfter := d.cfg.StaleAfter
-	if staleAfter == 0 {
-		staleAfter = 3 * g.interval
-	}
+	staleAfter := actors.StaleAfter(d.cfg.StaleAfter, g.interval)
 	d.out = d.out[:0]
 	var newlyStale []string
 	for _, p := range g.points {
 		i := d.byKey[p.Key]
-		if p.Quality == isp.QualityGood {
-			d.stale[i] = false
-		} else if g.started.Sub(d.lastGood[i]) >= staleAfter {
-			if !d.stale[i] {
-				d.stale[i] = true
-				newlyStale = append(newlyStale, p.Key)
+		if p.Quality != isp.QualityGood {
+			if stale, became := d.fresh.Check(i, g.started, staleAfter); stale {
+				if became {
+					newlyStale = append(newlyStale, p.Key)
+				}
+				p.Tags = actors.MarkStale(p.Tags)
 			}
-			p.Tags = append(append([]isp.Tag(nil), p.Tags...), isp.Tag{Key: "stale", Value: "true"})
 		}
 		if d.onChange[i] && !d.filters[i].Report(p.Value, p.Quality) {
 			continue
