@@ -256,10 +256,12 @@ func mergeTags(device, reg map[string]string, unit string) []isp.Tag {
 }
 
 func (d *modbusDevice) poll(ctx actor.Context, g *pollGroup) {
+	// How long a poll may take before it is given up; its requests carry it as their deadline, so the transport
+	// drops those still waiting when the poll has been given up.
+	limit := time.Duration(len(g.plan)*(d.cfg.Retries+1))*(d.cfg.Timeout+d.cfg.Pause) + time.Second
 	if g.pending > 0 {
 		// The previous poll of this group is still on the wire. Skip this tick, unless the answers are overdue
 		// (the transport restarted and lost them): then give the poll up, its missing points bad.
-		limit := time.Duration(len(g.plan)*(d.cfg.Retries+1))*(d.cfg.Timeout+d.cfg.Pause) + time.Second
 		if time.Since(g.started) < limit {
 			d.overruns++
 			return
@@ -281,7 +283,7 @@ func (d *modbusDevice) poll(ctx actor.Context, g *pollGroup) {
 		q := &g.plan[qi]
 		ctx.Request(d.bus, &ModbusTx{
 			Slave: q.SlaveID, Function: q.Function, Address: q.Address, Quantity: q.Quantity,
-			Timeout: d.cfg.Timeout, Retries: d.cfg.Retries, Pause: d.cfg.Pause,
+			Timeout: d.cfg.Timeout, Retries: d.cfg.Retries, Pause: d.cfg.Pause, Deadline: g.started.Add(limit),
 			Tag: pollTag{group: g, seq: g.seq, req: qi},
 		})
 	}
@@ -409,7 +411,7 @@ func errorKind(err error) string {
 		return "injected"
 	case errors.Is(err, mb.ErrShortResponse):
 		return "invalid_reply"
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+	case errors.Is(err, ErrDisconnected), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
 		return "disconnected"
 	default:
 		return "invalid_reply" // goburrow's checks of a reply's sizes and codes
