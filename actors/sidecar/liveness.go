@@ -133,5 +133,5 @@ func (c *conn) checkStale() {
 			c.env.Log.Warn().Err(err).Msg("cannot publish sidecar stale event")
 		}
 	}
-	c.env.Log.Warn().Str("sidecar", c.cfg.Name).Int("keys", len(points)).Dur("stale_after", c.cfg.StaleAfter).Msg("sidecar keys stale: " + why)
+	c.env.Log.Warn().Str("sidecar", c.cfg.Name).Int("keys", len(points)).Stringer("stale_after", c.cfg.StaleAfter).Msg("sidecar keys stale: " + why)
 }
