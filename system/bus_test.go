@@ -60,12 +60,13 @@ type natsProcess struct {
 	t    *testing.T
 	bin  string
 	port int
+	args []string // more options, e.g. -js -sd DIR
 	cmd  *exec.Cmd
 }
 
 func (p *natsProcess) start() {
 	p.t.Helper()
-	p.cmd = exec.Command(p.bin, "-a", "127.0.0.1", "-p", strconv.Itoa(p.port))
+	p.cmd = exec.Command(p.bin, append([]string{"-a", "127.0.0.1", "-p", strconv.Itoa(p.port)}, p.args...)...)
 	if testing.Verbose() {
 		p.cmd.Stderr = os.Stderr
 	}
