@@ -27,7 +27,7 @@ type Sidecar struct {
 	// when the config block sets one (the sidecar polls at it), else DefaultSidecarStaleAfter.
 	StaleAfter time.Duration
 	Config     SidecarConfig // sent as CONFIG after every (re)connect
-	DefRange            hcl.Range
+	DefRange   hcl.Range
 }
 
 // SidecarConfig is the CONFIG payload of the ISP seed.

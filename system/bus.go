@@ -206,7 +206,9 @@ type earlyPublisher struct {
 
 var _ actors.Publisher = (*earlyPublisher)(nil)
 
-func (p *earlyPublisher) Publish(subject string, data []byte) error { return p.nc.Publish(subject, data) }
+func (p *earlyPublisher) Publish(subject string, data []byte) error {
+	return p.nc.Publish(subject, data)
+}
 
 func (p *earlyPublisher) PublishMsg(m *nats.Msg) error {
 	if p.open.Load() || len(m.Header) == 0 {
