@@ -95,16 +95,21 @@ sidecar "py" {
 	}
 	_ = g.cmd.Wait()
 	killed := time.Now()
-	for !gone(pid) {
+	// The process is gone and its port free: a thread group's leader is a zombie before its last thread has
+	// exited and closed the socket, so wait for both.
+	portFree := func() bool {
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			return false
+		}
+		l.Close()
+		return true
+	}
+	for !gone(pid) || !portFree() {
 		if time.Since(killed) > 5*time.Second {
-			t.Fatalf("sidecar pid %d still running %s after the gateway's SIGKILL", pid, time.Since(killed).Round(time.Millisecond))
+			t.Fatalf("sidecar pid %d still running (or its port %d taken) %s after the gateway's SIGKILL", pid, port, time.Since(killed).Round(time.Millisecond))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Logf("sidecar gone %s after the gateway's SIGKILL", time.Since(killed).Round(time.Millisecond))
-	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-	if err != nil {
-		t.Fatalf("the sidecar's port is still taken: %v", err)
-	}
-	l.Close()
+	t.Logf("sidecar gone and its port free %s after the gateway's SIGKILL", time.Since(killed).Round(time.Millisecond))
 }
