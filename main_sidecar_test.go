@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -37,6 +38,9 @@ func gone(pid int) bool {
 func TestLaunchedSidecarDiesWithGateway(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the gateway as a process; skipped with -short")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("a sidecar dies with its gateway on Linux only (Pdeathsig)")
 	}
 	if _, err := exec.LookPath("python3"); err != nil {
 		if os.Getenv("CI") != "" {
