@@ -101,11 +101,11 @@ func Launch(m *Manifest, opt LaunchOptions) (*Process, error) {
 // (typically a sidecar a killed gateway left behind, on a system without Pdeathsig) for the one launched.
 func portFree(addr string) error {
 	l, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%w: %s is already taken (a sidecar left running, or another program); stop it or set port = … in the sidecar block", ErrPortInUse, addr)
+	}
 	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return fmt.Errorf("%w: %s is already taken (a sidecar left running, or another program); stop it or set port = … in the sidecar block", ErrPortInUse, addr)
-		}
-		return fmt.Errorf("cannot listen on %s: %w", addr, err)
+		return nil // not an address of this host, say: the launched process and WaitPort will tell
 	}
 	return l.Close()
 }

@@ -201,7 +201,7 @@ func (c *conn) start(ctx actor.Context) {
 func (c *conn) setState(s string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.state = s
+	c.state, c.retry = s, time.Time{}
 }
 
 // release stops the workers, closes the connection and stops a process this actor launched.
@@ -417,7 +417,7 @@ func (c *conn) status(ctx actor.Context, msg *nats.Msg) {
 			respondJSON(msg, map[string]any{"sidecar": c.cfg.Name, "error": err.Error()})
 			return nil
 		}
-		out := map[string]any{"sidecar": c.cfg.Name, "stats": client.Stats()}
+		out := map[string]any{"sidecar": c.cfg.Name, "state": StateConnected, "stats": client.Stats()}
 		if pid := c.pid(); pid != 0 {
 			out["pid"] = pid
 		}
