@@ -29,7 +29,7 @@ func (g *goSidecar) Status(context.Context) any { return map[string]any{"languag
 
 func startGoSidecar(t *testing.T, addr string) *isp.Server {
 	t.Helper()
-	srv := isp.NewServer(isp.ServerConfig{Address: addr, HeartbeatInterval: 100 * time.Millisecond},
+	srv := isp.NewServer(isp.ServerConfig{Address: addr, HeartbeatInterval: 200 * time.Millisecond},
 		&goSidecar{configured: make(chan struct{}, 1)})
 	if err := srv.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -57,7 +57,7 @@ supervisor {
 sidecar %q {
   address               = %q
   heartbeat_interval    = "200ms"
-  max_missed_heartbeats = 3
+  max_missed_heartbeats = 5
   request_timeout       = "1s"
   dial_timeout          = "500ms"
   config {
