@@ -218,9 +218,9 @@ func TestSilentSidecarStale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		if srv.Metrics().Connections == 0 {
-			return errNotYet
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error { // CONFIG accepted
+		if st, _ := statusReply(t, nc, "quiet"); st["error"] != nil {
+			return fmt.Errorf("status %v", st)
 		}
 		return nil
 	})
