@@ -45,9 +45,6 @@ func (f *Freshness) Add(at time.Time) int {
 	return len(f.last) - 1
 }
 
-// Len is the number of points tracked.
-func (f *Freshness) Len() int { return len(f.last) }
-
 // Good records a good value of point i at at; a stale point is fresh again.
 func (f *Freshness) Good(i int, at time.Time) {
 	f.last[i], f.stale[i] = at, false
@@ -63,6 +60,3 @@ func (f *Freshness) Check(i int, at time.Time, after time.Duration) (stale, beca
 	f.stale[i] = true
 	return true, became
 }
-
-// Since is when point i last had a good value.
-func (f *Freshness) Since(i int) time.Time { return f.last[i] }
