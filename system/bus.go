@@ -79,6 +79,7 @@ var ErrBusStart = errors.New("nats: embedded server did not start")
 func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerolog.Logger) (*Bus, error) {
 	b := &Bus{log: log.With().Str("component", "nats").Logger(), connected: make(chan struct{}), jsReady: make(chan struct{})}
 	var firstConnect sync.Once
+	var lastReason string // of the failed first connects; used by nats.go's one callback goroutine
 	markConnected := func() { firstConnect.Do(func() { close(b.connected) }) }
 	url := cfg.URL
 	var internal *server.User
@@ -122,7 +123,12 @@ func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerol
 			select {
 			case <-b.connected:
 			default:
-				b.log.Debug().Err(err).Msg("NATS still not reachable; retrying")
+				// Each new reason once (a refused connection, then an authorization violation, say); repeats quietly.
+				ev := b.log.Debug()
+				if reason := err.Error(); reason != lastReason {
+					lastReason, ev = reason, b.log.Warn()
+				}
+				ev.Err(err).Msg("NATS not reachable yet; retrying")
 			}
 		}),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
