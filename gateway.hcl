@@ -45,7 +45,9 @@ http {
 
 nats {
   # "embedded" starts a NATS server inside the gateway; or nats://host:4222 (several, comma separated) for an
-  # external server or cluster.
+  # external server or cluster. An external server that is down at start does not stop the gateway: it runs,
+  # is not ready on /readyz, keeps up to 64 MiB of what it publishes and connects when the server is there
+  # (with JetStream on, the stream and the bucket of run-time devices are set up then).
   url = "embedded"
   # Embedded server: listen address and port. Loopback only unless you change it: beyond loopback (0.0.0.0, an
   # interface address, a host name) the gateway starts only with users (authorization) and tls below, or with
@@ -331,6 +333,39 @@ device "boiler-2" {
     unit    = "°C"
   }
 }
+
+# A sidecar: a separate program speaking ISP (README, "Writing a sidecar"), one actor under the "sidecars"
+# supervisor. Either the gateway launches it (plugin, from gateway.plugins_dir; killed with the gateway) or it runs
+# already (address). A sidecar that is unreachable, hangs up, goes silent or exits is retried for as long as it is
+# configured, at the supervisor's backoff, and shown disconnected; only a rejected CONFIG or a missing plugin
+# counts against max_restarts.
+# sidecar "line-3" {
+#   plugin                = "my-sidecar"  # or: address = "10.0.0.7:50052"
+#   port                  = 50060         # ISP_PORT of the launched process (default: the manifest's isp_port)
+#   env                   = { DEVICE = "/dev/ttyUSB0" }
+#   dial_timeout          = "5s"
+#   request_timeout       = "10s"         # CONFIG and STATUS replies
+#   heartbeat_interval    = "15s"         # dead after max_missed_heartbeats intervals without a line
+#   max_missed_heartbeats = 3
+#   max_line_size         = "1MB"
+#   # A key DATA has not brought a good value of for this long is republished once with stale=true and
+#   # quality 0, with a "stale" event on iot.errors.isp.{sidecar}. Default: 3 × config.interval when the config
+#   # block sets one, else 1m; "0s" turns the check off (a sidecar that reports on change only).
+#   stale_after           = "3s"
+#   config {                              # sent as CONFIG after every (re)connect
+#     mode     = "tcp"
+#     address  = "192.168.1.100:502"
+#     timeout  = "3s"
+#     interval = "1s"
+#     register "temperature" {
+#       address  = 0
+#       type     = "float32"
+#       function = 3
+#       scale    = 0.1
+#       unit     = "°C"
+#     }
+#   }
+# }
 
 # A sink: one actor under the "sinks" supervisor. type = "console" prints one line per point on stdout.
 sink "console" {

@@ -42,7 +42,8 @@ func sidecarRun(tb testing.TB, name string, n, batchSize int) result {
 	cfg.Sidecars = []config.Sidecar{{
 		Name: "sc", Address: srv.Addr().String(), DialTimeout: 5 * time.Second, RequestTimeout: 10 * time.Second,
 		HeartbeatInterval: 15 * time.Second, MaxMissedHeartbeats: 3, MaxLineSize: 1 << 20,
-		Config: config.SidecarConfig{Mode: "tcp", Interval: time.Second},
+		StaleAfter: 3 * time.Second, // the default for this interval: the liveness check is on the measured path
+		Config:     config.SidecarConfig{Mode: "tcp", Interval: time.Second},
 	}}
 	rt := system.New(cfg)
 	if err := rt.Start(context.Background()); err != nil {

@@ -22,8 +22,12 @@ type Sidecar struct {
 	HeartbeatInterval   time.Duration
 	MaxMissedHeartbeats int
 	MaxLineSize         int64
-	Config              SidecarConfig // sent as CONFIG after every (re)connect
-	DefRange            hcl.Range
+	// StaleAfter is how long a key may go without a good value in DATA before its last point is republished
+	// stale (stale=true, quality 0) with a "stale" event; 0 turns the check off. Default: 3 × config.interval
+	// when the config block sets one (the sidecar polls at it), else DefaultSidecarStaleAfter.
+	StaleAfter time.Duration
+	Config     SidecarConfig // sent as CONFIG after every (re)connect
+	DefRange   hcl.Range
 }
 
 // SidecarConfig is the CONFIG payload of the ISP seed.
@@ -57,6 +61,7 @@ type sidecarHCL struct {
 	HeartbeatInterval   *string           `hcl:"heartbeat_interval,optional"`
 	MaxMissedHeartbeats *int              `hcl:"max_missed_heartbeats,optional"`
 	MaxLineSize         *string           `hcl:"max_line_size,optional"`
+	StaleAfter          *string           `hcl:"stale_after,optional"`
 	Config              *sidecarConfigHCL `hcl:"config,block"`
 }
 
@@ -85,6 +90,14 @@ var registerTypes = map[string]int{
 	"bool": 1, "int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2,
 	"int64": 4, "uint64": 4, "float64": 4, "string": 1,
 }
+
+// DefaultSidecarStaleAfter is a sidecar's stale_after when neither it nor config.interval is set: such a sidecar
+// may report on change rather than poll, so the check is lenient.
+const DefaultSidecarStaleAfter = time.Minute
+
+// sidecarStaleIntervals is how many of its CONFIG intervals a sidecar may go without sending a key (as Modbus
+// devices: actors.StaleIntervals, which config cannot import).
+const sidecarStaleIntervals = 3
 
 func defaultSidecar(name string) Sidecar {
 	return Sidecar{
@@ -117,6 +130,8 @@ func decodeSidecar(block *hcl.Block, ctx *hcl.EvalContext, diags *hcl.Diagnostic
 	setDuration(v, "heartbeat_interval", &sc.HeartbeatInterval, h.HeartbeatInterval)
 	set(&sc.MaxMissedHeartbeats, h.MaxMissedHeartbeats)
 	setSize(v, "max_line_size", &sc.MaxLineSize, h.MaxLineSize)
+	sc.StaleAfter = -1 // not set: derived from config.interval below
+	setDuration(v, "stale_after", &sc.StaleAfter, h.StaleAfter)
 
 	switch {
 	case sc.Plugin == "" && sc.Address == "":
@@ -166,6 +181,13 @@ func decodeSidecar(block *hcl.Block, ctx *hcl.EvalContext, diags *hcl.Diagnostic
 		return sc
 	}
 	decodeSidecarConfig(v.Block("config", ""), h.Config, &sc.Config)
+	switch {
+	case sc.StaleAfter >= 0: // written; 0 is off
+	case h.Config.Interval != nil:
+		sc.StaleAfter = sidecarStaleIntervals * sc.Config.Interval
+	default:
+		sc.StaleAfter = DefaultSidecarStaleAfter
+	}
 	return sc
 }
 

@@ -64,16 +64,16 @@ type ClientEvents struct {
 	BadLine func(err *LineError) // a line that was not a valid message; already answered with an error RESPONSE when it had an id
 }
 
-// ClientStats are a Client's counters.
+// ClientStats are a Client's counters; the JSON names are the bus's snake_case (the sidecar status reply).
 type ClientStats struct {
-	MessagesIn         int64
-	MessagesOut        int64
-	PointsIn           int64
-	BadLines           int64
-	HeartbeatsIn       int64
-	HeartbeatsOut      int64
-	UnmatchedResponses int64     // RESPONSEs whose id no request was waiting for (late or unknown): ignored
-	LastMessage        time.Time // when the last line (of any kind) arrived; zero before the first
+	MessagesIn         int64     `json:"messages_in"`
+	MessagesOut        int64     `json:"messages_out"`
+	PointsIn           int64     `json:"points_in"`
+	BadLines           int64     `json:"bad_lines"`
+	HeartbeatsIn       int64     `json:"heartbeats_in"`
+	HeartbeatsOut      int64     `json:"heartbeats_out"`
+	UnmatchedResponses int64     `json:"unmatched_responses"` // RESPONSEs whose id no request was waiting for (late or unknown): ignored
+	LastMessage        time.Time `json:"last_message"`        // when the last line (of any kind) arrived; zero before the first
 }
 
 // A Client is the gateway's end of one ISP connection to a sidecar. It reads in one goroutine (delivering

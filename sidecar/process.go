@@ -40,8 +40,13 @@ type Process struct {
 // ErrExited is returned when a sidecar process ends while the gateway waits for it.
 var ErrExited = errors.New("sidecar process exited")
 
+// ErrPortInUse is returned by Launch when something already listens on the sidecar's port: the gateway would
+// otherwise connect to it instead of to the process it launched.
+var ErrPortInUse = errors.New("port in use")
+
 // Launch starts the plugin's entry with ISP_PORT and LOG_LEVEL set, in its own process group (so stopping it stops
-// what it started), and logs every line it prints.
+// what it started), and logs every line it prints. On Linux the process is killed when the gateway dies, even by
+// SIGKILL (see startTied). A port that something already listens on is refused before anything starts.
 func Launch(m *Manifest, opt LaunchOptions) (*Process, error) {
 	exe, err := m.Executable()
 	if err != nil {
@@ -59,10 +64,14 @@ func Launch(m *Manifest, opt LaunchOptions) (*Process, error) {
 	if level == "" {
 		level = "info"
 	}
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
+	if err := portFree(addr); err != nil {
+		return nil, fmt.Errorf("plugin %s: %w", m.Name, err)
+	}
 	cmd := exec.Command(exe, m.Args...)
 	cmd.Dir = m.Dir
 	cmd.Env = append(append(os.Environ(), opt.Env...), "ISP_PORT="+strconv.Itoa(port), "LOG_LEVEL="+level)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = sysProcAttr()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -71,10 +80,10 @@ func Launch(m *Manifest, opt LaunchOptions) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	p := &Process{Name: m.Name, Addr: addr, cmd: cmd, done: make(chan struct{})}
+	if err := startTied(cmd, p.done); err != nil {
 		return nil, fmt.Errorf("plugin %s: start %s: %w", m.Name, exe, err)
 	}
-	p := &Process{Name: m.Name, Addr: net.JoinHostPort(host, strconv.Itoa(port)), cmd: cmd, done: make(chan struct{})}
 	log := opt.Log.With().Str("plugin", m.Name).Int("pid", cmd.Process.Pid).Logger()
 	p.wg.Add(2)
 	go p.pipe(stdout, log, "stdout")
@@ -86,6 +95,19 @@ func Launch(m *Manifest, opt LaunchOptions) (*Process, error) {
 	}()
 	log.Info().Str("entry", exe).Str("addr", p.Addr).Msg("sidecar launched")
 	return p, nil
+}
+
+// portFree checks that nothing listens on addr, so that waiting for the port cannot mistake another program
+// (typically a sidecar a killed gateway left behind, on a system without Pdeathsig) for the one launched.
+func portFree(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%w: %s is already taken (a sidecar left running, or another program); stop it or set port = … in the sidecar block", ErrPortInUse, addr)
+	}
+	if err != nil {
+		return nil // not an address of this host, say: the launched process and WaitPort will tell
+	}
+	return l.Close()
 }
 
 func (p *Process) pipe(r io.Reader, log zerolog.Logger, stream string) {

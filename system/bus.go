@@ -11,8 +11,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/iotgw/iotgw/actors"
 	"github.com/iotgw/iotgw/config"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -32,11 +35,32 @@ var streamSubjects = []string{"iot.processed.>", "iot.rules.>"}
 type Bus struct {
 	Server *server.Server // nil with an external server
 	Conn   *nats.Conn
-	JS     jetstream.JetStream // nil unless JetStream is enabled
-	URL    string              // what a client (nats sub, iotgw ctl) connects to
+	// JS is nil unless JetStream is enabled. It is set by StartBus when the server was there at start; when it
+	// was not, it is set once the gateway has connected and set the stream up, before JetStreamReady is closed.
+	JS  jetstream.JetStream
+	URL string // what a client (nats sub, iotgw ctl) connects to
 
-	log zerolog.Logger
+	log       zerolog.Logger
+	connected chan struct{} // closed at the first connection to the server
+	jsReady   chan struct{} // closed when JS is set
+	early     *earlyPublisher
 }
+
+// Publisher is what actors publish through: the connection, or, when the server was not there at start, the
+// connection behind a queue for the messages with headers published before the first connection (see
+// earlyPublisher).
+func (b *Bus) Publisher() actors.Publisher {
+	if b.early != nil {
+		return b.early
+	}
+	return b.Conn
+}
+
+// JetStreamReady is closed once JS is set (at once when the server was there at start).
+func (b *Bus) JetStreamReady() <-chan struct{} { return b.jsReady }
+
+// Connected is closed at the gateway's first connection to the server (at once when it was there at start).
+func (b *Bus) Connected() <-chan struct{} { return b.connected }
 
 // ErrBusStart is returned when the embedded server does not come up.
 var ErrBusStart = errors.New("nats: embedded server did not start")
@@ -48,8 +72,16 @@ var ErrBusStart = errors.New("nats: embedded server did not start")
 // an earlier throwaway harness saw in-process p99 collapse under load, so bench/ measures both, and here it did
 // not: at saturation the two are level, at a steady rate in-process halves CPU per point and p99 latency (see
 // bench/REPORT.md). nats { in_process = false } goes back to TCP loopback.
+//
+// An external server that is not there at start does not stop the gateway: the connection retries every
+// reconnect_wait (nats.go RetryOnFailedConnect), what actors publish meanwhile waits in the reconnect buffer, the
+// subscriptions go out when it connects, and /readyz is not ready until then. With JetStream on, the stream is set
+// up at the first connection (awaitJetStream); the runtime opens the devices bucket then.
 func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerolog.Logger) (*Bus, error) {
-	b := &Bus{log: log.With().Str("component", "nats").Logger()}
+	b := &Bus{log: log.With().Str("component", "nats").Logger(), connected: make(chan struct{}), jsReady: make(chan struct{})}
+	var firstConnect sync.Once
+	var lastReason string // of the failed first connects; used by nats.go's one callback goroutine
+	markConnected := func() { firstConnect.Do(func() { close(b.connected) }) }
 	url := cfg.URL
 	var internal *server.User
 	if url == "embedded" || url == "" {
@@ -79,8 +111,29 @@ func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerol
 		nats.PingInterval(cfg.PingInterval),
 		nats.MaxPingsOutstanding(cfg.MaxPingsOut),
 		// Keep what actors publish while the link is down, up to a bound, and deliver it after reconnecting.
-		nats.ReconnectBufSize(64 << 20),
-		nats.RetryOnFailedConnect(false),
+		nats.ReconnectBufSize(reconnectBuffer),
+		// An external server that is down at start is retried like one that went down later. The embedded one is
+		// in this process: failing to reach it is a bug, reported at once.
+		nats.RetryOnFailedConnect(b.Server == nil),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			markConnected()
+			b.log.Info().Str("url", nc.ConnectedUrlRedacted()).Msg("connected to NATS")
+			if b.early != nil {
+				b.early.flush()
+			}
+		}),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			select {
+			case <-b.connected:
+			default:
+				// Each new reason once (a refused connection, then an authorization violation, say); repeats quietly.
+				ev := b.log.Debug()
+				if reason := err.Error(); reason != lastReason {
+					lastReason, ev = reason, b.log.Warn()
+				}
+				ev.Err(err).Msg("NATS not reachable yet; retrying")
+			}
+		}),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			if nc.IsClosed() {
 				return // our own Close
@@ -88,6 +141,7 @@ func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerol
 			b.log.Warn().Err(err).Msg("disconnected from NATS; reconnecting")
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
+			markConnected()
 			b.log.Info().Str("url", nc.ConnectedUrlRedacted()).Uint64("reconnects", nc.Stats().Reconnects).Msg("reconnected to NATS")
 		}),
 		nats.ClosedHandler(func(nc *nats.Conn) {
@@ -125,6 +179,22 @@ func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerol
 		return nil, fmt.Errorf("nats: connect %s: %w", redact(url), err)
 	}
 	b.Conn = nc
+	if !nc.IsConnected() {
+		b.early = &earlyPublisher{nc: nc, log: b.log}
+		select {
+		case <-b.connected: // it connected in between: the handler found no queue to flush
+			b.early.flush()
+		default:
+		}
+		ev := b.log.Warn().Str("url", redact(url)).Stringer("retry_every", cfg.ReconnectWait).
+			Str("buffer", fmt.Sprintf("%d MiB", reconnectBuffer>>20))
+		if cfg.JetStream.Enabled {
+			ev = ev.Str("jetstream", "set up at the first connection")
+		}
+		ev.Msg("NATS server not reachable at start: the gateway runs, keeps what it publishes in the reconnect buffer and connects when the server is there; /readyz is not ready until then")
+		return b, nil
+	}
+	markConnected()
 
 	if cfg.JetStream.Enabled {
 		if err := b.setupJetStream(ctx, cfg.JetStream); err != nil {
@@ -133,6 +203,115 @@ func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerol
 		}
 	}
 	return b, nil
+}
+
+// earlyPublisher holds the messages with headers published before the first connection to a server that was not
+// there at start: nats.go refuses them (ErrHeadersNotSupported) until the server's first INFO says it takes
+// headers, and every data message has headers. It keeps copies, bounded by reconnectBuffer, and publishes them in
+// order at the first connection; after that it passes everything straight through, and nats.go's own reconnect
+// buffer covers later outages. Messages without headers go to that buffer at once, so they may arrive before the
+// queued ones.
+type earlyPublisher struct {
+	nc   *nats.Conn
+	log  zerolog.Logger
+	open atomic.Bool // connected once: straight through
+
+	mu      sync.Mutex
+	queue   []*nats.Msg
+	bytes   int
+	dropped uint64
+}
+
+var _ actors.Publisher = (*earlyPublisher)(nil)
+
+func (p *earlyPublisher) Publish(subject string, data []byte) error {
+	return p.nc.Publish(subject, data)
+}
+
+func (p *earlyPublisher) PublishMsg(m *nats.Msg) error {
+	if p.open.Load() || len(m.Header) == 0 {
+		return p.nc.PublishMsg(m)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.open.Load() {
+		return p.nc.PublishMsg(m)
+	}
+	size := len(m.Subject) + len(m.Data)
+	for k, vs := range m.Header {
+		for _, v := range vs {
+			size += len(k) + len(v) + 4
+		}
+	}
+	if p.bytes+size > reconnectBuffer {
+		p.dropped++
+		return nats.ErrReconnectBufExceeded
+	}
+	// A copy: actors reuse their messages and buffers.
+	c := &nats.Msg{Subject: m.Subject, Reply: m.Reply, Data: append([]byte(nil), m.Data...), Header: make(nats.Header, len(m.Header))}
+	for k, vs := range m.Header {
+		c.Header[k] = append([]string(nil), vs...)
+	}
+	p.queue = append(p.queue, c)
+	p.bytes += size
+	return nil
+}
+
+// flush publishes the queue and opens the way; called at the first connection.
+func (p *earlyPublisher) flush() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.open.Load() {
+		return
+	}
+	failed := 0
+	for _, m := range p.queue {
+		if err := p.nc.PublishMsg(m); err != nil {
+			failed++
+		}
+	}
+	ev := p.log.Info()
+	if failed > 0 || p.dropped > 0 {
+		ev = p.log.Warn()
+	}
+	ev.Int("sent", len(p.queue)-failed).Int("failed", failed).Uint64("dropped_buffer_full", p.dropped).
+		Msg("messages published before the first connection to NATS sent")
+	p.queue, p.bytes = nil, 0
+	p.open.Store(true)
+}
+
+// reconnectBuffer bounds what the client keeps of what actors publish while it is not connected; past it a
+// publish fails (and the actor logs it).
+const reconnectBuffer = 64 << 20
+
+// awaitJetStream waits for the first connection, then sets the stream up, retrying with a capped backoff while
+// the server refuses (JetStream not enabled there, not ready yet); it returns when JS is set or ctx ends. It is
+// for a gateway whose server was not there at start; otherwise JS is already set.
+func (b *Bus) awaitJetStream(ctx context.Context, cfg config.JetStream) (jetstream.JetStream, error) {
+	select {
+	case <-b.jsReady:
+		return b.JS, nil
+	case <-b.connected:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	delay := 500 * time.Millisecond
+	for {
+		err := b.setupJetStream(ctx, cfg)
+		if err == nil {
+			return b.JS, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		b.log.Error().Err(err).Stringer("retry_in", delay).Msg("JetStream not ready on the server; retrying")
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 30*time.Second)
+	}
 }
 
 func startEmbedded(gw config.Gateway, cfg config.NATS, internal *server.User, log zerolog.Logger) (*server.Server, error) {
@@ -205,6 +384,7 @@ func (b *Bus) setupJetStream(ctx context.Context, cfg config.JetStream) error {
 		return fmt.Errorf("nats: jetstream stream %s: %w", StreamName, err)
 	}
 	b.JS = js
+	close(b.jsReady)
 	b.log.Info().Str("stream", StreamName).Strs("subjects", streamSubjects).Msg("JetStream stream ready")
 	return nil
 }
@@ -212,7 +392,9 @@ func (b *Bus) setupJetStream(ctx context.Context, cfg config.JetStream) error {
 // Close flushes what the gateway published, closes the connection and shuts the embedded server down.
 func (b *Bus) Close() {
 	if b.Conn != nil && !b.Conn.IsClosed() {
-		_ = b.Conn.FlushTimeout(time.Second)
+		if b.Conn.IsConnected() { // a flush while reconnecting would only wait out its timeout
+			_ = b.Conn.FlushTimeout(time.Second)
+		}
 		b.Conn.Close()
 	}
 	b.shutdownServer()

@@ -60,7 +60,7 @@ type natsProcess struct {
 	t    *testing.T
 	bin  string
 	port int
-	args []string // more nats-server flags (--tls …)
+	args []string // more nats-server flags: --tls …, -js -sd DIR
 	cmd  *exec.Cmd
 }
 

@@ -192,12 +192,14 @@ func (k *kvStore) Delete(ctx context.Context, id string) error {
 // file also uses is ignored with a warning: the file is the source of truth for the devices it names (edit it, or
 // remove the block, to let the stored one run).
 func (r *Runtime) openDeviceStore(ctx context.Context) error {
-	if r.bus.JS != nil {
-		kv, err := r.bus.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: DevicesBucket, Description: "iotgw devices added at run time", History: 5})
+	if r.cfg.NATS.JetStream.Enabled && r.bus.JS == nil {
+		r.store = newLateStore() // NATS was not there: the bucket is read at the first connection (late.go)
+	} else if r.bus.JS != nil {
+		kv, err := devicesBucket(ctx, r.bus.JS)
 		if err != nil {
 			return fmt.Errorf("device store: %w", err)
 		}
-		r.store = &kvStore{kv: kv}
+		r.store = kv
 	} else {
 		r.store = &fileStore{path: filepath.Join(r.cfg.Gateway.DataDir, "devices.json")}
 	}
@@ -206,15 +208,32 @@ func (r *Runtime) openDeviceStore(ctx context.Context) error {
 	for _, d := range r.cfg.Devices {
 		r.devices.entries[d.ID] = &deviceEntry{dev: d, source: SourceConfig}
 	}
+	if _, late := r.store.(*lateStore); late {
+		return nil
+	}
 	stored, err := r.store.Load(ctx)
 	if err != nil {
 		return fmt.Errorf("device store %s: %w", r.store, err)
 	}
+	for _, e := range r.acceptStored(stored) {
+		r.cfg.Devices = append(r.cfg.Devices, e.dev)
+	}
+	if n := len(r.cfg.Devices) - len(r.devices.entries); n != 0 {
+		r.log.Debug().Int("delta", n).Msg("device registry")
+	}
+	return nil
+}
+
+// acceptStored adds the stored devices that may run to the registry (the caller holds it or runs before the tree
+// starts) and returns them, in id order: one whose id a device of the registry has is skipped, one that no longer
+// parses is skipped with an error.
+func (r *Runtime) acceptStored(stored map[string][]byte) []*deviceEntry {
 	ids := make([]string, 0, len(stored))
 	for id := range stored {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
+	var out []*deviceEntry
 	for _, id := range ids {
 		if _, ok := r.devices.entries[id]; ok {
 			r.log.Warn().Str("device", id).Str("store", r.store.String()).Msg("a device added at run time has the id of a device in the config file; the file's device runs")
@@ -230,13 +249,11 @@ func (r *Runtime) openDeviceStore(ctx context.Context) error {
 			r.log.Error().Str("device", id).Str("store", r.store.String()).Err(err).Msg("stored device not valid; skipped")
 			continue
 		}
-		r.devices.entries[id] = &deviceEntry{dev: *dev, source: SourceRuntime, hcl: stored[id]}
-		r.cfg.Devices = append(r.cfg.Devices, *dev)
+		e := &deviceEntry{dev: *dev, source: SourceRuntime, hcl: stored[id]}
+		r.devices.entries[id] = e
+		out = append(out, e)
 	}
-	if n := len(r.cfg.Devices) - len(r.devices.entries); n != 0 {
-		r.log.Debug().Int("delta", n).Msg("device registry")
-	}
-	return nil
+	return out
 }
 
 // DeviceInfo is one device in iot.control.devices.list and .get.

@@ -128,8 +128,10 @@ func (m *subjectMailbox) open(root *actor.RootContext, pid *actor.PID) error {
 	m.subs = subs
 	// A round trip, so the server has the subscriptions when the actor counts as started: a producer started
 	// next, or a client told the actor runs, cannot publish before it listens. Disconnected, the client resends
-	// them when it reconnects, so a failed flush is not an error.
-	_ = m.nc.FlushTimeout(2 * time.Second)
+	// them when it reconnects, so a failed flush is not an error, and none is tried (it would wait out its timeout).
+	if m.nc.IsConnected() {
+		_ = m.nc.FlushTimeout(2 * time.Second)
+	}
 	return nil
 }
 

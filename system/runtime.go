@@ -139,6 +139,7 @@ func (r *Runtime) Start(ctx context.Context) error {
 		_ = r.Stop()
 		return err
 	}
+	r.startLate() // NATS was not there with JetStream on: the device bucket is opened at the first connection
 	r.log.Info().Str("gateway", r.cfg.Gateway.ID).Str("nats", r.bus.URL).Int("devices", len(r.cfg.Devices)).
 		Int("sinks", len(r.cfg.Sinks)).Msg("gateway started")
 	return nil
@@ -151,6 +152,7 @@ func (r *Runtime) Stop() error {
 		return ErrNotStarted
 	}
 	r.mon.stop() // the HTTP server and the bus reports end first: they read what is stopped next
+	r.stopLate()
 	r.stopBy.Store(time.Now().Add(r.stopTimeout - r.stopTimeout/8).UnixNano())
 	defer r.stopBy.Store(0)
 	f := r.sys.Root.PoisonFuture(r.root)
@@ -192,7 +194,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 // env is what every actor constructor gets.
 func (r *Runtime) env(component string) actors.Env {
 	return actors.Env{
-		Bus:           r.bus.Conn,
+		Bus:           r.bus.Publisher(),
 		Log:           r.log.With().Str("actor", component).Logger(),
 		GatewayID:     r.cfg.Gateway.ID,
 		PointSubjects: r.cfg.Gateway.PointSubjects,

@@ -48,8 +48,7 @@ type modbusDevice struct {
 	byTick    map[*actors.Tick]*pollGroup
 	filters   []mb.ChangeFilter
 	onChange  []bool
-	lastGood  []time.Time
-	stale     []bool
+	fresh     actors.Freshness // per register: last good read, reported stale
 	tags      [][]isp.Tag
 	byKey     map[string]int
 	raw       *nats.Msg
@@ -187,8 +186,7 @@ func (d *modbusDevice) start(ctx actor.Context) {
 	n := len(d.regs)
 	d.filters = make([]mb.ChangeFilter, n)
 	d.onChange = make([]bool, n)
-	d.lastGood = make([]time.Time, n)
-	d.stale = make([]bool, n)
+	d.fresh = actors.Freshness{}
 	d.tags = make([][]isp.Tag, n)
 	d.byKey = make(map[string]int, n)
 	now := time.Now()
@@ -196,7 +194,7 @@ func (d *modbusDevice) start(ctx actor.Context) {
 		d.byKey[r.Key] = i
 		d.onChange[i] = r.OnChange
 		d.filters[i] = mb.ChangeFilter{Deadband: r.Deadband, ForceEvery: r.ForceEvery}
-		d.lastGood[i] = now // staleness counts from start
+		d.fresh.Add(now) // staleness counts from start
 		d.tags[i] = mergeTags(d.cfg.Tags, r.Tags, r.Unit)
 	}
 	// One plan per poll group: the device's interval, and each group block's.
@@ -260,10 +258,12 @@ func mergeTags(device, reg map[string]string, unit string) []isp.Tag {
 }
 
 func (d *modbusDevice) poll(ctx actor.Context, g *pollGroup) {
+	// How long a poll may take before it is given up; its requests carry it as their deadline, so the transport
+	// drops those still waiting when the poll has been given up.
+	limit := time.Duration(len(g.plan)*(d.cfg.Retries+1))*(d.cfg.Timeout+d.cfg.Pause) + time.Second
 	if g.pending > 0 {
 		// The previous poll of this group is still on the wire. Skip this tick, unless the answers are overdue
 		// (the transport restarted and lost them): then give the poll up, its missing points bad.
-		limit := time.Duration(len(g.plan)*(d.cfg.Retries+1))*(d.cfg.Timeout+d.cfg.Pause) + time.Second
 		if time.Since(g.started) < limit {
 			d.overruns++
 			return
@@ -285,7 +285,7 @@ func (d *modbusDevice) poll(ctx actor.Context, g *pollGroup) {
 		q := &g.plan[qi]
 		ctx.Request(d.bus, &ModbusTx{
 			Slave: q.SlaveID, Function: q.Function, Address: q.Address, Quantity: q.Quantity,
-			Timeout: d.cfg.Timeout, Retries: d.cfg.Retries, Pause: d.cfg.Pause,
+			Timeout: d.cfg.Timeout, Retries: d.cfg.Retries, Pause: d.cfg.Pause, Deadline: g.started.Add(limit),
 			Tag: pollTag{group: g, seq: g.seq, req: qi},
 		})
 	}
@@ -311,7 +311,7 @@ func (d *modbusDevice) result(tag pollTag, res *ModbusTxResult) {
 			if derr != nil || bad {
 				quality = isp.QualityBad
 			} else {
-				d.lastGood[i] = g.started
+				d.fresh.Good(i, g.started)
 			}
 			d.add(g, i, v, quality, ts)
 		})
@@ -342,22 +342,18 @@ func (d *modbusDevice) add(g *pollGroup, i int, v isp.Value, quality int, ts int
 // finish applies report-on-change and staleness, then publishes the poll's batch.
 func (d *modbusDevice) finish(g *pollGroup) {
 	d.pollCount++
-	staleAfter := d.cfg.StaleAfter
-	if staleAfter == 0 {
-		staleAfter = 3 * g.interval
-	}
+	staleAfter := actors.StaleAfter(d.cfg.StaleAfter, g.interval)
 	d.out = d.out[:0]
 	var newlyStale []string
 	for _, p := range g.points {
 		i := d.byKey[p.Key]
-		if p.Quality == isp.QualityGood {
-			d.stale[i] = false
-		} else if g.started.Sub(d.lastGood[i]) >= staleAfter {
-			if !d.stale[i] {
-				d.stale[i] = true
-				newlyStale = append(newlyStale, p.Key)
+		if p.Quality != isp.QualityGood {
+			if stale, became := d.fresh.Check(i, g.started, staleAfter); stale {
+				if became {
+					newlyStale = append(newlyStale, p.Key)
+				}
+				p.Tags = actors.MarkStale(p.Tags)
 			}
-			p.Tags = append(append([]isp.Tag(nil), p.Tags...), isp.Tag{Key: "stale", Value: "true"})
 		}
 		if d.onChange[i] && !d.filters[i].Report(p.Value, p.Quality) {
 			continue
@@ -418,7 +414,7 @@ func errorKind(err error) string {
 		return "injected"
 	case errors.Is(err, mb.ErrShortResponse):
 		return "invalid_reply"
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+	case errors.Is(err, ErrDisconnected), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
 		return "disconnected"
 	default:
 		return "invalid_reply" // goburrow's checks of a reply's sizes and codes

@@ -19,11 +19,17 @@ import (
 // Errors of Modbus transactions. A device actor classifies a failed transaction with errors.Is/As: a
 // *modbus.ModbusError is an exception reply from the device.
 var (
-	ErrTimeout  = errors.New("modbus: no reply in time")
-	ErrMismatch = errors.New("modbus: reply does not match the request") // transaction id, unit id or CRC
-	ErrDown     = errors.New("modbus: connection down")                  // waiting out the reconnect backoff
-	ErrBusy     = errors.New("modbus: transport queue full")
+	ErrTimeout      = errors.New("modbus: no reply in time")
+	ErrMismatch     = errors.New("modbus: reply does not match the request") // transaction id, unit id or CRC
+	ErrDisconnected = errors.New("modbus: cannot connect")                   // dial or serial port open failed
+	ErrDown         = errors.New("modbus: connection down")                  // waiting out the reconnect backoff
+	ErrBusy         = errors.New("modbus: transport queue full")
+	ErrExpired      = fmt.Errorf("%w: the caller gave up before it was sent", ErrTimeout) // past its Deadline
 )
+
+// errOpen marks a serial port that could not be opened (the adapter unplugged, the device busy): like a refused
+// TCP connection, the endpoint is unreachable.
+var errOpen = errors.New("open serial port")
 
 // ModbusTx is one transaction for a transport actor: a read (functions 1-4) or a write (5, 6, 15, 16).
 type ModbusTx struct {
@@ -36,9 +42,19 @@ type ModbusTx struct {
 	Retries  int
 	Pause    time.Duration // quiet time after the transaction, for devices that need it
 	Tag      any           // the caller's correlation, returned in the result
+	// Deadline is when the caller gives up waiting for the result (zero: never). A transaction still queued, or
+	// still held by a latency fault, at its deadline is answered ErrExpired and never reaches the wire: the queue
+	// behind a slow or faulted endpoint does not replay answers nobody waits for.
+	Deadline time.Time
 
-	drop  bool          // fault injection: close the connection first
-	delay time.Duration // fault injection: wait first
+	drop     bool            // fault injection: close the connection first
+	delay    time.Duration   // fault injection: wait first
+	delayEnd <-chan struct{} // closed when the latency fault is cleared: stop waiting
+}
+
+// expired says whether the caller has given up on tx.
+func (tx *ModbusTx) expired(now time.Time) bool {
+	return !tx.Deadline.IsZero() && !now.Before(tx.Deadline)
 }
 
 // ModbusTxResult answers a ModbusTx, sent to the actor that asked.
@@ -61,16 +77,22 @@ func TransportName(d *config.ModbusDevice) string {
 // interleave on the wire; each transaction carries its own device's timeout, so a dead slave costs only its own
 // timeout (× its retries) and the others keep their timing.
 //
-// After a failed connect the endpoint is down for a backoff that doubles from 100 ms to 5 s; transactions in that
-// time fail at once with ErrDown instead of each waiting a connect timeout. A timeout or a mismatched reply closes
-// the connection, so a late answer can never be taken for the next request's.
+// After a failed connect (ErrDisconnected) the endpoint is down for a backoff that doubles from 100 ms to 5 s;
+// transactions in that time fail at once with ErrDown instead of each waiting a connect timeout. A timeout or a
+// mismatched reply closes the connection, so a late answer can never be taken for the next request's. The link
+// state (Env.Link) follows: disconnected when a connect fails, connected when a transaction reaches the device.
+// A transaction whose caller has given up (ModbusTx.Deadline) is dropped, not sent.
 type transport struct {
 	dev     config.ModbusDevice // the first device on the endpoint: mode, address, serial settings
 	env     actors.Env
 	workers actors.Workers
 	queue   chan queued
 	faults  actors.Faults
+	cuts    map[string]chan struct{} // per latency fault: closed when it is cleared
 }
+
+// linkChange is sent by the wire worker when the endpoint becomes reachable or unreachable.
+type linkChange struct{ state, detail string }
 
 var _ actors.FaultTarget = (*transport)(nil)
 
@@ -80,11 +102,25 @@ func (t *transport) InjectFault(_ actor.Context, f *actors.Fault) error {
 		return actors.ErrFaultUnsupported
 	}
 	t.faults.Add(f)
+	if f.Kind == actors.FaultLatency {
+		if t.cuts == nil {
+			t.cuts = map[string]chan struct{}{}
+		}
+		if _, ok := t.cuts[f.ID]; !ok {
+			t.cuts[f.ID] = make(chan struct{})
+		}
+	}
 	return nil
 }
 
-// ClearFault ends a fault.
-func (t *transport) ClearFault(_ actor.Context, id string) { t.faults.Remove(id) }
+// ClearFault ends a fault. A latency fault's delays end at once, also for the transactions it already holds.
+func (t *transport) ClearFault(_ actor.Context, id string) {
+	t.faults.Remove(id)
+	if c, ok := t.cuts[id]; ok {
+		close(c)
+		delete(t.cuts, id)
+	}
+}
 
 type queued struct {
 	tx   *ModbusTx
@@ -104,16 +140,20 @@ func (t *transport) Receive(ctx actor.Context) {
 	case *actor.Started:
 		t.queue = make(chan queued, queueSize)
 		q := t.queue
-		t.workers.Go(ctx, "wire", func(done <-chan struct{}, _ func(any)) error { return t.run(ctx.ActorSystem().Root, q, done) })
+		t.workers.Go(ctx, "wire", func(done <-chan struct{}, send func(any)) error {
+			return t.run(ctx.ActorSystem().Root, q, done, send)
+		})
 	case *actor.Stopping, *actor.Restarting:
 		t.workers.Stop()
+	case *linkChange:
+		t.env.Link(m.state, m.detail)
 	case *ModbusTx:
 		// Faults are decided here, on the actor's goroutine, and travel with the transaction to the wire worker.
 		if f := t.faults.Hit(actors.FaultDrop); f != nil {
 			m.drop = true
 		}
 		if f := t.faults.Hit(actors.FaultLatency); f != nil {
-			m.delay = f.Latency
+			m.delay, m.delayEnd = f.Latency, t.cuts[f.ID]
 		}
 		select {
 		case t.queue <- queued{tx: m, from: ctx.Sender()}:
@@ -125,26 +165,43 @@ func (t *transport) Receive(ctx actor.Context) {
 	}
 }
 
-func (t *transport) run(root *actor.RootContext, q <-chan queued, done <-chan struct{}) error {
+func (t *transport) run(root *actor.RootContext, q <-chan queued, done <-chan struct{}, send func(any)) error {
 	w := newWire(&t.dev)
 	defer w.close()
+	link := "" // unknown until the first transaction
 	for {
 		select {
 		case <-done:
 			return nil
 		case item := <-q:
 			start := time.Now()
+			if item.tx.expired(start) {
+				t.expire(root, item, start)
+				continue
+			}
 			if item.tx.drop {
 				w.close()
 			}
 			if item.tx.delay > 0 {
+				timer := time.NewTimer(item.tx.delay)
 				select {
 				case <-done:
+					timer.Stop()
 					return nil
-				case <-time.After(item.tx.delay):
+				case <-timer.C:
+				case <-item.tx.delayEnd: // the fault was cleared: go on at once
+					timer.Stop()
+				}
+				if item.tx.expired(time.Now()) {
+					t.expire(root, item, start)
+					continue
 				}
 			}
 			data, err := w.do(item.tx)
+			if state, detail := linkState(err); state != "" && state != link {
+				link = state
+				send(&linkChange{state: state, detail: detail})
+			}
 			if item.from != nil {
 				root.Send(item.from, &ModbusTxResult{Tag: item.tx.Tag, Data: data, Err: err, Took: time.Since(start)})
 			}
@@ -156,6 +213,28 @@ func (t *transport) run(root *actor.RootContext, q <-chan queued, done <-chan st
 				}
 			}
 		}
+	}
+}
+
+// expire answers a transaction whose caller has given up without sending it.
+func (t *transport) expire(root *actor.RootContext, item queued, start time.Time) {
+	if item.from != nil {
+		root.Send(item.from, &ModbusTxResult{Tag: item.tx.Tag, Err: ErrExpired, Took: time.Since(start)})
+	}
+}
+
+// linkState is what a transaction's outcome says about the link: connected when the device answered (an
+// exception reply too), disconnected when the endpoint could not be reached; "" when it says nothing (a timeout
+// on an open connection, the backoff, a garbled reply).
+func linkState(err error) (state, detail string) {
+	var exc *modbus.ModbusError
+	switch {
+	case err == nil, errors.As(err, &exc):
+		return actors.LinkConnected, ""
+	case errors.Is(err, ErrDisconnected):
+		return actors.LinkDisconnected, err.Error()
+	default:
+		return "", ""
 	}
 }
 
@@ -176,7 +255,7 @@ func newWire(d *config.ModbusDevice) *wire {
 	case "rtu":
 		h := modbus.NewRTUClientHandler(d.Address)
 		h.BaudRate, h.DataBits, h.Parity, h.StopBits = d.Serial.BaudRate, d.Serial.DataBits, d.Serial.Parity, d.Serial.StopBits
-		w.handler, w.setSlave, w.setTime = h, func(s uint8) { h.SlaveId = s }, func(t time.Duration) { h.Timeout = t }
+		w.handler, w.setSlave, w.setTime = &serialHandler{h}, func(s uint8) { h.SlaveId = s }, func(t time.Duration) { h.Timeout = t }
 	case "rtu-over-tcp":
 		h := &rtuOverTCP{address: d.Address}
 		w.handler, w.setSlave, w.setTime = h, func(s uint8) { h.slave = s }, func(t time.Duration) { h.timeout = t }
@@ -217,7 +296,7 @@ func (w *wire) do(tx *ModbusTx) ([]byte, error) {
 		if isConnectError(err) {
 			w.backoff = min(max(2*w.backoff, 100*time.Millisecond), 5*time.Second)
 			w.downUntil = time.Now().Add(w.backoff)
-			return nil, fmt.Errorf("%w: %v", ErrDown, err)
+			return nil, fmt.Errorf("%w to %s: %w", ErrDisconnected, w.dev.Address, err)
 		}
 	}
 	return nil, classify(err)
@@ -249,7 +328,18 @@ func (w *wire) once(tx *ModbusTx) ([]byte, error) {
 
 func isConnectError(err error) bool {
 	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
+	return errors.As(err, &op) && op.Op == "dial" || errors.Is(err, errOpen)
+}
+
+// serialHandler is goburrow's RTU handler with the port's open failure told apart from the transaction's (goburrow
+// returns the bare errno of open(2), indistinguishable from a read error).
+type serialHandler struct{ *modbus.RTUClientHandler }
+
+func (h *serialHandler) Send(req []byte) ([]byte, error) {
+	if err := h.Connect(); err != nil {
+		return nil, fmt.Errorf("%w %s: %w", errOpen, h.Address, err)
+	}
+	return h.RTUClientHandler.Send(req)
 }
 
 // classify wraps a transport error with the sentinel that names it.

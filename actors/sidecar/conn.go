@@ -23,6 +23,15 @@ import (
 var (
 	ErrProcessExited  = errors.New("sidecar process exited")
 	ErrConnectionLost = errors.New("sidecar connection lost")
+	ErrNotConnected   = errors.New("not connected")
+)
+
+// Connection states, in the status reply while the sidecar is not connected.
+const (
+	StateWaiting    = "waiting"    // waiting out the supervisor's backoff after a failure
+	StateLaunching  = "launching"  // starting the plugin's process and waiting for its port
+	StateConnecting = "connecting" // dialling, then waiting for the CONFIG reply
+	StateConnected  = "connected"
 )
 
 // StatusSubject is where an operator asks a sidecar for its STATUS: iot.control.sidecars.{name}.status.
@@ -32,8 +41,19 @@ func StatusSubject(name string) string { return "iot.control.sidecars." + name +
 // sidecar is the gateway's to run) and wait for its port, dial, send the block's config as CONFIG and wait for the
 // sidecar to accept it; then it watches the connection and the process. Anything that ends them (a lost
 // connection, a silent peer, a CONFIG rejection or timeout, the process exiting) is returned by the worker, which
-// fails the actor: the supervisor restarts it after its backoff, and the new incarnation starts over. A restart
-// thus always reconnects and resends CONFIG, and relaunches a process it launched.
+// fails the actor: the supervisor restarts it, and the new incarnation starts over. A restart thus always
+// reconnects and resends CONFIG, and relaunches a process it launched.
+//
+// Failures of the peer — refused, reset or lost connections, a dial, port or CONFIG timeout, a lost heartbeat, a
+// process that exited or could not bind its port — are actors.PeerFailure: the supervisor retries them for as
+// long as the sidecar is configured, at its capped backoff, and shows the sidecar disconnected. What retrying
+// cannot fix is a plain failure, counted against max_restarts: a missing plugin, an entry that cannot be
+// executed, a CONFIG the sidecar rejects. conn is an actors.Reconnector: it waits out the backoff itself (a timer
+// in its connect worker), so its status request is answered "not connected" meanwhile instead of timing out.
+//
+// A key that DATA has not brought a good value of for stale_after is republished once with stale=true and quality
+// 0, with a "stale" event on iot.errors.isp.{sidecar} (see liveness): a sidecar that answers heartbeats but has
+// stopped sending data is noticed.
 //
 // DATA frames are forwarded by the client's reader goroutine straight to iot.raw.isp.{sidecar}, one bus message
 // per frame, re-encoded with the allocation-free codec; the processor turns them into processed data.
@@ -42,19 +62,52 @@ type conn struct {
 	plugins string
 	env     actors.Env
 
+	hist    *history  // shared by the incarnations of this sidecar
+	live    *liveness // shared too: a key goes stale while the sidecar is away as well
 	workers actors.Workers
 
-	mu     sync.Mutex // guards proc and client, set by the connect worker
+	mu     sync.Mutex // guards the fields below, set by the connect worker and read by status
 	proc   *sidecar.Process
 	client *isp.Client
+	state  string
+	delay  time.Duration // ReconnectAfter's
+	retry  time.Time     // when the wait ends
 
 	badLines atomic.Int64
+}
+
+// history is what one incarnation leaves to the next: why the connection last ended.
+type history struct {
+	mu        sync.Mutex
+	lastError string
+	errorAt   time.Time
+}
+
+func (h *history) set(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.lastError, h.errorAt = err.Error(), time.Now()
+}
+
+func (h *history) get() (string, time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lastError, h.errorAt
 }
 
 var (
 	_ actors.Listener    = (*conn)(nil)
 	_ actors.FaultTarget = (*conn)(nil)
+	_ actors.Reconnector = (*conn)(nil)
 )
+
+// ReconnectAfter makes the next start wait d before it launches or dials (actors.Reconnector); it is called
+// before Started.
+func (c *conn) ReconnectAfter(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.delay = d
+}
 
 // InjectFault: drop closes the ISP connection (the actor fails and reconnects); kill sends SIGKILL to the
 // sidecar process it launched (it is relaunched).
@@ -86,8 +139,9 @@ type connected struct{ resp *isp.Response }
 
 // NewConn returns the producer of a sidecar connection actor.
 func NewConn(sc config.Sidecar, pluginsDir string, env actors.Env) actor.Producer {
+	hist, live := &history{}, &liveness{}
 	return func() actor.Actor {
-		return &conn{cfg: sc, plugins: pluginsDir, env: env}
+		return &conn{cfg: sc, plugins: pluginsDir, env: env, hist: hist, live: live}
 	}
 }
 
@@ -98,14 +152,56 @@ func (c *conn) Inboxes() []actors.Inbox {
 func (c *conn) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		c.workers.Go(ctx, "connect", c.run)
+		c.start(ctx)
 	case *actor.Stopping, *actor.Restarting:
 		c.release()
 	case *connected:
 		c.env.Log.Info().Str("sidecar", c.cfg.Name).Str("addr", c.addr()).Msg("sidecar connected, CONFIG accepted")
+		c.env.Link(actors.LinkConnected, "")
+	case *actors.Tick:
+		m.Ack()
+		c.checkStale()
 	case *nats.Msg:
 		c.status(ctx, m)
 	}
+}
+
+func (c *conn) start(ctx actor.Context) {
+	c.mu.Lock()
+	delay := c.delay
+	c.state, c.retry = StateConnecting, time.Time{}
+	if delay > 0 {
+		c.state, c.retry = StateWaiting, time.Now().Add(delay)
+	}
+	c.mu.Unlock()
+	if last, _ := c.hist.get(); last != "" {
+		c.env.Link(actors.LinkDisconnected, last)
+	}
+	c.workers.Go(ctx, "connect", func(done <-chan struct{}, send func(any)) error {
+		if delay > 0 {
+			t := time.NewTimer(delay)
+			defer t.Stop()
+			select {
+			case <-done:
+				return nil
+			case <-t.C:
+			}
+		}
+		err := c.run(done, send)
+		if err != nil {
+			c.hist.set(err)
+		}
+		return err
+	})
+	if c.cfg.StaleAfter > 0 {
+		c.workers.Tick(ctx, "stale", staleCheckEvery(c.cfg.StaleAfter))
+	}
+}
+
+func (c *conn) setState(s string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.state, c.retry = s, time.Time{}
 }
 
 // release stops the workers, closes the connection and stops a process this actor launched.
@@ -157,17 +253,23 @@ func (c *conn) run(done <-chan struct{}, send func(any)) error {
 	addr := c.cfg.Address
 	var exited <-chan struct{}
 	if c.cfg.Plugin != "" {
+		c.setState(StateLaunching)
 		m, err := sidecar.FindPlugin(c.plugins, c.cfg.Plugin)
 		if err != nil {
-			return err
+			return err // not installed: no retry fixes that
 		}
 		var env []string
 		for k, v := range c.cfg.Env {
 			env = append(env, k+"="+v)
 		}
 		proc, err := sidecar.Launch(m, sidecar.LaunchOptions{Port: c.cfg.Port, LogLevel: "info", Env: env, Log: c.env.Log})
+		if errors.Is(err, sidecar.ErrPortInUse) {
+			// Someone else holds the port (a sidecar left over by a gateway that was killed, another program):
+			// it may go away, so it is the world's state, not a bug.
+			return actors.PeerFailure(fmt.Errorf("sidecar %s: %w", c.cfg.Name, err))
+		}
 		if err != nil {
-			return err
+			return err // the entry cannot be executed
 		}
 		c.mu.Lock()
 		c.proc = proc
@@ -176,10 +278,11 @@ func (c *conn) run(done <-chan struct{}, send func(any)) error {
 		err = proc.WaitPort(wctx)
 		wcancel()
 		if err != nil {
-			return err
+			return actors.PeerFailure(err) // it exited before listening, or never listened
 		}
 		addr, exited = proc.Addr, proc.Done()
 	}
+	c.setState(StateConnecting)
 
 	client, err := isp.Dial(ctx, isp.ClientConfig{
 		Address:             addr,
@@ -190,7 +293,7 @@ func (c *conn) run(done <-chan struct{}, send func(any)) error {
 		MaxLineSize:         int(c.cfg.MaxLineSize),
 	}, c.events())
 	if err != nil {
-		return fmt.Errorf("sidecar %s: %w", c.cfg.Name, err)
+		return actors.PeerFailure(fmt.Errorf("sidecar %s: %w", c.cfg.Name, err)) // refused, unreachable, timed out
 	}
 	c.mu.Lock()
 	c.client = client
@@ -198,21 +301,32 @@ func (c *conn) run(done <-chan struct{}, send func(any)) error {
 
 	resp, err := client.Configure(ctx, configPayload(c.cfg.Config))
 	if err != nil {
-		return fmt.Errorf("sidecar %s: CONFIG: %w", c.cfg.Name, err)
+		err = fmt.Errorf("sidecar %s: CONFIG: %w", c.cfg.Name, err)
+		if configFailure(err) {
+			return err
+		}
+		return actors.PeerFailure(err) // no answer in time, or the connection ended
 	}
+	c.setState(StateConnected)
 	send(&connected{resp: resp})
 
 	select {
 	case <-done:
 		return nil
 	case <-client.Done():
-		return fmt.Errorf("sidecar %s: %w: %w", c.cfg.Name, ErrConnectionLost, client.Err())
+		return actors.PeerFailure(fmt.Errorf("sidecar %s: %w: %w", c.cfg.Name, ErrConnectionLost, client.Err()))
 	case <-exited:
 		c.mu.Lock()
 		perr := c.proc.Err()
 		c.mu.Unlock()
-		return fmt.Errorf("sidecar %s: %w: %v", c.cfg.Name, ErrProcessExited, perr)
+		return actors.PeerFailure(fmt.Errorf("sidecar %s: %w: %v", c.cfg.Name, ErrProcessExited, perr))
 	}
+}
+
+// configFailure says whether a failed CONFIG is the config's fault — the sidecar rejected it, or it is not valid
+// to send — which reconnecting cannot change; anything else (a timeout, a lost connection) is the peer's.
+func configFailure(err error) bool {
+	return errors.Is(err, isp.ErrRejected) || errors.Is(err, isp.ErrInvalidConfig)
 }
 
 // events forwards what the sidecar sends. They run on the client's reader goroutine.
@@ -226,6 +340,9 @@ func (c *conn) events() isp.ClientEvents {
 		Data: func(points []isp.Point) {
 			for i := range points {
 				points[i].Source = c.cfg.Name // the source of a sidecar's data is the sidecar's name
+			}
+			if c.cfg.StaleAfter > 0 {
+				c.live.seen(points, time.Now())
 			}
 			c.env.Metrics.PointsIn("sidecars/"+c.cfg.Name, len(points))
 			raw.Data = isp.AppendBatch(raw.Data[:0], points)
@@ -268,10 +385,21 @@ func (c *conn) events() isp.ClientEvents {
 // actor's mailbox stays free.
 func (c *conn) status(ctx actor.Context, msg *nats.Msg) {
 	c.mu.Lock()
-	client := c.client
+	client, state, retry := c.client, c.state, c.retry
 	c.mu.Unlock()
-	if client == nil {
-		respondJSON(msg, map[string]any{"sidecar": c.cfg.Name, "error": "not connected"})
+	if client == nil || state != StateConnected {
+		// Answered at once, from the actor: while it waits, launches or dials there is no sidecar to ask.
+		out := map[string]any{"sidecar": c.cfg.Name, "error": ErrNotConnected.Error(), "state": state}
+		if last, at := c.hist.get(); last != "" {
+			out["last_error"], out["last_error_at"] = last, at
+		}
+		if !retry.IsZero() {
+			out["retry_in_ms"] = max(time.Until(retry), 0).Milliseconds()
+		}
+		if pid := c.pid(); pid != 0 {
+			out["pid"] = pid
+		}
+		respondJSON(msg, out)
 		return
 	}
 	timeout := c.cfg.RequestTimeout
@@ -290,7 +418,7 @@ func (c *conn) status(ctx actor.Context, msg *nats.Msg) {
 			respondJSON(msg, map[string]any{"sidecar": c.cfg.Name, "error": err.Error()})
 			return nil
 		}
-		out := map[string]any{"sidecar": c.cfg.Name, "stats": client.Stats()}
+		out := map[string]any{"sidecar": c.cfg.Name, "state": StateConnected, "stats": client.Stats()}
 		if pid := c.pid(); pid != 0 {
 			out["pid"] = pid
 		}
