@@ -135,8 +135,8 @@ supervisor {
   max_restarts = 10
   within       = "1m"
   backoff {
-    # Delay before restart n: initial × 2^(n-1), at most max, varied by ±jitter (a fraction) so that many
-    # actors failing together do not restart in lockstep.
+    # Delay before restart n: initial × 2^(n-1) varied by ±jitter (a fraction); at the cap it is drawn in
+    # [max × (1 - jitter), max], so that many actors failing together do not restart in lockstep there either.
     initial = "100ms"
     max     = "10s"
     jitter  = 0.2

@@ -60,7 +60,7 @@ func (r *Runtime) Reload() ControlReply {
 	for _, b := range []struct {
 		name     string
 		old, new any
-	}{{"gateway", r.cfg.Gateway, next.Gateway}, {"nats", r.cfg.NATS, next.NATS}, {"supervisor", r.cfg.Supervisor, next.Supervisor}, {"faults", r.cfg.Faults, next.Faults}} {
+	}{{"gateway", r.cfg.Gateway, next.Gateway}, {"nats", r.cfg.NATS, next.NATS}, {"supervisor", r.cfg.Supervisor, next.Supervisor}, {"faults", r.cfg.Faults, next.Faults}, {"http", r.cfg.HTTP, next.HTTP}} {
 		if !reflect.DeepEqual(b.old, b.new) {
 			res.Restart = append(res.Restart, b.name)
 		}

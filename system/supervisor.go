@@ -546,7 +546,7 @@ func (s *supervisor) publishEvent(c *child, event, errText string, delay time.Du
 	data, _ := json.Marshal(ev)
 	msg := &nats.Msg{Subject: "iot.errors.supervisor." + c.spec.Name, Data: data, Header: nats.Header{}}
 	msg.Header.Set(actors.HeaderSource, "supervisor")
-	if err := s.rt.bus.Conn.PublishMsg(msg); err != nil {
+	if err := s.rt.bus.Publisher().PublishMsg(msg); err != nil { // queued until the first connection to an external server
 		s.log.Error().Err(err).Str("subject", msg.Subject).Msg("cannot publish supervisor event")
 	}
 }
