@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/iotgw/iotgw/isp"
 )
 
 // Function codes of the four readable Modbus tables. A Register names its table by the function that reads it.
@@ -230,8 +232,8 @@ func (r *Register) Validate() error {
 	}
 	if r.Key == "" {
 		bad("empty key")
-	} else if i := strings.IndexAny(r.Key, ". *>\t\r\n"); i >= 0 {
-		bad("key has %q, which cannot be in a NATS subject token", r.Key[i])
+	} else if err := isp.ValidToken(r.Key); err != nil {
+		bad("the key becomes a NATS subject token: %v", err) // the gateway would drop its points
 	}
 	if r.Function < FuncCoils || r.Function > FuncInputRegisters {
 		bad("function %d is not a read function (want 1 coils, 2 discrete inputs, 3 holding or 4 input registers)", r.Function)
