@@ -1,11 +1,14 @@
-// Package modbus is the Modbus register model that the reference Modbus sidecar and the direct Modbus device actor
-// share: register definitions and their validation, decoding raw register bytes into isp values (and encoding
-// values for writes), planning a poll as few coalesced read requests as the protocol allows, and a report-on-change
-// filter.
+// Package modbus is the Modbus code that the reference Modbus sidecar and the direct Modbus device actor share:
+// register definitions and their validation, decoding raw register bytes into isp values (and encoding values
+// for writes), planning a poll as few coalesced read requests as the protocol allows, a report-on-change filter,
+// and the client that talks to the devices.
 //
-// It never does I/O: no sockets, serial ports, goroutines or clocks. The transport (goburrow/modbus) lives with its
-// callers, which hand this package the bytes a device answered and get values back. That keeps every rule about
-// byte orders, scaling and request limits testable without a device, and lets both callers agree on them.
+// The register model never does I/O: no sockets, serial ports, goroutines or clocks. Its callers hand it the bytes
+// a device answered and get values back, which keeps every rule about byte orders, scaling and request limits
+// testable without a device. The one part that does I/O is Client (client.go), the Modbus client both callers
+// share: connection settings, retries, RTU over TCP, the reconnect backoff and ErrorKind, the one classifier of
+// its errors. It starts no goroutines; its owner runs it on its own (the driver's transport actor, the sidecar's
+// poller).
 package modbus
 
 import (
