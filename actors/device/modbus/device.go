@@ -193,7 +193,7 @@ func (d *modbusDevice) start(ctx actor.Context) {
 		d.onChange[i] = r.OnChange
 		d.filters[i] = mb.ChangeFilter{Deadband: r.Deadband, ForceEvery: r.ForceEvery}
 		d.fresh.Add(now) // staleness counts from start
-		d.tags[i] = mergeTags(d.cfg.Tags, r.Tags, r.Unit)
+		d.tags[i] = isp.MergeTags(d.cfg.Tags, r.Tags, r.Unit)
 	}
 	// One plan per poll group: the device's interval, and each group block's.
 	intervals := map[string]time.Duration{"": d.cfg.Interval}
@@ -230,29 +230,6 @@ func (d *modbusDevice) start(ctx actor.Context) {
 		d.groups = append(d.groups, g)
 		d.byTick[d.workers.Tick(ctx, "poll "+name, g.interval)] = g
 	}
-}
-
-func mergeTags(device, reg map[string]string, unit string) []isp.Tag {
-	m := map[string]string{}
-	for k, v := range device {
-		m[k] = v
-	}
-	for k, v := range reg {
-		m[k] = v
-	}
-	if unit != "" {
-		m["unit"] = unit
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([]isp.Tag, len(keys))
-	for i, k := range keys {
-		out[i] = isp.Tag{Key: k, Value: m[k]}
-	}
-	return out
 }
 
 func (d *modbusDevice) poll(ctx actor.Context, g *pollGroup) {
