@@ -354,10 +354,13 @@ device "boiler-2" {
 #   # block sets one, else 1m; "0s" turns the check off (a sidecar that reports on change only).
 #   stale_after           = "3s"
 #   config {                              # sent as CONFIG after every (re)connect
+#     # The reference Modbus sidecar (plugin "modbus") takes the modbus driver's connection settings:
+#     # tcp | rtu (with a serial { baud_rate, data_bits, parity, stop_bits } block, default 9600 8N1) | rtu-over-tcp.
 #     mode     = "tcp"
 #     address  = "192.168.1.100:502"
-#     timeout  = "3s"
+#     timeout  = "3s"                     # per attempt
 #     interval = "1s"
+#     retries  = 1                        # extra attempts after a timeout or a garbled reply (0..10)
 #     register "temperature" {
 #       address  = 0
 #       type     = "float32"

@@ -90,6 +90,7 @@ func TestMetricsCount(t *testing.T) {
 	}
 }
 
+// TestModbusErrorKind: a KindError's own kind, else the Modbus client's classifier (mb.ErrorKind).
 func TestModbusErrorKind(t *testing.T) {
 	tests := []struct {
 		name string
@@ -107,7 +108,7 @@ func TestModbusErrorKind(t *testing.T) {
 		{"refused", &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, "disconnected"},
 		{"eof", io.EOF, "disconnected"},
 		{"closed", net.ErrClosed, "disconnected"},
-		{"other", errors.New("bad crc"), "other"},
+		{"a reply goburrow refused", errors.New("modbus: response data size '3' does not match count '4'"), "invalid_reply"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

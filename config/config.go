@@ -2,7 +2,7 @@
 // validates every value and reports all problems at once as hcl.Diagnostics pointing at file:line:column.
 //
 // It is a leaf: it must never import the runtime (system, actors, sidecar) and never touch the network or
-// start anything. Turning a Config into running actors is someone else's job; this package only says what
+// start anything; of the project it imports only isp, for the rule names follow (isp.ValidToken). Turning a Config into running actors is someone else's job; this package only says what
 // the operator asked for and whether it makes sense.
 //
 // Device drivers and sink types are kinds in a registry filled at init time by the kinds' own packages
@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/iotgw/iotgw/isp"
 )
 
 // Config is a whole gateway.hcl, with defaults applied and validated.
@@ -159,7 +160,7 @@ func defaultID() string {
 	// "plc-gw.example.com" is known as plc-gw on the floor; the domain adds nothing to a subject token.
 	host, _, _ = strings.Cut(host, ".")
 	id := strings.Map(func(r rune) rune {
-		if r < utf8.RuneSelf && tokenByte[byte(r)] {
+		if r < utf8.RuneSelf && isp.TokenByte(byte(r)) {
 			return r
 		}
 		return '-'

@@ -153,21 +153,11 @@ func (m *ModbusDevice) Validate(v *Validator) {
 			v.Errorf("address", "%v", err)
 		}
 	}
-	if m.Serial != nil && m.Mode != "rtu" {
-		v.Errorf("", "a serial block only applies to mode = \"rtu\"")
-	}
-	if m.Mode == "rtu" {
-		if m.Serial == nil {
-			m.Serial = &ModbusSerial{}
-		}
-		m.Serial.defaults(v.Block("serial", ""))
-	}
+	m.Serial = checkSerial(v, m.Mode, m.Serial)
 	if m.UnitID < 0 || m.UnitID > 255 {
 		v.Errorf("unit_id", "unit_id %d is out of range 0..255", m.UnitID)
 	}
-	if m.Retries < 0 || m.Retries > 10 {
-		v.Errorf("retries", "retries %d: want 0..10", m.Retries)
-	}
+	checkRetries(v, m.Retries)
 	if m.AddressBase != 0 && m.AddressBase != 1 {
 		v.Errorf("address_base", "address_base is 0 (protocol addresses) or 1 (register numbers counted from 1), not %d", m.AddressBase)
 	}
@@ -215,6 +205,29 @@ func (m *ModbusDevice) Validate(v *Validator) {
 
 func (s *ModbusSerial) String() string {
 	return fmt.Sprintf("%d baud %d%s%d", s.BaudRate, s.DataBits, s.Parity, s.StopBits)
+}
+
+// checkSerial checks a Modbus connection's serial block, for a modbus device and a sidecar's config alike: only
+// mode rtu has one, and there it is never nil and has its defaults filled in.
+func checkSerial(v *Validator, mode string, s *ModbusSerial) *ModbusSerial {
+	if s != nil && mode != "rtu" {
+		v.Errorf("", "a serial block only applies to mode = \"rtu\"")
+	}
+	if mode != "rtu" {
+		return s
+	}
+	if s == nil {
+		s = &ModbusSerial{}
+	}
+	s.defaults(v.Block("serial", ""))
+	return s
+}
+
+// checkRetries checks a Modbus connection's retries.
+func checkRetries(v *Validator, retries int) {
+	if retries < 0 || retries > 10 {
+		v.Errorf("retries", "retries %d: want 0..10", retries)
+	}
 }
 
 func (s *ModbusSerial) defaults(v *Validator) {

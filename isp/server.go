@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/iotgw/iotgw/internal/backoff"
 )
 
 // ServerHandler is what a sidecar does with the gateway's requests. Its methods are called from each
@@ -218,7 +220,7 @@ func (s *Server) accept() {
 			s.errors.Add(1)
 		}
 	}()
-	backoff := 5 * time.Millisecond
+	wait := backoff.Backoff{Policy: backoff.Policy{Initial: 5 * time.Millisecond, Max: time.Second}}
 	for {
 		conn, err := s.ln.Accept()
 		if err != nil {
@@ -228,14 +230,13 @@ func (s *Server) accept() {
 			// Out of file descriptors and the like: wait, as net/http does, rather than spin or give up.
 			s.errors.Add(1)
 			select {
-			case <-time.After(backoff):
+			case <-time.After(wait.Next()):
 			case <-s.ctx.Done():
 				return
 			}
-			backoff = min(2*backoff, time.Second)
 			continue
 		}
-		backoff = 5 * time.Millisecond
+		wait.Reset()
 		c := &serverConn{conn: conn, w: NewLineWriter(conn)}
 		s.mu.Lock()
 		if s.closing {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/iotgw/iotgw/actors"
 	"github.com/iotgw/iotgw/config"
+	"github.com/iotgw/iotgw/internal/backoff"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -295,7 +296,7 @@ func (b *Bus) awaitJetStream(ctx context.Context, cfg config.JetStream) (jetstre
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	delay := 500 * time.Millisecond
+	wait := backoff.Backoff{Policy: backoff.Policy{Initial: 500 * time.Millisecond, Max: 30 * time.Second}}
 	for {
 		err := b.setupJetStream(ctx, cfg)
 		if err == nil {
@@ -304,13 +305,13 @@ func (b *Bus) awaitJetStream(ctx context.Context, cfg config.JetStream) (jetstre
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		delay := wait.Next()
 		b.log.Error().Err(err).Stringer("retry_in", delay).Msg("JetStream not ready on the server; retrying")
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-time.After(delay):
 		}
-		delay = min(2*delay, 30*time.Second)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/iotgw/iotgw/internal/backoff"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -106,7 +107,8 @@ func (r *Runtime) openLate(ctx context.Context, ls *lateStore) {
 		return // stopped before the server came
 	}
 	var store *kvStore
-	for delay := 500 * time.Millisecond; ; delay = min(2*delay, 30*time.Second) {
+	wait := backoff.Backoff{Policy: backoff.Policy{Initial: 500 * time.Millisecond, Max: 30 * time.Second}}
+	for {
 		kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		store, err = devicesBucket(kctx, js)
 		cancel()
@@ -116,6 +118,7 @@ func (r *Runtime) openLate(ctx context.Context, ls *lateStore) {
 		if ctx.Err() != nil {
 			return
 		}
+		delay := wait.Next()
 		r.log.Error().Err(err).Stringer("retry_in", delay).Msg("device store: cannot open the JetStream bucket; retrying")
 		select {
 		case <-ctx.Done():

@@ -4,7 +4,6 @@ package device
 
 import (
 	"encoding/json"
-	"sort"
 
 	"github.com/nats-io/nats.go"
 )
@@ -36,14 +35,4 @@ func Reply(msg *nats.Msg, v any) {
 	}
 	data, _ := json.Marshal(v)
 	_ = msg.Respond(data)
-}
-
-// SortedKeys returns m's keys in order, so tags come out the same way every time.
-func SortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

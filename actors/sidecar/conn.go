@@ -446,7 +446,10 @@ func configPayload(c config.SidecarConfig) isp.ConfigPayload {
 	p := isp.ConfigPayload{
 		Mode: c.Mode, Address: c.Address,
 		TimeoutMS: int(c.Timeout.Milliseconds()), IntervalMS: int(c.Interval.Milliseconds()),
-		Registers: make([]isp.Register, 0, len(c.Registers)),
+		Retries: c.Retries, Registers: make([]isp.Register, 0, len(c.Registers)),
+	}
+	if s := c.Serial; s != nil {
+		p.Serial = &isp.Serial{BaudRate: s.BaudRate, DataBits: s.DataBits, Parity: s.Parity, StopBits: s.StopBits}
 	}
 	for _, r := range c.Registers {
 		p.Registers = append(p.Registers, isp.Register{

@@ -155,17 +155,7 @@ func (m *mock) tags(i int) []isp.Tag {
 	if m.pointTags == nil {
 		m.pointTags = make([][]isp.Tag, len(m.cfg.Points))
 		for j, p := range m.cfg.Points {
-			var t []isp.Tag
-			for _, k := range device.SortedKeys(m.cfg.Tags) {
-				t = append(t, isp.Tag{Key: k, Value: m.cfg.Tags[k]})
-			}
-			for _, k := range device.SortedKeys(p.Tags) {
-				t = append(t, isp.Tag{Key: k, Value: p.Tags[k]})
-			}
-			if p.Unit != "" {
-				t = append(t, isp.Tag{Key: "unit", Value: p.Unit})
-			}
-			m.pointTags[j] = t
+			m.pointTags[j] = isp.MergeTags(m.cfg.Tags, p.Tags, p.Unit)
 		}
 	}
 	return m.pointTags[i]

@@ -7,10 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"sort"
-	"syscall"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -196,7 +194,7 @@ func (d *modbusDevice) start(ctx actor.Context) {
 		d.onChange[i] = r.OnChange
 		d.filters[i] = mb.ChangeFilter{Deadband: r.Deadband, ForceEvery: r.ForceEvery}
 		d.fresh.Add(now) // staleness counts from start
-		d.tags[i] = mergeTags(d.cfg.Tags, r.Tags, r.Unit)
+		d.tags[i] = isp.MergeTags(d.cfg.Tags, r.Tags, r.Unit)
 	}
 	// One plan per poll group: the device's interval, and each group block's.
 	intervals := map[string]time.Duration{"": d.cfg.Interval}
@@ -235,29 +233,6 @@ func (d *modbusDevice) start(ctx actor.Context) {
 	}
 }
 
-func mergeTags(device, reg map[string]string, unit string) []isp.Tag {
-	m := map[string]string{}
-	for k, v := range device {
-		m[k] = v
-	}
-	for k, v := range reg {
-		m[k] = v
-	}
-	if unit != "" {
-		m["unit"] = unit
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([]isp.Tag, len(keys))
-	for i, k := range keys {
-		out[i] = isp.Tag{Key: k, Value: m[k]}
-	}
-	return out
-}
-
 func (d *modbusDevice) poll(ctx actor.Context, g *pollGroup) {
 	// How long a poll may take before it is given up; its requests carry it as their deadline, so the transport
 	// drops those still waiting when the poll has been given up.
@@ -271,7 +246,7 @@ func (d *modbusDevice) poll(ctx actor.Context, g *pollGroup) {
 		}
 		for qi, ok := range g.answered {
 			if !ok {
-				d.failed(g, &g.plan[qi], fmt.Errorf("%w: no answer from the transport within %s", ErrTimeout, limit))
+				d.failed(g, &g.plan[qi], fmt.Errorf("%w: no answer from the transport within %s", mb.ErrTimeout, limit))
 			}
 		}
 		d.finish(g)
@@ -299,7 +274,7 @@ func (d *modbusDevice) result(tag pollTag, res *ModbusTxResult) {
 	}
 	g.answered[tag.req] = true
 	q := &g.plan[tag.req]
-	d.env.Metrics.ModbusRequest(d.id, q.Function, res.Took, actors.WithKind(kindOf(res.Err), res.Err))
+	d.env.Metrics.ModbusRequest(d.id, q.Function, res.Took, actors.WithKind(errorKind(res.Err), res.Err))
 	ts := g.started.UnixNano()
 	err := res.Err
 	if f := d.faults.Hit(actors.FaultError); f != nil && err == nil {
@@ -390,35 +365,16 @@ type ModbusEvent struct {
 	Timestamp int64    `json:"timestamp"`
 }
 
-// kindOf is errorKind for a result that may have no error.
-func kindOf(err error) string {
-	if err == nil {
-		return ""
-	}
-	return errorKind(err)
-}
-
+// errorKind names a failed request for events and metrics ("" for none): the transport's own failures and an
+// injected fault, else the kind the Modbus client's classifier gives (mb.ErrorKind, shared with the sidecar).
 func errorKind(err error) string {
-	var exc *modbus.ModbusError
 	switch {
-	case errors.As(err, &exc):
-		return "exception"
-	case errors.Is(err, ErrTimeout):
-		return "timeout"
-	case errors.Is(err, ErrMismatch):
-		return "mismatch"
-	case errors.Is(err, ErrDown):
-		return "down"
 	case errors.Is(err, ErrBusy):
 		return "busy"
 	case errors.Is(err, errInjected):
 		return "injected"
-	case errors.Is(err, mb.ErrShortResponse):
-		return "invalid_reply"
-	case errors.Is(err, ErrDisconnected), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		return "disconnected"
 	default:
-		return "invalid_reply" // goburrow's checks of a reply's sizes and codes
+		return mb.ErrorKind(err)
 	}
 }
 

@@ -1,34 +1,23 @@
 package modbus
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/goburrow/modbus"
 	"github.com/iotgw/iotgw/actors"
 	"github.com/iotgw/iotgw/config"
+	mb "github.com/iotgw/iotgw/sidecar/modbus"
 )
 
-// Errors of Modbus transactions. A device actor classifies a failed transaction with errors.Is/As: a
-// *modbus.ModbusError is an exception reply from the device.
+// Errors of the transport itself. A failed transaction is otherwise one of the Modbus client's (mb.ErrTimeout,
+// mb.ErrDisconnected, …, or a *modbus.ModbusError for an exception reply), classified with errors.Is/As.
 var (
-	ErrTimeout      = errors.New("modbus: no reply in time")
-	ErrMismatch     = errors.New("modbus: reply does not match the request") // transaction id, unit id or CRC
-	ErrDisconnected = errors.New("modbus: cannot connect")                   // dial or serial port open failed
-	ErrDown         = errors.New("modbus: connection down")                  // waiting out the reconnect backoff
-	ErrBusy         = errors.New("modbus: transport queue full")
-	ErrExpired      = fmt.Errorf("%w: the caller gave up before it was sent", ErrTimeout) // past its Deadline
+	ErrBusy    = errors.New("modbus: transport queue full")
+	ErrExpired = fmt.Errorf("%w: the caller gave up before it was sent", mb.ErrTimeout) // past its Deadline
 )
-
-// errOpen marks a serial port that could not be opened (the adapter unplugged, the device busy): like a refused
-// TCP connection, the endpoint is unreachable.
-var errOpen = errors.New("open serial port")
 
 // ModbusTx is one transaction for a transport actor: a read (functions 1-4) or a write (5, 6, 15, 16).
 type ModbusTx struct {
@@ -69,9 +58,10 @@ type ModbusTxResult struct {
 // interleave on the wire; each transaction carries its own device's timeout, so a dead slave costs only its own
 // timeout (× its retries) and the others keep their timing.
 //
-// After a failed connect (ErrDisconnected) the endpoint is down for a backoff that doubles from 100 ms to 5 s;
-// transactions in that time fail at once with ErrDown instead of each waiting a connect timeout. A timeout or a
-// mismatched reply closes the connection, so a late answer can never be taken for the next request's. The link
+// The wire is the Modbus client shared with the reference sidecar (mb.Client): after a failed connect
+// (mb.ErrDisconnected) the endpoint is down for a backoff that doubles from 100 ms to 5 s, and transactions in that
+// time fail at once with mb.ErrDown instead of each waiting a connect timeout; a timeout or a mismatched reply
+// closes the connection, so a late answer can never be taken for the next request's. The link
 // state (Env.Link) follows: disconnected when a connect fails, connected when a transaction reaches the device.
 // A transaction whose caller has given up (ModbusTx.Deadline) is dropped, not sent.
 type transport struct {
@@ -163,8 +153,11 @@ func (t *transport) Receive(ctx actor.Context) {
 }
 
 func (t *transport) run(root *actor.RootContext, q <-chan queued, done <-chan struct{}, send func(any)) error {
-	w := newWire(&t.dev)
-	defer w.close()
+	w, err := mb.NewClient(endpoint(&t.dev))
+	if err != nil {
+		return err // config validation admits only the client's modes
+	}
+	defer w.Close()
 	link := "" // unknown until the first transaction
 	for {
 		select {
@@ -177,7 +170,7 @@ func (t *transport) run(root *actor.RootContext, q <-chan queued, done <-chan st
 				continue
 			}
 			if item.tx.drop {
-				w.close()
+				w.Close()
 			}
 			if item.tx.delay > 0 {
 				timer := time.NewTimer(item.tx.delay)
@@ -194,7 +187,9 @@ func (t *transport) run(root *actor.RootContext, q <-chan queued, done <-chan st
 					continue
 				}
 			}
-			data, err := w.do(item.tx)
+			tx := item.tx
+			data, err := w.Do(mb.Call{Slave: tx.Slave, Function: tx.Function, Address: tx.Address, Quantity: tx.Quantity,
+				Value: tx.Value, Timeout: tx.Timeout, Retries: tx.Retries})
 			if state, detail := linkState(err); state != "" && state != link {
 				link = state
 				send(&linkChange{state: state, detail: detail})
@@ -228,239 +223,18 @@ func linkState(err error) (state, detail string) {
 	switch {
 	case err == nil, errors.As(err, &exc):
 		return actors.LinkConnected, ""
-	case errors.Is(err, ErrDisconnected):
+	case errors.Is(err, mb.ErrDisconnected):
 		return actors.LinkDisconnected, err.Error()
 	default:
 		return "", ""
 	}
 }
 
-// wire is the connection of a transport: a goburrow handler, reopened after failures with backoff.
-type wire struct {
-	dev       *config.ModbusEndpoint
-	handler   modbus.ClientHandler
-	client    modbus.Client
-	setSlave  func(uint8)
-	setTime   func(time.Duration)
-	downUntil time.Time
-	backoff   time.Duration
-}
-
-func newWire(d *config.ModbusEndpoint) *wire {
-	w := &wire{dev: d}
-	switch d.Mode {
-	case "rtu":
-		h := modbus.NewRTUClientHandler(d.Address)
-		h.BaudRate, h.DataBits, h.Parity, h.StopBits = d.Serial.BaudRate, d.Serial.DataBits, d.Serial.Parity, d.Serial.StopBits
-		w.handler, w.setSlave, w.setTime = &serialHandler{h}, func(s uint8) { h.SlaveId = s }, func(t time.Duration) { h.Timeout = t }
-	case "rtu-over-tcp":
-		h := &rtuOverTCP{address: d.Address}
-		w.handler, w.setSlave, w.setTime = h, func(s uint8) { h.slave = s }, func(t time.Duration) { h.timeout = t }
-	default:
-		h := &tcpHandler{modbus.NewTCPClientHandler(d.Address)}
-		h.IdleTimeout = time.Minute
-		w.handler, w.setSlave, w.setTime = h, func(s uint8) { h.SlaveId = s }, func(t time.Duration) { h.Timeout = t }
+// endpoint is the Modbus client's view of d's connection settings.
+func endpoint(d *config.ModbusEndpoint) mb.Endpoint {
+	e := mb.Endpoint{Mode: d.Mode, Address: d.Address}
+	if s := d.Serial; s != nil {
+		e.Serial = mb.Serial{BaudRate: s.BaudRate, DataBits: s.DataBits, Parity: s.Parity, StopBits: s.StopBits}
 	}
-	w.client = modbus.NewClient(w.handler)
-	return w
-}
-
-func (w *wire) close() {
-	if c, ok := w.handler.(io.Closer); ok {
-		_ = c.Close()
-	}
-}
-
-func (w *wire) do(tx *ModbusTx) ([]byte, error) {
-	if now := time.Now(); now.Before(w.downUntil) {
-		return nil, fmt.Errorf("%w: reconnecting to %s in %s", ErrDown, w.dev.Address, w.downUntil.Sub(now).Round(time.Millisecond))
-	}
-	w.setSlave(tx.Slave)
-	w.setTime(tx.Timeout)
-	var data []byte
-	var err error
-	for attempt := 0; attempt <= tx.Retries; attempt++ {
-		data, err = w.once(tx)
-		if err == nil {
-			w.backoff = 0
-			return data, nil
-		}
-		var exc *modbus.ModbusError
-		if errors.As(err, &exc) {
-			return nil, err // the device answered: retrying will not change its mind
-		}
-		w.close() // a timeout or a garbled reply: start the next attempt on a fresh connection
-		if isConnectError(err) {
-			w.backoff = min(max(2*w.backoff, 100*time.Millisecond), 5*time.Second)
-			w.downUntil = time.Now().Add(w.backoff)
-			return nil, fmt.Errorf("%w to %s: %w", ErrDisconnected, w.dev.Address, err)
-		}
-	}
-	return nil, classify(err)
-}
-
-func (w *wire) once(tx *ModbusTx) ([]byte, error) {
-	c := w.client
-	switch tx.Function {
-	case 1:
-		return c.ReadCoils(tx.Address, tx.Quantity)
-	case 2:
-		return c.ReadDiscreteInputs(tx.Address, tx.Quantity)
-	case 3:
-		return c.ReadHoldingRegisters(tx.Address, tx.Quantity)
-	case 4:
-		return c.ReadInputRegisters(tx.Address, tx.Quantity)
-	case 5:
-		return c.WriteSingleCoil(tx.Address, binary.BigEndian.Uint16(tx.Value))
-	case 6:
-		return c.WriteSingleRegister(tx.Address, binary.BigEndian.Uint16(tx.Value))
-	case 15:
-		return c.WriteMultipleCoils(tx.Address, tx.Quantity, tx.Value)
-	case 16:
-		return c.WriteMultipleRegisters(tx.Address, tx.Quantity, tx.Value)
-	default:
-		return nil, fmt.Errorf("modbus: function %d not supported", tx.Function)
-	}
-}
-
-func isConnectError(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial" || errors.Is(err, errOpen)
-}
-
-// serialHandler is goburrow's RTU handler with the port's open failure told apart from the transaction's (goburrow
-// returns the bare errno of open(2), indistinguishable from a read error).
-type serialHandler struct{ *modbus.RTUClientHandler }
-
-func (h *serialHandler) Send(req []byte) ([]byte, error) {
-	if err := h.Connect(); err != nil {
-		return nil, fmt.Errorf("%w %s: %w", errOpen, h.Address, err)
-	}
-	return h.RTUClientHandler.Send(req)
-}
-
-// classify wraps a transport error with the sentinel that names it.
-func classify(err error) error {
-	var ne net.Error
-	switch {
-	case errors.Is(err, ErrMismatch):
-		return err
-	case errors.As(err, &ne) && ne.Timeout():
-		return fmt.Errorf("%w: %v", ErrTimeout, err)
-	default:
-		return err
-	}
-}
-
-// tcpHandler is goburrow's TCP handler with its reply check classified: a transaction or unit id that does not
-// match is ErrMismatch (goburrow returns it as plain text).
-type tcpHandler struct{ *modbus.TCPClientHandler }
-
-func (h *tcpHandler) Verify(req, resp []byte) error {
-	if err := h.TCPClientHandler.Verify(req, resp); err != nil {
-		return fmt.Errorf("%w: %v", ErrMismatch, err)
-	}
-	return nil
-}
-
-// rtuOverTCP frames Modbus RTU (unit, PDU, CRC-16) over a TCP connection, as serial device servers do; goburrow
-// v0.1.0 has no such handler. An RTU frame has no length field, so the reply's length is worked out from its
-// function code as it arrives.
-type rtuOverTCP struct {
-	address string
-	slave   uint8
-	timeout time.Duration
-	mu      sync.Mutex
-	conn    net.Conn
-}
-
-var _ modbus.ClientHandler = (*rtuOverTCP)(nil)
-
-func (h *rtuOverTCP) Encode(pdu *modbus.ProtocolDataUnit) ([]byte, error) {
-	adu := make([]byte, 0, len(pdu.Data)+4)
-	adu = append(adu, h.slave, pdu.FunctionCode)
-	adu = append(adu, pdu.Data...)
-	crc := crc16(adu)
-	return append(adu, byte(crc), byte(crc>>8)), nil
-}
-
-func (h *rtuOverTCP) Decode(adu []byte) (*modbus.ProtocolDataUnit, error) {
-	if len(adu) < 4 {
-		return nil, fmt.Errorf("%w: rtu frame of %d bytes", ErrMismatch, len(adu))
-	}
-	n := len(adu)
-	if crc := crc16(adu[:n-2]); byte(crc) != adu[n-2] || byte(crc>>8) != adu[n-1] {
-		return nil, fmt.Errorf("%w: crc", ErrMismatch)
-	}
-	return &modbus.ProtocolDataUnit{FunctionCode: adu[1], Data: adu[2 : n-2]}, nil
-}
-
-func (h *rtuOverTCP) Verify(req, resp []byte) error {
-	if len(resp) < 4 || resp[0] != req[0] {
-		return fmt.Errorf("%w: unit id", ErrMismatch)
-	}
-	return nil
-}
-
-func (h *rtuOverTCP) Send(req []byte) ([]byte, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.conn == nil {
-		c, err := net.DialTimeout("tcp", h.address, h.timeout)
-		if err != nil {
-			return nil, err
-		}
-		h.conn = c
-	}
-	if h.timeout > 0 {
-		_ = h.conn.SetDeadline(time.Now().Add(h.timeout))
-	}
-	if _, err := h.conn.Write(req); err != nil {
-		return nil, err
-	}
-	head := make([]byte, 3, 260)
-	if _, err := io.ReadFull(h.conn, head); err != nil {
-		return nil, err
-	}
-	var rest int
-	switch fn := head[1]; {
-	case fn&0x80 != 0:
-		rest = 2 // exception code already read as head[2]; CRC follows
-	case fn >= 1 && fn <= 4:
-		rest = int(head[2]) + 2
-	default:
-		rest = 5 // echo of address and value/quantity (4 bytes, one already read) + CRC
-	}
-	resp := head[:3+rest]
-	if _, err := io.ReadFull(h.conn, resp[3:]); err != nil {
-		return nil, err
-	}
-	return resp, nil
-}
-
-func (h *rtuOverTCP) Close() error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.conn != nil {
-		err := h.conn.Close()
-		h.conn = nil
-		return err
-	}
-	return nil
-}
-
-// crc16 is Modbus RTU's CRC (polynomial 0xA001, initial 0xFFFF), sent low byte first.
-func crc16(b []byte) uint16 {
-	crc := uint16(0xFFFF)
-	for _, x := range b {
-		crc ^= uint16(x)
-		for i := 0; i < 8; i++ {
-			if crc&1 != 0 {
-				crc = crc>>1 ^ 0xA001
-			} else {
-				crc >>= 1
-			}
-		}
-	}
-	return crc
+	return e
 }

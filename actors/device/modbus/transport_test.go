@@ -12,6 +12,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
 	"github.com/iotgw/iotgw/config"
+	mb "github.com/iotgw/iotgw/sidecar/modbus"
 	"github.com/iotgw/iotgw/sidecar/modbussim"
 	"github.com/rs/zerolog"
 )
@@ -83,7 +84,7 @@ func TestTransportLinkState(t *testing.T) {
 	do := startTransport(t, config.ModbusEndpoint{Mode: "tcp", Address: addr}, &links)
 
 	res := do(read())
-	if !errors.Is(res.Err, ErrDisconnected) || errorKind(res.Err) != "disconnected" {
+	if !errors.Is(res.Err, mb.ErrDisconnected) || errorKind(res.Err) != "disconnected" {
 		t.Fatalf("refused: %v (kind %s), want disconnected", res.Err, errorKind(res.Err))
 	}
 	if res := do(read()); errorKind(res.Err) != "down" {
