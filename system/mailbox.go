@@ -10,6 +10,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
 	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
 )
 
 // Mailbox bounds, per actor.
@@ -211,9 +212,27 @@ type mailboxActor struct {
 	started func(err error)
 	// reconnecting: a Reconnector restarted after a peer failure, shown disconnected until it reports the link up.
 	reconnecting bool
+	// incarnation numbers this incarnation (unique in the runtime): what the actor's workers send is stamped with
+	// it, and what is stamped with another is dropped (actors.Stale).
+	incarnation uint64
+	log         zerolog.Logger
 }
 
+var _ actors.Incarnated = (*mailboxActor)(nil)
+
+func (a *mailboxActor) Incarnation() uint64 { return a.incarnation }
+
 func (a *mailboxActor) Receive(ctx actor.Context) {
+	if actors.Stale(ctx) {
+		// A worker of an incarnation that has been restarted or stopped sent it (while the actor waited out its
+		// backoff, or before its Stop returned): its failure was handled, its results belong to a state that is gone.
+		if wf, ok := ctx.Message().(*actors.WorkerFailed); ok {
+			a.log.Info().Str("actor", a.path).Str("error", wf.Error()).Msg("dropped the failure of a worker of a previous incarnation")
+		} else {
+			a.log.Debug().Str("actor", a.path).Str("message", fmt.Sprintf("%T", ctx.Message())).Msg("dropped a message of a previous incarnation")
+		}
+		return
+	}
 	switch m := ctx.Message().(type) {
 	case *nats.Msg:
 		if a.mb != nil {

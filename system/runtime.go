@@ -57,6 +57,8 @@ type Runtime struct {
 	fileDevices []config.Device // the device blocks of the file as last loaded (not the stored ones): what a reload compares
 	faults      *faultManager
 	mon         *monitor // health, metrics and the HTTP server (metrics.go, http.go)
+	// incarnations numbers every incarnation of every actor (mailboxActor.incarnation).
+	incarnations atomic.Uint64
 }
 
 // Option configures a Runtime.

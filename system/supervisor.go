@@ -291,7 +291,8 @@ func (s *supervisor) start(ctx actor.Context, c *child) error {
 		} else {
 			a = spec.Producer()
 		}
-		w := &mailboxActor{inner: a, mb: mb, path: c.path, tree: s.rt.tree, started: signal}
+		w := &mailboxActor{inner: a, mb: mb, path: c.path, tree: s.rt.tree, started: signal,
+			incarnation: s.rt.incarnations.Add(1), log: s.log}
 		if d := time.Duration(c.reconnect.Swap(0)); d > 0 {
 			if r, ok := a.(actors.Reconnector); ok {
 				r.ReconnectAfter(d)
