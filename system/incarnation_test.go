@@ -99,3 +99,34 @@ supervisor {
 			n.Restarts, msg.Data, n.LastError)
 	}
 }
+
+// stuckOnStop is an actor whose Stopping does not return until released.
+type stuckOnStop struct{ release chan struct{} }
+
+func (a *stuckOnStop) Receive(ctx actor.Context) {
+	if _, ok := ctx.Message().(*actor.Stopping); ok {
+		<-a.release
+	}
+}
+
+// TestStuckActorDoesNotHoldSupervisor: an actor that does not stop, not even outright, is left behind after a
+// bounded wait (and logged); its supervisor goes on serving its other children instead of waiting for ever.
+func TestStuckActorDoesNotHoldSupervisor(t *testing.T) {
+	rt := startRuntime(t, parseConfig(t, ""))
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	if err := rt.AddActor(GroupSinks, ChildSpec{Name: "stuck", Kind: "sink/test", Producer: func() actor.Actor {
+		return &stuckOnStop{release: release}
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err := rt.RemoveActor(GroupSinks, "stuck")
+	t.Logf("remove of an actor that does not stop: %v after %s", err, time.Since(start).Round(time.Millisecond))
+	// The supervisor is free again: it starts another child.
+	checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		return rt.AddActor(GroupSinks, ChildSpec{Name: "next", Kind: "sink/test", Producer: func() actor.Actor {
+			return actor.ReceiveFunc(func(actor.Context) {})
+		}})
+	})
+}

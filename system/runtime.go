@@ -59,6 +59,9 @@ type Runtime struct {
 	mon         *monitor // health, metrics and the HTTP server (metrics.go, http.go)
 	// incarnations numbers every incarnation of every actor (mailboxActor.incarnation).
 	incarnations atomic.Uint64
+	// quit is closed when Stop begins: a supervisor waiting for a child to start stops waiting.
+	quit     chan struct{}
+	quitOnce sync.Once
 }
 
 // Option configures a Runtime.
@@ -116,6 +119,7 @@ func (r *Runtime) Start(ctx context.Context) error {
 		r.bus.Close()
 		return err
 	}
+	r.quit = make(chan struct{})
 	r.tree.add(rootPath, "supervisor", nil)
 	r.groups[rootPath] = newChildList(specs)
 	producer := newSupervisor(r, rootPath, r.cfg.Supervisor, r.groups[rootPath])
@@ -153,6 +157,7 @@ func (r *Runtime) Stop() error {
 	if r.root == nil {
 		return ErrNotStarted
 	}
+	r.quitOnce.Do(func() { close(r.quit) })
 	r.mon.stop() // the HTTP server and the bus reports end first: they read what is stopped next
 	r.stopLate()
 	r.stopBy.Store(time.Now().Add(r.stopTimeout - r.stopTimeout/8).UnixNano())
