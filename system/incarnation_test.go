@@ -10,6 +10,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
+	"github.com/iotgw/iotgw/isp"
 	"github.com/nats-io/nats.go"
 )
 
@@ -129,4 +130,75 @@ func TestStuckActorDoesNotHoldSupervisor(t *testing.T) {
 			return actor.ReceiveFunc(func(actor.Context) {})
 		}})
 	})
+}
+
+// TestFaultsOutliveARestart: a lasting fault is applied again to the incarnation that follows a crash, so what
+// iot.control.faults.list shows after the restart is what is in force; cleared, it ends in the new incarnation.
+func TestFaultsOutliveARestart(t *testing.T) {
+	rt := startRuntime(t, parseConfig(t, `
+faults { enabled = true }
+supervisor {
+  backoff {
+    initial = "50ms"
+    max     = "100ms"
+  }
+}
+device "m" {
+  driver   = "mock"
+  interval = "20ms"
+  point "x" { signal = "sine" }
+}
+`))
+	nc := client(t, rt.Bus().URL)
+	l := watchBatches(t, nc)
+	l.wait(t, "m", "x")
+	r := ask(t, nc, SubjectFaultsInject, `{"kind":"error","target":"devices/m"}`)
+	if !r.OK || r.Fault == nil {
+		t.Fatalf("inject: %+v", r)
+	}
+	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if q := l.next(t, "m", 1)["x"].Quality; q != isp.QualityBad {
+			return fmt.Errorf("quality %d under the fault", q)
+		}
+		return nil
+	})
+	if r := ask(t, nc, SubjectFaultsInject, `{"kind":"crash","target":"devices/m"}`); !r.OK {
+		t.Fatalf("crash: %+v", r)
+	}
+	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if n, _ := rt.Tree().Get("devices/m"); n.Restarts != 1 || n.State != StateRunning {
+			return fmt.Errorf("devices/m: state %s, %d restarts", n.State, n.Restarts)
+		}
+		return nil
+	})
+	listed := ask(t, nc, SubjectFaultsList, "").Faults
+	if len(listed) != 1 || listed[0].ID != r.Fault.ID {
+		t.Fatalf("listed after the restart: %+v, want the error fault", listed)
+	}
+	for i := 0; i < 3; i++ { // published by the new incarnation
+		if q := l.next(t, "m", 1)["x"].Quality; q != isp.QualityBad {
+			t.Fatalf("quality %d after the restart with the error fault listed, want %d (in force)", q, isp.QualityBad)
+		}
+	}
+	if n, _ := rt.Tree().Get("devices/m"); len(n.Faults) != 1 {
+		t.Errorf("tree shows faults %v after the restart, want the error fault", n.Faults)
+	}
+	ask(t, nc, SubjectFaultsClear, fmt.Sprintf(`{"id":%q}`, r.Fault.ID))
+	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if q := l.next(t, "m", 1)["x"].Quality; q != isp.QualityGood {
+			return fmt.Errorf("quality %d after clear", q)
+		}
+		return nil
+	})
+	// Removing the device ends its faults: none is listed for an actor that is gone.
+	inj := ask(t, nc, SubjectFaultsInject, `{"kind":"bad_quality","target":"devices/m"}`)
+	if !inj.OK {
+		t.Fatalf("inject: %+v", inj)
+	}
+	if err := rt.RemoveActor(GroupDevices, "m"); err != nil {
+		t.Fatal(err)
+	}
+	if listed := ask(t, nc, SubjectFaultsList, "").Faults; len(listed) != 0 {
+		t.Errorf("listed after the device was removed: %+v", listed)
+	}
 }

@@ -216,6 +216,9 @@ type mailboxActor struct {
 	// it, and what is stamped with another is dropped (actors.Stale).
 	incarnation uint64
 	log         zerolog.Logger
+	// faults returns the lasting faults injected into the actor's path, applied again to every incarnation as it
+	// starts (nil: none).
+	faults func() []*actors.Fault
 }
 
 var _ actors.Incarnated = (*mailboxActor)(nil)
@@ -254,6 +257,7 @@ func (a *mailboxActor) Receive(ctx actor.Context) {
 				panic(fmt.Errorf("%s: %w", a.path, err))
 			}
 		}
+		a.reapplyFaults(ctx)
 		a.tree.started(a.path, a.reconnecting)
 		return
 	case *actor.Stopping:
@@ -272,6 +276,23 @@ func (a *mailboxActor) Receive(ctx actor.Context) {
 		return
 	}
 	a.inner.Receive(ctx)
+}
+
+// reapplyFaults gives a new incarnation the lasting faults listed for its path: a fault outlives the incarnation it
+// was injected into, so the list and what is in force agree after a restart.
+func (a *mailboxActor) reapplyFaults(ctx actor.Context) {
+	if a.faults == nil {
+		return
+	}
+	t, ok := a.inner.(actors.FaultTarget)
+	if !ok {
+		return
+	}
+	for _, f := range a.faults() {
+		if err := t.InjectFault(ctx, f); err != nil {
+			a.log.Warn().Err(err).Str("actor", a.path).Str("fault", f.ID).Str("kind", f.Kind).Msg("fault not applied again after a restart")
+		}
+	}
 }
 
 // fault injects f: crash and stop for every actor, the others through the actor's own FaultTarget.

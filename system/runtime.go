@@ -256,6 +256,13 @@ func (r *Runtime) AddActor(group string, spec ChildSpec) error {
 
 // RemoveActor drains and stops an actor of a group and forgets it.
 func (r *Runtime) RemoveActor(group, name string) error {
+	if r.faults != nil {
+		path := name
+		if group != rootPath {
+			path = group + "/" + name
+		}
+		r.faults.forget(path) // its faults end with it, not with one of its incarnations
+	}
 	return r.ask(group, &removeChild{name: name})
 }
 

@@ -282,6 +282,10 @@ func (s *supervisor) start(ctx actor.Context, c *child) error {
 	var once sync.Once
 	signal := func(err error) { once.Do(func() { started <- err }) }
 	mb := c.mb
+	var faults func() []*actors.Fault
+	if fm, path := s.rt.faults, c.path; fm != nil {
+		faults = func() []*actors.Fault { return fm.of(path) }
+	}
 	// The producer builds every incarnation: the first here, the others on the child's own goroutine when it
 	// restarts. After a peer failure it hands a Reconnector its backoff before the incarnation's Started.
 	producer := func() actor.Actor {
@@ -292,7 +296,7 @@ func (s *supervisor) start(ctx actor.Context, c *child) error {
 			a = spec.Producer()
 		}
 		w := &mailboxActor{inner: a, mb: mb, path: c.path, tree: s.rt.tree, started: signal,
-			incarnation: s.rt.incarnations.Add(1), log: s.log}
+			incarnation: s.rt.incarnations.Add(1), log: s.log, faults: faults}
 		if d := time.Duration(c.reconnect.Swap(0)); d > 0 {
 			if r, ok := a.(actors.Reconnector); ok {
 				r.ReconnectAfter(d)
