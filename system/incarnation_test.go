@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
 	"github.com/iotgw/iotgw/isp"
+	"github.com/iotgw/iotgw/sidecar/modbussim"
 	"github.com/nats-io/nats.go"
 )
 
@@ -200,5 +202,98 @@ device "m" {
 	}
 	if listed := ask(t, nc, SubjectFaultsList, "").Faults; len(listed) != 0 {
 		t.Errorf("listed after the device was removed: %+v", listed)
+	}
+}
+
+// TestRestartedModbusDeviceDropsOldPoll: a Modbus device that restarts while a poll of its previous incarnation is
+// on the wire never publishes that poll: its answers arrive in the new incarnation, which is not the one that
+// asked.
+func TestRestartedModbusDeviceDropsOldPoll(t *testing.T) {
+	srv := startSim(t, modbussim.Demo())
+	rt := startRuntime(t, parseConfig(t, fmt.Sprintf(`
+faults { enabled = true }
+supervisor {
+  backoff {
+    initial = "50ms"
+    max     = "50ms"
+    jitter  = 0
+  }
+}
+device "plc" {
+  driver   = "modbus"
+  address  = %q
+  interval = "50ms"
+  timeout  = "2s"
+  retries  = 0
+  register "temperature" {
+    address = 0
+    type    = "float32"
+  }
+}
+`, srv.Addr().String())))
+	nc := client(t, rt.Bus().URL)
+	type batch struct {
+		at time.Time
+		ts int64 // the poll's start
+	}
+	var mu sync.Mutex
+	var batches []batch
+	sub, err := nc.Subscribe("iot.raw.modbus.plc", func(m *nats.Msg) {
+		pts, err := isp.DecodeBatch(m.Data)
+		if err != nil || len(pts) == 0 {
+			t.Errorf("batch %q: %v", m.Data, err)
+			return
+		}
+		mu.Lock()
+		batches = append(batches, batch{time.Now(), pts[0].Timestamp})
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	last := func() (batch, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(batches) == 0 {
+			return batch{}, 0
+		}
+		return batches[len(batches)-1], len(batches)
+	}
+	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if _, n := last(); n < 2 {
+			return fmt.Errorf("%d polls published", n)
+		}
+		return nil
+	})
+	// Every transaction now waits a second before the wire: once no poll has come for 300ms, one is held there.
+	if r := ask(t, nc, SubjectFaultsInject, `{"kind":"latency","target":"devices/plc","latency":"1s"}`); !r.OK {
+		t.Fatalf("latency: %+v", r)
+	}
+	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if b, _ := last(); time.Since(b.at) < 300*time.Millisecond {
+			return errNotYet
+		}
+		return nil
+	})
+	crashAt := time.Now()
+	if r := ask(t, nc, SubjectFaultsInject, `{"kind":"crash","target":"devices/plc"}`); !r.OK {
+		t.Fatalf("crash: %+v", r)
+	}
+	crashed := time.Now()
+	// The new incarnation's first poll comes a second after it started, after the old poll's answer.
+	checkFor(t, 15*time.Second, 10*time.Millisecond, func() error {
+		if b, _ := last(); b.ts < crashAt.UnixNano() {
+			return errNotYet
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for _, b := range batches {
+		if b.at.After(crashed.Add(100*time.Millisecond)) && b.ts < crashAt.UnixNano() {
+			t.Errorf("a poll started %s before the crash was published %s after it, by the next incarnation",
+				crashAt.Sub(time.Unix(0, b.ts)).Round(time.Millisecond), b.at.Sub(crashed).Round(time.Millisecond))
+		}
 	}
 }
