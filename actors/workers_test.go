@@ -2,6 +2,7 @@ package actors
 
 import (
 	"errors"
+	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -156,4 +157,155 @@ func TestTickCoalesces(t *testing.T) {
 	}
 	close(block)
 	_ = sys.Root.StopFuture(pid).Wait()
+}
+
+// numbered is an actor that numbers its incarnations like the runtime's wrapper does; the test moves the number
+// on to stand for a restart.
+type numbered struct {
+	n       *atomic.Uint64
+	workers Workers
+	start   func(ctx actor.Context, w *Workers)
+	got     chan bool // Stale of every string message
+}
+
+func (a *numbered) Incarnation() uint64 { return a.n.Load() }
+
+func (a *numbered) Receive(ctx actor.Context) {
+	switch ctx.Message().(type) {
+	case *actor.Started:
+		a.start(ctx, &a.workers)
+	case *actor.Stopping:
+		a.workers.Stop()
+	case string:
+		a.got <- Stale(ctx)
+	}
+}
+
+// TestWorkerMessagesCarryTheirIncarnation: what a worker sends is stamped with the incarnation that started it,
+// so once the actor is another incarnation it is stale; a message from a worker of the current one is not.
+func TestWorkerMessagesCarryTheirIncarnation(t *testing.T) {
+	var n atomic.Uint64
+	n.Store(1)
+	release := make(chan struct{})
+	sys := actor.NewActorSystem()
+	got := make(chan bool, 10)
+	var self *actor.PID
+	self = sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor {
+		return &numbered{n: &n, got: got, start: func(ctx actor.Context, w *Workers) {
+			w.Go(ctx, "old", func(done <-chan struct{}, send func(any)) error {
+				select {
+				case <-release:
+					send("from incarnation 1")
+				case <-done:
+				}
+				<-done
+				return nil
+			})
+		}}
+	}))
+	t.Cleanup(func() { _ = sys.Root.StopFuture(self).Wait() })
+	sys.Root.Send(self, "plain") // not from a worker: never stale
+	if stale := <-got; stale {
+		t.Errorf("a message not sent by a worker is stale")
+	}
+	n.Store(2) // the actor is now another incarnation
+	close(release)
+	select {
+	case stale := <-got:
+		if !stale {
+			t.Errorf("the message of a worker of incarnation 1 is not stale in incarnation 2")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the worker's message never arrived")
+	}
+}
+
+// TestWorkersRefuseToStartAfterStop: after Stop, Go, Task and Tick start nothing (nats-server's startGoRoutine
+// after shutdown), so a message handled while the actor stops cannot leave a goroutine behind it.
+func TestWorkersRefuseToStartAfterStop(t *testing.T) {
+	var ran atomic.Int32
+	result := make(chan bool, 1)
+	sys := actor.NewActorSystem()
+	pid := sys.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		if _, ok := ctx.Message().(string); !ok {
+			return
+		}
+		var w Workers
+		w.Go(ctx, "before", func(done <-chan struct{}, _ func(any)) error { <-done; return nil })
+		w.Stop()
+		started := w.Go(ctx, "after", func(done <-chan struct{}, _ func(any)) error { ran.Add(1); <-done; return nil })
+		started = w.Task(ctx, "task", func(<-chan struct{}) error { ran.Add(1); return nil }) || started
+		w.Tick(ctx, "tick", time.Millisecond)
+		result <- started
+	}))
+	t.Cleanup(func() { _ = sys.Root.StopFuture(pid).Wait() })
+	sys.Root.Send(pid, "go")
+	if started := <-result; started {
+		t.Errorf("Go or Task after Stop said it started")
+	}
+	time.Sleep(50 * time.Millisecond) // a goroutine that was started anyway would have run by now
+	if n := ran.Load(); n != 0 {
+		t.Errorf("%d workers ran after Stop, want none", n)
+	}
+}
+
+// TestStopIsBounded: Stop closes what a worker is blocked on (OnStop), and does not wait for ever for a worker
+// that ignores done: it returns after StopWait and the worker is left to finish.
+func TestStopIsBounded(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() { // a peer that accepts and never answers
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	conn, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stuck := make(chan struct{})
+	defer close(stuck)
+	reading, readerDone := make(chan struct{}), make(chan struct{})
+	var w Workers
+	stopped := make(chan time.Duration, 1)
+	sys := actor.NewActorSystem()
+	pid := sys.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		switch ctx.Message().(type) {
+		case *actor.Started:
+			w.StopWait = 100 * time.Millisecond
+			w.Go(ctx, "reader", func(<-chan struct{}, func(any)) error {
+				close(reading)
+				defer close(readerDone)
+				_, err := conn.Read(make([]byte, 1)) // blocked until the connection is closed
+				return err
+			})
+			w.OnStop(func() { _ = conn.Close() })
+			w.Go(ctx, "deaf", func(<-chan struct{}, func(any)) error { <-stuck; return nil }) // ignores done
+		case string:
+			start := time.Now()
+			w.Stop()
+			stopped <- time.Since(start)
+		}
+	}))
+	t.Cleanup(func() { _ = sys.Root.StopFuture(pid).Wait() })
+	<-reading
+	sys.Root.Send(pid, "stop")
+	select {
+	case took := <-stopped:
+		t.Logf("Stop returned after %s (StopWait 100ms)", took.Round(time.Millisecond))
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop did not return: its wait is unbounded")
+	}
+	select {
+	case <-readerDone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the reader is still blocked: OnStop did not close its connection")
+	}
 }

@@ -22,6 +22,8 @@ type FaultInfo struct {
 	Latency     string     `json:"latency,omitempty"`
 	Injected    time.Time  `json:"injected"`
 	Until       *time.Time `json:"until,omitempty"` // cleared by itself then; none: until cleared
+
+	fault *actors.Fault // what was sent to the target, applied again to each of its later incarnations
 }
 
 // faultRequest is the body of iot.control.faults.inject.
@@ -36,6 +38,11 @@ type faultRequest struct {
 // faultManager keeps the injected faults and ends the timed ones. It is the same mechanism the test suite uses:
 // a fault is a message to the target actor, which its subject mailbox wrapper (crash, stop) or the actor itself
 // (FaultTarget) acts on.
+//
+// A lasting fault (drop, latency, error, bad_quality) belongs to its target's path, not to one incarnation: the
+// wrapper of every incarnation that starts applies the faults listed for its path again (of), so a restart — by the
+// supervisor or by hand — leaves in force exactly what iot.control.faults.list shows. Removing the actor clears
+// its faults (forget).
 type faultManager struct {
 	rt     *Runtime
 	mu     sync.Mutex
@@ -106,6 +113,25 @@ func (m *faultManager) inject(body []byte) ControlReply {
 	id := fmt.Sprintf("f-%d", m.seq)
 	m.mu.Unlock()
 	f := &actors.Fault{ID: id, Kind: req.Kind, Probability: req.Probability, Latency: lat}
+	info := &FaultInfo{ID: id, Kind: req.Kind, Target: target, Probability: req.Probability, Injected: time.Now(), fault: f}
+	if lat > 0 {
+		info.Latency = lat.String()
+	}
+	lasting := req.Kind != actors.FaultCrash && req.Kind != actors.FaultStop && req.Kind != actors.FaultKill
+	if lasting {
+		// Listed before it is sent: an incarnation of the target that starts meanwhile applies it too.
+		m.mu.Lock()
+		m.active[id] = info
+		m.mu.Unlock()
+	}
+	refuse := func(format string, args ...any) ControlReply {
+		if lasting {
+			m.mu.Lock()
+			delete(m.active, id)
+			m.mu.Unlock()
+		}
+		return failure(format, args...)
+	}
 	pid := m.rt.sys.NewLocalPID(m.rt.root.Id + "/" + target)
 	res, err := m.rt.sys.Root.RequestFuture(pid, f, 5*time.Second).Result()
 	if errors.Is(err, actor.ErrDeadLetter) { // it stopped between the check and the request
@@ -113,17 +139,13 @@ func (m *faultManager) inject(body []byte) ControlReply {
 		if n, ok := m.rt.tree.Get(target); ok {
 			state = n.State
 		}
-		return failure("actor %s is not running (%s)", target, state)
+		return refuse("actor %s is not running (%s)", target, state)
 	}
 	if err != nil {
-		return failure("fault %s on %s: %v", req.Kind, target, err)
+		return refuse("fault %s on %s: %v", req.Kind, target, err)
 	}
 	if r, ok := res.(*actors.FaultReply); ok && r.Err != nil {
-		return failure("fault %s on %s: %v", req.Kind, target, r.Err)
-	}
-	info := &FaultInfo{ID: id, Kind: req.Kind, Target: target, Probability: req.Probability, Injected: time.Now()}
-	if lat > 0 {
-		info.Latency = lat.String()
+		return refuse("fault %s on %s: %v", req.Kind, target, r.Err)
 	}
 	ev := m.rt.log.Warn().Str("fault", id).Str("kind", req.Kind).Str("target", target)
 	if dur > 0 {
@@ -136,12 +158,11 @@ func (m *faultManager) inject(body []byte) ControlReply {
 		ev = ev.Float64("probability", req.Probability)
 	}
 	ev.Msg("fault injected")
-	if req.Kind == actors.FaultCrash || req.Kind == actors.FaultStop || req.Kind == actors.FaultKill {
+	if !lasting {
 		return ControlReply{OK: true, Fault: info} // done at once: nothing stays active
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.active[id] = info
 	m.rt.tree.update(target, func(e *treeEntry) { e.faults = append(e.faults, id+" "+req.Kind) })
 	if dur > 0 {
 		until := info.Injected.Add(dur)
@@ -200,6 +221,38 @@ func (m *faultManager) clearIDs(ids []string) int {
 		n++
 	}
 	return n
+}
+
+// of returns the lasting faults listed for the actor at path, oldest first: what a new incarnation of it applies.
+func (m *faultManager) of(path string) []*actors.Fault {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var infos []*FaultInfo
+	for _, f := range m.active {
+		if f.Target == path {
+			infos = append(infos, f)
+		}
+	}
+	slices.SortFunc(infos, func(a, b *FaultInfo) int { return a.Injected.Compare(b.Injected) })
+	out := make([]*actors.Fault, len(infos))
+	for i, f := range infos {
+		out[i] = f.fault
+	}
+	return out
+}
+
+// forget clears the faults of the actor at path, which is about to be removed: while it still runs, so that it
+// ends what it passed on (a Modbus device's drop or latency, held by its endpoint's transport).
+func (m *faultManager) forget(path string) {
+	m.mu.Lock()
+	var ids []string
+	for id, f := range m.active {
+		if f.Target == path {
+			ids = append(ids, id)
+		}
+	}
+	m.mu.Unlock()
+	m.clearIDs(ids)
 }
 
 func (m *faultManager) list() ControlReply {

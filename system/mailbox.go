@@ -10,6 +10,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
 	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
 )
 
 // Mailbox bounds, per actor.
@@ -211,9 +212,30 @@ type mailboxActor struct {
 	started func(err error)
 	// reconnecting: a Reconnector restarted after a peer failure, shown disconnected until it reports the link up.
 	reconnecting bool
+	// incarnation numbers this incarnation (unique in the runtime): what the actor's workers send is stamped with
+	// it, and what is stamped with another is dropped (actors.Stale).
+	incarnation uint64
+	log         zerolog.Logger
+	// faults returns the lasting faults injected into the actor's path, applied again to every incarnation as it
+	// starts (nil: none).
+	faults func() []*actors.Fault
 }
 
+var _ actors.Incarnated = (*mailboxActor)(nil)
+
+func (a *mailboxActor) Incarnation() uint64 { return a.incarnation }
+
 func (a *mailboxActor) Receive(ctx actor.Context) {
+	if actors.Stale(ctx) {
+		// A worker of an incarnation that has been restarted or stopped sent it (while the actor waited out its
+		// backoff, or before its Stop returned): its failure was handled, its results belong to a state that is gone.
+		if wf, ok := ctx.Message().(*actors.WorkerFailed); ok {
+			a.log.Info().Str("actor", a.path).Str("error", wf.Error()).Msg("dropped the failure of a worker of a previous incarnation")
+		} else {
+			a.log.Debug().Str("actor", a.path).Str("message", fmt.Sprintf("%T", ctx.Message())).Msg("dropped a message of a previous incarnation")
+		}
+		return
+	}
 	switch m := ctx.Message().(type) {
 	case *nats.Msg:
 		if a.mb != nil {
@@ -235,6 +257,7 @@ func (a *mailboxActor) Receive(ctx actor.Context) {
 				panic(fmt.Errorf("%s: %w", a.path, err))
 			}
 		}
+		a.reapplyFaults(ctx)
 		a.tree.started(a.path, a.reconnecting)
 		return
 	case *actor.Stopping:
@@ -253,6 +276,23 @@ func (a *mailboxActor) Receive(ctx actor.Context) {
 		return
 	}
 	a.inner.Receive(ctx)
+}
+
+// reapplyFaults gives a new incarnation the lasting faults listed for its path: a fault outlives the incarnation it
+// was injected into, so the list and what is in force agree after a restart.
+func (a *mailboxActor) reapplyFaults(ctx actor.Context) {
+	if a.faults == nil {
+		return
+	}
+	t, ok := a.inner.(actors.FaultTarget)
+	if !ok {
+		return
+	}
+	for _, f := range a.faults() {
+		if err := t.InjectFault(ctx, f); err != nil {
+			a.log.Warn().Err(err).Str("actor", a.path).Str("fault", f.ID).Str("kind", f.Kind).Msg("fault not applied again after a restart")
+		}
+	}
 }
 
 // fault injects f: crash and stop for every actor, the others through the actor's own FaultTarget.

@@ -58,6 +58,11 @@ type Runtime struct {
 	fileDevices []config.Device // the device blocks of the file as last loaded (not the stored ones): what a reload compares
 	faults      *faultManager
 	mon         *monitor // health, metrics and the HTTP server (metrics.go, http.go)
+	// incarnations numbers every incarnation of every actor (mailboxActor.incarnation).
+	incarnations atomic.Uint64
+	// quit is closed when Stop begins: a supervisor waiting for a child to start stops waiting.
+	quit     chan struct{}
+	quitOnce sync.Once
 }
 
 // Option configures a Runtime.
@@ -115,6 +120,7 @@ func (r *Runtime) Start(ctx context.Context) error {
 		r.bus.Close()
 		return err
 	}
+	r.quit = make(chan struct{})
 	r.tree.add(rootPath, "supervisor", nil)
 	r.groups[rootPath] = newChildList(specs)
 	producer := newSupervisor(r, rootPath, r.cfg.Supervisor, r.groups[rootPath])
@@ -152,6 +158,7 @@ func (r *Runtime) Stop() error {
 	if r.root == nil {
 		return ErrNotStarted
 	}
+	r.quitOnce.Do(func() { close(r.quit) })
 	r.mon.stop() // the HTTP server and the bus reports end first: they read what is stopped next
 	r.stopLate()
 	r.stopBy.Store(time.Now().Add(r.stopTimeout - r.stopTimeout/8).UnixNano())
@@ -258,6 +265,13 @@ func (r *Runtime) AddActor(group string, spec ChildSpec) error {
 
 // RemoveActor drains and stops an actor of a group and forgets it.
 func (r *Runtime) RemoveActor(group, name string) error {
+	if r.faults != nil {
+		path := name
+		if group != rootPath {
+			path = group + "/" + name
+		}
+		r.faults.forget(path) // its faults end with it, not with one of its incarnations
+	}
 	return r.ask(group, &removeChild{name: name})
 }
 

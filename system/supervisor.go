@@ -281,6 +281,10 @@ func (s *supervisor) start(ctx actor.Context, c *child) error {
 	var once sync.Once
 	signal := func(err error) { once.Do(func() { started <- err }) }
 	mb := c.mb
+	var faults func() []*actors.Fault
+	if fm, path := s.rt.faults, c.path; fm != nil {
+		faults = func() []*actors.Fault { return fm.of(path) }
+	}
 	// The producer builds every incarnation: the first here, the others on the child's own goroutine when it
 	// restarts. After a peer failure it hands a Reconnector its backoff before the incarnation's Started.
 	producer := func() actor.Actor {
@@ -290,7 +294,8 @@ func (s *supervisor) start(ctx actor.Context, c *child) error {
 		} else {
 			a = spec.Producer()
 		}
-		w := &mailboxActor{inner: a, mb: mb, path: c.path, tree: s.rt.tree, started: signal}
+		w := &mailboxActor{inner: a, mb: mb, path: c.path, tree: s.rt.tree, started: signal,
+			incarnation: s.rt.incarnations.Add(1), log: s.log, faults: faults}
 		if d := time.Duration(c.reconnect.Swap(0)); d > 0 {
 			if r, ok := a.(actors.Reconnector); ok {
 				r.ReconnectAfter(d)
@@ -309,13 +314,18 @@ func (s *supervisor) start(ctx actor.Context, c *child) error {
 	s.byID[pid.Id] = c
 	// Wait until it listens: its subscriptions go out on the shared connection before anything a later sibling
 	// publishes, so a sink or the processor never misses a device's first poll.
+	// The wait holds this supervisor's mailbox: it is bounded by a stop's budget, and a shutdown ends it at once.
+	wait := time.NewTimer(s.rt.stopBudget())
+	defer wait.Stop()
 	select {
 	case err := <-started:
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.path, err)
 		}
-	case <-time.After(s.rt.stopTimeout):
+	case <-wait.C:
 		s.log.Warn().Str("actor", c.path).Msg("slow to start; starting its siblings anyway")
+	case <-s.rt.quit:
+		s.log.Warn().Str("actor", c.path).Msg("gateway stopping before the actor started")
 	}
 	s.log.Debug().Str("actor", c.path).Str("kind", spec.Kind).Msg("started")
 	return nil
@@ -361,7 +371,12 @@ func (s *supervisor) stopChild(ctx actor.Context, c *child) {
 	case <-time.After(wait):
 		s.log.Warn().Str("actor", c.path).Msg("did not stop in time; stopping it outright")
 		ctx.Stop(c.pid)
-		<-done
+		// Stopped outright it still runs its Stopping (its workers' bounded Stop): wait for that, not for ever.
+		select {
+		case <-done:
+		case <-time.After(s.rt.stopBudget()):
+			s.log.Error().Str("actor", c.path).Msg("did not stop even outright; left behind")
+		}
 	}
 	if c.mb != nil {
 		c.mb.close()

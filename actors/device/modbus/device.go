@@ -87,6 +87,7 @@ func (d *modbusDevice) ClearFault(ctx actor.Context, id string) {
 var errInjected = errors.New("fault injected")
 
 type pollGroup struct {
+	dev      *modbusDevice // the incarnation that polls it: answers to another's polls are stale
 	name     string
 	interval time.Duration
 	plan     []mb.Request
@@ -227,7 +228,7 @@ func (d *modbusDevice) start(ctx actor.Context) {
 				plan[qi].Fields[fi].Index = idx[plan[qi].Fields[fi].Index]
 			}
 		}
-		g := &pollGroup{name: name, interval: intervals[name], plan: plan, answered: make([]bool, len(plan))}
+		g := &pollGroup{dev: d, name: name, interval: intervals[name], plan: plan, answered: make([]bool, len(plan))}
 		d.groups = append(d.groups, g)
 		d.byTick[d.workers.Tick(ctx, "poll "+name, g.interval)] = g
 	}
@@ -269,8 +270,13 @@ func (d *modbusDevice) poll(ctx actor.Context, g *pollGroup) {
 
 func (d *modbusDevice) result(tag pollTag, res *ModbusTxResult) {
 	g := tag.group
+	if g.dev != d {
+		// An answer to a poll of a previous incarnation (the transport outlives the device's restarts and replies
+		// to its PID): that poll's group, points and timestamps are not this incarnation's to publish.
+		return
+	}
 	if tag.seq != g.seq || g.pending == 0 || g.answered[tag.req] {
-		return // an answer for a poll of a previous incarnation or one already given up
+		return // an answer for a poll already given up
 	}
 	g.answered[tag.req] = true
 	q := &g.plan[tag.req]
