@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -24,6 +25,7 @@ var (
 	ErrDisconnected = errors.New("modbus: cannot connect")                   // dial or serial port open failed
 	ErrDown         = errors.New("modbus: connection down")                  // waiting out the reconnect backoff
 	ErrMode         = errors.New("modbus: unknown mode")
+	ErrStopped      = fmt.Errorf("%w: the client was interrupted", ErrDown) // after Interrupt: no further attempt
 )
 
 // errOpen marks a serial port that could not be opened (the adapter unplugged, the device busy): like a refused
@@ -83,6 +85,7 @@ type Client struct {
 	setTime   func(time.Duration)
 	downUntil time.Time
 	wait      backoff.Backoff
+	stopped   atomic.Bool
 }
 
 // NewClient returns a client for e; it connects at the first call.
@@ -98,7 +101,7 @@ func NewClient(e Endpoint) (*Client, error) {
 		h := &rtuOverTCP{address: e.Address}
 		c.handler, c.setSlave, c.setTime = h, func(s uint8) { h.slave = s }, func(t time.Duration) { h.timeout = t }
 	case ModeTCP, "":
-		h := &tcpHandler{modbus.NewTCPClientHandler(e.Address)}
+		h := &tcpHandler{TCPClientHandler: modbus.NewTCPClientHandler(e.Address)}
 		h.IdleTimeout = time.Minute
 		c.handler, c.setSlave, c.setTime = h, func(s uint8) { h.SlaveId = s }, func(t time.Duration) { h.Timeout = t }
 	default:
@@ -123,6 +126,17 @@ func (c *Client) Close() {
 	}
 }
 
+// Interrupt stops the client for good, from any goroutine: a TCP or RTU-over-TCP call blocked on the connection
+// returns at once, and no further attempt or connection is made (ErrStopped). goburrow's serial handler cannot be
+// cut short: on a serial line the attempt in hand runs out its timeout. An owner that stops (the transport actor)
+// calls it so a silent peer cannot hold the stop for timeout × (retries+1).
+func (c *Client) Interrupt() {
+	c.stopped.Store(true)
+	if h, ok := c.handler.(interface{ interrupt() }); ok {
+		h.interrupt()
+	}
+}
+
 // Do runs call and returns the data of the reply: a read's data bytes, a write's echo.
 func (c *Client) Do(call Call) ([]byte, error) {
 	if now := time.Now(); now.Before(c.downUntil) {
@@ -133,6 +147,9 @@ func (c *Client) Do(call Call) ([]byte, error) {
 	var data []byte
 	var err error
 	for attempt := 0; attempt <= call.Retries; attempt++ {
+		if c.stopped.Load() {
+			return nil, ErrStopped
+		}
 		data, err = c.once(&call)
 		if err == nil {
 			c.wait.Reset()
@@ -239,9 +256,104 @@ func (h *serialHandler) Send(req []byte) ([]byte, error) {
 	return h.RTUClientHandler.Send(req)
 }
 
-// tcpHandler is goburrow's TCP handler with its reply check classified: a transaction or unit id that does not
-// match is ErrMismatch (goburrow returns it as plain text).
-type tcpHandler struct{ *modbus.TCPClientHandler }
+// tcpHandler is goburrow's TCP handler (its MBAP packager and settings) with its reply check classified — a
+// transaction or unit id that does not match is ErrMismatch (goburrow returns it as plain text) — and a connection
+// of its own (link): goburrow's holds its lock for the whole transaction, so its Close waits out a blocked read and
+// an owner that stops could not cut it short.
+type tcpHandler struct {
+	*modbus.TCPClientHandler
+	link link
+	last time.Time // the last transaction: past IdleTimeout the connection is opened afresh
+}
+
+// tcpHeaderSize is the MBAP header with the unit id; tcpMaxLength is the largest ADU.
+const tcpHeaderSize, tcpMaxLength = 7, 260
+
+func (h *tcpHandler) Send(req []byte) ([]byte, error) {
+	if h.IdleTimeout > 0 && !h.last.IsZero() && time.Since(h.last) > h.IdleTimeout {
+		_ = h.link.Close() // like goburrow's idle timer: a connection idle that long may be dead at the other end
+	}
+	h.last = time.Now()
+	c, err := h.link.dial(h.Address, h.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	if h.Timeout > 0 {
+		_ = c.SetDeadline(time.Now().Add(h.Timeout))
+	}
+	if _, err := c.Write(req); err != nil {
+		return nil, err
+	}
+	var adu [tcpMaxLength]byte
+	if _, err := io.ReadFull(c, adu[:tcpHeaderSize]); err != nil {
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint16(adu[4:])) // the unit id and the PDU
+	if n <= 1 || n > tcpMaxLength-tcpHeaderSize+1 {
+		return nil, fmt.Errorf("%w: MBAP length %d", ErrMismatch, n) // the attempt's failure closes the connection
+	}
+	n += tcpHeaderSize - 1
+	if _, err := io.ReadFull(c, adu[tcpHeaderSize:n]); err != nil {
+		return nil, err
+	}
+	return append([]byte(nil), adu[:n]...), nil
+}
+
+func (h *tcpHandler) Close() error { return h.link.Close() }
+func (h *tcpHandler) interrupt()   { h.link.interrupt() }
+
+// link is a TCP connection that an owner may close from another goroutine while a call is blocked on it; once
+// interrupted it opens no new one. Only the client's caller dials and sends.
+type link struct {
+	mu     sync.Mutex
+	conn   net.Conn
+	closed bool
+}
+
+// dial returns the open connection, or opens one.
+func (l *link) dial(address string, timeout time.Duration) (net.Conn, error) {
+	l.mu.Lock()
+	c, closed := l.conn, l.closed
+	l.mu.Unlock()
+	switch {
+	case closed:
+		return nil, ErrStopped
+	case c != nil:
+		return c, nil
+	}
+	c, err := net.DialTimeout("tcp", address, timeout)
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed { // interrupted while dialling
+		_ = c.Close()
+		return nil, ErrStopped
+	}
+	l.conn = c
+	return c, nil
+}
+
+// Close closes the connection; the next call opens a new one.
+func (l *link) Close() error {
+	l.mu.Lock()
+	c := l.conn
+	l.conn = nil
+	l.mu.Unlock()
+	if c != nil {
+		return c.Close()
+	}
+	return nil
+}
+
+// interrupt closes the connection for good: a read or write blocked on it returns at once.
+func (l *link) interrupt() {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	_ = l.Close()
+}
 
 func (h *tcpHandler) Verify(req, resp []byte) error {
 	if err := h.TCPClientHandler.Verify(req, resp); err != nil {
@@ -257,8 +369,7 @@ type rtuOverTCP struct {
 	address string
 	slave   uint8
 	timeout time.Duration
-	mu      sync.Mutex
-	conn    net.Conn
+	link    link
 }
 
 var _ modbus.ClientHandler = (*rtuOverTCP)(nil)
@@ -290,23 +401,18 @@ func (h *rtuOverTCP) Verify(req, resp []byte) error {
 }
 
 func (h *rtuOverTCP) Send(req []byte) ([]byte, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.conn == nil {
-		c, err := net.DialTimeout("tcp", h.address, h.timeout)
-		if err != nil {
-			return nil, err
-		}
-		h.conn = c
+	c, err := h.link.dial(h.address, h.timeout)
+	if err != nil {
+		return nil, err
 	}
 	if h.timeout > 0 {
-		_ = h.conn.SetDeadline(time.Now().Add(h.timeout))
+		_ = c.SetDeadline(time.Now().Add(h.timeout))
 	}
-	if _, err := h.conn.Write(req); err != nil {
+	if _, err := c.Write(req); err != nil {
 		return nil, err
 	}
 	head := make([]byte, 3, 260)
-	if _, err := io.ReadFull(h.conn, head); err != nil {
+	if _, err := io.ReadFull(c, head); err != nil {
 		return nil, err
 	}
 	var rest int
@@ -319,22 +425,14 @@ func (h *rtuOverTCP) Send(req []byte) ([]byte, error) {
 		rest = 5 // echo of address and value/quantity (4 bytes, one already read) + CRC
 	}
 	resp := head[:3+rest]
-	if _, err := io.ReadFull(h.conn, resp[3:]); err != nil {
+	if _, err := io.ReadFull(c, resp[3:]); err != nil {
 		return nil, err
 	}
 	return resp, nil
 }
 
-func (h *rtuOverTCP) Close() error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.conn != nil {
-		err := h.conn.Close()
-		h.conn = nil
-		return err
-	}
-	return nil
-}
+func (h *rtuOverTCP) Close() error { return h.link.Close() }
+func (h *rtuOverTCP) interrupt()   { h.link.interrupt() }
 
 // crc16 is Modbus RTU's CRC (polynomial 0xA001, initial 0xFFFF), sent low byte first.
 func crc16(b []byte) uint16 {

@@ -71,7 +71,12 @@ type transport struct {
 	queue   chan queued
 	faults  actors.Faults
 	cuts    map[string]chan struct{} // per latency fault: closed when it is cleared
+	longest time.Duration            // the longest per-attempt timeout of the transactions it was sent
 }
+
+// A stop is prompt: the wire worker takes nothing more from its queue once it is told to stop, the client makes
+// no further attempt of the transaction in hand, and a TCP connection is closed under a blocked read
+// (Workers.OnStop → Client.Interrupt), so a silent peer does not hold the stop for timeout × (retries+1).
 
 // linkChange is sent by the wire worker when the endpoint becomes reachable or unreachable.
 type linkChange struct{ state, detail string }
@@ -127,14 +132,23 @@ func (t *transport) Receive(ctx actor.Context) {
 	case *actor.Started:
 		t.queue = make(chan queued, queueSize)
 		q := t.queue
+		w, err := mb.NewClient(endpoint(&t.dev))
+		if err != nil {
+			panic(err) // config validation admits only the client's modes
+		}
+		// A stop is prompt: the hook closes a TCP connection under a blocked read, and a serial attempt (which
+		// goburrow cannot cut short) is waited for at most its timeout.
+		t.workers.OnStop(w.Interrupt)
 		t.workers.Go(ctx, "wire", func(done <-chan struct{}, send func(any)) error {
-			return t.run(ctx.ActorSystem().Root, q, done, send)
+			return t.run(ctx.ActorSystem().Root, q, w, done, send)
 		})
 	case *actor.Stopping, *actor.Restarting:
+		t.workers.StopWait = max(actors.DefaultStopWait, t.longest) // a serial attempt in hand runs out its timeout
 		t.workers.Stop()
 	case *linkChange:
 		t.env.Link(m.state, m.detail)
 	case *ModbusTx:
+		t.longest = max(t.longest, m.Timeout)
 		// Faults are decided here, on the actor's goroutine, and travel with the transaction to the wire worker.
 		if f := t.faults.Hit(actors.FaultDrop); f != nil {
 			m.drop = true
@@ -152,18 +166,21 @@ func (t *transport) Receive(ctx actor.Context) {
 	}
 }
 
-func (t *transport) run(root *actor.RootContext, q <-chan queued, done <-chan struct{}, send func(any)) error {
-	w, err := mb.NewClient(endpoint(&t.dev))
-	if err != nil {
-		return err // config validation admits only the client's modes
-	}
+func (t *transport) run(root *actor.RootContext, q <-chan queued, w *mb.Client, done <-chan struct{}, send func(any)) error {
 	defer w.Close()
 	link := "" // unknown until the first transaction
 	for {
+		// Stopping comes first: a select with both ready picks at random, and would run queued transactions.
+		if stopped(done) {
+			return nil
+		}
 		select {
 		case <-done:
 			return nil
 		case item := <-q:
+			if stopped(done) {
+				return nil
+			}
 			start := time.Now()
 			if item.tx.expired(start) {
 				t.expire(root, item, start)
@@ -237,4 +254,14 @@ func endpoint(d *config.ModbusEndpoint) mb.Endpoint {
 		e.Serial = mb.Serial{BaudRate: s.BaudRate, DataBits: s.DataBits, Parity: s.Parity, StopBits: s.StopBits}
 	}
 	return e
+}
+
+// stopped says whether done is closed, without waiting.
+func stopped(done <-chan struct{}) bool {
+	select {
+	case <-done:
+		return true
+	default:
+		return false
+	}
 }
