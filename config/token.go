@@ -56,15 +56,10 @@ func ValidSubject(s string, wildcards bool) error {
 	return nil
 }
 
-// badRune describes why r cannot be in a subject, or returns "".
+// badRune describes why r cannot be in a subject (in the words of isp.ValidToken's errors), or returns "".
 func badRune(r rune) string {
-	switch {
-	case r == utf8.RuneError:
-		return "invalid UTF-8"
-	case unicode.IsSpace(r):
-		return fmt.Sprintf("the space character %U", r)
-	case unicode.IsControl(r):
-		return fmt.Sprintf("the control character %U", r)
+	if r == utf8.RuneError || unicode.IsSpace(r) || unicode.IsControl(r) {
+		return isp.DescribeRune(r)
 	}
 	return ""
 }
