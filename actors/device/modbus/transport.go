@@ -3,7 +3,6 @@ package modbus
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -54,13 +53,6 @@ type ModbusTxResult struct {
 	Took time.Duration
 }
 
-// TransportName is the actor name of the transport of a device's endpoint: devices with the same mode and address
-// (one serial line, one TCP gateway or PLC) share it.
-func TransportName(d *config.ModbusDevice) string {
-	r := strings.NewReplacer("/", "_", ":", "_", ".", "_")
-	return "modbus-" + d.Mode + "-" + r.Replace(d.Address)
-}
-
 // transport is the actor of one Modbus endpoint. Its worker goroutine owns the connection and runs the
 // transactions one at a time in arrival order, so devices sharing a serial line or a TCP endpoint never
 // interleave on the wire; each transaction carries its own device's timeout, so a dead slave costs only its own
@@ -73,7 +65,7 @@ func TransportName(d *config.ModbusDevice) string {
 // state (Env.Link) follows: disconnected when a connect fails, connected when a transaction reaches the device.
 // A transaction whose caller has given up (ModbusTx.Deadline) is dropped, not sent.
 type transport struct {
-	dev     config.ModbusDevice // the first device on the endpoint: mode, address, serial settings
+	dev     config.ModbusEndpoint // mode, address, serial settings: what the devices on it agree on
 	env     actors.Env
 	workers actors.Workers
 	queue   chan queued
@@ -120,9 +112,14 @@ type queued struct {
 // queueSize bounds the transactions waiting for the wire.
 const queueSize = 4096
 
-// NewTransport returns the producer of the transport actor of d's endpoint.
-func NewTransport(d config.ModbusDevice, env actors.Env) actor.Producer {
-	return func() actor.Actor { return &transport{dev: d, env: env} }
+// NewEndpoint returns the producer of the transport actor of a Modbus endpoint (config.ModbusDevice.Endpoint).
+func NewEndpoint(ep config.Endpoint, env actors.Env) actor.Producer {
+	return NewTransport(ep.Settings.(config.ModbusEndpoint), env)
+}
+
+// NewTransport returns the producer of the transport actor of endpoint e.
+func NewTransport(e config.ModbusEndpoint, env actors.Env) actor.Producer {
+	return func() actor.Actor { return &transport{dev: e, env: env} }
 }
 
 func (t *transport) Receive(ctx actor.Context) {
@@ -234,7 +231,7 @@ func linkState(err error) (state, detail string) {
 }
 
 // endpoint is the Modbus client's view of d's connection settings.
-func endpoint(d *config.ModbusDevice) mb.Endpoint {
+func endpoint(d *config.ModbusEndpoint) mb.Endpoint {
 	e := mb.Endpoint{Mode: d.Mode, Address: d.Address}
 	if s := d.Serial; s != nil {
 		e.Serial = mb.Serial{BaudRate: s.BaudRate, DataBits: s.DataBits, Parity: s.Parity, StopBits: s.StopBits}
