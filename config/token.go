@@ -24,6 +24,18 @@ var (
 // file's names meet (config may import isp; isp, and the sidecars, cannot import config).
 func ValidToken(s string) error { return isp.ValidToken(s) }
 
+// checkKey reports a device's point key (what: "point", "register"; title: the same capitalised) that cannot be
+// a subject token or that the device uses twice; first holds the block of each key seen so far.
+func checkKey(v *Validator, what, title, key string, first map[string]*Validator) {
+	if err := ValidToken(key); err != nil {
+		v.Errorf("", "The %s key becomes a NATS subject token: %v.", what, err)
+	} else if f, dup := first[key]; dup {
+		v.Errorf("", "%s key %s is used twice in this device; the first is at %s.", title, quote(key), f.DefRange())
+	} else {
+		first[key] = v
+	}
+}
+
 // ValidSubject reports whether s is a NATS subject: dot-separated non-empty tokens without whitespace or
 // control characters. With wildcards, a token may be "*" and the last token may be ">" (for subscriptions);
 // without, neither may appear (for publishing).
