@@ -1,13 +1,9 @@
 package actors
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"os"
-	"syscall"
 	"testing"
 	"time"
 
@@ -100,15 +96,8 @@ func TestModbusErrorKind(t *testing.T) {
 		{"exception", fmt.Errorf("read: %w", &modbus.ModbusError{FunctionCode: 3, ExceptionCode: 2}), "exception"},
 		{"labelled", WithKind("busy", errors.New("queue full")), "busy"},
 		{"labelled and wrapped", fmt.Errorf("device %q: %w", "d1", WithKind("mismatch", io.ErrUnexpectedEOF)), "mismatch"},
-		{"deadline", os.ErrDeadlineExceeded, "timeout"},
-		{"context deadline", context.DeadlineExceeded, "timeout"},
-		{"net timeout", &net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}, "timeout"},
-		{"canceled", context.Canceled, "canceled"},
-		{"reset", &net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, "disconnected"},
-		{"refused", &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, "disconnected"},
+		// Unlabelled: mb.ErrorKind, tested in its own package.
 		{"eof", io.EOF, "disconnected"},
-		{"closed", net.ErrClosed, "disconnected"},
-		{"a reply goburrow refused", errors.New("modbus: response data size '3' does not match count '4'"), "invalid_reply"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

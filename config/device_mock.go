@@ -68,13 +68,7 @@ func (m *MockDevice) Validate(v *Validator) {
 		if i < len(blocks) {
 			pv = blocks[i]
 		}
-		if err := ValidToken(p.Key); err != nil {
-			pv.Errorf("", "The point key becomes a NATS subject token: %v.", err)
-		} else if f, dup := first[p.Key]; dup {
-			pv.Errorf("", "Point key %s is used twice in this device; the first is at %s.", quote(p.Key), f.DefRange())
-		} else {
-			first[p.Key] = pv
-		}
+		checkKey(pv, "point", "Point", p.Key, first)
 		p.validate(pv)
 	}
 }

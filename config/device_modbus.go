@@ -192,13 +192,7 @@ func (m *ModbusDevice) Validate(v *Validator) {
 		if i < len(rv) {
 			vv = rv[i]
 		}
-		if err := ValidToken(r.Key); err != nil {
-			vv.Errorf("", "The register key becomes a NATS subject token: %v.", err)
-		} else if f, dup := first[r.Key]; dup {
-			vv.Errorf("", "Register key %s is used twice in this device; the first is at %s.", quote(r.Key), f.DefRange())
-		} else {
-			first[r.Key] = vv
-		}
+		checkKey(vv, "register", "Register", r.Key, first)
 		r.validate(vv, m.AddressBase, groups)
 	}
 }

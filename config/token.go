@@ -24,6 +24,18 @@ var (
 // file's names meet (config may import isp; isp, and the sidecars, cannot import config).
 func ValidToken(s string) error { return isp.ValidToken(s) }
 
+// checkKey reports a device's point key (what: "point", "register"; title: the same capitalised) that cannot be
+// a subject token or that the device uses twice; first holds the block of each key seen so far.
+func checkKey(v *Validator, what, title, key string, first map[string]*Validator) {
+	if err := ValidToken(key); err != nil {
+		v.Errorf("", "The %s key becomes a NATS subject token: %v.", what, err)
+	} else if f, dup := first[key]; dup {
+		v.Errorf("", "%s key %s is used twice in this device; the first is at %s.", title, quote(key), f.DefRange())
+	} else {
+		first[key] = v
+	}
+}
+
 // ValidSubject reports whether s is a NATS subject: dot-separated non-empty tokens without whitespace or
 // control characters. With wildcards, a token may be "*" and the last token may be ">" (for subscriptions);
 // without, neither may appear (for publishing).
@@ -56,15 +68,10 @@ func ValidSubject(s string, wildcards bool) error {
 	return nil
 }
 
-// badRune describes why r cannot be in a subject, or returns "".
+// badRune describes why r cannot be in a subject (in the words of isp.ValidToken's errors), or returns "".
 func badRune(r rune) string {
-	switch {
-	case r == utf8.RuneError:
-		return "invalid UTF-8"
-	case unicode.IsSpace(r):
-		return fmt.Sprintf("the space character %U", r)
-	case unicode.IsControl(r):
-		return fmt.Sprintf("the control character %U", r)
+	if r == utf8.RuneError || unicode.IsSpace(r) || unicode.IsControl(r) {
+		return isp.DescribeRune(r)
 	}
 	return ""
 }

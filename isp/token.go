@@ -35,7 +35,7 @@ func ValidToken(s string) error {
 		}
 		r, _ := utf8.DecodeRuneInString(s[i:])
 		return fmt.Errorf("%w: %s contains %s; use ASCII letters, digits, '-' and '_'", ErrInvalidToken,
-			strconv.Quote(truncateString(s, MaxTokenLen)), describeRune(r))
+			strconv.Quote(truncateString(s, MaxTokenLen)), DescribeRune(r))
 	}
 	if len(s) > MaxTokenLen { // all ASCII here: bytes are characters
 		return fmt.Errorf("%w: %d characters long, at most %d allowed", ErrInvalidToken, len(s), MaxTokenLen)
@@ -54,8 +54,8 @@ var tokenByte = func() (t [256]bool) {
 	return t
 }()
 
-// describeRune names a character a name may not hold, saying what it would do.
-func describeRune(r rune) string {
+// DescribeRune names a character a name may not hold, saying what it would do.
+func DescribeRune(r rune) string {
 	switch {
 	case r == '.':
 		return "'.', which separates subject tokens"
