@@ -116,7 +116,8 @@ nats {
   # }
 
   jetstream {
-    # Persistence: the IOT_DATA stream keeps iot.processed.> and iot.rules.> for max_age.
+    # Persistence: the IOT_DATA stream keeps the batches (iot.processed.batch.>, one message per poll or DATA
+    # frame) and iot.rules.> for max_age; not the per-point subjects, which carry the same points again.
     enabled    = false
     # Default: <data_dir>/jetstream.
     store_dir  = "./data/jetstream"
@@ -370,8 +371,8 @@ device "boiler-2" {
 # A sink: one actor under the "sinks" supervisor. type = "console" prints one line per point on stdout.
 sink "console" {
   type     = "console"
-  # Subjects to print. Batches (iot.processed.batch.*) print one line per point; so, with per-point subjects
-  # on, subscribe to batches only, or you would see each point twice.
+  # Subjects to print; default ["iot.processed.batch.>"]. Batches print one line per point; so, with per-point
+  # subjects on (point_subjects), iot.processed.> would show each point twice.
   subjects = ["iot.processed.batch.>"]
   # auto (text, or JSON when the gateway logs JSON) | text | json
   format   = "auto"

@@ -162,7 +162,7 @@ sink "s" { type = "console" }
 		t.Errorf("mock point: got %+v, want float64 0..100 value 0 period 1m interval 0", p)
 	}
 	c := cfg.Sinks[0].Settings.(*ConsoleSink)
-	if want := (&ConsoleSink{Subjects: []string{"iot.processed.>"}, Format: "auto"}); !reflect.DeepEqual(c, want) {
+	if want := (&ConsoleSink{Subjects: []string{"iot.processed.batch.>"}, Format: "auto"}); !reflect.DeepEqual(c, want) {
 		t.Errorf("console sink: got %+v, want %+v", c, want)
 	}
 }
