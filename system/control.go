@@ -113,19 +113,7 @@ func (c *control) Receive(ctx actor.Context) {
 	c.respond(msg, reply)
 }
 
-func (c *control) respond(msg *nats.Msg, v any) {
-	if msg.Reply == "" {
-		c.log.Debug().Str("subject", msg.Subject).Msg("control request without a reply subject ignored")
-		return
-	}
-	data, err := json.Marshal(v)
-	if err != nil {
-		data, _ = json.Marshal(ErrorReply{Error: err.Error()})
-	}
-	if err := msg.Respond(data); err != nil {
-		c.log.Warn().Err(err).Str("subject", msg.Subject).Msg("cannot send control reply")
-	}
-}
+func (c *control) respond(msg *nats.Msg, v any) { actors.Respond(c.log, msg, v) }
 
 // restartRequest reads {"path":"devices/plc-1"} and restarts that actor.
 func (r *Runtime) restartRequest(body []byte) ControlReply {

@@ -18,6 +18,7 @@ import (
 	"github.com/iotgw/iotgw/actors/device"
 	"github.com/iotgw/iotgw/config"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 )
 
 // Device sources in iot.control.devices.list.
@@ -146,7 +147,10 @@ func (f *fileStore) change(edit func(map[string][]byte)) error {
 
 // kvStore is a JetStream key-value bucket; keys are the device ids, base64url-encoded (ids may hold characters
 // keys may not).
-type kvStore struct{ kv jetstream.KeyValue }
+type kvStore struct {
+	kv  jetstream.KeyValue
+	log zerolog.Logger // an entry that cannot be read is skipped with an error here
+}
 
 // DevicesBucket is the JetStream key-value bucket of devices added at run time.
 const DevicesBucket = "IOTGW_DEVICES"
@@ -161,13 +165,19 @@ func (k *kvStore) Load(ctx context.Context) (map[string][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// One entry that cannot be read must not keep the others from running, so it is skipped, but never silently.
 	for key := range keys.Keys() {
 		id, err := base64.RawURLEncoding.DecodeString(key)
 		if err != nil {
+			k.log.Error().Str("key", key).Str("store", k.String()).Err(err).Msg("stored device key is not a base64url device id; skipped")
 			continue
 		}
 		e, err := k.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // deleted since the listing
+		}
 		if err != nil {
+			k.log.Error().Str("device", string(id)).Str("store", k.String()).Err(err).Msg("stored device cannot be read; skipped")
 			continue
 		}
 		out[string(id)] = e.Value()
@@ -195,7 +205,7 @@ func (r *Runtime) openDeviceStore(ctx context.Context) error {
 	if r.cfg.NATS.JetStream.Enabled && r.bus.JS == nil {
 		r.store = newLateStore() // NATS was not there: the bucket is read at the first connection (late.go)
 	} else if r.bus.JS != nil {
-		kv, err := devicesBucket(ctx, r.bus.JS)
+		kv, err := devicesBucket(ctx, r.bus.JS, r.log)
 		if err != nil {
 			return fmt.Errorf("device store: %w", err)
 		}

@@ -1,9 +1,12 @@
 package system
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // TestRequestReloadReportsProblems: the reload SIGHUP asks for returns the reply's problems, so that `iotgw run`
@@ -22,5 +25,35 @@ func TestRequestReloadReportsProblems(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("reload error %q lacks %q", err, want)
 		}
+	}
+}
+
+// TestKVLoadReportsUnreadableEntries: an entry of the device bucket whose key is not a device id is skipped with
+// an error in the log, and the other entries still load.
+func TestKVLoadReportsUnreadableEntries(t *testing.T) {
+	rt := startRuntime(t, parseConfig(t, "nats {\n  jetstream { enabled = true }\n}\n"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var logs syncBuffer
+	store, err := devicesBucket(ctx, rt.Bus().JS, zerolog.New(&logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := []byte("device \"ok\" {\n  driver = \"mock\"\n  point \"x\" { signal = \"sine\" }\n}\n")
+	if err := store.Put(ctx, "ok", good); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.kv.Put(ctx, "not.an.id", good); err != nil { // "." is not in the base64url alphabet
+		t.Fatal(err)
+	}
+	got, err := store.Load(ctx)
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	if len(got) != 1 || string(got["ok"]) != string(good) {
+		t.Errorf("loaded %q, want only device ok", got)
+	}
+	if !strings.Contains(logs.String(), `"key":"not.an.id"`) || !strings.Contains(logs.String(), "skipped") {
+		t.Errorf("log %q does not name the skipped key not.an.id", logs.String())
 	}
 }
