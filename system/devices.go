@@ -456,11 +456,16 @@ func (r *Runtime) addDevice(body []byte, update bool) ControlReply {
 		err = r.AddActor(GroupDevices, spec)
 	}
 	if err != nil {
-		_ = r.RemoveActor(GroupDevices, dev.ID) // it may be there, failing: not the device asked for
+		// It may be there, failing: not the device asked for.
+		if rerr := r.removeIfThere(GroupDevices, dev.ID); rerr != nil {
+			err = fmt.Errorf("%v; removing it failed too: %v", err, rerr)
+		}
 		// Roll back to the device as it was.
 		if exists {
-			if oldSpec, serr := r.deviceSpec(old.dev); serr == nil && r.ensureTransport(old.dev) == nil {
-				_ = r.AddActor(GroupDevices, oldSpec)
+			if rerr := r.restartOld(old.dev); rerr != nil {
+				err = fmt.Errorf("%v; the previous device did not start again either: %v", err, rerr)
+			} else {
+				err = fmt.Errorf("%v (rolled back)", err)
 			}
 		}
 		return failure("start device %q: %v", dev.ID, err)
@@ -586,4 +591,16 @@ func (r *Runtime) removeDevice(body []byte) ControlReply {
 	}
 	r.log.Info().Str("device", id).Str("source", e.source).Msg("device removed at run time")
 	return ControlReply{OK: true, ID: id}
+}
+
+// restartOld starts a device again as it ran before a failed update.
+func (r *Runtime) restartOld(dev config.Device) error {
+	spec, err := r.deviceSpec(dev)
+	if err != nil {
+		return err
+	}
+	if err := r.ensureTransport(dev); err != nil {
+		return err
+	}
+	return r.AddActor(GroupDevices, spec)
 }

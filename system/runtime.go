@@ -132,11 +132,11 @@ func (r *Runtime) Start(ctx context.Context) error {
 	select {
 	case <-up:
 	case <-ctx.Done():
-		_ = r.Stop()
+		r.stopAfterFailedStart()
 		return ctx.Err()
 	}
 	if err := r.mon.start(); err != nil {
-		_ = r.Stop()
+		r.stopAfterFailedStart()
 		return err
 	}
 	r.startLate() // NATS was not there with JetStream on: the device bucket is opened at the first connection
@@ -300,4 +300,12 @@ func (r *Runtime) ask(group string, msg any) error {
 		return fmt.Errorf("supervisor %s: unexpected reply %T", group, res)
 	}
 	return reply.err
+}
+
+// stopAfterFailedStart stops what a start that fails has started; the start's error is what Start returns, so
+// a failure to stop is logged.
+func (r *Runtime) stopAfterFailedStart() {
+	if err := r.Stop(); err != nil {
+		r.log.Error().Err(err).Msg("stop after a failed start")
+	}
 }

@@ -2,6 +2,8 @@ package system
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -55,5 +57,31 @@ func TestKVLoadReportsUnreadableEntries(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `"key":"not.an.id"`) || !strings.Contains(logs.String(), "skipped") {
 		t.Errorf("log %q does not name the skipped key not.an.id", logs.String())
+	}
+}
+
+// TestReloadReportsFailedRollback: a changed simulator whose new port is taken is rolled back, and when the old
+// block does not start either (its port is taken too: it has been failing since the start) the reload's result says so instead of dropping it.
+func TestReloadReportsFailedRollback(t *testing.T) {
+	busy := make([]net.Listener, 2)
+	for i := range busy {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		busy[i] = l
+	}
+	sim := func(l net.Listener) string { return fmt.Sprintf("simulator \"s\" { listen = %q }\n", l.Addr()) }
+	rt, write := reloadRuntime(t, gatewayForReload+sim(busy[0]))
+	write(gatewayForReload + sim(busy[1]))
+	err := rt.RequestReload(15 * time.Second)
+	if err == nil {
+		t.Fatal("reload onto a taken port: no error")
+	}
+	for _, want := range []string{"devices/simulator-s", busy[1].Addr().String(), "the previous config did not start again either", busy[0].Addr().String()} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("reload error %q lacks %q", err, want)
+		}
 	}
 }
