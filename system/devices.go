@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/iotgw/iotgw/actors/device"
+	"github.com/iotgw/iotgw/actors/device/modbus"
 	"github.com/iotgw/iotgw/config"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -520,12 +520,12 @@ func (r *Runtime) dropStaleTransport(old, dev config.Device) {
 	if !ok1 || !ok2 {
 		return
 	}
-	name := device.TransportName(nm)
-	if device.TransportName(om) != name || reflect.DeepEqual(om.Serial, nm.Serial) {
+	name := modbus.TransportName(nm)
+	if modbus.TransportName(om) != name || reflect.DeepEqual(om.Serial, nm.Serial) {
 		return
 	}
 	for id, e := range r.devices.entries {
-		if m, ok := e.dev.Settings.(*config.ModbusDevice); ok && id != dev.ID && device.TransportName(m) == name {
+		if m, ok := e.dev.Settings.(*config.ModbusDevice); ok && id != dev.ID && modbus.TransportName(m) == name {
 			r.log.Warn().Str("device", dev.ID).Str("transport", name).Str("shared_with", id).
 				Msg("serial settings changed on a shared endpoint: the transport keeps the settings it was built with")
 			return
@@ -546,7 +546,7 @@ func (r *Runtime) pruneTransports() {
 	used := map[string]bool{}
 	for _, e := range r.devices.entries {
 		if m, ok := e.dev.Settings.(*config.ModbusDevice); ok {
-			used[device.TransportName(m)] = true
+			used[modbus.TransportName(m)] = true
 		}
 	}
 	for _, spec := range r.groups[GroupDevices].snapshot() {

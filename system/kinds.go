@@ -5,23 +5,25 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
-	"github.com/iotgw/iotgw/actors/device"
-	"github.com/iotgw/iotgw/actors/pipeline"
+	"github.com/iotgw/iotgw/actors/device/mock"
+	"github.com/iotgw/iotgw/actors/device/modbus"
+	"github.com/iotgw/iotgw/actors/device/simulator"
+	"github.com/iotgw/iotgw/actors/rule/processor"
 	actorsidecar "github.com/iotgw/iotgw/actors/sidecar"
-	"github.com/iotgw/iotgw/actors/sink"
+	"github.com/iotgw/iotgw/actors/sink/console"
 	"github.com/iotgw/iotgw/config"
 )
 
 // deviceKinds maps a device block's driver to its actor; config/ registers the same names for decoding. Adding a
-// driver is a file in config/ and one in actors/device/, and one line here.
+// driver is a file in config/ and a folder in actors/device/, and one line here.
 var deviceKinds = map[string]func(dev config.Device, env actors.Env) actor.Producer{
-	"mock":   device.NewMock,
-	"modbus": device.NewModbus,
+	"mock":   mock.New,
+	"modbus": modbus.New,
 }
 
 // sinkKinds maps a sink block's type to its actor.
 var sinkKinds = map[string]func(s config.Sink, env actors.Env) actor.Producer{
-	"console": sink.NewConsole,
+	"console": console.New,
 }
 
 // deviceSpecs is the devices group in start order: in-process simulators first (so the first polls find them),
@@ -37,7 +39,7 @@ func (r *Runtime) deviceSpecs() ([]ChildSpec, error) {
 		if !ok {
 			continue
 		}
-		name := device.TransportName(m)
+		name := modbus.TransportName(m)
 		if transports[name] {
 			continue
 		}
@@ -59,8 +61,8 @@ const KindTransport = "modbus/transport"
 
 // transportSpec is the transport actor of a Modbus device's endpoint, shared by the devices on it.
 func (r *Runtime) transportSpec(m *config.ModbusDevice) ChildSpec {
-	name := device.TransportName(m)
-	return ChildSpec{Name: name, Kind: KindTransport, Producer: device.NewTransport(*m, r.env(GroupDevices+"/"+name))}
+	name := modbus.TransportName(m)
+	return ChildSpec{Name: name, Kind: KindTransport, Producer: modbus.NewTransport(*m, r.env(GroupDevices+"/"+name))}
 }
 
 func (r *Runtime) deviceSpec(d config.Device) (ChildSpec, error) {
@@ -73,7 +75,7 @@ func (r *Runtime) deviceSpec(d config.Device) (ChildSpec, error) {
 
 func (r *Runtime) simulatorSpec(sim config.Simulator) ChildSpec {
 	return ChildSpec{Name: "simulator-" + sim.Name, Kind: "simulator/modbus",
-		Producer: device.NewSimulator(sim, r.env("devices/simulator-"+sim.Name))}
+		Producer: simulator.New(sim, r.env("devices/simulator-"+sim.Name))}
 }
 
 func (r *Runtime) sinkSpecs() ([]ChildSpec, error) {
@@ -116,5 +118,5 @@ func (r *Runtime) sidecarSpec(sc config.Sidecar, pluginsDir string) ChildSpec {
 // ruleSpecs is the rule stage: for now the built-in processor, which validates raw points and republishes them as
 // processed data. Its name is reserved among rules.
 func (r *Runtime) ruleSpecs() []ChildSpec {
-	return []ChildSpec{{Name: "processor", Kind: "processor", Producer: pipeline.NewProcessor(r.env("rules/processor"))}}
+	return []ChildSpec{{Name: "processor", Kind: "processor", Producer: processor.New(r.env("rules/processor"))}}
 }

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/iotgw/iotgw/actors"
-	"github.com/iotgw/iotgw/actors/pipeline"
+	"github.com/iotgw/iotgw/actors/rule/processor"
 	"github.com/iotgw/iotgw/isp"
 	"github.com/nats-io/nats.go"
 )
@@ -22,11 +22,11 @@ func TestProcessorRejectsBadInputAndKeepsGoing(t *testing.T) {
 	rt := startRuntime(t, cfg)
 	nc := client(t, rt.Bus().URL)
 
-	decodeErrs, err := nc.SubscribeSync(pipeline.SubjectErrorDecode)
+	decodeErrs, err := nc.SubscribeSync(processor.SubjectErrorDecode)
 	if err != nil {
 		t.Fatal(err)
 	}
-	invalid, err := nc.SubscribeSync(pipeline.SubjectErrorInvalid)
+	invalid, err := nc.SubscribeSync(processor.SubjectErrorInvalid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestProcessorRejectsBadInputAndKeepsGoing(t *testing.T) {
 			if err != nil {
 				t.Fatalf("no decode error event: %v", err)
 			}
-			var ev pipeline.DecodeEvent
+			var ev processor.DecodeEvent
 			if err := json.Unmarshal(msg.Data, &ev); err != nil {
 				t.Fatalf("event %q: %v", msg.Data, err)
 			}

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/iotgw/iotgw/actors/pipeline"
+	"github.com/iotgw/iotgw/actors/rule/processor"
 	"github.com/iotgw/iotgw/config"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -480,7 +480,7 @@ sidecar "line3" {
 		})
 	}
 	// A point key that deceives, from a device's raw data, is dropped with an event naming why.
-	invalid, err := nc.SubscribeSync(pipeline.SubjectErrorInvalid)
+	invalid, err := nc.SubscribeSync(processor.SubjectErrorInvalid)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/iotgw/iotgw/actors/device"
+	"github.com/iotgw/iotgw/actors/device/simulator"
 	"github.com/iotgw/iotgw/config"
 	"github.com/iotgw/iotgw/sidecar/modbussim"
 	"github.com/iotgw/iotgw/system"
@@ -72,7 +72,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if *listen != "" {
 		sim.Listen = *listen
 	}
-	cfg, err := device.SimulatorConfig(sim)
+	cfg, err := simulator.Config(sim)
 	if err != nil {
 		fmt.Fprintf(stderr, "iotgw sim: %v\n", err)
 		return 1

@@ -1,6 +1,5 @@
-// Package device holds the device actors: one actor per configured device, polling it and publishing one batch
-// per poll on iot.raw.{protocol}.{device}.
-package device
+// Package mock is the mock device driver: simulated points that follow a signal, for demos and tests.
+package mock
 
 import (
 	"fmt"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
+	"github.com/iotgw/iotgw/actors/device"
 	"github.com/iotgw/iotgw/config"
 	"github.com/iotgw/iotgw/isp"
 	"github.com/nats-io/nats.go"
@@ -38,7 +38,7 @@ var (
 
 // Inboxes: a mock device has nothing to write to, but it answers its write subject, so a write gets an error at
 // once instead of waiting out the requester's timeout.
-func (m *mock) Inboxes() []actors.Inbox { return []actors.Inbox{{Subject: WriteSubject(m.id)}} }
+func (m *mock) Inboxes() []actors.Inbox { return []actors.Inbox{{Subject: device.WriteSubject(m.id)}} }
 
 // InjectFault: error and bad_quality publish the device's points with quality 0.
 func (m *mock) InjectFault(_ actor.Context, f *actors.Fault) error {
@@ -52,8 +52,8 @@ func (m *mock) InjectFault(_ actor.Context, f *actors.Fault) error {
 // ClearFault ends a fault.
 func (m *mock) ClearFault(_ actor.Context, id string) { m.faults.Remove(id) }
 
-// NewMock returns the producer of a mock device's actor.
-func NewMock(dev config.Device, env actors.Env) actor.Producer {
+// New returns the producer of a mock device's actor.
+func New(dev config.Device, env actors.Env) actor.Producer {
 	cfg := dev.Settings.(*config.MockDevice)
 	return func() actor.Actor {
 		return &mock{id: dev.ID, cfg: cfg, env: env}
@@ -72,7 +72,7 @@ func (m *mock) Receive(ctx actor.Context) {
 			m.poll(idx)
 		}
 	case *nats.Msg:
-		reply(msg, WriteReply{Device: m.id, Error: "driver mock does not support writes"})
+		device.Reply(msg, device.WriteReply{Device: m.id, Error: "driver mock does not support writes"})
 	}
 }
 
@@ -152,10 +152,10 @@ func (m *mock) tags(i int) []isp.Tag {
 		m.pointTags = make([][]isp.Tag, len(m.cfg.Points))
 		for j, p := range m.cfg.Points {
 			var t []isp.Tag
-			for _, k := range sortedKeys(m.cfg.Tags) {
+			for _, k := range device.SortedKeys(m.cfg.Tags) {
 				t = append(t, isp.Tag{Key: k, Value: m.cfg.Tags[k]})
 			}
-			for _, k := range sortedKeys(p.Tags) {
+			for _, k := range device.SortedKeys(p.Tags) {
 				t = append(t, isp.Tag{Key: k, Value: p.Tags[k]})
 			}
 			if p.Unit != "" {

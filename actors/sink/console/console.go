@@ -1,6 +1,5 @@
-// Package sink holds the sink actors: each subscribes to the subjects its config names and delivers what arrives
-// to its target.
-package sink
+// Package console is the console sink: it prints what arrives on its subjects to standard output.
+package console
 
 import (
 	"bufio"
@@ -48,8 +47,8 @@ func (c *console) InjectFault(_ actor.Context, f *actors.Fault) error {
 // ClearFault ends a fault.
 func (c *console) ClearFault(_ actor.Context, id string) { c.faults.Remove(id) }
 
-// NewConsole returns the producer of a console sink's actor.
-func NewConsole(s config.Sink, env actors.Env) actor.Producer {
+// New returns the producer of a console sink's actor.
+func New(s config.Sink, env actors.Env) actor.Producer {
 	cfg := s.Settings.(*config.ConsoleSink)
 	asJSON := cfg.Format == "json" || (cfg.Format != "text" && env.LogFormat == "json")
 	return func() actor.Actor {

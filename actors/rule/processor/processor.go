@@ -1,6 +1,6 @@
-// Package pipeline holds the processing stage between the devices and the rules: it takes what devices and
-// sidecars publish raw, validates it, and republishes it as processed data.
-package pipeline
+// Package processor is the rule stage's built-in first step, between the devices and the rules: it takes what
+// devices and sidecars publish raw, validates it, and republishes it as processed data.
+package processor
 
 import (
 	"bytes"
@@ -55,8 +55,8 @@ type processor struct {
 
 var _ actors.Listener = (*processor)(nil)
 
-// NewProcessor returns the producer of the processing stage's actor.
-func NewProcessor(env actors.Env) actor.Producer {
+// New returns the producer of the processing stage's actor.
+func New(env actors.Env) actor.Producer {
 	return func() actor.Actor {
 		p := &processor{env: env}
 		p.batch = &nats.Msg{Header: nats.Header{}}

@@ -1,4 +1,6 @@
-package device
+// Package modbus is the Modbus device driver: a device actor that polls its registers through the transport of
+// its endpoint (a TCP address or a serial line), which the devices on that endpoint share.
+package modbus
 
 import (
 	"encoding/binary"
@@ -14,16 +16,12 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/goburrow/modbus"
 	"github.com/iotgw/iotgw/actors"
+	"github.com/iotgw/iotgw/actors/device"
 	"github.com/iotgw/iotgw/config"
 	"github.com/iotgw/iotgw/isp"
 	mb "github.com/iotgw/iotgw/sidecar/modbus"
 	"github.com/nats-io/nats.go"
 )
-
-// WriteSubject is where an operator writes a device's register or coil: iot.control.devices.{id}.write. Every
-// device actor answers its own write subject (a driver without writes with an error); the control actor answers
-// for an id no running device listens on.
-func WriteSubject(id string) string { return "iot.control.devices." + id + ".write" }
 
 // modbusDevice polls one Modbus device through its endpoint's transport actor. Each poll group (registers with the
 // same interval) has a plan of coalesced read requests (package sidecar/modbus, shared with the reference
@@ -119,8 +117,8 @@ type writeTag struct {
 
 var _ actors.Listener = (*modbusDevice)(nil)
 
-// NewModbus returns the producer of a Modbus device's actor.
-func NewModbus(dev config.Device, env actors.Env) actor.Producer {
+// New returns the producer of a Modbus device's actor.
+func New(dev config.Device, env actors.Env) actor.Producer {
 	cfg := dev.Settings.(*config.ModbusDevice)
 	return func() actor.Actor {
 		return &modbusDevice{id: dev.ID, cfg: cfg, env: env, transport: TransportName(cfg)}
@@ -128,7 +126,7 @@ func NewModbus(dev config.Device, env actors.Env) actor.Producer {
 }
 
 func (d *modbusDevice) Inboxes() []actors.Inbox {
-	return []actors.Inbox{{Subject: WriteSubject(d.id)}}
+	return []actors.Inbox{{Subject: device.WriteSubject(d.id)}}
 }
 
 func (d *modbusDevice) Receive(ctx actor.Context) {
@@ -442,33 +440,18 @@ func (d *modbusDevice) publishEvent(ev ModbusEvent) {
 	}
 }
 
-// WriteRequest is the body of iot.control.devices.{id}.write.
-type WriteRequest struct {
-	Key   string          `json:"key"`
-	Value json.RawMessage `json:"value"`
-}
-
-// WriteReply answers a write.
-type WriteReply struct {
-	OK     bool   `json:"ok"`
-	Device string `json:"device"`
-	Key    string `json:"key,omitempty"`
-	Value  any    `json:"value,omitempty"`
-	Error  string `json:"error,omitempty"`
-}
-
 // maxWriteRequest bounds a write request's body.
 const maxWriteRequest = 4 << 10
 
 func (d *modbusDevice) write(ctx actor.Context, msg *nats.Msg) {
 	fail := func(format string, args ...any) {
-		reply(msg, WriteReply{Device: d.id, Error: fmt.Sprintf(format, args...)})
+		device.Reply(msg, device.WriteReply{Device: d.id, Error: fmt.Sprintf(format, args...)})
 	}
 	if len(msg.Data) > maxWriteRequest {
 		fail("request of %d bytes: at most %d", len(msg.Data), maxWriteRequest)
 		return
 	}
-	var req WriteRequest
+	var req device.WriteRequest
 	if err := json.Unmarshal(msg.Data, &req); err != nil {
 		fail(`request is not {"key":…, "value":…}: %v`, err)
 		return
@@ -513,10 +496,10 @@ func (d *modbusDevice) write(ctx actor.Context, msg *nats.Msg) {
 func (d *modbusDevice) writeResult(tag writeTag, res *ModbusTxResult) {
 	if res.Err != nil {
 		d.publishEvent(ModbusEvent{Device: d.id, Kind: "write", Error: res.Err.Error(), Keys: []string{tag.key}})
-		reply(tag.msg, WriteReply{Device: d.id, Key: tag.key, Error: res.Err.Error()})
+		device.Reply(tag.msg, device.WriteReply{Device: d.id, Key: tag.key, Error: res.Err.Error()})
 		return
 	}
-	reply(tag.msg, WriteReply{OK: true, Device: d.id, Key: tag.key, Value: tag.value.Any()})
+	device.Reply(tag.msg, device.WriteReply{OK: true, Device: d.id, Key: tag.key, Value: tag.value.Any()})
 }
 
 // parseValue reads a JSON number, bool or string into a point value.
@@ -541,12 +524,4 @@ func parseValue(raw json.RawMessage) (isp.Value, error) {
 	default:
 		return isp.Value{}, fmt.Errorf("want a number, a bool or a string, not %s", raw)
 	}
-}
-
-func reply(msg *nats.Msg, v any) {
-	if msg.Reply == "" {
-		return
-	}
-	data, _ := json.Marshal(v)
-	_ = msg.Respond(data)
 }

@@ -1,4 +1,6 @@
-package device
+// Package simulator runs a Modbus TCP simulator inside the gateway as an actor, for demos and tests without
+// hardware.
+package simulator
 
 import (
 	"context"
@@ -18,15 +20,15 @@ type simulator struct {
 	srv *modbussim.Server
 }
 
-// NewSimulator returns the producer of a simulator's actor.
-func NewSimulator(sim config.Simulator, env actors.Env) actor.Producer {
+// New returns the producer of a simulator's actor.
+func New(sim config.Simulator, env actors.Env) actor.Producer {
 	return func() actor.Actor { return &simulator{cfg: sim, env: env} }
 }
 
 func (s *simulator) Receive(ctx actor.Context) {
 	switch ctx.Message().(type) {
 	case *actor.Started:
-		cfg, err := SimulatorConfig(s.cfg)
+		cfg, err := Config(s.cfg)
 		if err != nil {
 			panic(err)
 		}
@@ -47,8 +49,8 @@ func (s *simulator) Receive(ctx actor.Context) {
 	}
 }
 
-// SimulatorConfig turns a simulator block into the simulator's config: the demo map without unit blocks.
-func SimulatorConfig(sim config.Simulator) (modbussim.Config, error) {
+// Config turns a simulator block into the simulator's config: the demo map without unit blocks.
+func Config(sim config.Simulator) (modbussim.Config, error) {
 	if len(sim.Units) == 0 {
 		cfg := modbussim.Demo()
 		cfg.Listen = sim.Listen

@@ -1,4 +1,4 @@
-package device
+package modbus
 
 import (
 	"encoding/binary"

@@ -1,4 +1,4 @@
-package pipeline
+package processor
 
 import (
 	"encoding/json"
@@ -44,7 +44,7 @@ func (r *recorder) take() []*nats.Msg {
 
 func newTestProcessor(pointSubjects bool) (*processor, *recorder) {
 	rec := &recorder{}
-	p := NewProcessor(actors.Env{Bus: rec, Log: zerolog.Nop(), PointSubjects: pointSubjects})().(*processor)
+	p := New(actors.Env{Bus: rec, Log: zerolog.Nop(), PointSubjects: pointSubjects})().(*processor)
 	return p, rec
 }
 
