@@ -75,7 +75,7 @@ func (c *control) Receive(ctx actor.Context) {
 		return
 	}
 	if id, ok := writeTarget(msg.Subject); ok { // see writes.go
-		c.answerWrite(msg, id)
+		c.routeWrite(ctx, msg, id)
 		return
 	}
 	var reply any

@@ -9,6 +9,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
+	"github.com/iotgw/iotgw/actors/device"
 	"github.com/nats-io/nats.go"
 )
 
@@ -241,6 +242,8 @@ func (a *mailboxActor) Receive(ctx actor.Context) {
 		if a.mb != nil {
 			a.mb.close()
 		}
+	case *device.Write:
+		a.tree.writeTaken(a.path)
 	case *actors.WorkerFailed:
 		panic(m)
 	case *actors.Fault:

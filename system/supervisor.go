@@ -12,6 +12,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
+	"github.com/iotgw/iotgw/actors/device"
 	"github.com/iotgw/iotgw/config"
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
@@ -271,6 +272,7 @@ func (s *supervisor) start(ctx actor.Context, c *child) error {
 	c.pid = nil
 	first := spec.Producer()
 	_, c.reconnector = first.(actors.Reconnector)
+	_, writer := first.(device.Writer)
 	c.mb = nil
 	if l, ok := first.(actors.Listener); ok {
 		if in := l.Inboxes(); len(in) > 0 {
@@ -278,6 +280,9 @@ func (s *supervisor) start(ctx actor.Context, c *child) error {
 		}
 	}
 	s.rt.tree.add(c.path, spec.Kind, c.mb)
+	if writer {
+		s.rt.tree.update(c.path, func(e *treeEntry) { e.takesWrites = true })
+	}
 	started := make(chan error, 1)
 	var once sync.Once
 	signal := func(err error) { once.Do(func() { started <- err }) }
@@ -308,6 +313,9 @@ func (s *supervisor) start(ctx actor.Context, c *child) error {
 	}
 	c.pid = pid
 	s.byID[pid.Id] = c
+	if writer {
+		s.rt.tree.update(c.path, func(e *treeEntry) { e.writer = pid })
+	}
 	// Wait until it listens: its subscriptions go out on the shared connection before anything a later sibling
 	// publishes, so a sink or the processor never misses a device's first poll.
 	select {

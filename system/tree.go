@@ -1,11 +1,13 @@
 package system
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
 )
 
@@ -43,6 +45,11 @@ type treeEntry struct {
 	subjects  []string
 	mailbox   *subjectMailbox
 	faults    []string // injected faults, "f-1 latency"
+	// writer is the actor of a device that takes writes (device.Writer), which the write router forwards them
+	// to; writes counts those forwarded and not yet taken from its mailbox.
+	takesWrites bool
+	writer      *actor.PID
+	writes      int
 }
 
 // Node is one actor in a tree snapshot.
@@ -199,4 +206,32 @@ func (e *treeEntry) node(path string) *Node {
 		n.Mailbox = &st
 	}
 	return n
+}
+
+// forwardWrite returns the actor that takes path's writes, counting one more forwarded to it, when it is a
+// device.Writer that is not failed or stopped. Otherwise busy says why a Writer cannot take one now (it is
+// being spawned, or has maxWaitingWrites waiting), or is empty when path is no running Writer.
+func (t *Tree) forwardWrite(path string) (pid *actor.PID, busy string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.nodes[path]
+	switch {
+	case !ok || !e.takesWrites || e.state == StateFailed || e.state == StateStopped:
+		return nil, ""
+	case e.writer == nil:
+		return nil, "is starting: try again"
+	case e.writes >= maxWaitingWrites:
+		return nil, fmt.Sprintf("has %d writes waiting: try again later", e.writes)
+	}
+	e.writes++
+	return e.writer, ""
+}
+
+// writeTaken counts a forwarded write that the device actor has taken from its mailbox.
+func (t *Tree) writeTaken(path string) {
+	t.update(path, func(e *treeEntry) {
+		if e.writes > 0 {
+			e.writes--
+		}
+	})
 }
