@@ -66,6 +66,11 @@ nats {
   # The gateway's own connection to the embedded server: in memory (true) or over TCP loopback (false). Other
   # clients always use TCP. bench/REPORT.md compares the two. Ignored with an external url.
   in_process = true
+  # One budget for the bus messages the NATS client buffers for the actors' subscriptions (nats.go's own bound,
+  # 65,536 messages or 64 MiB, is per subscription): they share it in equal parts, each at least 64 messages and
+  # 1 MiB. Past its share a subscription drops, and iot.control.tree counts it; the tree's root shows the budget.
+  pending_messages = 131072
+  pending_bytes    = "128MB"
 
   # Users of the embedded server. With none (the default) it requires no login, which is fine on loopback only.
   # With any user set, every client must log in. A user has a password or an nkey (its public key; the client

@@ -45,6 +45,7 @@ type Runtime struct {
 	stopBy  atomic.Int64
 	root    *actor.PID
 	tree    *Tree
+	budget  *pendingBudget // the subject mailboxes' share of buffered bus messages (budget.go)
 	started time.Time
 	// groups are the children of the root and of each group supervisor, kept here so that a supervisor that
 	// restarts starts what it had (AddActor and RemoveActor keep them current); set in Start, then only read.
@@ -80,6 +81,8 @@ func New(cfg *config.Config, opts ...Option) *Runtime {
 	for _, o := range opts {
 		o(r)
 	}
+	r.budget = newPendingBudget(cfg.NATS.PendingMessages, cfg.NATS.PendingBytes, r.log)
+	r.tree.budget = r.budget
 	return r
 }
 

@@ -27,9 +27,10 @@ const (
 // its path ("devices/plc-1"). Supervisors and mailboxes write it; the control actor reads snapshots. It is the one
 // piece of shared state, guarded by a mutex, because it is read from outside the actors' mailboxes.
 type Tree struct {
-	mu    sync.Mutex
-	nodes map[string]*treeEntry
-	seq   int
+	mu     sync.Mutex
+	nodes  map[string]*treeEntry
+	seq    int
+	budget *pendingBudget // shown on the root; nil in a tree built alone
 }
 
 type treeEntry struct {
@@ -65,7 +66,10 @@ type Node struct {
 	Subjects    []string      `json:"subjects,omitempty"`
 	Mailbox     *MailboxStats `json:"mailbox,omitempty"`
 	Faults      []string      `json:"faults,omitempty"` // injected faults still active
-	Children    []*Node       `json:"children,omitempty"`
+	// PendingBudget is on the root only: the gateway-wide budget of buffered bus messages, its share per
+	// subscription and what is buffered against it (each mailbox shows its own part).
+	PendingBudget *PendingBudget `json:"pending_budget,omitempty"`
+	Children      []*Node        `json:"children,omitempty"`
 }
 
 func newTree() *Tree { return &Tree{nodes: map[string]*treeEntry{}} }
@@ -166,6 +170,9 @@ func (t *Tree) Snapshot() *Node {
 			// paths operators type stay short ("devices/plc-1").
 			if root == nil {
 				root = n
+				if t.budget != nil {
+					root.PendingBudget = t.budget.snapshot()
+				}
 			} else {
 				root.Children = append(root.Children, n)
 			}
