@@ -66,6 +66,11 @@ nats {
   # The gateway's own connection to the embedded server: in memory (true) or over TCP loopback (false). Other
   # clients always use TCP. bench/REPORT.md compares the two. Ignored with an external url.
   in_process = true
+  # One budget for the bus messages the NATS client buffers for the actors' subscriptions (nats.go's own bound,
+  # 65,536 messages or 64 MiB, is per subscription): they share it in equal parts, each at least 64 messages and
+  # 1 MiB. Past its share a subscription drops, and iot.control.tree counts it; the tree's root shows the budget.
+  pending_messages = 131072
+  pending_bytes    = "128MB"
 
   # Users of the embedded server. With none (the default) it requires no login, which is fine on loopback only.
   # With any user set, every client must log in. A user has a password or an nkey (its public key; the client
@@ -116,7 +121,8 @@ nats {
   # }
 
   jetstream {
-    # Persistence: the IOT_DATA stream keeps iot.processed.> and iot.rules.> for max_age.
+    # Persistence: the IOT_DATA stream keeps the batches (iot.processed.batch.>, one message per poll or DATA
+    # frame) and iot.rules.> for max_age; not the per-point subjects, which carry the same points again.
     enabled    = false
     # Default: <data_dir>/jetstream.
     store_dir  = "./data/jetstream"
@@ -374,8 +380,8 @@ device "boiler-2" {
 # A sink: one actor under the "sinks" supervisor. type = "console" prints one line per point on stdout.
 sink "console" {
   type     = "console"
-  # Subjects to print. Batches (iot.processed.batch.*) print one line per point; so, with per-point subjects
-  # on, subscribe to batches only, or you would see each point twice.
+  # Subjects to print; default ["iot.processed.batch.>"]. Batches print one line per point; so, with per-point
+  # subjects on (point_subjects), iot.processed.> would show each point twice.
   subjects = ["iot.processed.batch.>"]
   # auto (text, or JSON when the gateway logs JSON) | text | json
   format   = "auto"

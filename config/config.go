@@ -61,11 +61,15 @@ type NATS struct {
 	PingInterval  time.Duration
 	MaxPingsOut   int
 	InProcess     bool // the gateway's own connection to the embedded server is in-memory, not TCP loopback
-	JetStream     JetStream
-	Users         []User // nats.authorization: the embedded server requires one of them when any is set
-	TLS           *TLS   // the embedded server's client listener; nil: plain TCP
-	ClientTLS     *TLS   // the gateway's connection to an external server (tls:// URLs)
-	Insecure      bool   // acknowledge an embedded server beyond loopback without users and TLS
+	// PendingMessages and PendingBytes are the gateway-wide budget of bus messages buffered in the NATS client
+	// for the actors' subject mailboxes, shared by their subscriptions in equal parts.
+	PendingMessages int
+	PendingBytes    int64
+	JetStream       JetStream
+	Users           []User // nats.authorization: the embedded server requires one of them when any is set
+	TLS             *TLS   // the embedded server's client listener; nil: plain TCP
+	ClientTLS       *TLS   // the gateway's connection to an external server (tls:// URLs)
+	Insecure        bool   // acknowledge an embedded server beyond loopback without users and TLS
 }
 
 // JetStream is the `jetstream` block inside `nats`.
@@ -132,6 +136,9 @@ func Default() *Config {
 			PingInterval: 5 * time.Second,
 			MaxPingsOut:  2,
 			InProcess:    true,
+			// One subscription's nats.go defaults (65,536 messages, 64 MiB) times two, for the whole gateway.
+			PendingMessages: 131072,
+			PendingBytes:    128 << 20,
 			JetStream: JetStream{
 				MaxMemory: 1 << 30,
 				MaxFile:   10 << 30,

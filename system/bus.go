@@ -27,9 +27,10 @@ import (
 // StreamName is the JetStream stream that keeps processed data and rule results (seed: IOT_DATA).
 const StreamName = "IOT_DATA"
 
-// streamSubjects are the seed's "iot.processed.*" and "iot.rules.*", written with ">" because a
-// {device}.{key} subject has two tokens and "*" would match nothing there (DESIGN.md, "Data on the bus").
-var streamSubjects = []string{"iot.processed.>", "iot.rules.>"}
+// streamSubjects are the seed's "iot.processed.*" and "iot.rules.*", narrowed to the batches: the per-point
+// subjects (point_subjects) carry the same points again, one message each, so the stream would keep every point
+// twice. Written with ">" because a subject below iot.rules has several tokens.
+var streamSubjects = []string{"iot.processed.batch.>", "iot.rules.>"}
 
 // Bus is the gateway's connection to NATS: the embedded server when the config says "embedded", and one client
 // connection every actor publishes through and the subject mailboxes subscribe on.

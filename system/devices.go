@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/iotgw/iotgw/config"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 )
 
 // Device sources in iot.control.devices.list.
@@ -144,7 +145,10 @@ func (f *fileStore) change(edit func(map[string][]byte)) error {
 
 // kvStore is a JetStream key-value bucket; keys are the device ids, base64url-encoded (ids may hold characters
 // keys may not).
-type kvStore struct{ kv jetstream.KeyValue }
+type kvStore struct {
+	kv  jetstream.KeyValue
+	log zerolog.Logger // an entry that cannot be read is skipped with an error here
+}
 
 // DevicesBucket is the JetStream key-value bucket of devices added at run time.
 const DevicesBucket = "IOTGW_DEVICES"
@@ -159,13 +163,19 @@ func (k *kvStore) Load(ctx context.Context) (map[string][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// One entry that cannot be read must not keep the others from running, so it is skipped, but never silently.
 	for key := range keys.Keys() {
 		id, err := base64.RawURLEncoding.DecodeString(key)
 		if err != nil {
+			k.log.Error().Str("key", key).Str("store", k.String()).Err(err).Msg("stored device key is not a base64url device id; skipped")
 			continue
 		}
 		e, err := k.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // deleted since the listing
+		}
 		if err != nil {
+			k.log.Error().Str("device", string(id)).Str("store", k.String()).Err(err).Msg("stored device cannot be read; skipped")
 			continue
 		}
 		out[string(id)] = e.Value()
@@ -193,7 +203,7 @@ func (r *Runtime) openDeviceStore(ctx context.Context) error {
 	if r.cfg.NATS.JetStream.Enabled && r.bus.JS == nil {
 		r.store = newLateStore() // NATS was not there: the bucket is read at the first connection (late.go)
 	} else if r.bus.JS != nil {
-		kv, err := devicesBucket(ctx, r.bus.JS)
+		kv, err := devicesBucket(ctx, r.bus.JS, r.log)
 		if err != nil {
 			return fmt.Errorf("device store: %w", err)
 		}
@@ -451,11 +461,16 @@ func (r *Runtime) addDevice(body []byte, update bool) ControlReply {
 		err = r.AddActor(GroupDevices, spec)
 	}
 	if err != nil {
-		_ = r.RemoveActor(GroupDevices, dev.ID) // it may be there, failing: not the device asked for
+		// It may be there, failing: not the device asked for.
+		if rerr := r.removeIfThere(GroupDevices, dev.ID); rerr != nil {
+			err = fmt.Errorf("%v; removing it failed too: %v", err, rerr)
+		}
 		// Roll back to the device as it was.
 		if exists {
-			if oldSpec, serr := r.deviceSpec(old.dev); serr == nil && r.ensureEndpoint(old.dev) == nil {
-				_ = r.AddActor(GroupDevices, oldSpec)
+			if rerr := r.restartOld(old.dev); rerr != nil {
+				err = fmt.Errorf("%v; the previous device did not start again either: %v", err, rerr)
+			} else {
+				err = fmt.Errorf("%v (rolled back)", err)
 			}
 		}
 		return failure("start device %q: %v", dev.ID, err)
@@ -515,4 +530,16 @@ func (r *Runtime) removeDevice(body []byte) ControlReply {
 	}
 	r.log.Info().Str("device", id).Str("source", e.source).Msg("device removed at run time")
 	return ControlReply{OK: true, ID: id}
+}
+
+// restartOld starts a device again as it ran before a failed update.
+func (r *Runtime) restartOld(dev config.Device) error {
+	spec, err := r.deviceSpec(dev)
+	if err != nil {
+		return err
+	}
+	if err := r.ensureEndpoint(dev); err != nil {
+		return err
+	}
+	return r.AddActor(GroupDevices, spec)
 }

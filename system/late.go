@@ -8,6 +8,7 @@ import (
 
 	"github.com/iotgw/iotgw/internal/backoff"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 )
 
 // A gateway with JetStream on whose NATS server is not there at start cannot read the bucket of the devices added
@@ -67,12 +68,12 @@ func (l *lateStore) Delete(ctx context.Context, id string) error {
 }
 
 // devicesBucket opens (creating it when needed) the bucket of the devices added at run time.
-func devicesBucket(ctx context.Context, js jetstream.JetStream) (*kvStore, error) {
+func devicesBucket(ctx context.Context, js jetstream.JetStream, log zerolog.Logger) (*kvStore, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: DevicesBucket, Description: "iotgw devices added at run time", History: 5})
 	if err != nil {
 		return nil, err
 	}
-	return &kvStore{kv: kv}, nil
+	return &kvStore{kv: kv, log: log}, nil
 }
 
 // startLate starts openLate when the device store is late; Start calls it once the tree is up.
@@ -110,7 +111,7 @@ func (r *Runtime) openLate(ctx context.Context, ls *lateStore) {
 	wait := backoff.Backoff{Policy: backoff.Policy{Initial: 500 * time.Millisecond, Max: 30 * time.Second}}
 	for {
 		kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		store, err = devicesBucket(kctx, js)
+		store, err = devicesBucket(kctx, js, r.log)
 		cancel()
 		if err == nil {
 			break

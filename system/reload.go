@@ -134,10 +134,13 @@ func (r *Runtime) Reload() ControlReply {
 			applied[k] = true
 		case !inOld && inNew:
 			if isRuntime(n) { // the file now names a device added at run time: the file wins, as at start-up
-				_ = r.RemoveActor(n.group, n.name)
+				if err := r.removeIfThere(n.group, n.name); err != nil {
+					res.Failed = append(res.Failed, fmt.Sprintf("%s: remove the device added at run time: %v", k, err))
+					continue
+				}
 			}
 			if err := r.startComponent(n); err != nil {
-				_ = r.RemoveActor(n.group, n.name)
+				err = r.undoStart(n, err)
 				if isRuntime(n) {
 					if rerr := r.startComponent(rollback(n)); rerr != nil {
 						err = fmt.Errorf("%v; the device added at run time did not start again either: %v", err, rerr)
@@ -150,9 +153,12 @@ func (r *Runtime) Reload() ControlReply {
 			res.Added = append(res.Added, k)
 			applied[k] = true
 		case !reflect.DeepEqual(o.block, n.block):
-			_ = r.RemoveActor(o.group, o.name)
+			if err := r.removeIfThere(o.group, o.name); err != nil { // the old block keeps running
+				res.Failed = append(res.Failed, fmt.Sprintf("%s: remove: %v", k, err))
+				continue
+			}
 			if err := r.startComponent(n); err != nil {
-				_ = r.RemoveActor(n.group, n.name)
+				err = r.undoStart(n, err)
 				if rerr := r.startComponent(rollback(o)); rerr != nil {
 					err = fmt.Errorf("%v; the previous config did not start again either: %v", err, rerr)
 				}
@@ -237,6 +243,24 @@ func (r *Runtime) forgetStored(id string) {
 	if err := r.store.Delete(ctx, id); err != nil {
 		r.log.Error().Err(err).Str("device", id).Msg("device of the file replaces a stored one, which could not be deleted")
 	}
+}
+
+// removeIfThere removes an actor that may be gone already (ErrNoChild is no failure here); any other error is
+// returned, for the reload's result.
+func (r *Runtime) removeIfThere(group, name string) error {
+	if err := r.RemoveActor(group, name); err != nil && !errors.Is(err, ErrNoChild) {
+		return err
+	}
+	return nil
+}
+
+// undoStart removes what a failed start of c left supervised (a child that spawned but did not start) and adds
+// a failure of that removal to err, the start's error: before a rollback, it would otherwise be lost.
+func (r *Runtime) undoStart(c component, err error) error {
+	if rerr := r.removeIfThere(c.group, c.name); rerr != nil {
+		return fmt.Errorf("%v; removing what did start failed too: %v", err, rerr)
+	}
+	return err
 }
 
 func (r *Runtime) startComponent(c component) error {

@@ -45,6 +45,7 @@ type Runtime struct {
 	stopBy  atomic.Int64
 	root    *actor.PID
 	tree    *Tree
+	budget  *pendingBudget // the subject mailboxes' share of buffered bus messages (budget.go)
 	started time.Time
 	// groups are the children of the root and of each group supervisor, kept here so that a supervisor that
 	// restarts starts what it had (AddActor and RemoveActor keep them current); set in Start, then only read.
@@ -86,6 +87,8 @@ func New(cfg *config.Config, opts ...Option) *Runtime {
 	for _, o := range opts {
 		o(r)
 	}
+	r.budget = newPendingBudget(cfg.NATS.PendingMessages, cfg.NATS.PendingBytes, r.log)
+	r.tree.budget = r.budget
 	return r
 }
 
@@ -139,11 +142,11 @@ func (r *Runtime) Start(ctx context.Context) error {
 	select {
 	case <-up:
 	case <-ctx.Done():
-		_ = r.Stop()
+		r.stopAfterFailedStart()
 		return ctx.Err()
 	}
 	if err := r.mon.start(); err != nil {
-		_ = r.Stop()
+		r.stopAfterFailedStart()
 		return err
 	}
 	r.startLate() // NATS was not there with JetStream on: the device bucket is opened at the first connection
@@ -323,4 +326,12 @@ func (r *Runtime) ask(group string, msg any) error {
 		return fmt.Errorf("supervisor %s: unexpected reply %T", group, res)
 	}
 	return reply.err
+}
+
+// stopAfterFailedStart stops what a start that fails has started; the start's error is what Start returns, so
+// a failure to stop is logged.
+func (r *Runtime) stopAfterFailedStart() {
+	if err := r.Stop(); err != nil {
+		r.log.Error().Err(err).Msg("stop after a failed start")
+	}
 }

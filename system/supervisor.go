@@ -10,6 +10,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
+	"github.com/iotgw/iotgw/actors/device"
 	"github.com/iotgw/iotgw/config"
 	"github.com/iotgw/iotgw/internal/backoff"
 	"github.com/nats-io/nats.go"
@@ -270,13 +271,17 @@ func (s *supervisor) start(ctx actor.Context, c *child) error {
 	c.pid = nil
 	first := spec.Producer()
 	_, c.reconnector = first.(actors.Reconnector)
+	_, writer := first.(device.Writer)
 	c.mb = nil
 	if l, ok := first.(actors.Listener); ok {
 		if in := l.Inboxes(); len(in) > 0 {
-			c.mb = newSubjectMailbox(s.rt.bus.Conn, in, spec.Mailbox)
+			c.mb = newSubjectMailbox(s.rt.bus.Conn, in, spec.Mailbox, s.rt.budget)
 		}
 	}
 	s.rt.tree.add(c.path, spec.Kind, c.mb)
+	if writer {
+		s.rt.tree.update(c.path, func(e *treeEntry) { e.takesWrites = true })
+	}
 	started := make(chan error, 1)
 	var once sync.Once
 	signal := func(err error) { once.Do(func() { started <- err }) }
@@ -312,6 +317,9 @@ func (s *supervisor) start(ctx actor.Context, c *child) error {
 	}
 	c.pid = pid
 	s.byID[pid.Id] = c
+	if writer {
+		s.rt.tree.update(c.path, func(e *treeEntry) { e.writer = pid })
+	}
 	// Wait until it listens: its subscriptions go out on the shared connection before anything a later sibling
 	// publishes, so a sink or the processor never misses a device's first poll.
 	// The wait holds this supervisor's mailbox: it is bounded by a stop's budget, and a shutdown ends it at once.

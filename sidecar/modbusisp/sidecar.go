@@ -56,7 +56,8 @@ func New(opt Options) *Sidecar {
 		opt.Name = "modbus"
 	}
 	s := &Sidecar{opt: opt}
-	s.srv = isp.NewServer(isp.ServerConfig{Address: opt.Listen, HeartbeatInterval: opt.HeartbeatInterval, Name: opt.Name}, s)
+	s.srv = isp.NewServer(isp.ServerConfig{Address: opt.Listen, HeartbeatInterval: opt.HeartbeatInterval, Name: opt.Name,
+		OnError: func(err error) { opt.Log.Error().Err(err).Msg("ISP server") }}, s)
 	return s
 }
 

@@ -113,7 +113,7 @@ type writeTag struct {
 	value isp.Value
 }
 
-var _ actors.Listener = (*modbusDevice)(nil)
+var _ device.Writer = (*modbusDevice)(nil)
 
 func init() {
 	actors.RegisterDevice("modbus", actors.DeviceKind{Settings: config.NewModbusDevice, New: New, NewEndpoint: NewEndpoint})
@@ -127,9 +127,8 @@ func New(dev config.Device, env actors.Env) actor.Producer {
 	}
 }
 
-func (d *modbusDevice) Inboxes() []actors.Inbox {
-	return []actors.Inbox{{Subject: device.WriteSubject(d.id)}}
-}
+// TakesWrites: the runtime forwards the device's writes (device.Write).
+func (d *modbusDevice) TakesWrites() {}
 
 func (d *modbusDevice) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
@@ -149,8 +148,8 @@ func (d *modbusDevice) Receive(ctx actor.Context) {
 		case writeTag:
 			d.writeResult(tag, m)
 		}
-	case *nats.Msg:
-		d.write(ctx, m)
+	case *device.Write:
+		d.write(ctx, m.Msg)
 	}
 }
 
@@ -410,7 +409,7 @@ const maxWriteRequest = 4 << 10
 
 func (d *modbusDevice) write(ctx actor.Context, msg *nats.Msg) {
 	fail := func(format string, args ...any) {
-		device.Reply(msg, device.WriteReply{Device: d.id, Error: fmt.Sprintf(format, args...)})
+		actors.Respond(d.env.Log, msg, device.WriteReply{Device: d.id, Error: fmt.Sprintf(format, args...)})
 	}
 	if len(msg.Data) > maxWriteRequest {
 		fail("request of %d bytes: at most %d", len(msg.Data), maxWriteRequest)
@@ -461,10 +460,10 @@ func (d *modbusDevice) write(ctx actor.Context, msg *nats.Msg) {
 func (d *modbusDevice) writeResult(tag writeTag, res *ModbusTxResult) {
 	if res.Err != nil {
 		d.publishEvent(ModbusEvent{Device: d.id, Kind: "write", Error: res.Err.Error(), Keys: []string{tag.key}})
-		device.Reply(tag.msg, device.WriteReply{Device: d.id, Key: tag.key, Error: res.Err.Error()})
+		actors.Respond(d.env.Log, tag.msg, device.WriteReply{Device: d.id, Key: tag.key, Error: res.Err.Error()})
 		return
 	}
-	device.Reply(tag.msg, device.WriteReply{OK: true, Device: d.id, Key: tag.key, Value: tag.value.Any()})
+	actors.Respond(d.env.Log, tag.msg, device.WriteReply{OK: true, Device: d.id, Key: tag.key, Value: tag.value.Any()})
 }
 
 // parseValue reads a JSON number, bool or string into a point value.
