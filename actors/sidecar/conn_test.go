@@ -229,6 +229,12 @@ func (l *links) record(state, detail string) {
 	l.got = append(l.got, state)
 }
 
+func (l *links) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.got...)
+}
+
 func (l *links) last() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -305,7 +311,7 @@ func TestReconnectAfter(t *testing.T) {
 	}
 	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 		if l.last() != actors.LinkConnected {
-			return fmt.Errorf("link states %v", l.got)
+			return fmt.Errorf("link states %v", l.all())
 		}
 		return nil
 	})
