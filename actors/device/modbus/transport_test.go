@@ -167,6 +167,7 @@ func TestSerialOpenFailureIsDisconnected(t *testing.T) {
 		return nil
 	})
 }
+
 // silentPeer is a TCP endpoint that accepts and reads, and never answers; it counts the bytes it received.
 type silentPeer struct {
 	l     net.Listener
