@@ -25,6 +25,7 @@ var (
 	ErrDown         = errors.New("modbus: connection down")                  // waiting out the reconnect backoff
 	ErrBusy         = errors.New("modbus: transport queue full")
 	ErrExpired      = fmt.Errorf("%w: the caller gave up before it was sent", ErrTimeout) // past its Deadline
+	ErrStopped      = fmt.Errorf("%w: the transport is stopping", ErrDown)                // no further attempt
 )
 
 // errOpen marks a serial port that could not be opened (the adapter unplugged, the device busy): like a refused
@@ -82,6 +83,11 @@ func TransportName(d *config.ModbusDevice) string {
 // mismatched reply closes the connection, so a late answer can never be taken for the next request's. The link
 // state (Env.Link) follows: disconnected when a connect fails, connected when a transaction reaches the device.
 // A transaction whose caller has given up (ModbusTx.Deadline) is dropped, not sent.
+//
+// A stop is prompt: the wire worker takes nothing more from its queue once it is told to stop, makes no further
+// attempt of the transaction in hand, and its TCP connection is closed under a blocked read (Workers.OnStop), so a
+// silent peer does not hold the stop for timeout × (retries+1). goburrow's serial handler cannot be interrupted:
+// on a serial line the stop waits for the attempt in hand, at most its timeout.
 type transport struct {
 	dev     config.ModbusDevice // the first device on the endpoint: mode, address, serial settings
 	env     actors.Env
@@ -139,9 +145,11 @@ func (t *transport) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		t.queue = make(chan queued, queueSize)
-		q := t.queue
+		q, w := t.queue, newWire(&t.dev)
+		t.workers.StopWait = max(actors.DefaultStopWait, t.dev.Timeout) // a serial attempt cannot be cut short
+		t.workers.OnStop(w.interrupt)
 		t.workers.Go(ctx, "wire", func(done <-chan struct{}, send func(any)) error {
-			return t.run(ctx.ActorSystem().Root, q, done, send)
+			return t.run(ctx.ActorSystem().Root, q, w, done, send)
 		})
 	case *actor.Stopping, *actor.Restarting:
 		t.workers.Stop()
@@ -165,15 +173,25 @@ func (t *transport) Receive(ctx actor.Context) {
 	}
 }
 
-func (t *transport) run(root *actor.RootContext, q <-chan queued, done <-chan struct{}, send func(any)) error {
-	w := newWire(&t.dev)
+func (t *transport) run(root *actor.RootContext, q <-chan queued, w *wire, done <-chan struct{}, send func(any)) error {
 	defer w.close()
 	link := "" // unknown until the first transaction
 	for {
+		// Stopping comes first: a select with both ready picks at random, and would run queued transactions.
+		select {
+		case <-done:
+			return nil
+		default:
+		}
 		select {
 		case <-done:
 			return nil
 		case item := <-q:
+			select {
+			case <-done:
+				return nil
+			default:
+			}
 			start := time.Now()
 			if item.tx.expired(start) {
 				t.expire(root, item, start)
@@ -197,7 +215,7 @@ func (t *transport) run(root *actor.RootContext, q <-chan queued, done <-chan st
 					continue
 				}
 			}
-			data, err := w.do(item.tx)
+			data, err := w.do(item.tx, done)
 			if state, detail := linkState(err); state != "" && state != link {
 				link = state
 				send(&linkChange{state: state, detail: detail})
@@ -260,7 +278,7 @@ func newWire(d *config.ModbusDevice) *wire {
 		h := &rtuOverTCP{address: d.Address}
 		w.handler, w.setSlave, w.setTime = h, func(s uint8) { h.slave = s }, func(t time.Duration) { h.timeout = t }
 	default:
-		h := &tcpHandler{modbus.NewTCPClientHandler(d.Address)}
+		h := &tcpHandler{TCPClientHandler: modbus.NewTCPClientHandler(d.Address)}
 		h.IdleTimeout = time.Minute
 		w.handler, w.setSlave, w.setTime = h, func(s uint8) { h.SlaveId = s }, func(t time.Duration) { h.Timeout = t }
 	}
@@ -274,7 +292,15 @@ func (w *wire) close() {
 	}
 }
 
-func (w *wire) do(tx *ModbusTx) ([]byte, error) {
+// interrupt closes the connection for good, also under a transaction blocked on it: the transport is stopping. It
+// is called from the actor's goroutine while the wire worker may be in a transaction.
+func (w *wire) interrupt() {
+	if c, ok := w.handler.(interface{ interrupt() }); ok {
+		c.interrupt()
+	}
+}
+
+func (w *wire) do(tx *ModbusTx, done <-chan struct{}) ([]byte, error) {
 	if now := time.Now(); now.Before(w.downUntil) {
 		return nil, fmt.Errorf("%w: reconnecting to %s in %s", ErrDown, w.dev.Address, w.downUntil.Sub(now).Round(time.Millisecond))
 	}
@@ -283,6 +309,11 @@ func (w *wire) do(tx *ModbusTx) ([]byte, error) {
 	var data []byte
 	var err error
 	for attempt := 0; attempt <= tx.Retries; attempt++ {
+		select {
+		case <-done:
+			return nil, ErrStopped
+		default:
+		}
 		data, err = w.once(tx)
 		if err == nil {
 			w.backoff = 0
@@ -355,9 +386,103 @@ func classify(err error) error {
 	}
 }
 
-// tcpHandler is goburrow's TCP handler with its reply check classified: a transaction or unit id that does not
-// match is ErrMismatch (goburrow returns it as plain text).
-type tcpHandler struct{ *modbus.TCPClientHandler }
+// tcpHandler is goburrow's TCP handler with its reply check classified — a transaction or unit id that does not
+// match is ErrMismatch (goburrow returns it as plain text) — and its own connection (link): goburrow's holds its
+// lock for the whole transaction, so its Close waits out a blocked read, and a stop could not cut it short.
+type tcpHandler struct {
+	*modbus.TCPClientHandler // the MBAP packager and the settings: Address, Timeout, IdleTimeout, SlaveId
+	link                     link
+	last                     time.Time // the last transaction: past IdleTimeout the connection is opened afresh
+}
+
+// tcpHeaderSize is the MBAP header with the unit id; tcpMaxLength is the largest ADU.
+const tcpHeaderSize, tcpMaxLength = 7, 260
+
+func (h *tcpHandler) Send(req []byte) ([]byte, error) {
+	if h.IdleTimeout > 0 && !h.last.IsZero() && time.Since(h.last) > h.IdleTimeout {
+		_ = h.link.Close() // like goburrow's idle timer: a connection idle that long may be dead at the other end
+	}
+	h.last = time.Now()
+	c, err := h.link.dial(h.Address, h.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	if h.Timeout > 0 {
+		_ = c.SetDeadline(time.Now().Add(h.Timeout))
+	}
+	if _, err := c.Write(req); err != nil {
+		return nil, err
+	}
+	var adu [tcpMaxLength]byte
+	if _, err := io.ReadFull(c, adu[:tcpHeaderSize]); err != nil {
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint16(adu[4:])) // the unit id and the PDU
+	if n <= 0 || n > tcpMaxLength-tcpHeaderSize+1 {
+		return nil, fmt.Errorf("%w: MBAP length %d", ErrMismatch, n) // the attempt's failure closes the connection
+	}
+	n += tcpHeaderSize - 1
+	if _, err := io.ReadFull(c, adu[tcpHeaderSize:n]); err != nil {
+		return nil, err
+	}
+	return adu[:n], nil
+}
+
+func (h *tcpHandler) Close() error { return h.link.Close() }
+func (h *tcpHandler) interrupt()   { h.link.interrupt() }
+
+// link is a TCP connection of a wire that a stop can close from another goroutine while a transaction is blocked
+// on it; once interrupted it opens no new one. Only the wire worker dials and sends.
+type link struct {
+	mu     sync.Mutex
+	conn   net.Conn
+	closed bool
+}
+
+// dial returns the open connection, or opens one.
+func (l *link) dial(address string, timeout time.Duration) (net.Conn, error) {
+	l.mu.Lock()
+	c, closed := l.conn, l.closed
+	l.mu.Unlock()
+	switch {
+	case closed:
+		return nil, ErrStopped
+	case c != nil:
+		return c, nil
+	}
+	c, err := net.DialTimeout("tcp", address, timeout)
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed { // interrupted while dialling
+		_ = c.Close()
+		return nil, ErrStopped
+	}
+	l.conn = c
+	return c, nil
+}
+
+// Close closes the connection; the next transaction opens a new one.
+func (l *link) Close() error {
+	l.mu.Lock()
+	c := l.conn
+	l.conn = nil
+	l.mu.Unlock()
+	if c != nil {
+		return c.Close()
+	}
+	return nil
+}
+
+// interrupt closes the connection for good: a read or write blocked on it returns at once.
+func (l *link) interrupt() {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	_ = l.Close()
+}
 
 func (h *tcpHandler) Verify(req, resp []byte) error {
 	if err := h.TCPClientHandler.Verify(req, resp); err != nil {
@@ -373,8 +498,7 @@ type rtuOverTCP struct {
 	address string
 	slave   uint8
 	timeout time.Duration
-	mu      sync.Mutex
-	conn    net.Conn
+	link    link
 }
 
 var _ modbus.ClientHandler = (*rtuOverTCP)(nil)
@@ -406,23 +530,18 @@ func (h *rtuOverTCP) Verify(req, resp []byte) error {
 }
 
 func (h *rtuOverTCP) Send(req []byte) ([]byte, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.conn == nil {
-		c, err := net.DialTimeout("tcp", h.address, h.timeout)
-		if err != nil {
-			return nil, err
-		}
-		h.conn = c
+	c, err := h.link.dial(h.address, h.timeout)
+	if err != nil {
+		return nil, err
 	}
 	if h.timeout > 0 {
-		_ = h.conn.SetDeadline(time.Now().Add(h.timeout))
+		_ = c.SetDeadline(time.Now().Add(h.timeout))
 	}
-	if _, err := h.conn.Write(req); err != nil {
+	if _, err := c.Write(req); err != nil {
 		return nil, err
 	}
 	head := make([]byte, 3, 260)
-	if _, err := io.ReadFull(h.conn, head); err != nil {
+	if _, err := io.ReadFull(c, head); err != nil {
 		return nil, err
 	}
 	var rest int
@@ -435,22 +554,14 @@ func (h *rtuOverTCP) Send(req []byte) ([]byte, error) {
 		rest = 5 // echo of address and value/quantity (4 bytes, one already read) + CRC
 	}
 	resp := head[:3+rest]
-	if _, err := io.ReadFull(h.conn, resp[3:]); err != nil {
+	if _, err := io.ReadFull(c, resp[3:]); err != nil {
 		return nil, err
 	}
 	return resp, nil
 }
 
-func (h *rtuOverTCP) Close() error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.conn != nil {
-		err := h.conn.Close()
-		h.conn = nil
-		return err
-	}
-	return nil
-}
+func (h *rtuOverTCP) Close() error { return h.link.Close() }
+func (h *rtuOverTCP) interrupt()   { h.link.interrupt() }
 
 // crc16 is Modbus RTU's CRC (polynomial 0xA001, initial 0xFFFF), sent low byte first.
 func crc16(b []byte) uint16 {

@@ -166,3 +166,143 @@ func TestSerialOpenFailureIsDisconnected(t *testing.T) {
 		return nil
 	})
 }
+
+// silentPeer is a TCP endpoint that accepts and reads, and never answers; it counts the bytes it received.
+type silentPeer struct {
+	l     net.Listener
+	mu    sync.Mutex
+	bytes int
+	open  int // connections the transport has not closed
+}
+
+func newSilentPeer(t *testing.T) *silentPeer {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &silentPeer{l: l}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			p.open++
+			p.mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				defer func() {
+					p.mu.Lock()
+					p.open--
+					p.mu.Unlock()
+				}()
+				buf := make([]byte, 512)
+				for {
+					n, err := c.Read(buf)
+					p.mu.Lock()
+					p.bytes += n
+					p.mu.Unlock()
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return p
+}
+
+func (p *silentPeer) received() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.bytes
+}
+
+func (p *silentPeer) connections() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.open
+}
+
+// spawnTransport runs a transport actor for dev and returns its system and PID; the test stops it.
+func spawnTransport(t *testing.T, dev config.ModbusDevice) (*actor.ActorSystem, *actor.PID) {
+	t.Helper()
+	sys := actor.NewActorSystem()
+	t.Cleanup(sys.Shutdown)
+	return sys, sys.Root.Spawn(actor.PropsFromProducer(NewTransport(dev, actors.Env{Log: zerolog.Nop()})))
+}
+
+// TestTransportStopIsBounded: a transport stopped while a transaction waits on a peer that never answers stops
+// within one device timeout — its connection is closed under the blocked read and no retry follows — not after
+// timeout × (retries+1).
+func TestTransportStopIsBounded(t *testing.T) {
+	const timeout, retries = 2 * time.Second, 3
+	for _, mode := range []string{"tcp", "rtu-over-tcp"} {
+		t.Run(mode, func(t *testing.T) {
+			peer := newSilentPeer(t)
+			sys, pid := spawnTransport(t, config.ModbusDevice{Mode: mode, Address: peer.l.Addr().String()})
+			tx := read()
+			tx.Timeout, tx.Retries = timeout, retries
+			sys.Root.Send(pid, tx)
+			waitFor(t, 5*time.Second, func() error {
+				if peer.received() == 0 {
+					return errors.New("the request has not reached the peer")
+				}
+				return nil
+			})
+			start := time.Now()
+			if err := sys.Root.PoisonFuture(pid).Wait(); err != nil {
+				t.Fatal(err)
+			}
+			stopped := time.Since(start)
+			// The wire worker is gone when its connection is: it closes it on its way out.
+			for peer.connections() > 0 && time.Since(start) < timeout*(retries+1)+time.Second {
+				time.Sleep(5 * time.Millisecond)
+			}
+			closed := time.Since(start)
+			t.Logf("stop returned after %s, the connection was closed after %s (timeout %s, retries %d)",
+				stopped.Round(time.Millisecond), closed.Round(time.Millisecond), timeout, retries)
+			if stopped >= timeout || closed >= timeout {
+				t.Errorf("stop took %s and closed the connection after %s, want both within one device timeout (%s)", stopped, closed, timeout)
+			}
+		})
+	}
+}
+
+// TestTransportRunsNothingAfterStop: transactions still queued when the transport stops never reach the wire.
+func TestTransportRunsNothingAfterStop(t *testing.T) {
+	peer := newSilentPeer(t)
+	sys, pid := spawnTransport(t, config.ModbusDevice{Mode: "tcp", Address: peer.l.Addr().String()})
+	const queued = 20
+	for i := 0; i < queued; i++ {
+		tx := read()
+		tx.Timeout = 300 * time.Millisecond
+		sys.Root.Send(pid, tx)
+	}
+	waitFor(t, 5*time.Second, func() error {
+		if peer.received() == 0 {
+			return errors.New("the first request has not reached the peer")
+		}
+		return nil
+	})
+	before := peer.received()
+	if err := sys.Root.PoisonFuture(pid).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	// Three timeouts: time for a transaction taken after the stop to show up at the peer.
+	deadline := time.Now().Add(900 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if got := peer.received(); got != before {
+			t.Fatalf("the peer received %d bytes after the stop began (%d before): queued transactions ran", got-before, before)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
