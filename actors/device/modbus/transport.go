@@ -93,8 +93,10 @@ type transport struct {
 	env     actors.Env
 	workers actors.Workers
 	queue   chan queued
-	faults  actors.Faults
-	cuts    map[string]chan struct{} // per latency fault: closed when it is cleared
+	// The faults are shared by the transport's incarnations: the ones its devices passed on (drop, latency) are
+	// listed under the devices, which do not restart with it, so they must outlive its restarts.
+	faults *actors.Faults
+	cuts   map[string]chan struct{} // per latency fault: closed when it is cleared
 }
 
 // linkChange is sent by the wire worker when the endpoint becomes reachable or unreachable.
@@ -109,9 +111,6 @@ func (t *transport) InjectFault(_ actor.Context, f *actors.Fault) error {
 	}
 	t.faults.Add(f)
 	if f.Kind == actors.FaultLatency {
-		if t.cuts == nil {
-			t.cuts = map[string]chan struct{}{}
-		}
 		if _, ok := t.cuts[f.ID]; !ok {
 			t.cuts[f.ID] = make(chan struct{})
 		}
@@ -138,7 +137,8 @@ const queueSize = 4096
 
 // NewTransport returns the producer of the transport actor of d's endpoint.
 func NewTransport(d config.ModbusDevice, env actors.Env) actor.Producer {
-	return func() actor.Actor { return &transport{dev: d, env: env} }
+	faults, cuts := &actors.Faults{}, map[string]chan struct{}{}
+	return func() actor.Actor { return &transport{dev: d, env: env, faults: faults, cuts: cuts} }
 }
 
 func (t *transport) Receive(ctx actor.Context) {
