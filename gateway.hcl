@@ -66,6 +66,11 @@ nats {
   # The gateway's own connection to the embedded server: in memory (true) or over TCP loopback (false). Other
   # clients always use TCP. bench/REPORT.md compares the two. Ignored with an external url.
   in_process = true
+  # One budget for the bus messages the NATS client buffers for the actors' subscriptions (nats.go's own bound,
+  # 65,536 messages or 64 MiB, is per subscription): they share it in equal parts, each at least 64 messages and
+  # 1 MiB. Past its share a subscription drops, and iot.control.tree counts it; the tree's root shows the budget.
+  pending_messages = 131072
+  pending_bytes    = "128MB"
 
   # Users of the embedded server. With none (the default) it requires no login, which is fine on loopback only.
   # With any user set, every client must log in. A user has a password or an nkey (its public key; the client
@@ -116,7 +121,8 @@ nats {
   # }
 
   jetstream {
-    # Persistence: the IOT_DATA stream keeps iot.processed.> and iot.rules.> for max_age.
+    # Persistence: the IOT_DATA stream keeps the batches (iot.processed.batch.>, one message per poll or DATA
+    # frame) and iot.rules.> for max_age; not the per-point subjects, which carry the same points again.
     enabled    = false
     # Default: <data_dir>/jetstream.
     store_dir  = "./data/jetstream"
@@ -210,8 +216,8 @@ device "mixer-1" {
   fail_mode  = "receive"
 }
 
-# A Modbus TCP simulator started inside the gateway, under the devices supervisor, before the devices that poll
-# it. Without unit blocks it serves the demo map: unit 1 a boiler (holding 0-1 float32 temperature, 2-3 pressure,
+# A Modbus TCP simulator started inside the gateway, under the endpoints supervisor (endpoints/simulator-plant),
+# before the devices that poll it. Without unit blocks it serves the demo map: unit 1 a boiler (holding 0-1 float32 temperature, 2-3 pressure,
 # 4 status word, 5 int16 outside temperature, 10-11 uint32 operating seconds, 20-21 the temperature in CDAB order,
 # coils 0-3 pump/burner/valve/alarm, holding 100-109 and coils 10-19 free for writes), unit 2 a power meter
 # (30 holding registers: float32 voltages 0-5, currents 6-11, kW 12-13, kvar 14-15, kVA 16-17, power factor 18-19,
@@ -234,8 +240,9 @@ simulator "plant" {
 }
 
 # driver = "modbus": polled directly with goburrow/modbus by its own actor. Devices on the same endpoint (mode and
-# address) share one transport actor that serialises their transactions; each request waits at most the
-# device's timeout, so one dead unit cannot stall the others' polls for longer than that.
+# address) share one transport actor (endpoints/modbus-{mode}-{address}) that serialises their transactions, and
+# must agree on its settings (two devices on one serial line at different speeds are an error); each request
+# waits at most the device's timeout, so one dead unit cannot stall the others' polls for longer than that.
 device "meter-1" {
   driver   = "modbus"
   # tcp | rtu (address is then the serial port, with a serial { baud_rate, data_bits, parity, stop_bits } block)
@@ -353,10 +360,13 @@ device "boiler-2" {
 #   # block sets one, else 1m; "0s" turns the check off (a sidecar that reports on change only).
 #   stale_after           = "3s"
 #   config {                              # sent as CONFIG after every (re)connect
+#     # The reference Modbus sidecar (plugin "modbus") takes the modbus driver's connection settings:
+#     # tcp | rtu (with a serial { baud_rate, data_bits, parity, stop_bits } block, default 9600 8N1) | rtu-over-tcp.
 #     mode     = "tcp"
 #     address  = "192.168.1.100:502"
-#     timeout  = "3s"
+#     timeout  = "3s"                     # per attempt
 #     interval = "1s"
+#     retries  = 1                        # extra attempts after a timeout or a garbled reply (0..10)
 #     register "temperature" {
 #       address  = 0
 #       type     = "float32"
@@ -370,8 +380,8 @@ device "boiler-2" {
 # A sink: one actor under the "sinks" supervisor. type = "console" prints one line per point on stdout.
 sink "console" {
   type     = "console"
-  # Subjects to print. Batches (iot.processed.batch.*) print one line per point; so, with per-point subjects
-  # on, subscribe to batches only, or you would see each point twice.
+  # Subjects to print; default ["iot.processed.batch.>"]. Batches print one line per point; so, with per-point
+  # subjects on (point_subjects), iot.processed.> would show each point twice.
   subjects = ["iot.processed.batch.>"]
   # auto (text, or JSON when the gateway logs JSON) | text | json
   format   = "auto"

@@ -1,5 +1,6 @@
 // Command iotgw is the industrial IoT edge gateway: `iotgw run` starts it, `iotgw validate` checks a config,
-// `iotgw version` prints the version. The work happens in package system; this file only parses the command line.
+// `iotgw version` prints the version. The work happens in package system (and `iotgw ctl` and `iotgw sim` in
+// system/ctl and system/sim); this file only parses the command line and hands over.
 package main
 
 import (
@@ -10,14 +11,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/iotgw/iotgw/config"
-	"github.com/iotgw/iotgw/isp"
 	"github.com/iotgw/iotgw/sidecar/modbusisp"
 	"github.com/iotgw/iotgw/system"
+	"github.com/iotgw/iotgw/system/ctl"
+	"github.com/iotgw/iotgw/system/sim"
 )
 
 const usage = `iotgw — industrial IoT edge gateway
@@ -48,9 +49,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "sidecar":
 		return cmdSidecar(args[1:], stderr)
 	case "sim":
-		return cmdSim(args[1:], os.Stdin, stdout, stderr)
+		return sim.Main(args[1:], os.Stdin, stdout, stderr)
 	case "ctl":
-		return cmdCtl(args[1:], stdout, stderr)
+		return ctl.Main(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "iotgw %s\n", system.Version)
 		return 0
@@ -102,10 +103,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	for {
 		select {
 		case <-hup:
-			// SIGHUP reloads the config file through iot.control.reload, so reloads and the other control
-			// requests take turns in the control actor.
-			if _, err := rt.Bus().Conn.Request(system.SubjectReload, nil, time.Minute); err != nil {
-				log.Error().Err(err).Msg("reload")
+			if err := rt.RequestReload(time.Minute); err != nil {
+				log.Error().Err(err).Msg("reload on SIGHUP failed")
 			}
 			continue
 		case <-ctx.Done():
@@ -127,11 +126,7 @@ func cmdSidecar(args []string, stderr io.Writer) int {
 	}
 	fs := flag.NewFlagSet("sidecar modbus", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	port := os.Getenv("ISP_PORT")
-	if port == "" {
-		port = strconv.Itoa(isp.DefaultPort)
-	}
-	listen := fs.String("listen", "127.0.0.1:"+port, "ISP listen address (default 127.0.0.1:$ISP_PORT)")
+	listen := fs.String("listen", modbusisp.DefaultListen(os.Getenv("ISP_PORT")), "ISP listen address (default 127.0.0.1:$ISP_PORT)")
 	name := fs.String("name", "modbus", "the sidecar's name in STATUS replies and point sources")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2

@@ -75,7 +75,8 @@ type gatewayProcess struct {
 	path  string // its config file
 	cmd   *exec.Cmd
 	url   string
-	lines chan string
+	lines chan string // stdout
+	logs  chan string // stderr
 	start time.Time
 }
 
@@ -99,7 +100,7 @@ func startGatewayProcess(t *testing.T, cfg string) *gatewayProcess {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &gatewayProcess{path: path, cmd: cmd, lines: make(chan string, 1000), start: time.Now()}
+	g := &gatewayProcess{path: path, cmd: cmd, lines: make(chan string, 1000), logs: make(chan string, 1000), start: time.Now()}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -122,6 +123,10 @@ func startGatewayProcess(t *testing.T, cfg string) *gatewayProcess {
 				case urlCh <- m[1]:
 				default:
 				}
+			}
+			select {
+			case g.logs <- sc.Text():
+			default:
 			}
 		}
 	}()
@@ -302,5 +307,37 @@ func TestSIGHUPReloads(t *testing.T) {
 	}
 	if _, err := sub.NextMsg(15 * time.Second); err != nil {
 		t.Fatalf("the device added to the file does not publish after SIGHUP: %v", err)
+	}
+}
+
+// TestSIGHUPBrokenConfigIsLogged: a SIGHUP with a broken config file changes nothing and says why in the log,
+// with the problem's position.
+func TestSIGHUPBrokenConfigIsLogged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the gateway as a process; skipped with -short")
+	}
+	base := "gateway {\n  http_address = \"\"\n}\nnats { port = -1 }\n"
+	g := startGatewayProcess(t, base)
+	if err := os.WriteFile(g.path, []byte(base+"device \"late\" {\n  driver = \"nosuch\"\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(15 * time.Second)
+	for {
+		select {
+		case line := <-g.logs:
+			if strings.Contains(line, "reload on SIGHUP failed") {
+				for _, want := range []string{"gateway.hcl:6:", "nosuch"} {
+					if !strings.Contains(line, want) {
+						t.Errorf("log line %q lacks %q", line, want)
+					}
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatal("no log line about the broken config within 15 s of SIGHUP")
+		}
 	}
 }

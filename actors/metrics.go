@@ -1,16 +1,11 @@
 package actors
 
 import (
-	"context"
 	"errors"
-	"io"
-	"net"
-	"os"
 	"strconv"
-	"syscall"
 	"time"
 
-	"github.com/goburrow/modbus"
+	mb "github.com/iotgw/iotgw/sidecar/modbus"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -143,27 +138,13 @@ func WithKind(kind string, err error) error {
 	return &KindError{Kind: kind, Err: err}
 }
 
-// ModbusErrorKind classifies a failed Modbus request into a small fixed set of label values: the kind of a
-// KindError in its chain, else "exception" (the device answered with an exception code), "timeout",
-// "canceled", "disconnected" (the connection was refused, reset or closed), or "other".
+// ModbusErrorKind is the label of a failed Modbus request: the kind of a KindError in its chain (the caller's own
+// kinds, such as the transport's "busy"), else the Modbus client's classifier, mb.ErrorKind ("exception",
+// "timeout", "disconnected", …), the one the driver's events and the reference sidecar's status use too.
 func ModbusErrorKind(err error) string {
 	var ke *KindError
-	var exc *modbus.ModbusError
-	var ne net.Error
-	switch {
-	case errors.As(err, &ke):
+	if errors.As(err, &ke) {
 		return ke.Kind
-	case errors.As(err, &exc):
-		return "exception"
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
-		errors.As(err, &ne) && ne.Timeout():
-		return "timeout"
-	case errors.Is(err, context.Canceled):
-		return "canceled"
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
-		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		return "disconnected"
-	default:
-		return "other"
 	}
+	return mb.ErrorKind(err)
 }

@@ -1,13 +1,9 @@
 package actors
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"os"
-	"syscall"
 	"testing"
 	"time"
 
@@ -90,6 +86,7 @@ func TestMetricsCount(t *testing.T) {
 	}
 }
 
+// TestModbusErrorKind: a KindError's own kind, else the Modbus client's classifier (mb.ErrorKind).
 func TestModbusErrorKind(t *testing.T) {
 	tests := []struct {
 		name string
@@ -99,15 +96,8 @@ func TestModbusErrorKind(t *testing.T) {
 		{"exception", fmt.Errorf("read: %w", &modbus.ModbusError{FunctionCode: 3, ExceptionCode: 2}), "exception"},
 		{"labelled", WithKind("busy", errors.New("queue full")), "busy"},
 		{"labelled and wrapped", fmt.Errorf("device %q: %w", "d1", WithKind("mismatch", io.ErrUnexpectedEOF)), "mismatch"},
-		{"deadline", os.ErrDeadlineExceeded, "timeout"},
-		{"context deadline", context.DeadlineExceeded, "timeout"},
-		{"net timeout", &net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}, "timeout"},
-		{"canceled", context.Canceled, "canceled"},
-		{"reset", &net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, "disconnected"},
-		{"refused", &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, "disconnected"},
+		// Unlabelled: mb.ErrorKind, tested in its own package.
 		{"eof", io.EOF, "disconnected"},
-		{"closed", net.ErrClosed, "disconnected"},
-		{"other", errors.New("bad crc"), "other"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

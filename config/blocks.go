@@ -36,6 +36,8 @@ type natsHCL struct {
 	PingInterval  *string           `hcl:"ping_interval,optional"`
 	MaxPingsOut   *int              `hcl:"max_pings_out,optional"`
 	InProcess     *bool             `hcl:"in_process,optional"`
+	PendingMsgs   *int              `hcl:"pending_messages,optional"`
+	PendingBytes  *string           `hcl:"pending_bytes,optional"`
 	JetStream     *jetStreamHCL     `hcl:"jetstream,block"`
 	Authorization *authorizationHCL `hcl:"authorization,block"`
 	Insecure      *bool             `hcl:"insecure,optional"`
@@ -152,6 +154,14 @@ func decodeNATS(block *hcl.Block, ctx *hcl.EvalContext, n *NATS, diags *hcl.Diag
 	setDuration(v, "ping_interval", &n.PingInterval, h.PingInterval)
 	set(&n.MaxPingsOut, h.MaxPingsOut)
 	set(&n.InProcess, h.InProcess)
+	set(&n.PendingMessages, h.PendingMsgs)
+	setSize(v, "pending_bytes", &n.PendingBytes, h.PendingBytes)
+	if n.PendingMessages < 1 {
+		v.Errorf("pending_messages", "pending_messages is %d, must be >= 1", n.PendingMessages)
+	}
+	if n.PendingBytes < 1 {
+		v.Errorf("pending_bytes", "pending_bytes must be > 0")
+	}
 
 	if n.URL != "embedded" {
 		checkNATSURLs(v, n.URL)

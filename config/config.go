@@ -2,11 +2,13 @@
 // validates every value and reports all problems at once as hcl.Diagnostics pointing at file:line:column.
 //
 // It is a leaf: it must never import the runtime (system, actors, sidecar) and never touch the network or
-// start anything. Turning a Config into running actors is someone else's job; this package only says what
+// start anything; of the project it imports only isp, for the rule names follow (isp.ValidToken). Turning a Config into running actors is someone else's job; this package only says what
 // the operator asked for and whether it makes sense.
 //
-// Device drivers and sink types are kinds in a registry filled at init time: adding one is a new file in this
-// folder (see device_mock.go) that calls RegisterDriver or RegisterSink.
+// Device drivers and sink types are kinds in a registry filled at init time by the kinds' own packages
+// (actors.RegisterDevice, actors.RegisterSink, which call RegisterDriver and RegisterSink here). The schemas of
+// the first kinds (device_mock.go, device_modbus.go, sink_console.go) still live here, beside the validation
+// helpers and tests they share; a new kind keeps its schema in its own folder and uses the exported Validator.
 package config
 
 import (
@@ -16,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/iotgw/iotgw/isp"
 )
 
 // Config is a whole gateway.hcl, with defaults applied and validated.
@@ -58,11 +61,15 @@ type NATS struct {
 	PingInterval  time.Duration
 	MaxPingsOut   int
 	InProcess     bool // the gateway's own connection to the embedded server is in-memory, not TCP loopback
-	JetStream     JetStream
-	Users         []User // nats.authorization: the embedded server requires one of them when any is set
-	TLS           *TLS   // the embedded server's client listener; nil: plain TCP
-	ClientTLS     *TLS   // the gateway's connection to an external server (tls:// URLs)
-	Insecure      bool   // acknowledge an embedded server beyond loopback without users and TLS
+	// PendingMessages and PendingBytes are the gateway-wide budget of bus messages buffered in the NATS client
+	// for the actors' subject mailboxes, shared by their subscriptions in equal parts.
+	PendingMessages int
+	PendingBytes    int64
+	JetStream       JetStream
+	Users           []User // nats.authorization: the embedded server requires one of them when any is set
+	TLS             *TLS   // the embedded server's client listener; nil: plain TCP
+	ClientTLS       *TLS   // the gateway's connection to an external server (tls:// URLs)
+	Insecure        bool   // acknowledge an embedded server beyond loopback without users and TLS
 }
 
 // JetStream is the `jetstream` block inside `nats`.
@@ -129,6 +136,9 @@ func Default() *Config {
 			PingInterval: 5 * time.Second,
 			MaxPingsOut:  2,
 			InProcess:    true,
+			// One subscription's nats.go defaults (65,536 messages, 64 MiB) times two, for the whole gateway.
+			PendingMessages: 131072,
+			PendingBytes:    128 << 20,
 			JetStream: JetStream{
 				MaxMemory: 1 << 30,
 				MaxFile:   10 << 30,
@@ -157,7 +167,7 @@ func defaultID() string {
 	// "plc-gw.example.com" is known as plc-gw on the floor; the domain adds nothing to a subject token.
 	host, _, _ = strings.Cut(host, ".")
 	id := strings.Map(func(r rune) rune {
-		if r < utf8.RuneSelf && tokenByte[byte(r)] {
+		if r < utf8.RuneSelf && isp.TokenByte(byte(r)) {
 			return r
 		}
 		return '-'

@@ -24,6 +24,7 @@ func TestFullConfig(t *testing.T) {
 		NATS: NATS{
 			URL: "nats://a:4222, tls://b:4443", Host: "0.0.0.0", Port: -1, MaxReconnect: 5,
 			ReconnectWait: 250 * time.Millisecond, Timeout: 3 * time.Second, PingInterval: time.Second, MaxPingsOut: 4, InProcess: true,
+			PendingMessages: 5000, PendingBytes: 16 << 20,
 			JetStream: JetStream{Enabled: true, StoreDir: "/tmp/js", MaxMemory: 512 << 20, MaxFile: 2 << 30, MaxAge: time.Hour},
 		},
 		Supervisor: Supervisor{
@@ -41,8 +42,8 @@ func TestFullConfig(t *testing.T) {
 		t.Fatalf("got %d devices, want 1", len(cfg.Devices))
 	}
 	dev := cfg.Devices[0]
-	if dev.ID != "plc-1" || dev.Driver != "mock" || dev.DefRange.String() != "testdata/full.hcl:41,1-15" {
-		t.Errorf("got device %q driver %q at %s, want plc-1 mock at testdata/full.hcl:41,1-15", dev.ID, dev.Driver, dev.DefRange)
+	if dev.ID != "plc-1" || dev.Driver != "mock" || dev.DefRange.String() != "testdata/full.hcl:43,1-15" {
+		t.Errorf("got device %q driver %q at %s, want plc-1 mock at testdata/full.hcl:43,1-15", dev.ID, dev.Driver, dev.DefRange)
 	}
 	mock := dev.Settings.(*MockDevice)
 	if mock.Interval != 500*time.Millisecond || mock.FailAfter != 3 || mock.FailMode != "worker" || mock.Tags["line"] != "A" {
@@ -162,7 +163,7 @@ sink "s" { type = "console" }
 		t.Errorf("mock point: got %+v, want float64 0..100 value 0 period 1m interval 0", p)
 	}
 	c := cfg.Sinks[0].Settings.(*ConsoleSink)
-	if want := (&ConsoleSink{Subjects: []string{"iot.processed.>"}, Format: "auto"}); !reflect.DeepEqual(c, want) {
+	if want := (&ConsoleSink{Subjects: []string{"iot.processed.batch.>"}, Format: "auto"}); !reflect.DeepEqual(c, want) {
 		t.Errorf("console sink: got %+v, want %+v", c, want)
 	}
 }

@@ -2,9 +2,9 @@ package config
 
 import "time"
 
-func init() {
-	RegisterDriver("mock", func() DriverSettings { return &MockDevice{IntervalText: "1s", FailMode: "receive"} })
-}
+// NewMockDevice returns the settings of a mock device block with their defaults, for the driver's registration
+// (actors/device/mock).
+func NewMockDevice() DriverSettings { return &MockDevice{IntervalText: "1s", FailMode: "receive"} }
 
 // MockDevice is driver "mock": a simulated device whose points follow a signal (sine, ramp, random, constant,
 // step). It runs without hardware, so it is the default in gateway.hcl and the work-horse of the tests.
@@ -68,13 +68,7 @@ func (m *MockDevice) Validate(v *Validator) {
 		if i < len(blocks) {
 			pv = blocks[i]
 		}
-		if err := ValidToken(p.Key); err != nil {
-			pv.Errorf("", "The point key becomes a NATS subject token: %v.", err)
-		} else if f, dup := first[p.Key]; dup {
-			pv.Errorf("", "Point key %s is used twice in this device; the first is at %s.", quote(p.Key), f.DefRange())
-		} else {
-			first[p.Key] = pv
-		}
+		checkKey(pv, "point", "Point", p.Key, first)
 		p.validate(pv)
 	}
 }

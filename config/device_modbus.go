@@ -1,18 +1,19 @@
 package config
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"time"
 )
 
-func init() {
-	RegisterDriver("modbus", func() DriverSettings {
-		return &ModbusDevice{
-			Mode: "tcp", UnitID: 1, TimeoutText: "1s", IntervalText: "1s", Retries: 1, PauseText: "0s",
-			MaxGap: 10, MaxBitGap: 128,
-		}
-	})
+// NewModbusDevice returns the settings of a modbus device block with their defaults, for the driver's
+// registration (actors/device/modbus).
+func NewModbusDevice() DriverSettings {
+	return &ModbusDevice{
+		Mode: "tcp", UnitID: 1, TimeoutText: "1s", IntervalText: "1s", Retries: 1, PauseText: "0s",
+		MaxGap: 10, MaxBitGap: 128,
+	}
 }
 
 // ModbusDevice is driver "modbus": a device polled directly by the gateway with goburrow/modbus over Modbus TCP,
@@ -40,6 +41,33 @@ type ModbusDevice struct {
 	IntervalText   string `hcl:"interval,optional"`
 	PauseText      string `hcl:"pause,optional"`
 	StaleAfterText string `hcl:"stale_after,optional"`
+}
+
+// ModbusEndpoint is what the devices on one Modbus endpoint share: one transport actor runs it, serialising their
+// transactions. Devices on one serial line must agree on its settings.
+type ModbusEndpoint struct {
+	Mode    string
+	Address string
+	Serial  *ModbusSerial // rtu only
+}
+
+func (e ModbusEndpoint) String() string {
+	if e.Serial == nil {
+		return fmt.Sprintf("%s %s", e.Mode, e.Address)
+	}
+	return fmt.Sprintf("%s %s at %s", e.Mode, e.Address, e.Serial)
+}
+
+var _ EndpointSettings = (*ModbusDevice)(nil)
+
+// Endpoint implements EndpointSettings: devices with the same mode and address (one serial line, one TCP gateway
+// or PLC) share a transport. The key is a valid actor name: modbus-{mode}-{address with / : . as _}.
+func (m *ModbusDevice) Endpoint() (Endpoint, bool) {
+	r := strings.NewReplacer("/", "_", ":", "_", ".", "_")
+	return Endpoint{
+		Key:      "modbus-" + m.Mode + "-" + r.Replace(m.Address),
+		Settings: ModbusEndpoint{Mode: m.Mode, Address: m.Address, Serial: m.Serial},
+	}, true
 }
 
 // ModbusSerial is the serial line of an rtu device.
@@ -125,21 +153,11 @@ func (m *ModbusDevice) Validate(v *Validator) {
 			v.Errorf("address", "%v", err)
 		}
 	}
-	if m.Serial != nil && m.Mode != "rtu" {
-		v.Errorf("", "a serial block only applies to mode = \"rtu\"")
-	}
-	if m.Mode == "rtu" {
-		if m.Serial == nil {
-			m.Serial = &ModbusSerial{}
-		}
-		m.Serial.defaults(v.Block("serial", ""))
-	}
+	m.Serial = checkSerial(v, m.Mode, m.Serial)
 	if m.UnitID < 0 || m.UnitID > 255 {
 		v.Errorf("unit_id", "unit_id %d is out of range 0..255", m.UnitID)
 	}
-	if m.Retries < 0 || m.Retries > 10 {
-		v.Errorf("retries", "retries %d: want 0..10", m.Retries)
-	}
+	checkRetries(v, m.Retries)
 	if m.AddressBase != 0 && m.AddressBase != 1 {
 		v.Errorf("address_base", "address_base is 0 (protocol addresses) or 1 (register numbers counted from 1), not %d", m.AddressBase)
 	}
@@ -174,14 +192,35 @@ func (m *ModbusDevice) Validate(v *Validator) {
 		if i < len(rv) {
 			vv = rv[i]
 		}
-		if err := ValidToken(r.Key); err != nil {
-			vv.Errorf("", "The register key becomes a NATS subject token: %v.", err)
-		} else if f, dup := first[r.Key]; dup {
-			vv.Errorf("", "Register key %s is used twice in this device; the first is at %s.", quote(r.Key), f.DefRange())
-		} else {
-			first[r.Key] = vv
-		}
+		checkKey(vv, "register", "Register", r.Key, first)
 		r.validate(vv, m.AddressBase, groups)
+	}
+}
+
+func (s *ModbusSerial) String() string {
+	return fmt.Sprintf("%d baud %d%s%d", s.BaudRate, s.DataBits, s.Parity, s.StopBits)
+}
+
+// checkSerial checks a Modbus connection's serial block, for a modbus device and a sidecar's config alike: only
+// mode rtu has one, and there it is never nil and has its defaults filled in.
+func checkSerial(v *Validator, mode string, s *ModbusSerial) *ModbusSerial {
+	if s != nil && mode != "rtu" {
+		v.Errorf("", "a serial block only applies to mode = \"rtu\"")
+	}
+	if mode != "rtu" {
+		return s
+	}
+	if s == nil {
+		s = &ModbusSerial{}
+	}
+	s.defaults(v.Block("serial", ""))
+	return s
+}
+
+// checkRetries checks a Modbus connection's retries.
+func checkRetries(v *Validator, retries int) {
+	if retries < 0 || retries > 10 {
+		v.Errorf("retries", "retries %d: want 0..10", retries)
 	}
 }
 

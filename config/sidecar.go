@@ -30,12 +30,14 @@ type Sidecar struct {
 	DefRange   hcl.Range
 }
 
-// SidecarConfig is the CONFIG payload of the ISP seed.
+// SidecarConfig is the CONFIG payload of the ISP seed, with the direct Modbus driver's connection settings.
 type SidecarConfig struct {
 	Mode      string // tcp | rtu | rtu-over-tcp, or what a non-Modbus sidecar understands
 	Address   string // the device's address, as the sidecar understands it
 	Timeout   time.Duration
 	Interval  time.Duration
+	Retries   int           // extra attempts of a request that timed out or got a garbled reply; default 1
+	Serial    *ModbusSerial // mode rtu: the serial line, defaults filled in (9600 8N1); nil otherwise
 	Registers []SidecarRegister
 }
 
@@ -70,6 +72,8 @@ type sidecarConfigHCL struct {
 	Address   string             `hcl:"address,optional"`
 	Timeout   *string            `hcl:"timeout,optional"`
 	Interval  *string            `hcl:"interval,optional"`
+	Retries   *int               `hcl:"retries,optional"`
+	Serial    *ModbusSerial      `hcl:"serial,block"`
 	Registers []sidecarRegisterH `hcl:"register,block"`
 }
 
@@ -107,7 +111,7 @@ func defaultSidecar(name string) Sidecar {
 		HeartbeatInterval:   15 * time.Second,
 		MaxMissedHeartbeats: 3,
 		MaxLineSize:         1 << 20,
-		Config:              SidecarConfig{Timeout: 3 * time.Second, Interval: 2 * time.Second},
+		Config:              SidecarConfig{Timeout: 3 * time.Second, Interval: 2 * time.Second, Retries: 1},
 	}
 }
 
@@ -201,6 +205,10 @@ func decodeSidecarConfig(v *Validator, h *sidecarConfigHCL, c *SidecarConfig) {
 	if h.Interval != nil && c.Interval < time.Millisecond {
 		v.Errorf("interval", "interval must be at least 1ms")
 	}
+	// The connection settings are the direct Modbus driver's, checked by the same rules.
+	set(&c.Retries, h.Retries)
+	checkRetries(v, c.Retries)
+	c.Serial = checkSerial(v, c.Mode, h.Serial)
 	regs := v.Blocks("register")
 	seen := map[string]hcl.Range{}
 	for i, rh := range h.Registers {

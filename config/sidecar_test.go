@@ -43,3 +43,48 @@ func TestSidecarStaleAfter(t *testing.T) {
 		})
 	}
 }
+
+// TestSidecarConnectionSettings: a sidecar's config block takes the direct Modbus driver's connection settings,
+// with its defaults (retries 1; for rtu a serial line of 9600 8N1) and its rules, each error at its line.
+func TestSidecarConnectionSettings(t *testing.T) {
+	tests := []struct {
+		name    string
+		mode    string
+		body    string // in the config block
+		retries int
+		serial  *ModbusSerial
+		err     string // "s.hcl:LINE: text" when it is an error
+	}{
+		{name: "tcp defaults", mode: "tcp", retries: 1},
+		{name: "rtu defaults", mode: "rtu", retries: 1, serial: &ModbusSerial{BaudRate: 9600, DataBits: 8, Parity: "N", StopBits: 1}},
+		{name: "rtu written", mode: "rtu", body: "retries = 0\n    serial {\n      baud_rate = 19200\n      parity = \"E\"\n    }",
+			retries: 0, serial: &ModbusSerial{BaudRate: 19200, DataBits: 8, Parity: "E", StopBits: 1}},
+		{name: "rtu over tcp", mode: "rtu-over-tcp", body: "retries = 3", retries: 3},
+		{name: "retries 11", mode: "tcp", body: "retries = 11", err: "s.hcl:5: retries 11: want 0..10"},
+		{name: "serial on tcp", mode: "tcp", body: "serial {\n      baud_rate = 19200\n    }", err: `s.hcl:3: a serial block only applies to mode = "rtu"`},
+		{name: "bad parity", mode: "rtu", body: "serial {\n      parity = \"X\"\n    }", err: `s.hcl:6: parity "X": want N, E or O`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			src := fmt.Sprintf("sidecar \"s\" {\n  address = \"127.0.0.1:50052\"\n  config {\n    mode = %q\n    %s\n  }\n}\n", tc.mode, tc.body)
+			cfg, diags := Parse([]byte(src), "s.hcl")
+			if tc.err != "" {
+				pos, text, _ := strings.Cut(tc.err, ": ")
+				if !diags.HasErrors() || !strings.Contains(diags.Error(), text) || !strings.Contains(diags.Error(), pos) {
+					t.Fatalf("diagnostics %v, want %q at %s", diags, text, pos)
+				}
+				return
+			}
+			if diags.HasErrors() {
+				t.Fatal(diags.Error())
+			}
+			c := cfg.Sidecars[0].Config
+			if c.Retries != tc.retries {
+				t.Errorf("retries %d, want %d", c.Retries, tc.retries)
+			}
+			if (c.Serial == nil) != (tc.serial == nil) || c.Serial != nil && *c.Serial != *tc.serial {
+				t.Errorf("serial %+v, want %+v", c.Serial, tc.serial)
+			}
+		})
+	}
+}

@@ -1,14 +1,15 @@
 package config
 
-func init() {
-	RegisterSink("console", func() SinkSettings {
-		return &ConsoleSink{Subjects: []string{"iot.processed.>"}, Format: "auto"}
-	})
+// NewConsoleSink returns the settings of a console sink block with their defaults, for the sink's registration
+// (actors/sink/console).
+func NewConsoleSink() SinkSettings {
+	return &ConsoleSink{Subjects: []string{"iot.processed.batch.>"}, Format: "auto"}
 }
 
 // ConsoleSink is sink type "console": it prints the messages of its subjects on stdout.
 type ConsoleSink struct {
-	// Subjects to subscribe to, wildcards allowed; default ["iot.processed.>"].
+	// Subjects to subscribe to, wildcards allowed; default ["iot.processed.batch.>"]: every point once, since a
+	// batch prints one line per point and iot.processed.> would add each point's own subject (point_subjects).
 	Subjects []string `hcl:"subjects,optional"`
 	// auto (text, or JSON when it would not be read by a human) | text | json.
 	Format string `hcl:"format,optional"`
@@ -21,7 +22,7 @@ var consoleFormats = []string{"auto", "text", "json"}
 // Validate implements SinkSettings.
 func (c *ConsoleSink) Validate(v *Validator) {
 	if len(c.Subjects) == 0 {
-		v.Errorf("subjects", `A console sink needs at least one subject, like ["iot.processed.>"].`)
+		v.Errorf("subjects", `A console sink needs at least one subject, like ["iot.processed.batch.>"].`)
 	}
 	for i, s := range c.Subjects {
 		if err := ValidSubject(s, true); err != nil {

@@ -6,72 +6,34 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/iotgw/iotgw/isp"
 )
 
-// MaxTokenLen is the longest device id, point key or name, in characters. Subjects are built from them
-// (iot.processed.{device}.{key}) and end up in logs and on dashboards; 64 is plenty for a name.
-const MaxTokenLen = 64
+// MaxTokenLen is the longest device id, point key or name, in characters (isp.MaxTokenLen).
+const MaxTokenLen = isp.MaxTokenLen
 
 // ErrInvalidToken and ErrInvalidSubject classify the errors of ValidToken and ValidSubject.
 var (
-	ErrInvalidToken   = errors.New("invalid subject token")
+	ErrInvalidToken   = isp.ErrInvalidToken
 	ErrInvalidSubject = errors.New("invalid subject")
 )
 
-// ValidToken is the one validator of the names the gateway puts into subjects and shows to people: device ids,
-// point keys, rule, sink, sidecar and simulator names, user names, the gateway id. A valid name is 1 to
-// MaxTokenLen ASCII letters, digits, '-' and '_'.
-//
-// Why so strict: a name is a NATS subject token (iot.processed.{device}.{key}), where '.', '*' and '>' change the
-// subject's meaning, and it is terminal and dashboard text, where Unicode deceives: "watch\u200b" (a zero-width
-// space) looks like "watch", "ab\u202ecd" (a right-to-left override) reverses the rest of the line, "boiler/evil"
-// is drawn as a child of boiler in the tree. Nothing a plant names its machines needs more than ASCII.
-func ValidToken(s string) error {
-	if s == "" {
-		return fmt.Errorf("%w: empty", ErrInvalidToken)
-	}
-	for i := 0; i < len(s); i++ {
-		if tokenByte[s[i]] {
-			continue
-		}
-		r, _ := utf8.DecodeRuneInString(s[i:])
-		return fmt.Errorf("%w: %s contains %s; use ASCII letters, digits, '-' and '_'", ErrInvalidToken, quote(s), describeRune(r))
-	}
-	if len(s) > MaxTokenLen { // all ASCII here: bytes are characters
-		return fmt.Errorf("%w: %d characters long, at most %d allowed", ErrInvalidToken, len(s), MaxTokenLen)
-	}
-	return nil
-}
+// ValidToken checks a name the gateway puts into subjects: an id, key or name of the config file. It is
+// isp.ValidToken, the gateway's one name validator, so that what a sidecar or device sends meets the rule the
+// file's names meet (config may import isp; isp, and the sidecars, cannot import config).
+func ValidToken(s string) error { return isp.ValidToken(s) }
 
-// tokenByte holds the bytes ValidToken accepts (a table of 256: no bounds check, no branch on ASCII).
-var tokenByte = func() (t [256]bool) {
-	for c := range t {
-		t[c] = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+// checkKey reports a device's point key (what: "point", "register"; title: the same capitalised) that cannot be
+// a subject token or that the device uses twice; first holds the block of each key seen so far.
+func checkKey(v *Validator, what, title, key string, first map[string]*Validator) {
+	if err := ValidToken(key); err != nil {
+		v.Errorf("", "The %s key becomes a NATS subject token: %v.", what, err)
+	} else if f, dup := first[key]; dup {
+		v.Errorf("", "%s key %s is used twice in this device; the first is at %s.", title, quote(key), f.DefRange())
+	} else {
+		first[key] = v
 	}
-	return t
-}()
-
-// describeRune names a character a name may not hold, saying what it would do.
-func describeRune(r rune) string {
-	switch {
-	case r == '.':
-		return "'.', which separates subject tokens"
-	case r == '*' || r == '>':
-		return fmt.Sprintf("the wildcard %q", r)
-	case r == '/':
-		return "'/', which separates the levels of the supervision tree"
-	case r == utf8.RuneError:
-		return "invalid UTF-8"
-	case unicode.IsSpace(r):
-		return fmt.Sprintf("the space character %U", r)
-	case unicode.IsControl(r):
-		return fmt.Sprintf("the control character %U", r)
-	case unicode.Is(unicode.Cf, r):
-		return fmt.Sprintf("the invisible formatting character %U", r)
-	case r >= utf8.RuneSelf:
-		return fmt.Sprintf("the non-ASCII character %U", r)
-	}
-	return fmt.Sprintf("the character %q", r)
 }
 
 // ValidSubject reports whether s is a NATS subject: dot-separated non-empty tokens without whitespace or
@@ -106,15 +68,10 @@ func ValidSubject(s string, wildcards bool) error {
 	return nil
 }
 
-// badRune describes why r cannot be in a subject, or returns "".
+// badRune describes why r cannot be in a subject (in the words of isp.ValidToken's errors), or returns "".
 func badRune(r rune) string {
-	switch {
-	case r == utf8.RuneError:
-		return "invalid UTF-8"
-	case unicode.IsSpace(r):
-		return fmt.Sprintf("the space character %U", r)
-	case unicode.IsControl(r):
-		return fmt.Sprintf("the control character %U", r)
+	if r == utf8.RuneError || unicode.IsSpace(r) || unicode.IsControl(r) {
+		return isp.DescribeRune(r)
 	}
 	return ""
 }

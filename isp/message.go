@@ -75,6 +75,18 @@ type ConfigPayload struct {
 	TimeoutMS  int        `json:"timeout_ms"`
 	IntervalMS int        `json:"interval_ms"`
 	Registers  []Register `json:"registers"`
+	// iotgw's additions, the connection settings of the direct Modbus driver; a sidecar that does not know them
+	// ignores them.
+	Retries int     `json:"retries,omitempty"` // extra attempts of a request that timed out or got a garbled reply
+	Serial  *Serial `json:"serial,omitempty"`  // the serial line of mode rtu; absent: 9600 8N1
+}
+
+// Serial is a serial line's settings in a CONFIG. A zero field takes its default (9600, 8, "N", 1).
+type Serial struct {
+	BaudRate int    `json:"baud_rate,omitempty"`
+	DataBits int    `json:"data_bits,omitempty"`
+	Parity   string `json:"parity,omitempty"` // N, E or O
+	StopBits int    `json:"stop_bits,omitempty"`
 }
 
 // Register is one value a sidecar polls.
@@ -111,6 +123,17 @@ func (c *ConfigPayload) Validate() error {
 	}
 	if c.IntervalMS < 0 {
 		add("interval_ms: %d is negative", c.IntervalMS)
+	}
+	if c.Retries < 0 {
+		add("retries: %d is negative", c.Retries)
+	}
+	if sp := c.Serial; sp != nil {
+		if sp.BaudRate < 0 || sp.DataBits < 0 || sp.StopBits < 0 {
+			add("serial: baud_rate %d, data_bits %d, stop_bits %d: none may be negative", sp.BaudRate, sp.DataBits, sp.StopBits)
+		}
+		if sp.Parity != "" && sp.Parity != "N" && sp.Parity != "E" && sp.Parity != "O" {
+			add("serial.parity: %q is not N, E or O", sp.Parity)
+		}
 	}
 	seen := make(map[string]int, len(c.Registers))
 	for i := range c.Registers {

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/iotgw/iotgw/internal/backoff"
 )
 
 // ServerHandler is what a sidecar does with the gateway's requests. Its methods are called from each
@@ -28,7 +30,20 @@ type ServerConfig struct {
 	MaxLineSize       int           // default 1 MiB
 	HeartbeatInterval time.Duration // default 15s; a client silent for DefaultMaxMissedHeartbeats intervals is dropped
 	Name              string        // the sidecar's name, sent as "name" in STATUS replies when set
+	// OnError, when set, is told of the failures the server survives (a panic in its accept loop), which are
+	// otherwise only counted in Metrics().Errors. It is called from the server's goroutines.
+	OnError func(err error)
 }
+
+// ErrAcceptPanic wraps a panic recovered in the accept loop.
+var ErrAcceptPanic = errors.New("isp: panic in the accept loop")
+
+// The accept loop runs again after a panic, after acceptPanicPause, so that one bad connection does not stop the
+// sidecar accepting for good; maxAcceptPanics panics in a row, with no connection accepted in between, end it.
+const (
+	maxAcceptPanics  = 10
+	acceptPanicPause = 100 * time.Millisecond
+)
 
 // ServerMetrics are a Server's counters.
 type ServerMetrics struct {
@@ -58,6 +73,8 @@ type Server struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+
+	wrapListener func(net.Listener) net.Listener // tests: a listener that misbehaves
 
 	bmu     sync.Mutex // serializes broadcasts, guarding frame and targets
 	frame   []byte
@@ -97,6 +114,9 @@ func (s *Server) Start(ctx context.Context) error {
 	ln, err := lc.Listen(ctx, "tcp", s.cfg.Address)
 	if err != nil {
 		return fmt.Errorf("isp: listen on %s: %w", s.cfg.Address, err)
+	}
+	if s.wrapListener != nil {
+		ln = s.wrapListener(ln)
 	}
 	s.ln, s.started = ln, true
 	s.ctx, s.cancel = context.WithCancel(ctx)
@@ -211,43 +231,76 @@ func (s *Server) watch() {
 	s.mu.Unlock()
 }
 
+// accept runs acceptLoop until the server stops, again after each panic, bounded by maxAcceptPanics in a row.
 func (s *Server) accept() {
 	defer s.wg.Done()
+	for panics := 0; ; {
+		accepted, err := s.acceptLoop()
+		if err == nil {
+			return // stopped
+		}
+		if accepted {
+			panics = 0
+		}
+		panics++
+		s.errors.Add(1)
+		if panics >= maxAcceptPanics {
+			s.reportError(fmt.Errorf("%w, %d times in a row: no longer accepting gateways: %w", ErrAcceptPanic, panics, err))
+			return
+		}
+		s.reportError(err)
+		select {
+		case <-time.After(acceptPanicPause):
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+func (s *Server) reportError(err error) {
+	if s.cfg.OnError != nil {
+		s.cfg.OnError(err)
+	}
+}
+
+// acceptLoop accepts gateways until the server stops (nil) or a panic, returned as an error wrapping
+// ErrAcceptPanic. accepted says whether it accepted a connection before.
+func (s *Server) acceptLoop() (accepted bool, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			s.errors.Add(1)
+			err = fmt.Errorf("%w: %v", ErrAcceptPanic, r)
 		}
 	}()
-	backoff := 5 * time.Millisecond
+	wait := backoff.Backoff{Policy: backoff.Policy{Initial: 5 * time.Millisecond, Max: time.Second}}
 	for {
 		conn, err := s.ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) || s.ctx.Err() != nil {
-				return
+				return accepted, nil
 			}
 			// Out of file descriptors and the like: wait, as net/http does, rather than spin or give up.
 			s.errors.Add(1)
 			select {
-			case <-time.After(backoff):
+			case <-time.After(wait.Next()):
 			case <-s.ctx.Done():
-				return
+				return accepted, nil
 			}
-			backoff = min(2*backoff, time.Second)
 			continue
 		}
-		backoff = 5 * time.Millisecond
+		wait.Reset()
 		c := &serverConn{conn: conn, w: NewLineWriter(conn)}
 		s.mu.Lock()
 		if s.closing {
 			s.mu.Unlock()
 			_ = conn.Close()
-			return
+			return accepted, nil
 		}
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
 		s.connections.Add(1)
 		s.connectionsTotal.Add(1)
+		accepted = true
 		go s.serve(c)
 	}
 }

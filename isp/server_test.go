@@ -531,3 +531,84 @@ func BenchmarkDataFrames(b *testing.B) {
 	}
 	pp.stop(b)
 }
+
+// panickyListener panics in Accept the first n times.
+type panickyListener struct {
+	net.Listener
+	n atomic.Int32
+}
+
+func (l *panickyListener) Accept() (net.Conn, error) {
+	if l.n.Add(-1) >= 0 {
+		panic("listener bug")
+	}
+	return l.Listener.Accept()
+}
+
+// TestServerAcceptSurvivesPanics: a panic in the accept loop is reported and the server keeps accepting; too
+// many in a row end the loop, reported too.
+func TestServerAcceptSurvivesPanics(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		panics int32
+		accept bool
+	}{
+		{"a few panics", 3, true},
+		{"a panic every time", maxAcceptPanics, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			checkNoLeaks(t)
+			var mu sync.Mutex
+			var reported []error
+			srv := NewServer(ServerConfig{Address: "127.0.0.1:0", OnError: func(err error) {
+				mu.Lock()
+				defer mu.Unlock()
+				reported = append(reported, err)
+			}}, &testHandler{})
+			srv.wrapListener = func(ln net.Listener) net.Listener {
+				l := &panickyListener{Listener: ln}
+				l.n.Store(tc.panics)
+				return l
+			}
+			if err := srv.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Stop()
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				mu.Lock()
+				n := len(reported)
+				mu.Unlock()
+				if n == int(tc.panics) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("got %d errors reported, want %d", n, tc.panics)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			mu.Lock()
+			for _, err := range reported {
+				if !errors.Is(err, ErrAcceptPanic) || !strings.Contains(err.Error(), "listener bug") {
+					t.Errorf("reported %v, want ErrAcceptPanic with the panic's value", err)
+				}
+			}
+			last := reported[len(reported)-1]
+			mu.Unlock()
+			if gave := strings.Contains(last.Error(), "no longer accepting"); gave == tc.accept {
+				t.Errorf("last report %q: want giving up %v", last, !tc.accept)
+			}
+			if !tc.accept {
+				return
+			}
+			c, err := Dial(context.Background(), ClientConfig{Address: srv.Addr().String()}, ClientEvents{})
+			if err != nil {
+				t.Fatalf("dial after the panics: %v", err)
+			}
+			defer c.Close()
+			if _, err := c.Status(context.Background()); err != nil {
+				t.Errorf("status after the panics: got %v, want an answer", err)
+			}
+		})
+	}
+}

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/iotgw/iotgw/isp"
 )
 
 // ManifestSuffix names a plugin manifest: {name}-isp.json.
@@ -80,8 +82,8 @@ func LoadManifest(path string) (*Manifest, error) {
 // Validate checks the fields the gateway relies on.
 func (m *Manifest) Validate() error {
 	var problems []string
-	if m.Name == "" || strings.ContainsAny(m.Name, " \t\r\n./\\*>") {
-		problems = append(problems, fmt.Sprintf("name %q: want a non-empty name without spaces, '.', '/', '*' or '>'", m.Name))
+	if err := isp.ValidToken(m.Name); err != nil { // the rule of the sidecar block's plugin name it must equal
+		problems = append(problems, fmt.Sprintf("name %q: %v", m.Name, err))
 	}
 	if m.Mode != ModeISPSidecar {
 		problems = append(problems, fmt.Sprintf("mode %q: want %q", m.Mode, ModeISPSidecar))

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/iotgw/iotgw/internal/backoff"
 	"github.com/rs/zerolog"
 )
 
@@ -132,7 +133,7 @@ func (p *Process) Err() error { return p.err }
 
 // WaitPort waits until the sidecar accepts connections on its port, the process exits, or ctx ends.
 func (p *Process) WaitPort(ctx context.Context) error {
-	delay := 10 * time.Millisecond
+	wait := backoff.Backoff{Policy: backoff.Policy{Initial: 10 * time.Millisecond, Max: 200 * time.Millisecond}}
 	for {
 		c, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", p.Addr)
 		if err == nil {
@@ -143,9 +144,8 @@ func (p *Process) WaitPort(ctx context.Context) error {
 			return fmt.Errorf("%s: %w before listening on %s: %v", p.Name, ErrExited, p.Addr, p.err)
 		case <-ctx.Done():
 			return fmt.Errorf("%s: not listening on %s: %w", p.Name, p.Addr, ctx.Err())
-		case <-time.After(delay):
+		case <-time.After(wait.Next()):
 		}
-		delay = min(delay*2, 200*time.Millisecond)
 	}
 }
 

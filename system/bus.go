@@ -17,6 +17,7 @@ import (
 
 	"github.com/iotgw/iotgw/actors"
 	"github.com/iotgw/iotgw/config"
+	"github.com/iotgw/iotgw/internal/backoff"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -26,9 +27,10 @@ import (
 // StreamName is the JetStream stream that keeps processed data and rule results (seed: IOT_DATA).
 const StreamName = "IOT_DATA"
 
-// streamSubjects are the seed's "iot.processed.*" and "iot.rules.*", written with ">" because a
-// {device}.{key} subject has two tokens and "*" would match nothing there (DESIGN.md, "Data on the bus").
-var streamSubjects = []string{"iot.processed.>", "iot.rules.>"}
+// streamSubjects are the seed's "iot.processed.*" and "iot.rules.*", narrowed to the batches: the per-point
+// subjects (point_subjects) carry the same points again, one message each, so the stream would keep every point
+// twice. Written with ">" because a subject below iot.rules has several tokens.
+var streamSubjects = []string{"iot.processed.batch.>", "iot.rules.>"}
 
 // Bus is the gateway's connection to NATS: the embedded server when the config says "embedded", and one client
 // connection every actor publishes through and the subject mailboxes subscribe on.
@@ -295,7 +297,7 @@ func (b *Bus) awaitJetStream(ctx context.Context, cfg config.JetStream) (jetstre
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	delay := 500 * time.Millisecond
+	wait := backoff.Backoff{Policy: backoff.Policy{Initial: 500 * time.Millisecond, Max: 30 * time.Second}}
 	for {
 		err := b.setupJetStream(ctx, cfg)
 		if err == nil {
@@ -304,13 +306,13 @@ func (b *Bus) awaitJetStream(ctx context.Context, cfg config.JetStream) (jetstre
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		delay := wait.Next()
 		b.log.Error().Err(err).Stringer("retry_in", delay).Msg("JetStream not ready on the server; retrying")
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-time.After(delay):
 		}
-		delay = min(2*delay, 30*time.Second)
 	}
 }
 

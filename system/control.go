@@ -2,6 +2,8 @@ package system
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -73,7 +75,7 @@ func (c *control) Receive(ctx actor.Context) {
 		return
 	}
 	if id, ok := writeTarget(msg.Subject); ok { // see writes.go
-		c.answerWrite(msg, id)
+		c.routeWrite(ctx, msg, id)
 		return
 	}
 	var reply any
@@ -111,19 +113,7 @@ func (c *control) Receive(ctx actor.Context) {
 	c.respond(msg, reply)
 }
 
-func (c *control) respond(msg *nats.Msg, v any) {
-	if msg.Reply == "" {
-		c.log.Debug().Str("subject", msg.Subject).Msg("control request without a reply subject ignored")
-		return
-	}
-	data, err := json.Marshal(v)
-	if err != nil {
-		data, _ = json.Marshal(ErrorReply{Error: err.Error()})
-	}
-	if err := msg.Respond(data); err != nil {
-		c.log.Warn().Err(err).Str("subject", msg.Subject).Msg("cannot send control reply")
-	}
-}
+func (c *control) respond(msg *nats.Msg, v any) { actors.Respond(c.log, msg, v) }
 
 // restartRequest reads {"path":"devices/plc-1"} and restarts that actor.
 func (r *Runtime) restartRequest(body []byte) ControlReply {
@@ -149,4 +139,36 @@ func (r *Runtime) restartRequest(body []byte) ControlReply {
 	}
 	r.log.Info().Str("actor", path).Str("state", state).Msg("actor restarted through the control plane")
 	return ControlReply{OK: true, Path: path, State: state}
+}
+
+// RequestReload asks the control actor to reload the config file, as SIGHUP does, so that reloads and the other
+// control requests take turns. The reply's problems come back as the error: an invalid file with each of its
+// diagnostics (file:line:column), or the components that failed to start and were rolled back.
+func (r *Runtime) RequestReload(timeout time.Duration) error {
+	msg, err := r.bus.Conn.Request(SubjectReload, nil, timeout)
+	if err != nil {
+		return fmt.Errorf("request %s: %w", SubjectReload, err)
+	}
+	var reply ControlReply
+	if err := json.Unmarshal(msg.Data, &reply); err != nil {
+		return fmt.Errorf("reply on %s: %w", SubjectReload, err)
+	}
+	if reply.OK {
+		return nil
+	}
+	problems := []string{reply.Error}
+	for _, d := range reply.Diagnostics {
+		p := d.Summary
+		if d.Detail != "" {
+			p += ": " + d.Detail
+		}
+		if d.Pos != "" {
+			p = d.Pos + ": " + p
+		}
+		problems = append(problems, p)
+	}
+	if reply.Reload != nil {
+		problems = append(problems, reply.Reload.Failed...)
+	}
+	return errors.New(strings.Join(problems, "; "))
 }

@@ -9,15 +9,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/iotgw/iotgw/actors/device/modbus"
 	"github.com/iotgw/iotgw/config"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 )
 
 // Device sources in iot.control.devices.list.
@@ -146,7 +145,10 @@ func (f *fileStore) change(edit func(map[string][]byte)) error {
 
 // kvStore is a JetStream key-value bucket; keys are the device ids, base64url-encoded (ids may hold characters
 // keys may not).
-type kvStore struct{ kv jetstream.KeyValue }
+type kvStore struct {
+	kv  jetstream.KeyValue
+	log zerolog.Logger // an entry that cannot be read is skipped with an error here
+}
 
 // DevicesBucket is the JetStream key-value bucket of devices added at run time.
 const DevicesBucket = "IOTGW_DEVICES"
@@ -161,13 +163,19 @@ func (k *kvStore) Load(ctx context.Context) (map[string][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// One entry that cannot be read must not keep the others from running, so it is skipped, but never silently.
 	for key := range keys.Keys() {
 		id, err := base64.RawURLEncoding.DecodeString(key)
 		if err != nil {
+			k.log.Error().Str("key", key).Str("store", k.String()).Err(err).Msg("stored device key is not a base64url device id; skipped")
 			continue
 		}
 		e, err := k.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // deleted since the listing
+		}
 		if err != nil {
+			k.log.Error().Str("device", string(id)).Str("store", k.String()).Err(err).Msg("stored device cannot be read; skipped")
 			continue
 		}
 		out[string(id)] = e.Value()
@@ -195,7 +203,7 @@ func (r *Runtime) openDeviceStore(ctx context.Context) error {
 	if r.cfg.NATS.JetStream.Enabled && r.bus.JS == nil {
 		r.store = newLateStore() // NATS was not there: the bucket is read at the first connection (late.go)
 	} else if r.bus.JS != nil {
-		kv, err := devicesBucket(ctx, r.bus.JS)
+		kv, err := devicesBucket(ctx, r.bus.JS, r.log)
 		if err != nil {
 			return fmt.Errorf("device store: %w", err)
 		}
@@ -246,6 +254,10 @@ func (r *Runtime) acceptStored(stored map[string][]byte) []*deviceEntry {
 			continue
 		}
 		if err := r.sharedName(dev.ID); err != nil {
+			r.log.Error().Str("device", id).Str("store", r.store.String()).Err(err).Msg("stored device not valid; skipped")
+			continue
+		}
+		if err := config.EndpointConflict(*dev, r.registeredDevices(id)); err != nil {
 			r.log.Error().Str("device", id).Str("store", r.store.String()).Err(err).Msg("stored device not valid; skipped")
 			continue
 		}
@@ -428,29 +440,37 @@ func (r *Runtime) addDevice(body []byte, update bool) ControlReply {
 	case update && !exists:
 		return failure("no device %q to update; use add", dev.ID)
 	}
+	// Devices on one endpoint must agree on its settings, as in the file (config.EndpointConflict).
+	if err := config.EndpointConflict(*dev, r.registeredDevices(dev.ID)); err != nil {
+		return failure("invalid device: %v", err)
+	}
 	spec, err := r.deviceSpec(*dev)
 	if err != nil {
 		return failure("%v", err)
 	}
-	// Whatever happens, no transport is left without a device (one started for a device that did not start, the
-	// old endpoint's of a device that moved).
-	defer r.pruneTransports()
+	// Whatever happens, no endpoint is left without a device (one started for a device that did not start, the
+	// old endpoint of a device that moved).
+	defer r.pruneEndpoints()
 	if exists {
 		if err := r.RemoveActor(GroupDevices, dev.ID); err != nil && !errors.Is(err, ErrNoChild) {
 			return failure("stop device %q: %v", dev.ID, err)
 		}
-		r.dropStaleTransport(old.dev, *dev)
 	}
-	err = r.ensureTransport(*dev)
+	err = r.ensureEndpoint(*dev)
 	if err == nil {
 		err = r.AddActor(GroupDevices, spec)
 	}
 	if err != nil {
-		_ = r.RemoveActor(GroupDevices, dev.ID) // it may be there, failing: not the device asked for
+		// It may be there, failing: not the device asked for.
+		if rerr := r.removeIfThere(GroupDevices, dev.ID); rerr != nil {
+			err = fmt.Errorf("%v; removing it failed too: %v", err, rerr)
+		}
 		// Roll back to the device as it was.
 		if exists {
-			if oldSpec, serr := r.deviceSpec(old.dev); serr == nil && r.ensureTransport(old.dev) == nil {
-				_ = r.AddActor(GroupDevices, oldSpec)
+			if rerr := r.restartOld(old.dev); rerr != nil {
+				err = fmt.Errorf("%v; the previous device did not start again either: %v", err, rerr)
+			} else {
+				err = fmt.Errorf("%v (rolled back)", err)
 			}
 		}
 		return failure("start device %q: %v", dev.ID, err)
@@ -483,72 +503,6 @@ func (r *Runtime) sharedName(id string) error {
 	return nil
 }
 
-// ensureTransport starts the transport of a Modbus device's endpoint when no device used it yet.
-func (r *Runtime) ensureTransport(d config.Device) error {
-	m, ok := d.Settings.(*config.ModbusDevice)
-	if !ok {
-		return nil
-	}
-	err := r.AddActor(GroupDevices, r.transportSpec(m))
-	if err != nil && !errors.Is(err, ErrChildExists) {
-		return err
-	}
-	return nil
-}
-
-// dropStaleTransport stops the transport of a device updated to other serial settings on the same endpoint, when
-// no other device shares it, so that the update's ensureTransport builds it with the new ones. A transport shared
-// with other devices keeps the settings it was built with (see pruneTransports). The caller holds r.devices.mu.
-func (r *Runtime) dropStaleTransport(old, dev config.Device) {
-	om, ok1 := old.Settings.(*config.ModbusDevice)
-	nm, ok2 := dev.Settings.(*config.ModbusDevice)
-	if !ok1 || !ok2 {
-		return
-	}
-	name := modbus.TransportName(nm)
-	if modbus.TransportName(om) != name || reflect.DeepEqual(om.Serial, nm.Serial) {
-		return
-	}
-	for id, e := range r.devices.entries {
-		if m, ok := e.dev.Settings.(*config.ModbusDevice); ok && id != dev.ID && modbus.TransportName(m) == name {
-			r.log.Warn().Str("device", dev.ID).Str("transport", name).Str("shared_with", id).
-				Msg("serial settings changed on a shared endpoint: the transport keeps the settings it was built with")
-			return
-		}
-	}
-	if err := r.RemoveActor(GroupDevices, name); err != nil && !errors.Is(err, ErrNoChild) {
-		r.log.Error().Err(err).Str("transport", name).Msg("cannot stop the transport to rebuild it with new serial settings")
-	}
-}
-
-// pruneTransports stops and forgets the Modbus transports that no registered device uses any more (its last
-// device removed, or moved to another endpoint). The caller holds r.devices.mu.
-//
-// A transport is built from the first device on its endpoint (mode, address, serial settings); dropStaleTransport
-// rebuilds it for an update of its only device. Endpoint settings that change under other running devices are the
-// later redesign of the endpoint hooks.
-func (r *Runtime) pruneTransports() {
-	used := map[string]bool{}
-	for _, e := range r.devices.entries {
-		if m, ok := e.dev.Settings.(*config.ModbusDevice); ok {
-			used[modbus.TransportName(m)] = true
-		}
-	}
-	for _, spec := range r.groups[GroupDevices].snapshot() {
-		if spec.Kind != KindTransport || used[spec.Name] {
-			continue
-		}
-		if err := r.RemoveActor(GroupDevices, spec.Name); err != nil && !errors.Is(err, ErrNoChild) {
-			r.log.Error().Err(err).Str("transport", spec.Name).Msg("cannot stop a transport no device uses")
-			continue
-		}
-		if m := r.mon.actorMetrics(); m != nil {
-			m.Forget(GroupDevices + "/" + spec.Name)
-		}
-		r.log.Debug().Str("transport", spec.Name).Msg("transport stopped: no device uses it")
-	}
-}
-
 func (r *Runtime) removeDevice(body []byte) ControlReply {
 	id, err := idRequest(body)
 	if err != nil {
@@ -564,7 +518,7 @@ func (r *Runtime) removeDevice(body []byte) ControlReply {
 		return failure("stop device %q: %v", id, err)
 	}
 	delete(r.devices.entries, id)
-	r.pruneTransports()
+	r.pruneEndpoints()
 	if m := r.mon.actorMetrics(); m != nil {
 		m.Forget(GroupDevices + "/" + id)
 		m.ForgetDevice(id)
@@ -576,4 +530,16 @@ func (r *Runtime) removeDevice(body []byte) ControlReply {
 	}
 	r.log.Info().Str("device", id).Str("source", e.source).Msg("device removed at run time")
 	return ControlReply{OK: true, ID: id}
+}
+
+// restartOld starts a device again as it ran before a failed update.
+func (r *Runtime) restartOld(dev config.Device) error {
+	spec, err := r.deviceSpec(dev)
+	if err != nil {
+		return err
+	}
+	if err := r.ensureEndpoint(dev); err != nil {
+		return err
+	}
+	return r.AddActor(GroupDevices, spec)
 }

@@ -6,7 +6,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/iotgw/iotgw/internal/backoff"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 )
 
 // A gateway with JetStream on whose NATS server is not there at start cannot read the bucket of the devices added
@@ -66,12 +68,12 @@ func (l *lateStore) Delete(ctx context.Context, id string) error {
 }
 
 // devicesBucket opens (creating it when needed) the bucket of the devices added at run time.
-func devicesBucket(ctx context.Context, js jetstream.JetStream) (*kvStore, error) {
+func devicesBucket(ctx context.Context, js jetstream.JetStream, log zerolog.Logger) (*kvStore, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: DevicesBucket, Description: "iotgw devices added at run time", History: 5})
 	if err != nil {
 		return nil, err
 	}
-	return &kvStore{kv: kv}, nil
+	return &kvStore{kv: kv, log: log}, nil
 }
 
 // startLate starts openLate when the device store is late; Start calls it once the tree is up.
@@ -106,9 +108,10 @@ func (r *Runtime) openLate(ctx context.Context, ls *lateStore) {
 		return // stopped before the server came
 	}
 	var store *kvStore
-	for delay := 500 * time.Millisecond; ; delay = min(2*delay, 30*time.Second) {
+	wait := backoff.Backoff{Policy: backoff.Policy{Initial: 500 * time.Millisecond, Max: 30 * time.Second}}
+	for {
 		kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		store, err = devicesBucket(kctx, js)
+		store, err = devicesBucket(kctx, js, r.log)
 		cancel()
 		if err == nil {
 			break
@@ -116,6 +119,7 @@ func (r *Runtime) openLate(ctx context.Context, ls *lateStore) {
 		if ctx.Err() != nil {
 			return
 		}
+		delay := wait.Next()
 		r.log.Error().Err(err).Stringer("retry_in", delay).Msg("device store: cannot open the JetStream bucket; retrying")
 		select {
 		case <-ctx.Done():
@@ -142,7 +146,7 @@ func (r *Runtime) openLate(ctx context.Context, ls *lateStore) {
 		}
 		spec, err := r.deviceSpec(e.dev)
 		if err == nil {
-			err = r.ensureTransport(e.dev)
+			err = r.ensureEndpoint(e.dev)
 		}
 		if err == nil {
 			err = r.AddActor(GroupDevices, spec)

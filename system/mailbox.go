@@ -9,6 +9,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
+	"github.com/iotgw/iotgw/actors/device"
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 )
@@ -16,12 +17,10 @@ import (
 // Mailbox bounds, per actor.
 const (
 	// DefaultMailboxCapacity is how many bus messages may wait in an actor's mailbox. Past it, the subscription's
-	// delivery waits (backpressure), so messages queue in the NATS client's pending buffer below.
+	// delivery waits (backpressure), so messages queue in the NATS client's pending buffer below, whose limits are
+	// each subscription's share of the gateway-wide budget (budget.go). Past them NATS drops and counts (a slow
+	// consumer): the only place the gateway loses bus messages, and it is counted and reported.
 	DefaultMailboxCapacity = 10000
-	// pendingMsgs and pendingBytes bound the NATS client buffer of each subscription. Past them NATS drops and
-	// counts (a slow consumer): the only place the gateway loses bus messages, and it is counted and reported.
-	pendingMsgs  = 65536
-	pendingBytes = 64 << 20
 )
 
 // MailboxStats are one actor's subject mailbox figures, shown in iot.control.tree.
@@ -32,6 +31,10 @@ type MailboxStats struct {
 	Delivered uint64 `json:"delivered"` // messages delivered into the mailbox
 	Blocked   uint64 `json:"blocked"`   // deliveries that had to wait for room (the mailbox was full)
 	Dropped   uint64 `json:"dropped"`   // messages NATS dropped because the buffers overflowed (slow consumer)
+	// PendingLimit and PendingLimitBytes bound Pending: the shares of the gateway's pending budget its
+	// subscriptions hold, summed.
+	PendingLimit      int   `json:"pending_limit"`
+	PendingLimitBytes int64 `json:"pending_limit_bytes"`
 }
 
 // subjectMailbox is the one mechanism by which bus messages reach an actor (DESIGN.md: actors use NATS subjects as
@@ -46,6 +49,7 @@ type subjectMailbox struct {
 	nc       *nats.Conn
 	inboxes  []actors.Inbox
 	capacity int
+	budget   *pendingBudget
 
 	slots     chan struct{}
 	done      chan struct{}
@@ -57,12 +61,12 @@ type subjectMailbox struct {
 	subs []*nats.Subscription
 }
 
-func newSubjectMailbox(nc *nats.Conn, inboxes []actors.Inbox, capacity int) *subjectMailbox {
+func newSubjectMailbox(nc *nats.Conn, inboxes []actors.Inbox, capacity int, budget *pendingBudget) *subjectMailbox {
 	if capacity <= 0 {
 		capacity = DefaultMailboxCapacity
 	}
 	return &subjectMailbox{
-		nc: nc, inboxes: inboxes, capacity: capacity,
+		nc: nc, inboxes: inboxes, capacity: capacity, budget: budget,
 		slots: make(chan struct{}, capacity),
 		done:  make(chan struct{}),
 	}
@@ -115,9 +119,6 @@ func (m *subjectMailbox) open(root *actor.RootContext, pid *actor.PID) error {
 		} else {
 			sub, err = m.nc.Subscribe(in.Subject, deliver)
 		}
-		if err == nil {
-			err = sub.SetPendingLimits(pendingMsgs, pendingBytes)
-		}
 		if err != nil {
 			for _, s := range subs {
 				_ = s.Unsubscribe()
@@ -125,6 +126,13 @@ func (m *subjectMailbox) open(root *actor.RootContext, pid *actor.PID) error {
 			return fmt.Errorf("subscribe %q: %w", in.Subject, err)
 		}
 		subs = append(subs, sub)
+	}
+	if err := m.budget.add(subs...); err != nil {
+		m.budget.remove(subs...)
+		for _, s := range subs {
+			_ = s.Unsubscribe()
+		}
+		return err
 	}
 	m.subs = subs
 	// A round trip, so the server has the subscriptions when the actor counts as started: a producer started
@@ -177,6 +185,7 @@ func (m *subjectMailbox) close() {
 			_ = s.Unsubscribe()
 		}
 	}
+	m.budget.remove(m.subs...)
 }
 
 func (m *subjectMailbox) stats() MailboxStats {
@@ -188,6 +197,7 @@ func (m *subjectMailbox) stats() MailboxStats {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	st.PendingLimit, st.PendingLimitBytes = m.budget.limits(m.subs)
 	for _, s := range m.subs {
 		if n, _, err := s.Pending(); err == nil {
 			st.Pending += n
@@ -264,6 +274,8 @@ func (a *mailboxActor) Receive(ctx actor.Context) {
 		if a.mb != nil {
 			a.mb.close()
 		}
+	case *device.Write:
+		a.tree.writeTaken(a.path)
 	case *actors.WorkerFailed:
 		panic(m)
 	case *actors.Fault:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -21,7 +22,7 @@ type ReloadResult struct {
 	Failed  []string `json:"failed"`  // "devices/x: why", rolled back to the previous config
 	Restart []string `json:"restart"` // blocks that changed but only apply at the next start (gateway, nats, supervisor)
 	// Restarted are the actors that had failed for good or were stopped (a stop fault) and whose block did not
-	// change: a reload starts them again, the built-in ones (rules/processor, transports) included.
+	// change: a reload starts them again, the built-in ones (rules/processor, endpoints) included.
 	Restarted []string `json:"restarted"`
 }
 
@@ -30,6 +31,9 @@ type component struct {
 	group, name string
 	block       any // the config value, compared without source positions
 	spec        func() (ChildSpec, error)
+	// peers are the devices a device's block must agree with on a shared endpoint (config.EndpointConflict):
+	// the new file's devices and those added at run time. Nil for a rollback, which goes back to what ran.
+	peers []config.Device
 }
 
 // ErrNoConfigPath is the reload reply of a runtime that was not started from a file.
@@ -79,6 +83,20 @@ func (r *Runtime) Reload() ControlReply {
 			runs[id] = e.dev
 		}
 	}
+	// The devices that will run once the file's are in: a new block must agree with them on shared endpoints
+	// (the file's devices agree among themselves; config.Load checked them).
+	peers := append([]config.Device(nil), next.Devices...)
+	for _, e := range r.devices.entries {
+		if e.source == SourceRuntime && !slices.ContainsFunc(next.Devices, func(d config.Device) bool { return d.ID == e.dev.ID }) {
+			peers = append(peers, e.dev)
+		}
+	}
+	for k, c := range nw {
+		if c.group == GroupDevices {
+			c.peers = peers
+			nw[k] = c
+		}
+	}
 	r.devices.mu.Unlock()
 	// rollback is what to start again when c's new block fails: what ran before.
 	rollback := func(c component) component {
@@ -116,10 +134,13 @@ func (r *Runtime) Reload() ControlReply {
 			applied[k] = true
 		case !inOld && inNew:
 			if isRuntime(n) { // the file now names a device added at run time: the file wins, as at start-up
-				_ = r.RemoveActor(n.group, n.name)
+				if err := r.removeIfThere(n.group, n.name); err != nil {
+					res.Failed = append(res.Failed, fmt.Sprintf("%s: remove the device added at run time: %v", k, err))
+					continue
+				}
 			}
 			if err := r.startComponent(n); err != nil {
-				_ = r.RemoveActor(n.group, n.name)
+				err = r.undoStart(n, err)
 				if isRuntime(n) {
 					if rerr := r.startComponent(rollback(n)); rerr != nil {
 						err = fmt.Errorf("%v; the device added at run time did not start again either: %v", err, rerr)
@@ -132,9 +153,12 @@ func (r *Runtime) Reload() ControlReply {
 			res.Added = append(res.Added, k)
 			applied[k] = true
 		case !reflect.DeepEqual(o.block, n.block):
-			_ = r.RemoveActor(o.group, o.name)
+			if err := r.removeIfThere(o.group, o.name); err != nil { // the old block keeps running
+				res.Failed = append(res.Failed, fmt.Sprintf("%s: remove: %v", k, err))
+				continue
+			}
 			if err := r.startComponent(n); err != nil {
-				_ = r.RemoveActor(n.group, n.name)
+				err = r.undoStart(n, err)
 				if rerr := r.startComponent(rollback(o)); rerr != nil {
 					err = fmt.Errorf("%v; the previous config did not start again either: %v", err, rerr)
 				}
@@ -177,7 +201,7 @@ func (r *Runtime) Reload() ControlReply {
 			r.devices.entries[id] = &deviceEntry{dev: d, source: SourceConfig}
 		}
 	}
-	r.pruneTransports()
+	r.pruneEndpoints()
 	r.devices.mu.Unlock()
 	r.restartStopped(res, applied)
 	r.log.Info().Strs("added", res.Added).Strs("changed", res.Changed).Strs("removed", res.Removed).
@@ -221,13 +245,34 @@ func (r *Runtime) forgetStored(id string) {
 	}
 }
 
+// removeIfThere removes an actor that may be gone already (ErrNoChild is no failure here); any other error is
+// returned, for the reload's result.
+func (r *Runtime) removeIfThere(group, name string) error {
+	if err := r.RemoveActor(group, name); err != nil && !errors.Is(err, ErrNoChild) {
+		return err
+	}
+	return nil
+}
+
+// undoStart removes what a failed start of c left supervised (a child that spawned but did not start) and adds
+// a failure of that removal to err, the start's error: before a rollback, it would otherwise be lost.
+func (r *Runtime) undoStart(c component, err error) error {
+	if rerr := r.removeIfThere(c.group, c.name); rerr != nil {
+		return fmt.Errorf("%v; removing what did start failed too: %v", err, rerr)
+	}
+	return err
+}
+
 func (r *Runtime) startComponent(c component) error {
 	spec, err := c.spec()
 	if err != nil {
 		return err
 	}
 	if d, ok := c.block.(config.Device); ok {
-		if err := r.ensureTransport(d); err != nil {
+		if err := config.EndpointConflict(d, c.peers); err != nil {
+			return err
+		}
+		if err := r.ensureEndpoint(d); err != nil {
 			return err
 		}
 	}
@@ -256,8 +301,8 @@ func (r *Runtime) components(cfg *config.Config) map[string]component {
 	for _, sim := range cfg.Simulators {
 		sim := sim
 		sim.DefRange = hcl.Range{}
-		name := "simulator-" + sim.Name
-		out[GroupDevices+"/"+name] = component{group: GroupDevices, name: name, block: sim, spec: func() (ChildSpec, error) { return r.simulatorSpec(sim), nil }}
+		name := simulatorName(sim)
+		out[GroupEndpoints+"/"+name] = component{group: GroupEndpoints, name: name, block: sim, spec: func() (ChildSpec, error) { return r.simulatorSpec(sim), nil }}
 	}
 	return out
 }

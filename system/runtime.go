@@ -45,6 +45,7 @@ type Runtime struct {
 	stopBy  atomic.Int64
 	root    *actor.PID
 	tree    *Tree
+	budget  *pendingBudget // the subject mailboxes' share of buffered bus messages (budget.go)
 	started time.Time
 	// groups are the children of the root and of each group supervisor, kept here so that a supervisor that
 	// restarts starts what it had (AddActor and RemoveActor keep them current); set in Start, then only read.
@@ -54,6 +55,7 @@ type Runtime struct {
 	reloadMu    sync.Mutex
 	store       deviceStore     // devices added at run time
 	devices     *deviceRegistry // every device and where it came from
+	endpoints   endpointSet     // the endpoint actors that run, by key
 	fileDevices []config.Device // the device blocks of the file as last loaded (not the stored ones): what a reload compares
 	faults      *faultManager
 	mon         *monitor // health, metrics and the HTTP server (metrics.go, http.go)
@@ -85,6 +87,8 @@ func New(cfg *config.Config, opts ...Option) *Runtime {
 	for _, o := range opts {
 		o(r)
 	}
+	r.budget = newPendingBudget(cfg.NATS.PendingMessages, cfg.NATS.PendingBytes, r.log)
+	r.tree.budget = r.budget
 	return r
 }
 
@@ -138,11 +142,11 @@ func (r *Runtime) Start(ctx context.Context) error {
 	select {
 	case <-up:
 	case <-ctx.Done():
-		_ = r.Stop()
+		r.stopAfterFailedStart()
 		return ctx.Err()
 	}
 	if err := r.mon.start(); err != nil {
-		_ = r.Stop()
+		r.stopAfterFailedStart()
 		return err
 	}
 	r.startLate() // NATS was not there with JetStream on: the device bucket is opened at the first connection
@@ -213,10 +217,14 @@ func (r *Runtime) env(component string) actors.Env {
 }
 
 // topLevel is the root's children in start order: the control plane, then consumers before producers (sinks,
-// rules, sidecars, devices), so nothing a device publishes at start-up finds nobody listening. They stop in
+// rules, sidecars, endpoints, devices), so nothing a device publishes at start-up finds nobody listening. They stop in
 // reverse order.
 func (r *Runtime) topLevel() ([]ChildSpec, error) {
 	sinks, err := r.sinkSpecs()
+	if err != nil {
+		return nil, err
+	}
+	endpoints, err := r.endpointSpecs()
 	if err != nil {
 		return nil, err
 	}
@@ -233,7 +241,8 @@ func (r *Runtime) topLevel() ([]ChildSpec, error) {
 		group("sinks", sinks),
 		group("rules", r.ruleSpecs()),
 		group("sidecars", r.sidecarSpecs()),
-		group("devices", devices),
+		group(GroupEndpoints, endpoints),
+		group(GroupDevices, devices),
 	}, nil
 }
 
@@ -246,6 +255,9 @@ const (
 	GroupSidecars = "sidecars"
 	GroupRules    = "rules"
 	GroupSinks    = "sinks"
+	// GroupEndpoints holds what devices share (a serial line's or a TCP address's transport) and the in-process
+	// simulators: started before the devices, stopped after them.
+	GroupEndpoints = "endpoints"
 )
 
 // AddActor starts one more actor under a group's supervisor ("devices", "sinks", …) while the gateway runs. The
@@ -314,4 +326,12 @@ func (r *Runtime) ask(group string, msg any) error {
 		return fmt.Errorf("supervisor %s: unexpected reply %T", group, res)
 	}
 	return reply.err
+}
+
+// stopAfterFailedStart stops what a start that fails has started; the start's error is what Start returns, so
+// a failure to stop is logged.
+func (r *Runtime) stopAfterFailedStart() {
+	if err := r.Stop(); err != nil {
+		r.log.Error().Err(err).Msg("stop after a failed start")
+	}
 }

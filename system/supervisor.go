@@ -4,15 +4,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
+	"github.com/iotgw/iotgw/actors/device"
 	"github.com/iotgw/iotgw/config"
+	"github.com/iotgw/iotgw/internal/backoff"
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 )
@@ -271,13 +271,17 @@ func (s *supervisor) start(ctx actor.Context, c *child) error {
 	c.pid = nil
 	first := spec.Producer()
 	_, c.reconnector = first.(actors.Reconnector)
+	_, writer := first.(device.Writer)
 	c.mb = nil
 	if l, ok := first.(actors.Listener); ok {
 		if in := l.Inboxes(); len(in) > 0 {
-			c.mb = newSubjectMailbox(s.rt.bus.Conn, in, spec.Mailbox)
+			c.mb = newSubjectMailbox(s.rt.bus.Conn, in, spec.Mailbox, s.rt.budget)
 		}
 	}
 	s.rt.tree.add(c.path, spec.Kind, c.mb)
+	if writer {
+		s.rt.tree.update(c.path, func(e *treeEntry) { e.takesWrites = true })
+	}
 	started := make(chan error, 1)
 	var once sync.Once
 	signal := func(err error) { once.Do(func() { started <- err }) }
@@ -313,6 +317,9 @@ func (s *supervisor) start(ctx actor.Context, c *child) error {
 	}
 	c.pid = pid
 	s.byID[pid.Id] = c
+	if writer {
+		s.rt.tree.update(c.path, func(e *treeEntry) { e.writer = pid })
+	}
 	// Wait until it listens: its subscriptions go out on the shared connection before anything a later sibling
 	// publishes, so a sink or the processor never misses a device's first poll.
 	// The wait holds this supervisor's mailbox: it is bounded by a stop's budget, and a shutdown ends it at once.
@@ -524,19 +531,11 @@ func (s *supervisor) restartAfter(sys *actor.ActorSystem, sup actor.Supervisor, 
 	c.timer = time.AfterFunc(delay, func() { root.Send(self, &restartDue{c: c, alone: alone}) })
 }
 
-// backoff is the delay before restart number n (1-based): initial × 2^(n-1), varied by ±jitter, at most max.
-// Where the varied delay would pass the cap it is drawn again below it, within [max×(1−jitter), max]: actors that
-// fail together (a peer away for all of them) must not restart in lockstep once they all reach the cap.
+// backoff is the delay before restart number n (1-based): the policy's capped exponential backoff, jittered at
+// the cap too (package backoff), so actors that fail together do not restart in lockstep.
 func (s *supervisor) backoff(n int) time.Duration {
 	b := s.policy.Backoff
-	d := float64(b.Initial) * math.Pow(2, float64(n-1))
-	if b.Jitter > 0 {
-		d *= 1 + b.Jitter*(2*rand.Float64()-1)
-	}
-	if d > float64(b.Max) {
-		d = float64(b.Max) * (1 - b.Jitter*rand.Float64())
-	}
-	return time.Duration(d)
+	return backoff.Policy{Initial: b.Initial, Max: b.Max, Jitter: b.Jitter}.Delay(n)
 }
 
 // SupervisorEvent is published on iot.errors.supervisor.{name} when an actor fails.

@@ -1,11 +1,13 @@
 package system
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
 )
 
@@ -25,9 +27,10 @@ const (
 // its path ("devices/plc-1"). Supervisors and mailboxes write it; the control actor reads snapshots. It is the one
 // piece of shared state, guarded by a mutex, because it is read from outside the actors' mailboxes.
 type Tree struct {
-	mu    sync.Mutex
-	nodes map[string]*treeEntry
-	seq   int
+	mu     sync.Mutex
+	nodes  map[string]*treeEntry
+	seq    int
+	budget *pendingBudget // shown on the root; nil in a tree built alone
 }
 
 type treeEntry struct {
@@ -43,6 +46,11 @@ type treeEntry struct {
 	subjects  []string
 	mailbox   *subjectMailbox
 	faults    []string // injected faults, "f-1 latency"
+	// writer is the actor of a device that takes writes (device.Writer), which the write router forwards them
+	// to; writes counts those forwarded and not yet taken from its mailbox.
+	takesWrites bool
+	writer      *actor.PID
+	writes      int
 }
 
 // Node is one actor in a tree snapshot.
@@ -58,7 +66,10 @@ type Node struct {
 	Subjects    []string      `json:"subjects,omitempty"`
 	Mailbox     *MailboxStats `json:"mailbox,omitempty"`
 	Faults      []string      `json:"faults,omitempty"` // injected faults still active
-	Children    []*Node       `json:"children,omitempty"`
+	// PendingBudget is on the root only: the gateway-wide budget of buffered bus messages, its share per
+	// subscription and what is buffered against it (each mailbox shows its own part).
+	PendingBudget *PendingBudget `json:"pending_budget,omitempty"`
+	Children      []*Node        `json:"children,omitempty"`
 }
 
 func newTree() *Tree { return &Tree{nodes: map[string]*treeEntry{}} }
@@ -159,6 +170,9 @@ func (t *Tree) Snapshot() *Node {
 			// paths operators type stay short ("devices/plc-1").
 			if root == nil {
 				root = n
+				if t.budget != nil {
+					root.PendingBudget = t.budget.snapshot()
+				}
 			} else {
 				root.Children = append(root.Children, n)
 			}
@@ -199,4 +213,32 @@ func (e *treeEntry) node(path string) *Node {
 		n.Mailbox = &st
 	}
 	return n
+}
+
+// forwardWrite returns the actor that takes path's writes, counting one more forwarded to it, when it is a
+// device.Writer that is not failed or stopped. Otherwise busy says why a Writer cannot take one now (it is
+// being spawned, or has maxWaitingWrites waiting), or is empty when path is no running Writer.
+func (t *Tree) forwardWrite(path string) (pid *actor.PID, busy string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.nodes[path]
+	switch {
+	case !ok || !e.takesWrites || e.state == StateFailed || e.state == StateStopped:
+		return nil, ""
+	case e.writer == nil:
+		return nil, "is starting: try again"
+	case e.writes >= maxWaitingWrites:
+		return nil, fmt.Sprintf("has %d writes waiting: try again later", e.writes)
+	}
+	e.writes++
+	return e.writer, ""
+}
+
+// writeTaken counts a forwarded write that the device actor has taken from its mailbox.
+func (t *Tree) writeTaken(path string) {
+	t.update(path, func(e *treeEntry) {
+		if e.writes > 0 {
+			e.writes--
+		}
+	})
 }

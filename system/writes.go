@@ -2,16 +2,20 @@ package system
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors/device"
 	"github.com/nats-io/nats.go"
 )
 
-// SubjectDevicesWrite is every device's write subject, iot.control.devices.{id}.write. The control actor listens
-// on it beside the devices to answer the writes no device will.
+// SubjectDevicesWrite is every device's write subject, iot.control.devices.{id}.write. The control actor's one
+// subscription to it routes every device's writes (see routeWrite); no device subscribes itself.
 const SubjectDevicesWrite = "iot.control.devices.*.write"
+
+// maxWaitingWrites bounds the writes forwarded to one device and not yet taken from its mailbox (a device that
+// restarts, or waits on a slow Modbus line): past it a write is refused at once rather than queued unbounded.
+const maxWaitingWrites = 64
 
 // writeTarget returns the device id of a write subject.
 func writeTarget(subject string) (id string, ok bool) {
@@ -26,25 +30,25 @@ func writeTarget(subject string) (id string, ok bool) {
 	return id, true
 }
 
-// answerWrite answers a write addressed to an id that no running device listens on, so the requester gets an
-// error at once instead of waiting out its timeout: no such device, a device failed or stopped for good, or a
-// driver that has no write subject. A device whose actor listens on its write subject (running, starting or
-// restarting: its subscription outlives restarts) answers itself, and this stays silent.
-//
-// Both subscriptions receive every write, so the two answers could cross when a device is added or removed at the
-// same moment: a device whose node appears just after this check answers too. The requester takes the first reply
-// (nats.Conn.Request ignores the others), so at worst a write that raced a hot-add is told "no device" and can be
-// retried; a device never gets a write without answering it, and no write waits for a timeout in steady state.
-func (c *control) answerWrite(msg *nats.Msg, id string) {
-	if n, ok := c.rt.tree.Get(GroupDevices + "/" + id); ok && n.State != StateFailed && n.State != StateStopped &&
-		slices.Contains(n.Subjects, msg.Subject) {
-		return // the device answers
+// routeWrite forwards a write to the actor of the device it names when that is a device.Writer that runs (or
+// starts, or restarts: the write waits in its mailbox), and otherwise answers it at once, so the requester never
+// waits out its timeout: no such device, a device failed or stopped for good, a driver without writes, or too many
+// writes waiting. The routing reads the tree, which the supervisors keep current, so a write that races a hot-add
+// or a removal may be told "no device" and can be retried.
+func (c *control) routeWrite(ctx actor.SenderContext, msg *nats.Msg, id string) {
+	pid, busy := c.rt.tree.forwardWrite(GroupDevices + "/" + id)
+	if pid != nil {
+		ctx.Send(pid, &device.Write{Msg: msg})
+		return
 	}
 	reply := device.WriteReply{Device: id, Error: fmt.Sprintf("no device %q", id)}
 	c.rt.devices.mu.Lock()
 	e, known := c.rt.devices.entries[id]
 	c.rt.devices.mu.Unlock()
-	if known {
+	switch {
+	case busy != "":
+		reply.Error = fmt.Sprintf("device %q %s", id, busy)
+	case known:
 		info := c.rt.deviceInfo(e)
 		reply.Error = fmt.Sprintf("device %q is %s: nothing takes its writes", id, info.State)
 		if info.State != StateFailed && info.State != StateStopped {

@@ -2,11 +2,13 @@ package system
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/iotgw/iotgw/actors/device"
+	"github.com/iotgw/iotgw/sidecar/modbussim"
 )
 
 // TestWriteWithoutWritableDeviceAnswers: a write to a mock device, to an unknown id or to a device that failed for
@@ -72,5 +74,49 @@ func TestWriteTarget(t *testing.T) {
 		if got, ok := writeTarget(subject); got != want || ok != (want != "") {
 			t.Errorf("writeTarget(%q): got %q, %v; want %q", subject, got, ok, want)
 		}
+	}
+}
+
+// TestWriteSubscriptionsDoNotGrowPerDevice: the gateway holds as many subscriptions with ten Modbus devices as
+// with one (the control actor's wildcard routes every write), and a write to any of them still arrives.
+func TestWriteSubscriptionsDoNotGrowPerDevice(t *testing.T) {
+	srv := startSim(t, modbussim.Demo())
+	devices := func(n int) string {
+		var b strings.Builder
+		b.WriteString("gateway { point_subjects = false }\n")
+		for i := range n {
+			fmt.Fprintf(&b, "device \"plc-%d\" {\n  driver   = \"modbus\"\n  address  = %q\n  interval = \"1s\"\n  register \"setpoint\" {\n    address = %d\n    type    = \"uint16\"\n  }\n}\n", i, srv.Addr(), 100+i)
+		}
+		return b.String()
+	}
+	subs := map[int]int{}
+	for _, n := range []int{1, 10} {
+		rt := startRuntime(t, parseConfig(t, devices(n)))
+		subs[n] = rt.Bus().Conn.NumSubscriptions()
+		nc := client(t, rt.Bus().URL)
+		id := fmt.Sprintf("plc-%d", n-1)
+		checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+			if node, _ := rt.Tree().Get("devices/" + id); node == nil || node.State != StateRunning {
+				return errNotYet
+			}
+			return nil
+		})
+		m, err := nc.Request(device.WriteSubject(id), []byte(`{"key":"setpoint","value":42}`), 5*time.Second)
+		if err != nil {
+			t.Fatalf("write to %s: %v", id, err)
+		}
+		var r device.WriteReply
+		if err := json.Unmarshal(m.Data, &r); err != nil || !r.OK {
+			t.Errorf("write to %s: got %s, want ok", id, m.Data)
+		}
+		if node, _ := rt.Tree().Get("devices/" + id); len(node.Subjects) != 0 {
+			t.Errorf("devices/%s listens on %v, want no subject of its own", id, node.Subjects)
+		}
+		if err := rt.Stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if subs[10] != subs[1] {
+		t.Errorf("got %d subscriptions with 10 devices, %d with 1; want as many", subs[10], subs[1])
 	}
 }

@@ -4,15 +4,25 @@ package device
 
 import (
 	"encoding/json"
-	"sort"
 
 	"github.com/nats-io/nats.go"
 )
 
-// WriteSubject is where an operator writes a device's register or coil: iot.control.devices.{id}.write. Every
-// device actor answers its own write subject (a driver without writes with an error); the control actor answers
-// for an id no running device listens on.
+// WriteSubject is where an operator writes a device's register or coil: iot.control.devices.{id}.write. No
+// device subscribes to it: one wildcard subscription of the runtime takes every device's writes and forwards each,
+// as a *Write, to the device actor it names when that actor is a Writer, and answers the others itself (no such
+// device, a driver without writes), so the number of subscriptions does not grow with the devices.
 func WriteSubject(id string) string { return "iot.control.devices." + id + ".write" }
+
+// Write is a write request forwarded to the device actor it names. Msg is the request as it came from the bus:
+// answer it with actors.Respond and a WriteReply.
+type Write struct{ Msg *nats.Msg }
+
+// Writer is a device actor that takes writes: its Receive handles *Write. The runtime forwards writes only to
+// actors that are Writers.
+type Writer interface {
+	TakesWrites()
+}
 
 // WriteRequest is the body of iot.control.devices.{id}.write.
 type WriteRequest struct {
@@ -36,14 +46,4 @@ func Reply(msg *nats.Msg, v any) {
 	}
 	data, _ := json.Marshal(v)
 	_ = msg.Respond(data)
-}
-
-// SortedKeys returns m's keys in order, so tags come out the same way every time.
-func SortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -399,7 +399,7 @@ func (c *conn) status(ctx actor.Context, msg *nats.Msg) {
 		if pid := c.pid(); pid != 0 {
 			out["pid"] = pid
 		}
-		respondJSON(msg, out)
+		actors.Respond(c.env.Log, msg, out)
 		return
 	}
 	timeout := c.cfg.RequestTimeout
@@ -415,7 +415,7 @@ func (c *conn) status(ctx actor.Context, msg *nats.Msg) {
 		}()
 		reply, err := client.Status(rctx)
 		if err != nil {
-			respondJSON(msg, map[string]any{"sidecar": c.cfg.Name, "error": err.Error()})
+			actors.Respond(c.env.Log, msg, map[string]any{"sidecar": c.cfg.Name, "error": err.Error()})
 			return nil
 		}
 		out := map[string]any{"sidecar": c.cfg.Name, "state": StateConnected, "stats": client.Stats()}
@@ -425,20 +425,9 @@ func (c *conn) status(ctx actor.Context, msg *nats.Msg) {
 		if len(reply.Payload) > 0 {
 			out["response"] = reply.Payload
 		}
-		respondJSON(msg, out)
+		actors.Respond(c.env.Log, msg, out)
 		return nil
 	})
-}
-
-func respondJSON(msg *nats.Msg, v any) {
-	if msg.Reply == "" {
-		return
-	}
-	data, err := json.Marshal(v)
-	if err != nil {
-		data = []byte(fmt.Sprintf(`{"error":%q}`, err.Error()))
-	}
-	_ = msg.Respond(data)
 }
 
 // configPayload is the block's config as the ISP CONFIG payload.
@@ -446,7 +435,10 @@ func configPayload(c config.SidecarConfig) isp.ConfigPayload {
 	p := isp.ConfigPayload{
 		Mode: c.Mode, Address: c.Address,
 		TimeoutMS: int(c.Timeout.Milliseconds()), IntervalMS: int(c.Interval.Milliseconds()),
-		Registers: make([]isp.Register, 0, len(c.Registers)),
+		Retries: c.Retries, Registers: make([]isp.Register, 0, len(c.Registers)),
+	}
+	if s := c.Serial; s != nil {
+		p.Serial = &isp.Serial{BaudRate: s.BaudRate, DataBits: s.DataBits, Parity: s.Parity, StopBits: s.StopBits}
 	}
 	for _, r := range c.Registers {
 		p.Registers = append(p.Registers, isp.Register{

@@ -229,6 +229,12 @@ func (l *links) record(state, detail string) {
 	l.got = append(l.got, state)
 }
 
+func (l *links) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.got...)
+}
+
 func (l *links) last() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -305,7 +311,7 @@ func TestReconnectAfter(t *testing.T) {
 	}
 	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 		if l.last() != actors.LinkConnected {
-			return fmt.Errorf("link states %v", l.got)
+			return fmt.Errorf("link states %v", l.all())
 		}
 		return nil
 	})
@@ -316,5 +322,23 @@ func TestReconnectAfter(t *testing.T) {
 	}
 	if resp, _ := st["response"].(map[string]any); resp["configured"] != true {
 		t.Errorf("status response %v, want the sidecar's STATUS reply", st["response"])
+	}
+}
+
+// TestConfigPayloadConnectionSettings: the sidecar block's Modbus connection settings travel in CONFIG, and a
+// CONFIG without them is the seed's.
+func TestConfigPayloadConnectionSettings(t *testing.T) {
+	c := config.SidecarConfig{Mode: "rtu", Address: "/dev/ttyUSB0", Timeout: time.Second, Interval: time.Second, Retries: 2,
+		Serial: &config.ModbusSerial{BaudRate: 19200, DataBits: 8, Parity: "E", StopBits: 1}}
+	data, err := json.Marshal(configPayload(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `"retries":2,"serial":{"baud_rate":19200,"data_bits":8,"parity":"E","stop_bits":1}`; !strings.Contains(string(data), want) {
+		t.Errorf("CONFIG %s, want it to hold %s", data, want)
+	}
+	c.Mode, c.Retries, c.Serial = "tcp", 0, nil
+	if data, _ := json.Marshal(configPayload(c)); strings.Contains(string(data), "retries") || strings.Contains(string(data), "serial") {
+		t.Errorf("CONFIG %s, want neither retries nor serial", data)
 	}
 }

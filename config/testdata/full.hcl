@@ -17,6 +17,8 @@ nats {
   timeout        = "3s"
   ping_interval  = "1s"
   max_pings_out  = 4
+  pending_messages = 5000
+  pending_bytes    = "16MB"
 
   jetstream {
     enabled    = true

@@ -406,6 +406,9 @@ func TestValidate(t *testing.T) {
 		{"register bit 15", func(r *Register) { r.Type, r.Bit = TypeBool, 15 }, ""},
 		{"empty key", func(r *Register) { r.Key = "" }, "empty key"},
 		{"dot in key", func(r *Register) { r.Key = "a.b" }, "NATS subject token"},
+		// The gateway's processor drops a point whose key isp.ValidToken refuses: the sidecar refuses it first.
+		{"non-ASCII key", func(r *Register) { r.Key = "temp°" }, "non-ASCII"},
+		{"key of 65", func(r *Register) { r.Key = strings.Repeat("k", 65) }, "at most 64"},
 		{"function 5", func(r *Register) { r.Function = 5 }, "not a read function"},
 		{"no type", func(r *Register) { r.Type = TypeInvalid }, "no valid type"},
 		{"bad order", func(r *Register) { r.Order = 9 }, "byte order"},

@@ -1,11 +1,14 @@
-// Package modbus is the Modbus register model that the reference Modbus sidecar and the direct Modbus device actor
-// share: register definitions and their validation, decoding raw register bytes into isp values (and encoding
-// values for writes), planning a poll as few coalesced read requests as the protocol allows, and a report-on-change
-// filter.
+// Package modbus is the Modbus code that the reference Modbus sidecar and the direct Modbus device actor share:
+// register definitions and their validation, decoding raw register bytes into isp values (and encoding values
+// for writes), planning a poll as few coalesced read requests as the protocol allows, a report-on-change filter,
+// and the client that talks to the devices.
 //
-// It never does I/O: no sockets, serial ports, goroutines or clocks. The transport (goburrow/modbus) lives with its
-// callers, which hand this package the bytes a device answered and get values back. That keeps every rule about
-// byte orders, scaling and request limits testable without a device, and lets both callers agree on them.
+// The register model never does I/O: no sockets, serial ports, goroutines or clocks. Its callers hand it the bytes
+// a device answered and get values back, which keeps every rule about byte orders, scaling and request limits
+// testable without a device. The one part that does I/O is Client (client.go), the Modbus client both callers
+// share: connection settings, retries, RTU over TCP, the reconnect backoff and ErrorKind, the one classifier of
+// its errors. It starts no goroutines; its owner runs it on its own (the driver's transport actor, the sidecar's
+// poller).
 package modbus
 
 import (
@@ -13,6 +16,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/iotgw/iotgw/isp"
 )
 
 // Function codes of the four readable Modbus tables. A Register names its table by the function that reads it.
@@ -230,8 +235,8 @@ func (r *Register) Validate() error {
 	}
 	if r.Key == "" {
 		bad("empty key")
-	} else if i := strings.IndexAny(r.Key, ". *>\t\r\n"); i >= 0 {
-		bad("key has %q, which cannot be in a NATS subject token", r.Key[i])
+	} else if err := isp.ValidToken(r.Key); err != nil {
+		bad("the key becomes a NATS subject token: %v", err) // the gateway would drop its points
 	}
 	if r.Function < FuncCoils || r.Function > FuncInputRegisters {
 		bad("function %d is not a read function (want 1 coils, 2 discrete inputs, 3 holding or 4 input registers)", r.Function)

@@ -1,8 +1,9 @@
-// Package modbusisp is the reference Modbus sidecar: an ISP server (package isp) that polls Modbus devices with
-// goburrow/modbus as the CONFIG it receives says, and sends what it reads as DATA. It runs as `iotgw sidecar
-// modbus` and is launched by the gateway through plugins/modbus-isp.json like any other plugin.
+// Package modbusisp is the reference Modbus sidecar: an ISP server (package isp) that polls Modbus devices as the
+// CONFIG it receives says, and sends what it reads as DATA. It runs as `iotgw sidecar modbus` and is launched by
+// the gateway through plugins/modbus-isp.json like any other plugin.
 //
-// It shares the register model (types, byte orders, scaling, request coalescing) with the gateway's direct
+// It shares the register model (types, byte orders, scaling, request coalescing) and the client (modes tcp, rtu
+// and rtu-over-tcp, serial settings, retries, the reconnect backoff, the error kinds) with the gateway's direct
 // Modbus driver through package sidecar/modbus, so a register reads the same through either path.
 package modbusisp
 
@@ -10,13 +11,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/goburrow/modbus"
 	"github.com/iotgw/iotgw/isp"
 	mb "github.com/iotgw/iotgw/sidecar/modbus"
 	"github.com/rs/zerolog"
@@ -45,6 +44,7 @@ type Sidecar struct {
 
 	polls, failedReads, pointsSent atomic.Int64
 	lastError                      atomic.Value // string
+	lastErrorKind                  atomic.Value // string: modbus.ErrorKind's
 	lastPoll                       atomic.Int64 // Unix ns
 }
 
@@ -56,7 +56,8 @@ func New(opt Options) *Sidecar {
 		opt.Name = "modbus"
 	}
 	s := &Sidecar{opt: opt}
-	s.srv = isp.NewServer(isp.ServerConfig{Address: opt.Listen, HeartbeatInterval: opt.HeartbeatInterval, Name: opt.Name}, s)
+	s.srv = isp.NewServer(isp.ServerConfig{Address: opt.Listen, HeartbeatInterval: opt.HeartbeatInterval, Name: opt.Name,
+		OnError: func(err error) { opt.Log.Error().Err(err).Msg("ISP server") }}, s)
 	return s
 }
 
@@ -83,9 +84,6 @@ func Run(ctx context.Context, opt Options) error {
 	return s.Stop()
 }
 
-// ErrMode is a CONFIG mode this sidecar cannot poll.
-var ErrMode = errors.New("unsupported mode")
-
 // Configure validates the CONFIG, plans its requests and (re)starts polling. A bad config is rejected and the
 // previous one keeps running.
 func (s *Sidecar) Configure(_ context.Context, cfg isp.ConfigPayload) error {
@@ -97,7 +95,7 @@ func (s *Sidecar) Configure(_ context.Context, cfg isp.ConfigPayload) error {
 	if err != nil {
 		return err
 	}
-	handler, err := newHandler(cfg)
+	client, err := newClient(cfg)
 	if err != nil {
 		return err
 	}
@@ -110,7 +108,11 @@ func (s *Sidecar) Configure(_ context.Context, cfg isp.ConfigPayload) error {
 	s.mu.Lock()
 	s.cfg, s.cancel = &cfg, cancel
 	s.mu.Unlock()
-	p := &poller{s: s, regs: regs, plan: plan, handler: handler, interval: interval}
+	p := &poller{s: s, regs: regs, plan: plan, client: client, interval: interval, retries: cfg.Retries,
+		timeout: time.Duration(cfg.TimeoutMS) * time.Millisecond}
+	if p.timeout <= 0 {
+		p.timeout = 3 * time.Second
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -157,6 +159,7 @@ func (s *Sidecar) Status(context.Context) any {
 	}
 	if e, _ := s.lastError.Load().(string); e != "" {
 		st["last_error"] = e
+		st["last_error_kind"], _ = s.lastErrorKind.Load().(string)
 	}
 	return st
 }
@@ -186,26 +189,17 @@ func registers(in []isp.Register) ([]mb.Register, error) {
 	return out, nil
 }
 
-// newHandler builds the goburrow transport for a CONFIG's mode and address.
-func newHandler(cfg isp.ConfigPayload) (modbus.ClientHandler, error) {
-	timeout := time.Duration(cfg.TimeoutMS) * time.Millisecond
-	if timeout <= 0 {
-		timeout = 3 * time.Second
+// newClient builds the Modbus client for a CONFIG's mode, address and serial line: the direct driver's client.
+func newClient(cfg isp.ConfigPayload) (*mb.Client, error) {
+	mode := strings.ToLower(cfg.Mode)
+	ep := mb.Endpoint{Mode: mode, Address: cfg.Address}
+	if sp := cfg.Serial; sp != nil {
+		if mode != mb.ModeRTU {
+			return nil, fmt.Errorf("serial: a serial line applies to mode %q only, not %q", mb.ModeRTU, cfg.Mode)
+		}
+		ep.Serial = mb.Serial{BaudRate: sp.BaudRate, DataBits: sp.DataBits, Parity: sp.Parity, StopBits: sp.StopBits}
 	}
-	switch strings.ToLower(cfg.Mode) {
-	case "tcp":
-		h := modbus.NewTCPClientHandler(cfg.Address)
-		h.Timeout = timeout
-		h.IdleTimeout = time.Minute
-		return h, nil
-	case "rtu":
-		h := modbus.NewRTUClientHandler(cfg.Address)
-		h.Timeout = timeout
-		h.BaudRate, h.DataBits, h.Parity, h.StopBits = 9600, 8, "N", 1
-		return h, nil
-	default:
-		return nil, fmt.Errorf("mode %q: %w (tcp or rtu)", cfg.Mode, ErrMode)
-	}
+	return mb.NewClient(ep)
 }
 
 // poller reads the planned requests every interval and broadcasts the points.
@@ -213,24 +207,19 @@ type poller struct {
 	s        *Sidecar
 	regs     []mb.Register
 	plan     []mb.Request
-	handler  modbus.ClientHandler
+	client   *mb.Client
 	interval time.Duration
+	timeout  time.Duration // of one attempt
+	retries  int
 	points   []isp.Point
 	tags     [][]isp.Tag
 }
 
 func (p *poller) run(ctx context.Context) {
-	defer closeHandler(p.handler)
+	defer p.client.Close()
 	p.tags = make([][]isp.Tag, len(p.regs))
 	for i, r := range p.regs {
-		keys := make([]string, 0, len(r.Tags))
-		for k := range r.Tags {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			p.tags[i] = append(p.tags[i], isp.Tag{Key: k, Value: r.Tags[k]})
-		}
+		p.tags[i] = isp.MergeTags(nil, r.Tags, r.Unit)
 	}
 	t := time.NewTicker(p.interval)
 	defer t.Stop()
@@ -247,11 +236,10 @@ func (p *poller) run(ctx context.Context) {
 func (p *poller) poll() {
 	now := time.Now().UnixNano()
 	p.points = p.points[:0]
-	client := modbus.NewClient(p.handler)
 	for qi := range p.plan {
 		q := &p.plan[qi]
-		setSlave(p.handler, q.SlaveID)
-		resp, err := read(client, q)
+		resp, err := p.client.Do(mb.Call{Slave: q.SlaveID, Function: q.Function, Address: q.Address, Quantity: q.Quantity,
+			Timeout: p.timeout, Retries: p.retries})
 		if err == nil {
 			err = q.Decode(p.regs, resp, func(i int, v isp.Value, derr error) {
 				quality := isp.QualityGood
@@ -264,9 +252,9 @@ func (p *poller) poll() {
 		if err != nil {
 			p.s.failedReads.Add(1)
 			p.s.lastError.Store(fmt.Sprintf("slave %d function %d address %d quantity %d: %v", q.SlaveID, q.Function, q.Address, q.Quantity, err))
-			// A failed request marks only its own points bad; the connection is reopened for the next request
-			// so a late answer cannot be taken for the next one's.
-			closeHandler(p.handler)
+			p.s.lastErrorKind.Store(mb.ErrorKind(err))
+			// A failed request marks only its own points bad; the client has reopened the connection after a
+			// timeout or a garbled reply, so a late answer cannot be taken for the next one's.
 			for _, f := range q.Fields {
 				p.add(f.Index, isp.Null(), isp.QualityBad, now)
 			}
@@ -288,34 +276,4 @@ func (p *poller) add(i int, v isp.Value, quality int, ts int64) {
 		Key: r.Key, Value: v, Type: r.ValueType().String(), Quality: quality, Timestamp: ts, Tags: p.tags[i],
 		Source: p.s.opt.Name,
 	})
-}
-
-func read(c modbus.Client, q *mb.Request) ([]byte, error) {
-	switch q.Function {
-	case mb.FuncCoils:
-		return c.ReadCoils(q.Address, q.Quantity)
-	case mb.FuncDiscreteInputs:
-		return c.ReadDiscreteInputs(q.Address, q.Quantity)
-	case mb.FuncHoldingRegisters:
-		return c.ReadHoldingRegisters(q.Address, q.Quantity)
-	case mb.FuncInputRegisters:
-		return c.ReadInputRegisters(q.Address, q.Quantity)
-	default:
-		return nil, fmt.Errorf("function %d: %w", q.Function, ErrMode)
-	}
-}
-
-func setSlave(h modbus.ClientHandler, id uint8) {
-	switch h := h.(type) {
-	case *modbus.TCPClientHandler:
-		h.SlaveId = id
-	case *modbus.RTUClientHandler:
-		h.SlaveId = id
-	}
-}
-
-func closeHandler(h modbus.ClientHandler) {
-	if c, ok := h.(interface{ Close() error }); ok {
-		_ = c.Close()
-	}
 }

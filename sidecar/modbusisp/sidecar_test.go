@@ -14,16 +14,17 @@ import (
 
 	"github.com/iotgw/iotgw/internal/testenv"
 	"github.com/iotgw/iotgw/isp"
+	"github.com/iotgw/iotgw/sidecar/modbussim"
 	"github.com/rs/zerolog"
 )
 
-// startPymodbus starts Debian's python3-pymodbus as an independent Modbus TCP server with known values. Without
-// it the test skips (naming the package), or fails when CI is set.
-func startPymodbus(t *testing.T, values string) string {
+// startPymodbus starts Debian's python3-pymodbus as an independent Modbus TCP server with known values ("rtu" in
+// options: RTU framed over TCP). Without it the test skips (naming the package), or fails when CI is set.
+func startPymodbus(t *testing.T, values string, options ...string) string {
 	t.Helper()
 	testenv.Pymodbus(t)
 	port := freePort(t)
-	cmd := exec.Command(testenv.Python, "../../testdata/pymodbus_server.py", strconv.Itoa(port), values)
+	cmd := exec.Command(testenv.Python, append([]string{"../../testdata/pymodbus_server.py", strconv.Itoa(port), values}, options...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -194,6 +195,10 @@ func TestRejectsBadConfig(t *testing.T) {
 		{Mode: "carrier-pigeon", Address: "x", Registers: []isp.Register{{Key: "a", Quantity: 1, Type: "uint16", Function: 3}}},
 		{Mode: "tcp", Address: "x", Registers: []isp.Register{{Key: "a", Quantity: 1, Type: "float16", Function: 3}}},
 		{Mode: "tcp", Address: "x", Registers: []isp.Register{{Key: "a", Quantity: 1, Type: "int16", Function: 1}}},
+		{Mode: "tcp", Address: "x", Serial: &isp.Serial{BaudRate: 19200}, Registers: []isp.Register{{Key: "a", Quantity: 1, Type: "uint16", Function: 3}}},
+		{Mode: "rtu", Address: "/dev/ttyUSB0", Serial: &isp.Serial{Parity: "X"}, Registers: []isp.Register{{Key: "a", Quantity: 1, Type: "uint16", Function: 3}}},
+		{Mode: "tcp", Address: "x", Retries: -1, Registers: []isp.Register{{Key: "a", Quantity: 1, Type: "uint16", Function: 3}}},
+		{Mode: "tcp", Address: "x", Registers: []isp.Register{{Key: "temp°", Quantity: 1, Type: "uint16", Function: 3}}},
 	} {
 		if _, err := c.Configure(context.Background(), cfg); err == nil {
 			t.Errorf("CONFIG %+v accepted, want it rejected", cfg)
@@ -221,5 +226,106 @@ func TestBatchesOfAtMost100(t *testing.T) {
 	}
 	if n := len(f.all[0]) + len(f.all[1]) + len(f.all[2]); n != 250 {
 		t.Errorf("first poll: %d points in 3 frames, want 250", n)
+	}
+}
+
+// startSim runs the in-process Modbus simulator with one unit of id 1 until the test ends.
+func startSim(t *testing.T) *modbussim.Server {
+	t.Helper()
+	srv, err := modbussim.New(modbussim.Config{Listen: "127.0.0.1:0", Units: []modbussim.Unit{{ID: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop() })
+	return srv
+}
+
+// TestReadsTheSimulator polls the in-process simulator through the sidecar: values, a register's tags with its
+// unit, the sidecar's name as source.
+func TestReadsTheSimulator(t *testing.T) {
+	srv := startSim(t)
+	if err := srv.SetRegister(1, modbussim.Holding, 5, 1234, 0xFFFE); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.SetBit(1, modbussim.Coil, 3, true); err != nil {
+		t.Fatal(err)
+	}
+	_, c, f := startSidecar(t)
+	cfg := isp.ConfigPayload{Mode: "tcp", Address: srv.Addr().String(), TimeoutMS: 1000, IntervalMS: 50, Retries: 1,
+		Registers: []isp.Register{
+			{Key: "level", Address: 5, Quantity: 1, Type: "uint16", Function: 3, DeviceID: 1, Tags: map[string]string{"unit": "mm", "zone": "a"}},
+			{Key: "delta", Address: 6, Quantity: 1, Type: "int16", Function: 3, DeviceID: 1},
+			{Key: "pump", Address: 3, Quantity: 1, Type: "bool", Function: 1, DeviceID: 1},
+		}}
+	if _, err := c.Configure(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]isp.Point{}
+	for _, p := range f.last(t, 1) {
+		got[p.Key] = p
+	}
+	for key, want := range map[string]float64{"level": 1234, "delta": -2, "pump": 1} {
+		p := got[key]
+		if v, _ := p.Value.Float(); p.Quality != isp.QualityGood || v != want {
+			t.Errorf("%s = %v (quality %d), want %v", key, p.Value, p.Quality, want)
+		}
+	}
+	if tags := got["level"].Tags; len(tags) != 2 || tags[0] != (isp.Tag{Key: "unit", Value: "mm"}) || tags[1] != (isp.Tag{Key: "zone", Value: "a"}) {
+		t.Errorf("level tags %v, want unit=mm, zone=a in order", tags)
+	}
+	if src := got["level"].Source; src != "modbus-test" {
+		t.Errorf("source %q, want the sidecar's name", src)
+	}
+}
+
+// TestRetries: the sidecar retries a read that got no reply as often as the CONFIG's retries say (the direct
+// driver's client), each on a fresh connection, then marks its points bad with the error's kind in STATUS.
+func TestRetries(t *testing.T) {
+	srv := startSim(t)
+	srv.SetFaults(modbussim.Fault{Kind: modbussim.FaultNoReply})
+	s, c, f := startSidecar(t)
+	cfg := isp.ConfigPayload{Mode: "tcp", Address: srv.Addr().String(), TimeoutMS: 100, IntervalMS: 60_000, Retries: 2,
+		Registers: []isp.Register{{Key: "a", Address: 0, Quantity: 1, Type: "uint16", Function: 3, DeviceID: 1}}}
+	if _, err := c.Configure(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	pts := f.last(t, 1)
+	if len(pts) != 1 || pts[0].Quality != isp.QualityBad {
+		t.Fatalf("points %v, want one of quality 0", pts)
+	}
+	if n := srv.Stats().Requests[3]; n != 3 {
+		t.Errorf("the simulator saw %d reads, want 3: one and 2 retries", n)
+	}
+	st := s.Status(context.Background()).(map[string]any)
+	if st["last_error_kind"] != "timeout" {
+		t.Errorf("status %v: want last_error_kind timeout", st)
+	}
+}
+
+// TestRTUOverTCP: mode rtu-over-tcp, which the sidecar's own client lacked, reads pymodbus framing RTU over TCP.
+func TestRTUOverTCP(t *testing.T) {
+	addr := startPymodbus(t, `{"hr":[17142,59769,65531],"co":[1,0,1]}`, "rtu")
+	_, c, f := startSidecar(t)
+	cfg := isp.ConfigPayload{Mode: "rtu-over-tcp", Address: addr, TimeoutMS: 2000, IntervalMS: 50, Retries: 1,
+		Registers: []isp.Register{
+			{Key: "temperature", Address: 0, Quantity: 2, Type: "float32", Function: 3, DeviceID: 1},
+			{Key: "offset", Address: 2, Quantity: 1, Type: "int16", Function: 3, DeviceID: 1},
+			{Key: "valve", Address: 2, Quantity: 1, Type: "bool", Function: 1, DeviceID: 1},
+		}}
+	if _, err := c.Configure(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]isp.Point{}
+	for _, p := range f.last(t, 2) {
+		got[p.Key] = p
+	}
+	for key, want := range map[string]float64{"temperature": 123.456, "offset": -5, "valve": 1} {
+		p := got[key]
+		if v, _ := p.Value.Float(); p.Quality != isp.QualityGood || math.Abs(v-want) > 1e-4 {
+			t.Errorf("%s = %v (quality %d), want %v", key, p.Value, p.Quality, want)
+		}
 	}
 }

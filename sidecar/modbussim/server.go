@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/iotgw/iotgw/internal/backoff"
 )
 
 // Server is a simulated Modbus TCP device: one listener, any number of units.
@@ -127,7 +129,7 @@ func (s *Server) elapsed() time.Duration { return time.Since(s.epoch) }
 func (s *Server) acceptLoop(ln net.Listener) {
 	defer s.wg.Done()
 	defer s.recoverPanic()
-	var backoff time.Duration
+	wait := backoff.Backoff{Policy: backoff.Policy{Initial: 5 * time.Millisecond, Max: time.Second}}
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -135,15 +137,14 @@ func (s *Server) acceptLoop(ln net.Listener) {
 				return
 			}
 			// Out of file descriptors and the like: back off as net/http does.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 			select {
-			case <-time.After(backoff):
+			case <-time.After(wait.Next()):
 				continue
 			case <-s.done:
 				return
 			}
 		}
-		backoff = 0
+		wait.Reset()
 		s.track(c)
 	}
 }

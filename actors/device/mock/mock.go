@@ -9,7 +9,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
-	"github.com/iotgw/iotgw/actors/device"
 	"github.com/iotgw/iotgw/config"
 	"github.com/iotgw/iotgw/isp"
 	"github.com/nats-io/nats.go"
@@ -31,14 +30,8 @@ type mock struct {
 	faults    actors.Faults
 }
 
-var (
-	_ actors.FaultTarget = (*mock)(nil)
-	_ actors.Listener    = (*mock)(nil)
-)
-
-// Inboxes: a mock device has nothing to write to, but it answers its write subject, so a write gets an error at
-// once instead of waiting out the requester's timeout.
-func (m *mock) Inboxes() []actors.Inbox { return []actors.Inbox{{Subject: device.WriteSubject(m.id)}} }
+// A mock device is no device.Writer: the runtime answers its writes with "driver mock does not support writes".
+var _ actors.FaultTarget = (*mock)(nil)
 
 // InjectFault: error and bad_quality publish the device's points with quality 0.
 func (m *mock) InjectFault(_ actor.Context, f *actors.Fault) error {
@@ -51,6 +44,10 @@ func (m *mock) InjectFault(_ actor.Context, f *actors.Fault) error {
 
 // ClearFault ends a fault.
 func (m *mock) ClearFault(_ actor.Context, id string) { m.faults.Remove(id) }
+
+func init() {
+	actors.RegisterDevice("mock", actors.DeviceKind{Settings: config.NewMockDevice, New: New})
+}
 
 // New returns the producer of a mock device's actor.
 func New(dev config.Device, env actors.Env) actor.Producer {
@@ -71,8 +68,6 @@ func (m *mock) Receive(ctx actor.Context) {
 		if idx, ok := m.groups[msg]; ok { // a tick of a previous incarnation is ignored
 			m.poll(idx)
 		}
-	case *nats.Msg:
-		device.Reply(msg, device.WriteReply{Device: m.id, Error: "driver mock does not support writes"})
 	}
 }
 
@@ -151,17 +146,7 @@ func (m *mock) tags(i int) []isp.Tag {
 	if m.pointTags == nil {
 		m.pointTags = make([][]isp.Tag, len(m.cfg.Points))
 		for j, p := range m.cfg.Points {
-			var t []isp.Tag
-			for _, k := range device.SortedKeys(m.cfg.Tags) {
-				t = append(t, isp.Tag{Key: k, Value: m.cfg.Tags[k]})
-			}
-			for _, k := range device.SortedKeys(p.Tags) {
-				t = append(t, isp.Tag{Key: k, Value: p.Tags[k]})
-			}
-			if p.Unit != "" {
-				t = append(t, isp.Tag{Key: "unit", Value: p.Unit})
-			}
-			m.pointTags[j] = t
+			m.pointTags[j] = isp.MergeTags(m.cfg.Tags, p.Tags, p.Unit)
 		}
 	}
 	return m.pointTags[i]

@@ -7,10 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"sort"
-	"syscall"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -34,13 +32,12 @@ import (
 // reconnects by itself with backoff; the device actor fails (and the supervisor restarts it) only on a bug, not on
 // a device that misbehaves — that is the device's quality, not the gateway's failure.
 type modbusDevice struct {
-	id        string
-	cfg       *config.ModbusDevice
-	env       actors.Env
-	transport string // actor name of the endpoint's transport, a sibling
+	id  string
+	cfg *config.ModbusDevice
+	env actors.Env
 
 	workers   actors.Workers
-	bus       *actor.PID // the endpoint's transport actor
+	bus       *actor.PID // the endpoint's transport actor (Env.Endpoint)
 	regs      []mb.Register
 	groups    []*pollGroup
 	byTick    map[*actors.Tick]*pollGroup
@@ -116,19 +113,22 @@ type writeTag struct {
 	value isp.Value
 }
 
-var _ actors.Listener = (*modbusDevice)(nil)
+var _ device.Writer = (*modbusDevice)(nil)
 
-// New returns the producer of a Modbus device's actor.
+func init() {
+	actors.RegisterDevice("modbus", actors.DeviceKind{Settings: config.NewModbusDevice, New: New, NewEndpoint: NewEndpoint})
+}
+
+// New returns the producer of a Modbus device's actor. env.Endpoint is the transport of its endpoint.
 func New(dev config.Device, env actors.Env) actor.Producer {
 	cfg := dev.Settings.(*config.ModbusDevice)
 	return func() actor.Actor {
-		return &modbusDevice{id: dev.ID, cfg: cfg, env: env, transport: TransportName(cfg)}
+		return &modbusDevice{id: dev.ID, cfg: cfg, env: env}
 	}
 }
 
-func (d *modbusDevice) Inboxes() []actors.Inbox {
-	return []actors.Inbox{{Subject: device.WriteSubject(d.id)}}
-}
+// TakesWrites: the runtime forwards the device's writes (device.Write).
+func (d *modbusDevice) TakesWrites() {}
 
 func (d *modbusDevice) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
@@ -148,8 +148,8 @@ func (d *modbusDevice) Receive(ctx actor.Context) {
 		case writeTag:
 			d.writeResult(tag, m)
 		}
-	case *nats.Msg:
-		d.write(ctx, m)
+	case *device.Write:
+		d.write(ctx, m.Msg)
 	}
 }
 
@@ -176,7 +176,7 @@ func Registers(cfg *config.ModbusDevice) []mb.Register {
 }
 
 func (d *modbusDevice) start(ctx actor.Context) {
-	d.bus = actor.NewPID(ctx.Parent().Address, ctx.Parent().Id+"/"+d.transport)
+	d.bus = d.env.Endpoint
 	d.raw = &nats.Msg{Subject: "iot.raw.modbus." + d.id, Header: nats.Header{}}
 	d.raw.Header.Set(actors.HeaderSource, "modbus")
 	d.raw.Header.Set(actors.HeaderSchema, actors.SchemaVersion)
@@ -194,7 +194,7 @@ func (d *modbusDevice) start(ctx actor.Context) {
 		d.onChange[i] = r.OnChange
 		d.filters[i] = mb.ChangeFilter{Deadband: r.Deadband, ForceEvery: r.ForceEvery}
 		d.fresh.Add(now) // staleness counts from start
-		d.tags[i] = mergeTags(d.cfg.Tags, r.Tags, r.Unit)
+		d.tags[i] = isp.MergeTags(d.cfg.Tags, r.Tags, r.Unit)
 	}
 	// One plan per poll group: the device's interval, and each group block's.
 	intervals := map[string]time.Duration{"": d.cfg.Interval}
@@ -233,29 +233,6 @@ func (d *modbusDevice) start(ctx actor.Context) {
 	}
 }
 
-func mergeTags(device, reg map[string]string, unit string) []isp.Tag {
-	m := map[string]string{}
-	for k, v := range device {
-		m[k] = v
-	}
-	for k, v := range reg {
-		m[k] = v
-	}
-	if unit != "" {
-		m["unit"] = unit
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([]isp.Tag, len(keys))
-	for i, k := range keys {
-		out[i] = isp.Tag{Key: k, Value: m[k]}
-	}
-	return out
-}
-
 func (d *modbusDevice) poll(ctx actor.Context, g *pollGroup) {
 	// How long a poll may take before it is given up; its requests carry it as their deadline, so the transport
 	// drops those still waiting when the poll has been given up.
@@ -269,7 +246,7 @@ func (d *modbusDevice) poll(ctx actor.Context, g *pollGroup) {
 		}
 		for qi, ok := range g.answered {
 			if !ok {
-				d.failed(g, &g.plan[qi], fmt.Errorf("%w: no answer from the transport within %s", ErrTimeout, limit))
+				d.failed(g, &g.plan[qi], fmt.Errorf("%w: no answer from the transport within %s", mb.ErrTimeout, limit))
 			}
 		}
 		d.finish(g)
@@ -302,7 +279,7 @@ func (d *modbusDevice) result(tag pollTag, res *ModbusTxResult) {
 	}
 	g.answered[tag.req] = true
 	q := &g.plan[tag.req]
-	d.env.Metrics.ModbusRequest(d.id, q.Function, res.Took, actors.WithKind(kindOf(res.Err), res.Err))
+	d.env.Metrics.ModbusRequest(d.id, q.Function, res.Took, actors.WithKind(errorKind(res.Err), res.Err))
 	ts := g.started.UnixNano()
 	err := res.Err
 	if f := d.faults.Hit(actors.FaultError); f != nil && err == nil {
@@ -393,35 +370,16 @@ type ModbusEvent struct {
 	Timestamp int64    `json:"timestamp"`
 }
 
-// kindOf is errorKind for a result that may have no error.
-func kindOf(err error) string {
-	if err == nil {
-		return ""
-	}
-	return errorKind(err)
-}
-
+// errorKind names a failed request for events and metrics ("" for none): the transport's own failures and an
+// injected fault, else the kind the Modbus client's classifier gives (mb.ErrorKind, shared with the sidecar).
 func errorKind(err error) string {
-	var exc *modbus.ModbusError
 	switch {
-	case errors.As(err, &exc):
-		return "exception"
-	case errors.Is(err, ErrTimeout):
-		return "timeout"
-	case errors.Is(err, ErrMismatch):
-		return "mismatch"
-	case errors.Is(err, ErrDown):
-		return "down"
 	case errors.Is(err, ErrBusy):
 		return "busy"
 	case errors.Is(err, errInjected):
 		return "injected"
-	case errors.Is(err, mb.ErrShortResponse):
-		return "invalid_reply"
-	case errors.Is(err, ErrDisconnected), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		return "disconnected"
 	default:
-		return "invalid_reply" // goburrow's checks of a reply's sizes and codes
+		return mb.ErrorKind(err)
 	}
 }
 
@@ -451,7 +409,7 @@ const maxWriteRequest = 4 << 10
 
 func (d *modbusDevice) write(ctx actor.Context, msg *nats.Msg) {
 	fail := func(format string, args ...any) {
-		device.Reply(msg, device.WriteReply{Device: d.id, Error: fmt.Sprintf(format, args...)})
+		actors.Respond(d.env.Log, msg, device.WriteReply{Device: d.id, Error: fmt.Sprintf(format, args...)})
 	}
 	if len(msg.Data) > maxWriteRequest {
 		fail("request of %d bytes: at most %d", len(msg.Data), maxWriteRequest)
@@ -502,10 +460,10 @@ func (d *modbusDevice) write(ctx actor.Context, msg *nats.Msg) {
 func (d *modbusDevice) writeResult(tag writeTag, res *ModbusTxResult) {
 	if res.Err != nil {
 		d.publishEvent(ModbusEvent{Device: d.id, Kind: "write", Error: res.Err.Error(), Keys: []string{tag.key}})
-		device.Reply(tag.msg, device.WriteReply{Device: d.id, Key: tag.key, Error: res.Err.Error()})
+		actors.Respond(d.env.Log, tag.msg, device.WriteReply{Device: d.id, Key: tag.key, Error: res.Err.Error()})
 		return
 	}
-	device.Reply(tag.msg, device.WriteReply{OK: true, Device: d.id, Key: tag.key, Value: tag.value.Any()})
+	actors.Respond(d.env.Log, tag.msg, device.WriteReply{OK: true, Device: d.id, Key: tag.key, Value: tag.value.Any()})
 }
 
 // parseValue reads a JSON number, bool or string into a point value.

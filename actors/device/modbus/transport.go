@@ -1,36 +1,23 @@
 package modbus
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/goburrow/modbus"
 	"github.com/iotgw/iotgw/actors"
 	"github.com/iotgw/iotgw/config"
+	mb "github.com/iotgw/iotgw/sidecar/modbus"
 )
 
-// Errors of Modbus transactions. A device actor classifies a failed transaction with errors.Is/As: a
-// *modbus.ModbusError is an exception reply from the device.
+// Errors of the transport itself. A failed transaction is otherwise one of the Modbus client's (mb.ErrTimeout,
+// mb.ErrDisconnected, …, or a *modbus.ModbusError for an exception reply), classified with errors.Is/As.
 var (
-	ErrTimeout      = errors.New("modbus: no reply in time")
-	ErrMismatch     = errors.New("modbus: reply does not match the request") // transaction id, unit id or CRC
-	ErrDisconnected = errors.New("modbus: cannot connect")                   // dial or serial port open failed
-	ErrDown         = errors.New("modbus: connection down")                  // waiting out the reconnect backoff
-	ErrBusy         = errors.New("modbus: transport queue full")
-	ErrExpired      = fmt.Errorf("%w: the caller gave up before it was sent", ErrTimeout) // past its Deadline
-	ErrStopped      = fmt.Errorf("%w: the transport is stopping", ErrDown)                // no further attempt
+	ErrBusy    = errors.New("modbus: transport queue full")
+	ErrExpired = fmt.Errorf("%w: the caller gave up before it was sent", mb.ErrTimeout) // past its Deadline
 )
-
-// errOpen marks a serial port that could not be opened (the adapter unplugged, the device busy): like a refused
-// TCP connection, the endpoint is unreachable.
-var errOpen = errors.New("open serial port")
 
 // ModbusTx is one transaction for a transport actor: a read (functions 1-4) or a write (5, 6, 15, 16).
 type ModbusTx struct {
@@ -66,38 +53,32 @@ type ModbusTxResult struct {
 	Took time.Duration
 }
 
-// TransportName is the actor name of the transport of a device's endpoint: devices with the same mode and address
-// (one serial line, one TCP gateway or PLC) share it.
-func TransportName(d *config.ModbusDevice) string {
-	r := strings.NewReplacer("/", "_", ":", "_", ".", "_")
-	return "modbus-" + d.Mode + "-" + r.Replace(d.Address)
-}
-
 // transport is the actor of one Modbus endpoint. Its worker goroutine owns the connection and runs the
 // transactions one at a time in arrival order, so devices sharing a serial line or a TCP endpoint never
 // interleave on the wire; each transaction carries its own device's timeout, so a dead slave costs only its own
 // timeout (× its retries) and the others keep their timing.
 //
-// After a failed connect (ErrDisconnected) the endpoint is down for a backoff that doubles from 100 ms to 5 s;
-// transactions in that time fail at once with ErrDown instead of each waiting a connect timeout. A timeout or a
-// mismatched reply closes the connection, so a late answer can never be taken for the next request's. The link
+// The wire is the Modbus client shared with the reference sidecar (mb.Client): after a failed connect
+// (mb.ErrDisconnected) the endpoint is down for a backoff that doubles from 100 ms to 5 s, and transactions in that
+// time fail at once with mb.ErrDown instead of each waiting a connect timeout; a timeout or a mismatched reply
+// closes the connection, so a late answer can never be taken for the next request's. The link
 // state (Env.Link) follows: disconnected when a connect fails, connected when a transaction reaches the device.
 // A transaction whose caller has given up (ModbusTx.Deadline) is dropped, not sent.
-//
-// A stop is prompt: the wire worker takes nothing more from its queue once it is told to stop, makes no further
-// attempt of the transaction in hand, and its TCP connection is closed under a blocked read (Workers.OnStop), so a
-// silent peer does not hold the stop for timeout × (retries+1). goburrow's serial handler cannot be interrupted:
-// on a serial line the stop waits for the attempt in hand, at most its timeout.
 type transport struct {
-	dev     config.ModbusDevice // the first device on the endpoint: mode, address, serial settings
+	dev     config.ModbusEndpoint // mode, address, serial settings: what the devices on it agree on
 	env     actors.Env
 	workers actors.Workers
 	queue   chan queued
 	// The faults are shared by the transport's incarnations: the ones its devices passed on (drop, latency) are
 	// listed under the devices, which do not restart with it, so they must outlive its restarts.
-	faults *actors.Faults
-	cuts   map[string]chan struct{} // per latency fault: closed when it is cleared
+	faults  *actors.Faults
+	cuts    map[string]chan struct{} // per latency fault: closed when it is cleared
+	longest time.Duration            // the longest per-attempt timeout of the transactions it was sent
 }
+
+// A stop is prompt: the wire worker takes nothing more from its queue once it is told to stop, the client makes
+// no further attempt of the transaction in hand, and a TCP connection is closed under a blocked read
+// (Workers.OnStop → Client.Interrupt), so a silent peer does not hold the stop for timeout × (retries+1).
 
 // linkChange is sent by the wire worker when the endpoint becomes reachable or unreachable.
 type linkChange struct{ state, detail string }
@@ -135,27 +116,39 @@ type queued struct {
 // queueSize bounds the transactions waiting for the wire.
 const queueSize = 4096
 
-// NewTransport returns the producer of the transport actor of d's endpoint.
-func NewTransport(d config.ModbusDevice, env actors.Env) actor.Producer {
+// NewEndpoint returns the producer of the transport actor of a Modbus endpoint (config.ModbusDevice.Endpoint).
+func NewEndpoint(ep config.Endpoint, env actors.Env) actor.Producer {
+	return NewTransport(ep.Settings.(config.ModbusEndpoint), env)
+}
+
+// NewTransport returns the producer of the transport actor of endpoint e.
+func NewTransport(e config.ModbusEndpoint, env actors.Env) actor.Producer {
 	faults, cuts := &actors.Faults{}, map[string]chan struct{}{}
-	return func() actor.Actor { return &transport{dev: d, env: env, faults: faults, cuts: cuts} }
+	return func() actor.Actor { return &transport{dev: e, env: env, faults: faults, cuts: cuts} }
 }
 
 func (t *transport) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		t.queue = make(chan queued, queueSize)
-		q, w := t.queue, newWire(&t.dev)
-		t.workers.StopWait = max(actors.DefaultStopWait, t.dev.Timeout) // a serial attempt cannot be cut short
-		t.workers.OnStop(w.interrupt)
+		q := t.queue
+		w, err := mb.NewClient(endpoint(&t.dev))
+		if err != nil {
+			panic(err) // config validation admits only the client's modes
+		}
+		// A stop is prompt: the hook closes a TCP connection under a blocked read, and a serial attempt (which
+		// goburrow cannot cut short) is waited for at most its timeout.
+		t.workers.OnStop(w.Interrupt)
 		t.workers.Go(ctx, "wire", func(done <-chan struct{}, send func(any)) error {
 			return t.run(ctx.ActorSystem().Root, q, w, done, send)
 		})
 	case *actor.Stopping, *actor.Restarting:
+		t.workers.StopWait = max(actors.DefaultStopWait, t.longest) // a serial attempt in hand runs out its timeout
 		t.workers.Stop()
 	case *linkChange:
 		t.env.Link(m.state, m.detail)
 	case *ModbusTx:
+		t.longest = max(t.longest, m.Timeout)
 		// Faults are decided here, on the actor's goroutine, and travel with the transaction to the wire worker.
 		if f := t.faults.Hit(actors.FaultDrop); f != nil {
 			m.drop = true
@@ -173,24 +166,20 @@ func (t *transport) Receive(ctx actor.Context) {
 	}
 }
 
-func (t *transport) run(root *actor.RootContext, q <-chan queued, w *wire, done <-chan struct{}, send func(any)) error {
-	defer w.close()
+func (t *transport) run(root *actor.RootContext, q <-chan queued, w *mb.Client, done <-chan struct{}, send func(any)) error {
+	defer w.Close()
 	link := "" // unknown until the first transaction
 	for {
 		// Stopping comes first: a select with both ready picks at random, and would run queued transactions.
-		select {
-		case <-done:
+		if stopped(done) {
 			return nil
-		default:
 		}
 		select {
 		case <-done:
 			return nil
 		case item := <-q:
-			select {
-			case <-done:
+			if stopped(done) {
 				return nil
-			default:
 			}
 			start := time.Now()
 			if item.tx.expired(start) {
@@ -198,7 +187,7 @@ func (t *transport) run(root *actor.RootContext, q <-chan queued, w *wire, done 
 				continue
 			}
 			if item.tx.drop {
-				w.close()
+				w.Close()
 			}
 			if item.tx.delay > 0 {
 				timer := time.NewTimer(item.tx.delay)
@@ -215,7 +204,9 @@ func (t *transport) run(root *actor.RootContext, q <-chan queued, w *wire, done 
 					continue
 				}
 			}
-			data, err := w.do(item.tx, done)
+			tx := item.tx
+			data, err := w.Do(mb.Call{Slave: tx.Slave, Function: tx.Function, Address: tx.Address, Quantity: tx.Quantity,
+				Value: tx.Value, Timeout: tx.Timeout, Retries: tx.Retries})
 			if state, detail := linkState(err); state != "" && state != link {
 				link = state
 				send(&linkChange{state: state, detail: detail})
@@ -249,332 +240,28 @@ func linkState(err error) (state, detail string) {
 	switch {
 	case err == nil, errors.As(err, &exc):
 		return actors.LinkConnected, ""
-	case errors.Is(err, ErrDisconnected):
+	case errors.Is(err, mb.ErrDisconnected):
 		return actors.LinkDisconnected, err.Error()
 	default:
 		return "", ""
 	}
 }
 
-// wire is the connection of a transport: a goburrow handler, reopened after failures with backoff.
-type wire struct {
-	dev       *config.ModbusDevice
-	handler   modbus.ClientHandler
-	client    modbus.Client
-	setSlave  func(uint8)
-	setTime   func(time.Duration)
-	downUntil time.Time
-	backoff   time.Duration
+// endpoint is the Modbus client's view of d's connection settings.
+func endpoint(d *config.ModbusEndpoint) mb.Endpoint {
+	e := mb.Endpoint{Mode: d.Mode, Address: d.Address}
+	if s := d.Serial; s != nil {
+		e.Serial = mb.Serial{BaudRate: s.BaudRate, DataBits: s.DataBits, Parity: s.Parity, StopBits: s.StopBits}
+	}
+	return e
 }
 
-func newWire(d *config.ModbusDevice) *wire {
-	w := &wire{dev: d}
-	switch d.Mode {
-	case "rtu":
-		h := modbus.NewRTUClientHandler(d.Address)
-		h.BaudRate, h.DataBits, h.Parity, h.StopBits = d.Serial.BaudRate, d.Serial.DataBits, d.Serial.Parity, d.Serial.StopBits
-		w.handler, w.setSlave, w.setTime = &serialHandler{h}, func(s uint8) { h.SlaveId = s }, func(t time.Duration) { h.Timeout = t }
-	case "rtu-over-tcp":
-		h := &rtuOverTCP{address: d.Address}
-		w.handler, w.setSlave, w.setTime = h, func(s uint8) { h.slave = s }, func(t time.Duration) { h.timeout = t }
+// stopped says whether done is closed, without waiting.
+func stopped(done <-chan struct{}) bool {
+	select {
+	case <-done:
+		return true
 	default:
-		h := &tcpHandler{TCPClientHandler: modbus.NewTCPClientHandler(d.Address)}
-		h.IdleTimeout = time.Minute
-		w.handler, w.setSlave, w.setTime = h, func(s uint8) { h.SlaveId = s }, func(t time.Duration) { h.Timeout = t }
+		return false
 	}
-	w.client = modbus.NewClient(w.handler)
-	return w
-}
-
-func (w *wire) close() {
-	if c, ok := w.handler.(io.Closer); ok {
-		_ = c.Close()
-	}
-}
-
-// interrupt closes the connection for good, also under a transaction blocked on it: the transport is stopping. It
-// is called from the actor's goroutine while the wire worker may be in a transaction.
-func (w *wire) interrupt() {
-	if c, ok := w.handler.(interface{ interrupt() }); ok {
-		c.interrupt()
-	}
-}
-
-func (w *wire) do(tx *ModbusTx, done <-chan struct{}) ([]byte, error) {
-	if now := time.Now(); now.Before(w.downUntil) {
-		return nil, fmt.Errorf("%w: reconnecting to %s in %s", ErrDown, w.dev.Address, w.downUntil.Sub(now).Round(time.Millisecond))
-	}
-	w.setSlave(tx.Slave)
-	w.setTime(tx.Timeout)
-	var data []byte
-	var err error
-	for attempt := 0; attempt <= tx.Retries; attempt++ {
-		select {
-		case <-done:
-			return nil, ErrStopped
-		default:
-		}
-		data, err = w.once(tx)
-		if err == nil {
-			w.backoff = 0
-			return data, nil
-		}
-		var exc *modbus.ModbusError
-		if errors.As(err, &exc) {
-			return nil, err // the device answered: retrying will not change its mind
-		}
-		w.close() // a timeout or a garbled reply: start the next attempt on a fresh connection
-		if isConnectError(err) {
-			w.backoff = min(max(2*w.backoff, 100*time.Millisecond), 5*time.Second)
-			w.downUntil = time.Now().Add(w.backoff)
-			return nil, fmt.Errorf("%w to %s: %w", ErrDisconnected, w.dev.Address, err)
-		}
-	}
-	return nil, classify(err)
-}
-
-func (w *wire) once(tx *ModbusTx) ([]byte, error) {
-	c := w.client
-	switch tx.Function {
-	case 1:
-		return c.ReadCoils(tx.Address, tx.Quantity)
-	case 2:
-		return c.ReadDiscreteInputs(tx.Address, tx.Quantity)
-	case 3:
-		return c.ReadHoldingRegisters(tx.Address, tx.Quantity)
-	case 4:
-		return c.ReadInputRegisters(tx.Address, tx.Quantity)
-	case 5:
-		return c.WriteSingleCoil(tx.Address, binary.BigEndian.Uint16(tx.Value))
-	case 6:
-		return c.WriteSingleRegister(tx.Address, binary.BigEndian.Uint16(tx.Value))
-	case 15:
-		return c.WriteMultipleCoils(tx.Address, tx.Quantity, tx.Value)
-	case 16:
-		return c.WriteMultipleRegisters(tx.Address, tx.Quantity, tx.Value)
-	default:
-		return nil, fmt.Errorf("modbus: function %d not supported", tx.Function)
-	}
-}
-
-func isConnectError(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial" || errors.Is(err, errOpen)
-}
-
-// serialHandler is goburrow's RTU handler with the port's open failure told apart from the transaction's (goburrow
-// returns the bare errno of open(2), indistinguishable from a read error).
-type serialHandler struct{ *modbus.RTUClientHandler }
-
-func (h *serialHandler) Send(req []byte) ([]byte, error) {
-	if err := h.Connect(); err != nil {
-		return nil, fmt.Errorf("%w %s: %w", errOpen, h.Address, err)
-	}
-	return h.RTUClientHandler.Send(req)
-}
-
-// classify wraps a transport error with the sentinel that names it.
-func classify(err error) error {
-	var ne net.Error
-	switch {
-	case errors.Is(err, ErrMismatch):
-		return err
-	case errors.As(err, &ne) && ne.Timeout():
-		return fmt.Errorf("%w: %v", ErrTimeout, err)
-	default:
-		return err
-	}
-}
-
-// tcpHandler is goburrow's TCP handler with its reply check classified — a transaction or unit id that does not
-// match is ErrMismatch (goburrow returns it as plain text) — and its own connection (link): goburrow's holds its
-// lock for the whole transaction, so its Close waits out a blocked read, and a stop could not cut it short.
-type tcpHandler struct {
-	*modbus.TCPClientHandler // the MBAP packager and the settings: Address, Timeout, IdleTimeout, SlaveId
-	link                     link
-	last                     time.Time // the last transaction: past IdleTimeout the connection is opened afresh
-}
-
-// tcpHeaderSize is the MBAP header with the unit id; tcpMaxLength is the largest ADU.
-const tcpHeaderSize, tcpMaxLength = 7, 260
-
-func (h *tcpHandler) Send(req []byte) ([]byte, error) {
-	if h.IdleTimeout > 0 && !h.last.IsZero() && time.Since(h.last) > h.IdleTimeout {
-		_ = h.link.Close() // like goburrow's idle timer: a connection idle that long may be dead at the other end
-	}
-	h.last = time.Now()
-	c, err := h.link.dial(h.Address, h.Timeout)
-	if err != nil {
-		return nil, err
-	}
-	if h.Timeout > 0 {
-		_ = c.SetDeadline(time.Now().Add(h.Timeout))
-	}
-	if _, err := c.Write(req); err != nil {
-		return nil, err
-	}
-	var adu [tcpMaxLength]byte
-	if _, err := io.ReadFull(c, adu[:tcpHeaderSize]); err != nil {
-		return nil, err
-	}
-	n := int(binary.BigEndian.Uint16(adu[4:])) // the unit id and the PDU
-	if n <= 0 || n > tcpMaxLength-tcpHeaderSize+1 {
-		return nil, fmt.Errorf("%w: MBAP length %d", ErrMismatch, n) // the attempt's failure closes the connection
-	}
-	n += tcpHeaderSize - 1
-	if _, err := io.ReadFull(c, adu[tcpHeaderSize:n]); err != nil {
-		return nil, err
-	}
-	return adu[:n], nil
-}
-
-func (h *tcpHandler) Close() error { return h.link.Close() }
-func (h *tcpHandler) interrupt()   { h.link.interrupt() }
-
-// link is a TCP connection of a wire that a stop can close from another goroutine while a transaction is blocked
-// on it; once interrupted it opens no new one. Only the wire worker dials and sends.
-type link struct {
-	mu     sync.Mutex
-	conn   net.Conn
-	closed bool
-}
-
-// dial returns the open connection, or opens one.
-func (l *link) dial(address string, timeout time.Duration) (net.Conn, error) {
-	l.mu.Lock()
-	c, closed := l.conn, l.closed
-	l.mu.Unlock()
-	switch {
-	case closed:
-		return nil, ErrStopped
-	case c != nil:
-		return c, nil
-	}
-	c, err := net.DialTimeout("tcp", address, timeout)
-	if err != nil {
-		return nil, err
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed { // interrupted while dialling
-		_ = c.Close()
-		return nil, ErrStopped
-	}
-	l.conn = c
-	return c, nil
-}
-
-// Close closes the connection; the next transaction opens a new one.
-func (l *link) Close() error {
-	l.mu.Lock()
-	c := l.conn
-	l.conn = nil
-	l.mu.Unlock()
-	if c != nil {
-		return c.Close()
-	}
-	return nil
-}
-
-// interrupt closes the connection for good: a read or write blocked on it returns at once.
-func (l *link) interrupt() {
-	l.mu.Lock()
-	l.closed = true
-	l.mu.Unlock()
-	_ = l.Close()
-}
-
-func (h *tcpHandler) Verify(req, resp []byte) error {
-	if err := h.TCPClientHandler.Verify(req, resp); err != nil {
-		return fmt.Errorf("%w: %v", ErrMismatch, err)
-	}
-	return nil
-}
-
-// rtuOverTCP frames Modbus RTU (unit, PDU, CRC-16) over a TCP connection, as serial device servers do; goburrow
-// v0.1.0 has no such handler. An RTU frame has no length field, so the reply's length is worked out from its
-// function code as it arrives.
-type rtuOverTCP struct {
-	address string
-	slave   uint8
-	timeout time.Duration
-	link    link
-}
-
-var _ modbus.ClientHandler = (*rtuOverTCP)(nil)
-
-func (h *rtuOverTCP) Encode(pdu *modbus.ProtocolDataUnit) ([]byte, error) {
-	adu := make([]byte, 0, len(pdu.Data)+4)
-	adu = append(adu, h.slave, pdu.FunctionCode)
-	adu = append(adu, pdu.Data...)
-	crc := crc16(adu)
-	return append(adu, byte(crc), byte(crc>>8)), nil
-}
-
-func (h *rtuOverTCP) Decode(adu []byte) (*modbus.ProtocolDataUnit, error) {
-	if len(adu) < 4 {
-		return nil, fmt.Errorf("%w: rtu frame of %d bytes", ErrMismatch, len(adu))
-	}
-	n := len(adu)
-	if crc := crc16(adu[:n-2]); byte(crc) != adu[n-2] || byte(crc>>8) != adu[n-1] {
-		return nil, fmt.Errorf("%w: crc", ErrMismatch)
-	}
-	return &modbus.ProtocolDataUnit{FunctionCode: adu[1], Data: adu[2 : n-2]}, nil
-}
-
-func (h *rtuOverTCP) Verify(req, resp []byte) error {
-	if len(resp) < 4 || resp[0] != req[0] {
-		return fmt.Errorf("%w: unit id", ErrMismatch)
-	}
-	return nil
-}
-
-func (h *rtuOverTCP) Send(req []byte) ([]byte, error) {
-	c, err := h.link.dial(h.address, h.timeout)
-	if err != nil {
-		return nil, err
-	}
-	if h.timeout > 0 {
-		_ = c.SetDeadline(time.Now().Add(h.timeout))
-	}
-	if _, err := c.Write(req); err != nil {
-		return nil, err
-	}
-	head := make([]byte, 3, 260)
-	if _, err := io.ReadFull(c, head); err != nil {
-		return nil, err
-	}
-	var rest int
-	switch fn := head[1]; {
-	case fn&0x80 != 0:
-		rest = 2 // exception code already read as head[2]; CRC follows
-	case fn >= 1 && fn <= 4:
-		rest = int(head[2]) + 2
-	default:
-		rest = 5 // echo of address and value/quantity (4 bytes, one already read) + CRC
-	}
-	resp := head[:3+rest]
-	if _, err := io.ReadFull(c, resp[3:]); err != nil {
-		return nil, err
-	}
-	return resp, nil
-}
-
-func (h *rtuOverTCP) Close() error { return h.link.Close() }
-func (h *rtuOverTCP) interrupt()   { h.link.interrupt() }
-
-// crc16 is Modbus RTU's CRC (polynomial 0xA001, initial 0xFFFF), sent low byte first.
-func crc16(b []byte) uint16 {
-	crc := uint16(0xFFFF)
-	for _, x := range b {
-		crc ^= uint16(x)
-		for i := 0; i < 8; i++ {
-			if crc&1 != 0 {
-				crc = crc>>1 ^ 0xA001
-			} else {
-				crc >>= 1
-			}
-		}
-	}
-	return crc
 }

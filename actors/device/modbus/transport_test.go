@@ -12,6 +12,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
 	"github.com/iotgw/iotgw/config"
+	mb "github.com/iotgw/iotgw/sidecar/modbus"
 	"github.com/iotgw/iotgw/sidecar/modbussim"
 	"github.com/rs/zerolog"
 )
@@ -34,7 +35,7 @@ func (l *linkLog) get() []string {
 }
 
 // startTransport runs a transport actor for dev; tx sends it one transaction and waits for the result.
-func startTransport(t *testing.T, dev config.ModbusDevice, links *linkLog) func(tx *ModbusTx) *ModbusTxResult {
+func startTransport(t *testing.T, dev config.ModbusEndpoint, links *linkLog) func(tx *ModbusTx) *ModbusTxResult {
 	t.Helper()
 	sys := actor.NewActorSystem()
 	env := actors.Env{Log: zerolog.Nop(), LinkState: links.record}
@@ -80,10 +81,10 @@ func TestTransportLinkState(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	var links linkLog
-	do := startTransport(t, config.ModbusDevice{Mode: "tcp", Address: addr}, &links)
+	do := startTransport(t, config.ModbusEndpoint{Mode: "tcp", Address: addr}, &links)
 
 	res := do(read())
-	if !errors.Is(res.Err, ErrDisconnected) || errorKind(res.Err) != "disconnected" {
+	if !errors.Is(res.Err, mb.ErrDisconnected) || errorKind(res.Err) != "disconnected" {
 		t.Fatalf("refused: %v (kind %s), want disconnected", res.Err, errorKind(res.Err))
 	}
 	if res := do(read()); errorKind(res.Err) != "down" {
@@ -129,7 +130,7 @@ func TestTransportDropsExpired(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sim.Stop()
-	do := startTransport(t, config.ModbusDevice{Mode: "tcp", Address: sim.Addr().String()}, &linkLog{})
+	do := startTransport(t, config.ModbusEndpoint{Mode: "tcp", Address: sim.Addr().String()}, &linkLog{})
 
 	late := read()
 	late.Deadline = time.Now().Add(-time.Millisecond)
@@ -150,7 +151,7 @@ func TestTransportDropsExpired(t *testing.T) {
 // a refused TCP connection (goburrow returns the bare errno of open(2), which was classified invalid_reply).
 func TestSerialOpenFailureIsDisconnected(t *testing.T) {
 	var links linkLog
-	do := startTransport(t, config.ModbusDevice{Mode: "rtu", Address: "/nonexistent/ttyIOTGW0",
+	do := startTransport(t, config.ModbusEndpoint{Mode: "rtu", Address: "/nonexistent/ttyIOTGW0",
 		Serial: &config.ModbusSerial{BaudRate: 9600, DataBits: 8, Parity: "N", StopBits: 1}}, &links)
 	res := do(read())
 	if kind := errorKind(res.Err); kind != "disconnected" {
@@ -233,7 +234,7 @@ func (p *silentPeer) connections() int {
 }
 
 // spawnTransport runs a transport actor for dev and returns its system and PID; the test stops it.
-func spawnTransport(t *testing.T, dev config.ModbusDevice) (*actor.ActorSystem, *actor.PID) {
+func spawnTransport(t *testing.T, dev config.ModbusEndpoint) (*actor.ActorSystem, *actor.PID) {
 	t.Helper()
 	sys := actor.NewActorSystem()
 	t.Cleanup(sys.Shutdown)
@@ -248,7 +249,7 @@ func TestTransportStopIsBounded(t *testing.T) {
 	for _, mode := range []string{"tcp", "rtu-over-tcp"} {
 		t.Run(mode, func(t *testing.T) {
 			peer := newSilentPeer(t)
-			sys, pid := spawnTransport(t, config.ModbusDevice{Mode: mode, Address: peer.l.Addr().String()})
+			sys, pid := spawnTransport(t, config.ModbusEndpoint{Mode: mode, Address: peer.l.Addr().String()})
 			tx := read()
 			tx.Timeout, tx.Retries = timeout, retries
 			sys.Root.Send(pid, tx)
@@ -280,7 +281,7 @@ func TestTransportStopIsBounded(t *testing.T) {
 // TestTransportRunsNothingAfterStop: transactions still queued when the transport stops never reach the wire.
 func TestTransportRunsNothingAfterStop(t *testing.T) {
 	peer := newSilentPeer(t)
-	sys, pid := spawnTransport(t, config.ModbusDevice{Mode: "tcp", Address: peer.l.Addr().String()})
+	sys, pid := spawnTransport(t, config.ModbusEndpoint{Mode: "tcp", Address: peer.l.Addr().String()})
 	const queued = 20
 	for i := 0; i < queued; i++ {
 		tx := read()

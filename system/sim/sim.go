@@ -1,4 +1,7 @@
-package main
+// Package sim is `iotgw sim modbus`: a Modbus TCP simulator as a program of its own, with faults switched by
+// commands on standard input. It builds the simulator from a config file's simulator block the way the gateway's
+// in-process simulator does (so it sits under system, which may import the drivers); it never starts a runtime.
+package sim
 
 import (
 	"bufio"
@@ -33,8 +36,8 @@ Faults are switched at run time by typing commands on standard input:
   clear                              faults (list)          stats
 `
 
-// cmdSim runs `iotgw sim modbus`.
-func cmdSim(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+// Main runs `iotgw sim` with the words after "sim" and returns the exit status.
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "modbus" {
 		fmt.Fprint(stderr, simUsage)
 		return 2
@@ -51,7 +54,7 @@ func cmdSim(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if *path != "" {
 		cfg, err := config.Load(*path)
 		if err != nil {
-			printConfigError(stderr, err)
+			fmt.Fprintln(stderr, err) // every problem as file:line:column, as `iotgw validate` prints them
 			return 1
 		}
 		found := false
@@ -98,7 +101,10 @@ func cmdSim(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 	}()
 	<-ctx.Done()
-	_ = srv.Stop()
+	if err := srv.Stop(); err != nil {
+		log.Error().Err(err).Msg("Modbus simulator stopped with an error")
+		return 1
+	}
 	return 0
 }
 

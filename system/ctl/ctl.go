@@ -1,8 +1,8 @@
-package main
-
-// iotgw ctl is the command-line client of the control plane: each command builds one request on an iot.control.*
-// subject, sends it over NATS and renders the JSON reply. It holds no state and never talks to the gateway any
-// other way, so everything it does can also be done with `nats req`.
+// Package ctl is `iotgw ctl`, the command-line client of the control plane: each command builds one request on
+// an iot.control.* subject, sends it over NATS and renders the JSON reply. It holds no state and never talks to
+// the gateway any other way, so everything it does can also be done with `nats req`. It lives under system
+// because it speaks the control plane's types (Pong, Node, the states); it must never start a runtime.
+package ctl
 
 import (
 	"bytes"
@@ -91,7 +91,9 @@ type ctlFlags struct {
 	probability       float64
 }
 
-func cmdCtl(args []string, stdout, stderr io.Writer) int {
+// Main runs `iotgw ctl` with the words after "ctl" and returns the exit status: 0 ok, 1 the request failed,
+// 2 a usage error.
+func Main(args []string, stdout, stderr io.Writer) int {
 	var f ctlFlags
 	fs := newCtlFlagSet(&f, stderr)
 	words, err := ctlParseFlags(fs, args)

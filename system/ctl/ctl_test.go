@@ -1,4 +1,4 @@
-package main
+package ctl
 
 import (
 	"bytes"
@@ -79,7 +79,7 @@ func (r *ctlResponder) set(reply string) []*nats.Msg {
 
 func runCtl(args ...string) (code int, stdout, stderr string) {
 	var out, errOut bytes.Buffer
-	code = run(append([]string{"ctl"}, args...), &out, &errOut)
+	code = Main(args, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 
