@@ -69,7 +69,9 @@ type transport struct {
 	env     actors.Env
 	workers actors.Workers
 	queue   chan queued
-	faults  actors.Faults
+	// The faults are shared by the transport's incarnations: the ones its devices passed on (drop, latency) are
+	// listed under the devices, which do not restart with it, so they must outlive its restarts.
+	faults  *actors.Faults
 	cuts    map[string]chan struct{} // per latency fault: closed when it is cleared
 	longest time.Duration            // the longest per-attempt timeout of the transactions it was sent
 }
@@ -90,9 +92,6 @@ func (t *transport) InjectFault(_ actor.Context, f *actors.Fault) error {
 	}
 	t.faults.Add(f)
 	if f.Kind == actors.FaultLatency {
-		if t.cuts == nil {
-			t.cuts = map[string]chan struct{}{}
-		}
 		if _, ok := t.cuts[f.ID]; !ok {
 			t.cuts[f.ID] = make(chan struct{})
 		}
@@ -124,7 +123,8 @@ func NewEndpoint(ep config.Endpoint, env actors.Env) actor.Producer {
 
 // NewTransport returns the producer of the transport actor of endpoint e.
 func NewTransport(e config.ModbusEndpoint, env actors.Env) actor.Producer {
-	return func() actor.Actor { return &transport{dev: e, env: env} }
+	faults, cuts := &actors.Faults{}, map[string]chan struct{}{}
+	return func() actor.Actor { return &transport{dev: e, env: env, faults: faults, cuts: cuts} }
 }
 
 func (t *transport) Receive(ctx actor.Context) {
