@@ -216,8 +216,8 @@ device "mixer-1" {
   fail_mode  = "receive"
 }
 
-# A Modbus TCP simulator started inside the gateway, under the devices supervisor, before the devices that poll
-# it. Without unit blocks it serves the demo map: unit 1 a boiler (holding 0-1 float32 temperature, 2-3 pressure,
+# A Modbus TCP simulator started inside the gateway, under the endpoints supervisor (endpoints/simulator-plant),
+# before the devices that poll it. Without unit blocks it serves the demo map: unit 1 a boiler (holding 0-1 float32 temperature, 2-3 pressure,
 # 4 status word, 5 int16 outside temperature, 10-11 uint32 operating seconds, 20-21 the temperature in CDAB order,
 # coils 0-3 pump/burner/valve/alarm, holding 100-109 and coils 10-19 free for writes), unit 2 a power meter
 # (30 holding registers: float32 voltages 0-5, currents 6-11, kW 12-13, kvar 14-15, kVA 16-17, power factor 18-19,
@@ -240,8 +240,9 @@ simulator "plant" {
 }
 
 # driver = "modbus": polled directly with goburrow/modbus by its own actor. Devices on the same endpoint (mode and
-# address) share one transport actor that serialises their transactions; each request waits at most the
-# device's timeout, so one dead unit cannot stall the others' polls for longer than that.
+# address) share one transport actor (endpoints/modbus-{mode}-{address}) that serialises their transactions, and
+# must agree on its settings (two devices on one serial line at different speeds are an error); each request
+# waits at most the device's timeout, so one dead unit cannot stall the others' polls for longer than that.
 device "meter-1" {
   driver   = "modbus"
   # tcp | rtu (address is then the serial port, with a serial { baud_rate, data_bits, parity, stop_bits } block)

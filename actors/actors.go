@@ -10,6 +10,7 @@ package actors
 import (
 	"io"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 )
@@ -53,6 +54,9 @@ type Env struct {
 	Metrics *Metrics
 	// LinkState receives the actor's connection state (see Env.Link); set by the runtime, nil in tests.
 	LinkState func(state, detail string)
+	// Endpoint is the actor of the shared endpoint a device's driver declared (config.EndpointSettings), started
+	// before the device; nil for other actors.
+	Endpoint *actor.PID
 }
 
 // Headers that travel with bus messages (DESIGN.md: trace id, source and schema version are NATS headers, so a

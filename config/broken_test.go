@@ -100,7 +100,9 @@ var brokenCases = []struct {
 	{"modbus unknown group", "device \"m\" {\n  driver = \"modbus\"\n  address = \"127.0.0.1:502\"\n  register \"r\" {\n    address = 0\n    group = \"fast\"\n  }\n}\n", "broken.hcl:6:13", "no group"},
 	{"modbus rtu on tcp address", "device \"m\" {\n  driver = \"modbus\"\n  mode = \"rtu\"\n  address = \"127.0.0.1:502\"\n  register \"r\" { address = 0 }\n}\n", "broken.hcl:4:13", "serial port"},
 	{"simulator bad kind", "simulator \"s\" {\n  unit \"1\" {\n    signal \"t\" {\n      address = 0\n      kind = \"wave\"\n    }\n  }\n}\n", "broken.hcl:5:14", "unknown kind"},
-	{"device id of a transport", "device \"modbus-1\" {\n  driver = \"mock\"\n  point \"p\" { signal = \"sine\" }\n}\n", "broken.hcl:1:8", "Reserved device id"},
+	{"serial line with two speeds", "device \"a\" {\n  driver = \"modbus\"\n  mode = \"rtu\"\n  address = \"/dev/ttyS0\"\n  register \"r\" { address = 0 }\n}\n" +
+		"device \"b\" {\n  driver = \"modbus\"\n  mode = \"rtu\"\n  address = \"/dev/ttyS0\"\n  serial { baud_rate = 19200 }\n  register \"r\" { address = 0 }\n}\n",
+		"broken.hcl:7:1", `device "a" at broken.hcl:1,1-11`},
 	{"nested too deeply", "gateway {\n  id = " + strings.Repeat("[", 200) + "\n}\n", "broken.hcl:2:107", `Configuration nested too deeply`},
 }
 

@@ -5,8 +5,10 @@
 // start anything. Turning a Config into running actors is someone else's job; this package only says what
 // the operator asked for and whether it makes sense.
 //
-// Device drivers and sink types are kinds in a registry filled at init time: adding one is a new file in this
-// folder (see device_mock.go) that calls RegisterDriver or RegisterSink.
+// Device drivers and sink types are kinds in a registry filled at init time by the kinds' own packages
+// (actors.RegisterDevice, actors.RegisterSink, which call RegisterDriver and RegisterSink here). The schemas of
+// the first kinds (device_mock.go, device_modbus.go, sink_console.go) still live here, beside the validation
+// helpers and tests they share; a new kind keeps its schema in its own folder and uses the exported Validator.
 package config
 
 import (

@@ -2,9 +2,9 @@ package config
 
 import "time"
 
-func init() {
-	RegisterDriver("mock", func() DriverSettings { return &MockDevice{IntervalText: "1s", FailMode: "receive"} })
-}
+// NewMockDevice returns the settings of a mock device block with their defaults, for the driver's registration
+// (actors/device/mock).
+func NewMockDevice() DriverSettings { return &MockDevice{IntervalText: "1s", FailMode: "receive"} }
 
 // MockDevice is driver "mock": a simulated device whose points follow a signal (sine, ramp, random, constant,
 // step). It runs without hardware, so it is the default in gateway.hcl and the work-horse of the tests.

@@ -1,18 +1,19 @@
 package config
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"time"
 )
 
-func init() {
-	RegisterDriver("modbus", func() DriverSettings {
-		return &ModbusDevice{
-			Mode: "tcp", UnitID: 1, TimeoutText: "1s", IntervalText: "1s", Retries: 1, PauseText: "0s",
-			MaxGap: 10, MaxBitGap: 128,
-		}
-	})
+// NewModbusDevice returns the settings of a modbus device block with their defaults, for the driver's
+// registration (actors/device/modbus).
+func NewModbusDevice() DriverSettings {
+	return &ModbusDevice{
+		Mode: "tcp", UnitID: 1, TimeoutText: "1s", IntervalText: "1s", Retries: 1, PauseText: "0s",
+		MaxGap: 10, MaxBitGap: 128,
+	}
 }
 
 // ModbusDevice is driver "modbus": a device polled directly by the gateway with goburrow/modbus over Modbus TCP,
@@ -40,6 +41,33 @@ type ModbusDevice struct {
 	IntervalText   string `hcl:"interval,optional"`
 	PauseText      string `hcl:"pause,optional"`
 	StaleAfterText string `hcl:"stale_after,optional"`
+}
+
+// ModbusEndpoint is what the devices on one Modbus endpoint share: one transport actor runs it, serialising their
+// transactions. Devices on one serial line must agree on its settings.
+type ModbusEndpoint struct {
+	Mode    string
+	Address string
+	Serial  *ModbusSerial // rtu only
+}
+
+func (e ModbusEndpoint) String() string {
+	if e.Serial == nil {
+		return fmt.Sprintf("%s %s", e.Mode, e.Address)
+	}
+	return fmt.Sprintf("%s %s at %s", e.Mode, e.Address, e.Serial)
+}
+
+var _ EndpointSettings = (*ModbusDevice)(nil)
+
+// Endpoint implements EndpointSettings: devices with the same mode and address (one serial line, one TCP gateway
+// or PLC) share a transport. The key is a valid actor name: modbus-{mode}-{address with / : . as _}.
+func (m *ModbusDevice) Endpoint() (Endpoint, bool) {
+	r := strings.NewReplacer("/", "_", ":", "_", ".", "_")
+	return Endpoint{
+		Key:      "modbus-" + m.Mode + "-" + r.Replace(m.Address),
+		Settings: ModbusEndpoint{Mode: m.Mode, Address: m.Address, Serial: m.Serial},
+	}, true
 }
 
 // ModbusSerial is the serial line of an rtu device.
@@ -183,6 +211,10 @@ func (m *ModbusDevice) Validate(v *Validator) {
 		}
 		r.validate(vv, m.AddressBase, groups)
 	}
+}
+
+func (s *ModbusSerial) String() string {
+	return fmt.Sprintf("%d baud %d%s%d", s.BaudRate, s.DataBits, s.Parity, s.StopBits)
 }
 
 func (s *ModbusSerial) defaults(v *Validator) {

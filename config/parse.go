@@ -338,6 +338,7 @@ func decodeRoot(body hcl.Body, diags *hcl.Diagnostics) *Config {
 	}
 	checkExposure(cfg, first, diags)
 	checkSharedNames(cfg, diags)
+	checkEndpoints(cfg, diags)
 	return cfg
 }
 
@@ -348,11 +349,6 @@ func decodeDevice(block *hcl.Block, ctx *hcl.EvalContext, diags *hcl.Diagnostics
 		addLabelError(block, "Reserved device id",
 			`The device id "batch" is reserved: iot.processed.batch.{device} is the subject of a device's batches, `+
 				`so iot.processed.batch.{key} of a device called batch would collide with it. Choose another id.`, diags)
-	}
-	if strings.HasPrefix(dev.ID, "modbus-") || strings.HasPrefix(dev.ID, "simulator-") {
-		addLabelError(block, "Reserved device id",
-			"Device ids starting with modbus- or simulator- name the gateway's own actors beside the devices "+
-				"(Modbus transports, simulators). Choose another id.", diags)
 	}
 	dev.Driver, dev.Settings = decodeKind(block, ctx, diags, "driver", "device", drivers)
 	return dev

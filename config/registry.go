@@ -22,7 +22,10 @@ type DriverSettings interface{ Validate(v *Validator) }
 // SinkSettings is DriverSettings for sinks.
 type SinkSettings interface{ Validate(v *Validator) }
 
-// The registries are written only by init functions (RegisterDriver, RegisterSink), then only read.
+// The registries are written only by init functions, then only read. A kind registers in its own package, once,
+// with actors.RegisterDevice or actors.RegisterSink, which hand its schema to RegisterDriver or RegisterSink
+// here: this package decodes blocks and must not import the actors (DESIGN.md's arrows), so it keeps the
+// schema half of the registration and the actors package the whole.
 var (
 	drivers   = map[string]func() DriverSettings{}
 	sinkTypes = map[string]func() SinkSettings{}

@@ -1,9 +1,9 @@
 package config
 
-func init() {
-	RegisterSink("console", func() SinkSettings {
-		return &ConsoleSink{Subjects: []string{"iot.processed.batch.>"}, Format: "auto"}
-	})
+// NewConsoleSink returns the settings of a console sink block with their defaults, for the sink's registration
+// (actors/sink/console).
+func NewConsoleSink() SinkSettings {
+	return &ConsoleSink{Subjects: []string{"iot.processed.batch.>"}, Format: "auto"}
 }
 
 // ConsoleSink is sink type "console": it prints the messages of its subjects on stdout.

@@ -170,7 +170,6 @@ device "d1" {
 		{"duplicate", SubjectDevicesAdd, `{"id":"d1","driver":"mock","point":{"p":{"signal":"sine"}}}`, "exists"},
 		{"id with a dot", SubjectDevicesAdd, `{"id":"a.b","driver":"mock","point":{"p":{"signal":"sine"}}}`, "Invalid device id"},
 		{"reserved id", SubjectDevicesAdd, `{"id":"batch","driver":"mock","point":{"p":{"signal":"sine"}}}`, "reserved"},
-		{"gateway's own name", SubjectDevicesAdd, `{"id":"modbus-x","driver":"mock","point":{"p":{"signal":"sine"}}}`, "Reserved device id"},
 		{"two devices", SubjectDevicesAdd, "device \"a\" {\n  driver = \"mock\"\n  point \"p\" { signal = \"sine\" }\n}\ndevice \"b\" {\n  driver = \"mock\"\n  point \"p\" { signal = \"sine\" }\n}\n", "More than one device"},
 		{"hostile nesting", SubjectDevicesAdd, `device "x" { driver = ` + strings.Repeat("[", 500) + ` }`, "nested too deeply"},
 		{"oversized", SubjectDevicesAdd, `device "x" { driver = "` + strings.Repeat("a", 300<<10) + `" }`, "at most"},
@@ -496,7 +495,7 @@ func TestReload(t *testing.T) {
 		strings.Join(res.Removed, ",") != "devices/remove" {
 		t.Errorf("reload %+v: want added devices/added, changed devices/change, removed devices/remove", *res)
 	}
-	if len(res.Failed) != 1 || !strings.Contains(res.Failed[0], "devices/simulator-s") || !strings.Contains(res.Failed[0], "rolled back") {
+	if len(res.Failed) != 1 || !strings.Contains(res.Failed[0], "endpoints/simulator-s") || !strings.Contains(res.Failed[0], "rolled back") {
 		t.Errorf("failed %v, want the simulator on a taken port, rolled back", res.Failed)
 	}
 	if r.OK {
@@ -508,7 +507,7 @@ func TestReload(t *testing.T) {
 	if _, ok := rt.Tree().Get("devices/remove"); ok {
 		t.Error("removed device still runs")
 	}
-	if n, ok := rt.Tree().Get("devices/simulator-s"); !ok || n.State != StateRunning {
+	if n, ok := rt.Tree().Get("endpoints/simulator-s"); !ok || n.State != StateRunning {
 		t.Errorf("rolled-back simulator: %+v", n)
 	}
 	l := watchBatches(t, nc)

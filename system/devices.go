@@ -9,13 +9,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/iotgw/iotgw/actors/device/modbus"
 	"github.com/iotgw/iotgw/config"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -259,6 +257,10 @@ func (r *Runtime) acceptStored(stored map[string][]byte) []*deviceEntry {
 			r.log.Error().Str("device", id).Str("store", r.store.String()).Err(err).Msg("stored device not valid; skipped")
 			continue
 		}
+		if err := config.EndpointConflict(*dev, r.registeredDevices(id)); err != nil {
+			r.log.Error().Str("device", id).Str("store", r.store.String()).Err(err).Msg("stored device not valid; skipped")
+			continue
+		}
 		e := &deviceEntry{dev: *dev, source: SourceRuntime, hcl: stored[id]}
 		r.devices.entries[id] = e
 		out = append(out, e)
@@ -438,20 +440,23 @@ func (r *Runtime) addDevice(body []byte, update bool) ControlReply {
 	case update && !exists:
 		return failure("no device %q to update; use add", dev.ID)
 	}
+	// Devices on one endpoint must agree on its settings, as in the file (config.EndpointConflict).
+	if err := config.EndpointConflict(*dev, r.registeredDevices(dev.ID)); err != nil {
+		return failure("invalid device: %v", err)
+	}
 	spec, err := r.deviceSpec(*dev)
 	if err != nil {
 		return failure("%v", err)
 	}
-	// Whatever happens, no transport is left without a device (one started for a device that did not start, the
-	// old endpoint's of a device that moved).
-	defer r.pruneTransports()
+	// Whatever happens, no endpoint is left without a device (one started for a device that did not start, the
+	// old endpoint of a device that moved).
+	defer r.pruneEndpoints()
 	if exists {
 		if err := r.RemoveActor(GroupDevices, dev.ID); err != nil && !errors.Is(err, ErrNoChild) {
 			return failure("stop device %q: %v", dev.ID, err)
 		}
-		r.dropStaleTransport(old.dev, *dev)
 	}
-	err = r.ensureTransport(*dev)
+	err = r.ensureEndpoint(*dev)
 	if err == nil {
 		err = r.AddActor(GroupDevices, spec)
 	}
@@ -498,72 +503,6 @@ func (r *Runtime) sharedName(id string) error {
 	return nil
 }
 
-// ensureTransport starts the transport of a Modbus device's endpoint when no device used it yet.
-func (r *Runtime) ensureTransport(d config.Device) error {
-	m, ok := d.Settings.(*config.ModbusDevice)
-	if !ok {
-		return nil
-	}
-	err := r.AddActor(GroupDevices, r.transportSpec(m))
-	if err != nil && !errors.Is(err, ErrChildExists) {
-		return err
-	}
-	return nil
-}
-
-// dropStaleTransport stops the transport of a device updated to other serial settings on the same endpoint, when
-// no other device shares it, so that the update's ensureTransport builds it with the new ones. A transport shared
-// with other devices keeps the settings it was built with (see pruneTransports). The caller holds r.devices.mu.
-func (r *Runtime) dropStaleTransport(old, dev config.Device) {
-	om, ok1 := old.Settings.(*config.ModbusDevice)
-	nm, ok2 := dev.Settings.(*config.ModbusDevice)
-	if !ok1 || !ok2 {
-		return
-	}
-	name := modbus.TransportName(nm)
-	if modbus.TransportName(om) != name || reflect.DeepEqual(om.Serial, nm.Serial) {
-		return
-	}
-	for id, e := range r.devices.entries {
-		if m, ok := e.dev.Settings.(*config.ModbusDevice); ok && id != dev.ID && modbus.TransportName(m) == name {
-			r.log.Warn().Str("device", dev.ID).Str("transport", name).Str("shared_with", id).
-				Msg("serial settings changed on a shared endpoint: the transport keeps the settings it was built with")
-			return
-		}
-	}
-	if err := r.RemoveActor(GroupDevices, name); err != nil && !errors.Is(err, ErrNoChild) {
-		r.log.Error().Err(err).Str("transport", name).Msg("cannot stop the transport to rebuild it with new serial settings")
-	}
-}
-
-// pruneTransports stops and forgets the Modbus transports that no registered device uses any more (its last
-// device removed, or moved to another endpoint). The caller holds r.devices.mu.
-//
-// A transport is built from the first device on its endpoint (mode, address, serial settings); dropStaleTransport
-// rebuilds it for an update of its only device. Endpoint settings that change under other running devices are the
-// later redesign of the endpoint hooks.
-func (r *Runtime) pruneTransports() {
-	used := map[string]bool{}
-	for _, e := range r.devices.entries {
-		if m, ok := e.dev.Settings.(*config.ModbusDevice); ok {
-			used[modbus.TransportName(m)] = true
-		}
-	}
-	for _, spec := range r.groups[GroupDevices].snapshot() {
-		if spec.Kind != KindTransport || used[spec.Name] {
-			continue
-		}
-		if err := r.RemoveActor(GroupDevices, spec.Name); err != nil && !errors.Is(err, ErrNoChild) {
-			r.log.Error().Err(err).Str("transport", spec.Name).Msg("cannot stop a transport no device uses")
-			continue
-		}
-		if m := r.mon.actorMetrics(); m != nil {
-			m.Forget(GroupDevices + "/" + spec.Name)
-		}
-		r.log.Debug().Str("transport", spec.Name).Msg("transport stopped: no device uses it")
-	}
-}
-
 func (r *Runtime) removeDevice(body []byte) ControlReply {
 	id, err := idRequest(body)
 	if err != nil {
@@ -579,7 +518,7 @@ func (r *Runtime) removeDevice(body []byte) ControlReply {
 		return failure("stop device %q: %v", id, err)
 	}
 	delete(r.devices.entries, id)
-	r.pruneTransports()
+	r.pruneEndpoints()
 	if m := r.mon.actorMetrics(); m != nil {
 		m.Forget(GroupDevices + "/" + id)
 		m.ForgetDevice(id)
@@ -599,7 +538,7 @@ func (r *Runtime) restartOld(dev config.Device) error {
 	if err != nil {
 		return err
 	}
-	if err := r.ensureTransport(dev); err != nil {
+	if err := r.ensureEndpoint(dev); err != nil {
 		return err
 	}
 	return r.AddActor(GroupDevices, spec)

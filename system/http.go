@@ -32,7 +32,7 @@ const (
 )
 
 // readyGroups are the supervisors that must be running for the gateway to be ready, besides the NATS connection.
-var readyGroups = []string{rootPath, GroupDevices, GroupSidecars, GroupRules, GroupSinks}
+var readyGroups = []string{rootPath, GroupEndpoints, GroupDevices, GroupSidecars, GroupRules, GroupSinks}
 
 // stageGroups hold the stages every point passes on its way out: the rules (the processor at least) and the
 // sinks. Each of their actors is a readiness check of its own, named by its path.
@@ -57,8 +57,8 @@ type Readiness struct {
 // maxNamed bounds the actors a check detail names.
 const maxNamed = 5
 
-// Readiness says whether the gateway can do its work: its NATS connection is connected, the root and the four
-// group supervisors are running, and so is every stage data must pass: the processor (and any rule) and every
+// Readiness says whether the gateway can do its work: its NATS connection is connected, the root and the group
+// supervisors are running, and so is every stage data must pass: the processor (and any rule) and every
 // sink. A stopped or failed stage means nothing gets through, so the gateway is not ready until it runs again
 // (iot.control.actors.restart, or a reload). A disconnected stage (a sink whose target is away, retrying) counts
 // as running: it is alive and retrying, and the check's detail says it.

@@ -304,7 +304,7 @@ func TestHTTPEndpoints(t *testing.T) {
 		}
 	}
 	sort.Strings(names)
-	if got, want := strings.Join(names, ","), "devices,nats,root,rules,rules/processor,sidecars,sinks,sinks/console"; got != want {
+	if got, want := strings.Join(names, ","), "devices,endpoints,nats,root,rules,rules/processor,sidecars,sinks,sinks/console"; got != want {
 		t.Errorf("checks %s, want %s", got, want)
 	}
 }
@@ -444,8 +444,8 @@ func TestHealthAndPerformanceOnBus(t *testing.T) {
 	if h.Gateway != "gw-http" || !h.Ready || h.Timestamp == 0 || !h.NATS.Connected || !h.NATS.Embedded || h.NATS.Status != "CONNECTED" {
 		t.Errorf("health report %+v", h)
 	}
-	if len(h.Checks) != 8 || !h.Checks[CheckNATS].OK || !h.Checks[GroupDevices].OK || !h.Checks["rules/processor"].OK {
-		t.Errorf("health checks %+v, want nats, 5 supervisors, the processor and the sink, all ok", h.Checks)
+	if len(h.Checks) != 9 || !h.Checks[CheckNATS].OK || !h.Checks[GroupDevices].OK || !h.Checks["rules/processor"].OK {
+		t.Errorf("health checks %+v, want nats, 6 supervisors, the processor and the sink, all ok", h.Checks)
 	}
 	// root, control, sinks, sinks/console, rules, rules/processor, sidecars, devices, devices/d1 run.
 	if h.Actors.Running < 9 || h.Actors.Restarting != 0 || h.Actors.Total != h.Actors.Running+h.Actors.Failed {

@@ -5,47 +5,19 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
-	"github.com/iotgw/iotgw/actors/device/mock"
-	"github.com/iotgw/iotgw/actors/device/modbus"
+	_ "github.com/iotgw/iotgw/actors/all" // every kind the gateway is built with registers itself
 	"github.com/iotgw/iotgw/actors/device/simulator"
 	"github.com/iotgw/iotgw/actors/rule/processor"
 	actorsidecar "github.com/iotgw/iotgw/actors/sidecar"
-	"github.com/iotgw/iotgw/actors/sink/console"
 	"github.com/iotgw/iotgw/config"
 )
 
-// deviceKinds maps a device block's driver to its actor; config/ registers the same names for decoding. Adding a
-// driver is a file in config/ and a folder in actors/device/, and one line here.
-var deviceKinds = map[string]func(dev config.Device, env actors.Env) actor.Producer{
-	"mock":   mock.New,
-	"modbus": modbus.New,
-}
+// The runtime finds device drivers and sink types by name in the registry their packages fill
+// (actors.RegisterDevice, actors.RegisterSink, plugged in by actors/all): it never names a kind.
 
-// sinkKinds maps a sink block's type to its actor.
-var sinkKinds = map[string]func(s config.Sink, env actors.Env) actor.Producer{
-	"console": console.New,
-}
-
-// deviceSpecs is the devices group in start order: in-process simulators first (so the first polls find them),
-// then one transport per Modbus endpoint (devices on one serial line or TCP address share it), then the devices.
+// deviceSpecs is the devices group: one actor per device block. Their endpoints are in the endpoints group.
 func (r *Runtime) deviceSpecs() ([]ChildSpec, error) {
-	specs := make([]ChildSpec, 0, len(r.cfg.Devices)+len(r.cfg.Simulators))
-	for _, sim := range r.cfg.Simulators {
-		specs = append(specs, r.simulatorSpec(sim))
-	}
-	transports := map[string]bool{}
-	for _, d := range r.cfg.Devices {
-		m, ok := d.Settings.(*config.ModbusDevice)
-		if !ok {
-			continue
-		}
-		name := modbus.TransportName(m)
-		if transports[name] {
-			continue
-		}
-		transports[name] = true
-		specs = append(specs, r.transportSpec(m))
-	}
+	specs := make([]ChildSpec, 0, len(r.cfg.Devices))
 	for _, d := range r.cfg.Devices {
 		spec, err := r.deviceSpec(d)
 		if err != nil {
@@ -56,26 +28,70 @@ func (r *Runtime) deviceSpecs() ([]ChildSpec, error) {
 	return specs, nil
 }
 
-// KindTransport is the kind of a Modbus endpoint's transport actor in the tree.
-const KindTransport = "modbus/transport"
-
-// transportSpec is the transport actor of a Modbus device's endpoint, shared by the devices on it.
-func (r *Runtime) transportSpec(m *config.ModbusDevice) ChildSpec {
-	name := modbus.TransportName(m)
-	return ChildSpec{Name: name, Kind: KindTransport, Producer: modbus.NewTransport(*m, r.env(GroupDevices+"/"+name))}
-}
-
 func (r *Runtime) deviceSpec(d config.Device) (ChildSpec, error) {
-	newActor, ok := deviceKinds[d.Driver]
+	kind, ok := actors.Driver(d.Driver)
 	if !ok {
 		return ChildSpec{}, fmt.Errorf("device %q: driver %q has no actor", d.ID, d.Driver)
 	}
-	return ChildSpec{Name: d.ID, Kind: "device/" + d.Driver, Producer: newActor(d, r.env("devices/"+d.ID))}, nil
+	env := r.env(GroupDevices + "/" + d.ID)
+	if ep, ok := config.EndpointOf(d); ok {
+		env.Endpoint = r.endpointPID(ep.Key)
+	}
+	return ChildSpec{Name: d.ID, Kind: "device/" + d.Driver, Producer: kind.New(d, env)}, nil
 }
 
+// endpointSpecs is the endpoints group in start order: in-process simulators first (so the first polls find them),
+// then one actor per endpoint the devices declare (devices on one serial line or TCP address share it).
+func (r *Runtime) endpointSpecs() ([]ChildSpec, error) {
+	specs := make([]ChildSpec, 0, len(r.cfg.Simulators))
+	for _, sim := range r.cfg.Simulators {
+		specs = append(specs, r.simulatorSpec(sim))
+	}
+	r.endpoints.running = map[string]config.Endpoint{}
+	for _, d := range r.cfg.Devices {
+		ep, ok := config.EndpointOf(d)
+		if !ok {
+			continue
+		}
+		if _, seen := r.endpoints.running[ep.Key]; seen {
+			continue
+		}
+		spec, err := r.endpointSpec(d.Driver, ep)
+		if err != nil {
+			return nil, err
+		}
+		r.endpoints.running[ep.Key] = ep
+		specs = append(specs, spec)
+	}
+	return specs, nil
+}
+
+// kindEndpoint prefixes the kind of an endpoint actor in the tree: endpoint/{driver}.
+const kindEndpoint = "endpoint/"
+
+// endpointSpec is the actor of an endpoint of a driver's devices, shared by them.
+func (r *Runtime) endpointSpec(driver string, ep config.Endpoint) (ChildSpec, error) {
+	kind, ok := actors.Driver(driver)
+	if !ok || kind.NewEndpoint == nil {
+		return ChildSpec{}, fmt.Errorf("endpoint %s: driver %q has no endpoint actor", ep.Key, driver)
+	}
+	return ChildSpec{Name: ep.Key, Kind: kindEndpoint + driver,
+		Producer: kind.NewEndpoint(ep, r.env(GroupEndpoints+"/"+ep.Key))}, nil
+}
+
+// endpointPID is where the endpoint actor named key is, whether it runs yet or not: devices hold it across the
+// endpoint's restarts.
+func (r *Runtime) endpointPID(key string) *actor.PID {
+	return r.sys.NewLocalPID(rootPath + "/" + GroupEndpoints + "/" + key)
+}
+
+// simulatorName is a simulator's actor name in the endpoints group; the prefix keeps it apart from endpoint keys,
+// which start with their driver's name.
+func simulatorName(sim config.Simulator) string { return "simulator-" + sim.Name }
+
 func (r *Runtime) simulatorSpec(sim config.Simulator) ChildSpec {
-	return ChildSpec{Name: "simulator-" + sim.Name, Kind: "simulator/modbus",
-		Producer: simulator.New(sim, r.env("devices/simulator-"+sim.Name))}
+	name := simulatorName(sim)
+	return ChildSpec{Name: name, Kind: "simulator/modbus", Producer: simulator.New(sim, r.env(GroupEndpoints+"/"+name))}
 }
 
 func (r *Runtime) sinkSpecs() ([]ChildSpec, error) {
@@ -91,11 +107,11 @@ func (r *Runtime) sinkSpecs() ([]ChildSpec, error) {
 }
 
 func (r *Runtime) sinkSpec(s config.Sink) (ChildSpec, error) {
-	newActor, ok := sinkKinds[s.Type]
+	kind, ok := actors.SinkType(s.Type)
 	if !ok {
 		return ChildSpec{}, fmt.Errorf("sink %q: type %q has no actor", s.Name, s.Type)
 	}
-	return ChildSpec{Name: s.Name, Kind: "sink/" + s.Type, Producer: newActor(s, r.env("sinks/"+s.Name))}, nil
+	return ChildSpec{Name: s.Name, Kind: "sink/" + s.Type, Producer: kind.New(s, r.env("sinks/"+s.Name))}, nil
 }
 
 // sidecarSpecs is one connection actor per sidecar block.

@@ -143,7 +143,7 @@ func (r *Runtime) openLate(ctx context.Context, ls *lateStore) {
 		}
 		spec, err := r.deviceSpec(e.dev)
 		if err == nil {
-			err = r.ensureTransport(e.dev)
+			err = r.ensureEndpoint(e.dev)
 		}
 		if err == nil {
 			err = r.AddActor(GroupDevices, spec)

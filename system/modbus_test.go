@@ -518,6 +518,7 @@ device "plc" {
 
 // TestModbusDemoInProcess runs a simulator block and polls it, as the out-of-the-box config does.
 func TestModbusDemoInProcess(t *testing.T) {
+	port := freePort(t)
 	rt := startRuntime(t, parseConfig(t, fmt.Sprintf(`
 simulator "plant" { listen = "127.0.0.1:%d" }
 device "boiler" {
@@ -534,7 +535,7 @@ device "boiler" {
     order   = "CDAB"
   }
 }
-`, freePort(t))))
+`, port)))
 	nc := client(t, rt.Bus().URL)
 	l := watchBatches(t, nc)
 	pts := l.wait(t, "boiler", "temperature", "temperature_cdab")
@@ -544,7 +545,7 @@ device "boiler" {
 		t.Errorf("temperature %v and its CDAB copy %v: want the same value in 20..90", a, b)
 	}
 	tr := tree(t, nc)
-	for _, path := range []string{"devices/simulator-plant", "devices/boiler"} {
+	for _, path := range []string{"endpoints/simulator-plant", fmt.Sprintf("endpoints/modbus-tcp-127_0_0_1_%d", port), "devices/boiler"} {
 		if n := find(tr, path); n == nil || n.State != StateRunning {
 			t.Errorf("%s: %+v", path, n)
 		}

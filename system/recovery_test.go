@@ -894,7 +894,7 @@ func TestUpdateSerialSettingsRebuildsTransport(t *testing.T) {
   }
 }`, interval, baud)
 	}
-	const transport = "devices/modbus-rtu-_dev_iotgw-test-no-such-port"
+	const transport = "endpoints/modbus-rtu-_dev_iotgw-test-no-such-port"
 	order := func() int {
 		t.Helper()
 		rt.Tree().mu.Lock()

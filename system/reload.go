@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -21,7 +22,7 @@ type ReloadResult struct {
 	Failed  []string `json:"failed"`  // "devices/x: why", rolled back to the previous config
 	Restart []string `json:"restart"` // blocks that changed but only apply at the next start (gateway, nats, supervisor)
 	// Restarted are the actors that had failed for good or were stopped (a stop fault) and whose block did not
-	// change: a reload starts them again, the built-in ones (rules/processor, transports) included.
+	// change: a reload starts them again, the built-in ones (rules/processor, endpoints) included.
 	Restarted []string `json:"restarted"`
 }
 
@@ -30,6 +31,9 @@ type component struct {
 	group, name string
 	block       any // the config value, compared without source positions
 	spec        func() (ChildSpec, error)
+	// peers are the devices a device's block must agree with on a shared endpoint (config.EndpointConflict):
+	// the new file's devices and those added at run time. Nil for a rollback, which goes back to what ran.
+	peers []config.Device
 }
 
 // ErrNoConfigPath is the reload reply of a runtime that was not started from a file.
@@ -77,6 +81,20 @@ func (r *Runtime) Reload() ControlReply {
 		}
 		if e.source == SourceRuntime || e.override {
 			runs[id] = e.dev
+		}
+	}
+	// The devices that will run once the file's are in: a new block must agree with them on shared endpoints
+	// (the file's devices agree among themselves; config.Load checked them).
+	peers := append([]config.Device(nil), next.Devices...)
+	for _, e := range r.devices.entries {
+		if e.source == SourceRuntime && !slices.ContainsFunc(next.Devices, func(d config.Device) bool { return d.ID == e.dev.ID }) {
+			peers = append(peers, e.dev)
+		}
+	}
+	for k, c := range nw {
+		if c.group == GroupDevices {
+			c.peers = peers
+			nw[k] = c
 		}
 	}
 	r.devices.mu.Unlock()
@@ -183,7 +201,7 @@ func (r *Runtime) Reload() ControlReply {
 			r.devices.entries[id] = &deviceEntry{dev: d, source: SourceConfig}
 		}
 	}
-	r.pruneTransports()
+	r.pruneEndpoints()
 	r.devices.mu.Unlock()
 	r.restartStopped(res, applied)
 	r.log.Info().Strs("added", res.Added).Strs("changed", res.Changed).Strs("removed", res.Removed).
@@ -251,7 +269,10 @@ func (r *Runtime) startComponent(c component) error {
 		return err
 	}
 	if d, ok := c.block.(config.Device); ok {
-		if err := r.ensureTransport(d); err != nil {
+		if err := config.EndpointConflict(d, c.peers); err != nil {
+			return err
+		}
+		if err := r.ensureEndpoint(d); err != nil {
 			return err
 		}
 	}
@@ -280,8 +301,8 @@ func (r *Runtime) components(cfg *config.Config) map[string]component {
 	for _, sim := range cfg.Simulators {
 		sim := sim
 		sim.DefRange = hcl.Range{}
-		name := "simulator-" + sim.Name
-		out[GroupDevices+"/"+name] = component{group: GroupDevices, name: name, block: sim, spec: func() (ChildSpec, error) { return r.simulatorSpec(sim), nil }}
+		name := simulatorName(sim)
+		out[GroupEndpoints+"/"+name] = component{group: GroupEndpoints, name: name, block: sim, spec: func() (ChildSpec, error) { return r.simulatorSpec(sim), nil }}
 	}
 	return out
 }

@@ -55,6 +55,7 @@ type Runtime struct {
 	reloadMu    sync.Mutex
 	store       deviceStore     // devices added at run time
 	devices     *deviceRegistry // every device and where it came from
+	endpoints   endpointSet     // the endpoint actors that run, by key
 	fileDevices []config.Device // the device blocks of the file as last loaded (not the stored ones): what a reload compares
 	faults      *faultManager
 	mon         *monitor // health, metrics and the HTTP server (metrics.go, http.go)
@@ -209,10 +210,14 @@ func (r *Runtime) env(component string) actors.Env {
 }
 
 // topLevel is the root's children in start order: the control plane, then consumers before producers (sinks,
-// rules, sidecars, devices), so nothing a device publishes at start-up finds nobody listening. They stop in
+// rules, sidecars, endpoints, devices), so nothing a device publishes at start-up finds nobody listening. They stop in
 // reverse order.
 func (r *Runtime) topLevel() ([]ChildSpec, error) {
 	sinks, err := r.sinkSpecs()
+	if err != nil {
+		return nil, err
+	}
+	endpoints, err := r.endpointSpecs()
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +234,8 @@ func (r *Runtime) topLevel() ([]ChildSpec, error) {
 		group("sinks", sinks),
 		group("rules", r.ruleSpecs()),
 		group("sidecars", r.sidecarSpecs()),
-		group("devices", devices),
+		group(GroupEndpoints, endpoints),
+		group(GroupDevices, devices),
 	}, nil
 }
 
@@ -242,6 +248,9 @@ const (
 	GroupSidecars = "sidecars"
 	GroupRules    = "rules"
 	GroupSinks    = "sinks"
+	// GroupEndpoints holds what devices share (a serial line's or a TCP address's transport) and the in-process
+	// simulators: started before the devices, stopped after them.
+	GroupEndpoints = "endpoints"
 )
 
 // AddActor starts one more actor under a group's supervisor ("devices", "sinks", …) while the gateway runs. The

@@ -132,7 +132,7 @@ func TestControlPingAndTree(t *testing.T) {
 	for _, c := range tr.Children {
 		top = append(top, c.Name)
 	}
-	if got, want := strings.Join(top, ","), "control,sinks,rules,sidecars,devices"; got != want {
+	if got, want := strings.Join(top, ","), "control,sinks,rules,sidecars,endpoints,devices"; got != want {
 		t.Errorf("root's children %s, want %s", got, want)
 	}
 	for path, kind := range map[string]string{

@@ -46,6 +46,10 @@ func (m *mock) InjectFault(_ actor.Context, f *actors.Fault) error {
 // ClearFault ends a fault.
 func (m *mock) ClearFault(_ actor.Context, id string) { m.faults.Remove(id) }
 
+func init() {
+	actors.RegisterDevice("mock", actors.DeviceKind{Settings: config.NewMockDevice, New: New})
+}
+
 // New returns the producer of a mock device's actor.
 func New(dev config.Device, env actors.Env) actor.Producer {
 	cfg := dev.Settings.(*config.MockDevice)

@@ -34,13 +34,12 @@ import (
 // reconnects by itself with backoff; the device actor fails (and the supervisor restarts it) only on a bug, not on
 // a device that misbehaves — that is the device's quality, not the gateway's failure.
 type modbusDevice struct {
-	id        string
-	cfg       *config.ModbusDevice
-	env       actors.Env
-	transport string // actor name of the endpoint's transport, a sibling
+	id  string
+	cfg *config.ModbusDevice
+	env actors.Env
 
 	workers   actors.Workers
-	bus       *actor.PID // the endpoint's transport actor
+	bus       *actor.PID // the endpoint's transport actor (Env.Endpoint)
 	regs      []mb.Register
 	groups    []*pollGroup
 	byTick    map[*actors.Tick]*pollGroup
@@ -117,11 +116,15 @@ type writeTag struct {
 
 var _ device.Writer = (*modbusDevice)(nil)
 
-// New returns the producer of a Modbus device's actor.
+func init() {
+	actors.RegisterDevice("modbus", actors.DeviceKind{Settings: config.NewModbusDevice, New: New, NewEndpoint: NewEndpoint})
+}
+
+// New returns the producer of a Modbus device's actor. env.Endpoint is the transport of its endpoint.
 func New(dev config.Device, env actors.Env) actor.Producer {
 	cfg := dev.Settings.(*config.ModbusDevice)
 	return func() actor.Actor {
-		return &modbusDevice{id: dev.ID, cfg: cfg, env: env, transport: TransportName(cfg)}
+		return &modbusDevice{id: dev.ID, cfg: cfg, env: env}
 	}
 }
 
@@ -174,7 +177,7 @@ func Registers(cfg *config.ModbusDevice) []mb.Register {
 }
 
 func (d *modbusDevice) start(ctx actor.Context) {
-	d.bus = actor.NewPID(ctx.Parent().Address, ctx.Parent().Id+"/"+d.transport)
+	d.bus = d.env.Endpoint
 	d.raw = &nats.Msg{Subject: "iot.raw.modbus." + d.id, Header: nats.Header{}}
 	d.raw.Header.Set(actors.HeaderSource, "modbus")
 	d.raw.Header.Set(actors.HeaderSchema, actors.SchemaVersion)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strings"
 	"sync"
 	"time"
 
@@ -65,13 +64,6 @@ type ModbusTxResult struct {
 	Took time.Duration
 }
 
-// TransportName is the actor name of the transport of a device's endpoint: devices with the same mode and address
-// (one serial line, one TCP gateway or PLC) share it.
-func TransportName(d *config.ModbusDevice) string {
-	r := strings.NewReplacer("/", "_", ":", "_", ".", "_")
-	return "modbus-" + d.Mode + "-" + r.Replace(d.Address)
-}
-
 // transport is the actor of one Modbus endpoint. Its worker goroutine owns the connection and runs the
 // transactions one at a time in arrival order, so devices sharing a serial line or a TCP endpoint never
 // interleave on the wire; each transaction carries its own device's timeout, so a dead slave costs only its own
@@ -83,7 +75,7 @@ func TransportName(d *config.ModbusDevice) string {
 // state (Env.Link) follows: disconnected when a connect fails, connected when a transaction reaches the device.
 // A transaction whose caller has given up (ModbusTx.Deadline) is dropped, not sent.
 type transport struct {
-	dev     config.ModbusDevice // the first device on the endpoint: mode, address, serial settings
+	dev     config.ModbusEndpoint // mode, address, serial settings: what the devices on it agree on
 	env     actors.Env
 	workers actors.Workers
 	queue   chan queued
@@ -130,9 +122,14 @@ type queued struct {
 // queueSize bounds the transactions waiting for the wire.
 const queueSize = 4096
 
-// NewTransport returns the producer of the transport actor of d's endpoint.
-func NewTransport(d config.ModbusDevice, env actors.Env) actor.Producer {
-	return func() actor.Actor { return &transport{dev: d, env: env} }
+// NewEndpoint returns the producer of the transport actor of a Modbus endpoint (config.ModbusDevice.Endpoint).
+func NewEndpoint(ep config.Endpoint, env actors.Env) actor.Producer {
+	return NewTransport(ep.Settings.(config.ModbusEndpoint), env)
+}
+
+// NewTransport returns the producer of the transport actor of endpoint e.
+func NewTransport(e config.ModbusEndpoint, env actors.Env) actor.Producer {
+	return func() actor.Actor { return &transport{dev: e, env: env} }
 }
 
 func (t *transport) Receive(ctx actor.Context) {
@@ -240,7 +237,7 @@ func linkState(err error) (state, detail string) {
 
 // wire is the connection of a transport: a goburrow handler, reopened after failures with backoff.
 type wire struct {
-	dev       *config.ModbusDevice
+	dev       *config.ModbusEndpoint
 	handler   modbus.ClientHandler
 	client    modbus.Client
 	setSlave  func(uint8)
@@ -249,7 +246,7 @@ type wire struct {
 	backoff   time.Duration
 }
 
-func newWire(d *config.ModbusDevice) *wire {
+func newWire(d *config.ModbusEndpoint) *wire {
 	w := &wire{dev: d}
 	switch d.Mode {
 	case "rtu":

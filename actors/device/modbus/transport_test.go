@@ -34,7 +34,7 @@ func (l *linkLog) get() []string {
 }
 
 // startTransport runs a transport actor for dev; tx sends it one transaction and waits for the result.
-func startTransport(t *testing.T, dev config.ModbusDevice, links *linkLog) func(tx *ModbusTx) *ModbusTxResult {
+func startTransport(t *testing.T, dev config.ModbusEndpoint, links *linkLog) func(tx *ModbusTx) *ModbusTxResult {
 	t.Helper()
 	sys := actor.NewActorSystem()
 	env := actors.Env{Log: zerolog.Nop(), LinkState: links.record}
@@ -80,7 +80,7 @@ func TestTransportLinkState(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	var links linkLog
-	do := startTransport(t, config.ModbusDevice{Mode: "tcp", Address: addr}, &links)
+	do := startTransport(t, config.ModbusEndpoint{Mode: "tcp", Address: addr}, &links)
 
 	res := do(read())
 	if !errors.Is(res.Err, ErrDisconnected) || errorKind(res.Err) != "disconnected" {
@@ -129,7 +129,7 @@ func TestTransportDropsExpired(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sim.Stop()
-	do := startTransport(t, config.ModbusDevice{Mode: "tcp", Address: sim.Addr().String()}, &linkLog{})
+	do := startTransport(t, config.ModbusEndpoint{Mode: "tcp", Address: sim.Addr().String()}, &linkLog{})
 
 	late := read()
 	late.Deadline = time.Now().Add(-time.Millisecond)
@@ -150,7 +150,7 @@ func TestTransportDropsExpired(t *testing.T) {
 // a refused TCP connection (goburrow returns the bare errno of open(2), which was classified invalid_reply).
 func TestSerialOpenFailureIsDisconnected(t *testing.T) {
 	var links linkLog
-	do := startTransport(t, config.ModbusDevice{Mode: "rtu", Address: "/nonexistent/ttyIOTGW0",
+	do := startTransport(t, config.ModbusEndpoint{Mode: "rtu", Address: "/nonexistent/ttyIOTGW0",
 		Serial: &config.ModbusSerial{BaudRate: 9600, DataBits: 8, Parity: "N", StopBits: 1}}, &links)
 	res := do(read())
 	if kind := errorKind(res.Err); kind != "disconnected" {

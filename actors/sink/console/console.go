@@ -47,6 +47,10 @@ func (c *console) InjectFault(_ actor.Context, f *actors.Fault) error {
 // ClearFault ends a fault.
 func (c *console) ClearFault(_ actor.Context, id string) { c.faults.Remove(id) }
 
+func init() {
+	actors.RegisterSink("console", actors.SinkKind{Settings: config.NewConsoleSink, New: New})
+}
+
 // New returns the producer of a console sink's actor.
 func New(s config.Sink, env actors.Env) actor.Producer {
 	cfg := s.Settings.(*config.ConsoleSink)

@@ -1,0 +1,10 @@
+// Package all plugs in every kind the gateway is built with: each blank import runs the kind's init, which
+// registers its schema and its actor (actors.RegisterDevice, actors.RegisterSink). Adding a kind is its folder
+// and one line here; the runtime imports this package and never names a kind.
+package all
+
+import (
+	_ "github.com/iotgw/iotgw/actors/device/mock"
+	_ "github.com/iotgw/iotgw/actors/device/modbus"
+	_ "github.com/iotgw/iotgw/actors/sink/console"
+)
