@@ -79,7 +79,7 @@ func TestReloadReportsFailedRollback(t *testing.T) {
 	if err == nil {
 		t.Fatal("reload onto a taken port: no error")
 	}
-	for _, want := range []string{"devices/simulator-s", busy[1].Addr().String(), "the previous config did not start again either", busy[0].Addr().String()} {
+	for _, want := range []string{"simulator-s", busy[1].Addr().String(), "the previous config did not start again either", busy[0].Addr().String()} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("reload error %q lacks %q", err, want)
 		}
