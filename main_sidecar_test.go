@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iotgw/iotgw/internal/testenv"
 	"github.com/nats-io/nats.go"
 )
 
@@ -42,12 +42,7 @@ func TestLaunchedSidecarDiesWithGateway(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("a sidecar dies with its gateway on Linux only (Pdeathsig)")
 	}
-	if _, err := exec.LookPath("python3"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("python3 not found (Debian package python3): %v", err)
-		}
-		t.Skip("python3 not found: the launched sidecar is the Python one of system/testdata")
-	}
+	testenv.Python3(t) // the launched sidecar is the Python one of system/testdata
 	plugins, err := filepath.Abs("system/testdata/plugins")
 	if err != nil {
 		t.Fatal(err)

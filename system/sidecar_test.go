@@ -3,8 +3,6 @@ package system
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -12,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iotgw/iotgw/internal/testenv"
 	"github.com/iotgw/iotgw/isp"
 	"github.com/nats-io/nats.go"
 )
@@ -20,12 +19,7 @@ import (
 // CI is set (CI installs it).
 func needPython(t *testing.T) {
 	t.Helper()
-	if _, err := exec.LookPath("python3"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("python3 not found (Debian package python3); CI must install it: %v", err)
-		}
-		t.Skip("python3 not found: install Debian's python3 to run the sidecar interoperability tests")
-	}
+	testenv.Python3(t)
 }
 
 func pluginsDir(t *testing.T) string {

@@ -83,3 +83,19 @@ func checkPymodbus(python string) string {
 	}
 	return fmt.Sprintf("%s cannot run the pymodbus check: %v: %s", python, err, text)
 }
+
+// Python3 checks that a python3 is on PATH (the stdlib-only sidecars of the tests need nothing else). Without it the
+// test is skipped naming Debian's python3 package, or fails when CI is set.
+func Python3(t testing.TB) string {
+	t.Helper()
+	path, err := exec.LookPath("python3")
+	if err == nil {
+		return path
+	}
+	msg := fmt.Sprintf("python3 not found (install Debian's python3): %v", err)
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s (CI is set: a missing test program fails the run)", msg)
+	}
+	t.Skip(msg)
+	return ""
+}
