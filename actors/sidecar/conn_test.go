@@ -17,6 +17,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
 	"github.com/iotgw/iotgw/config"
+	"github.com/iotgw/iotgw/internal/testenv"
 	"github.com/iotgw/iotgw/isp"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -218,32 +219,6 @@ func checkFor(t *testing.T, total, sleep time.Duration, f func() error) {
 	t.Fatalf("condition not met after %s: %v", total, err)
 }
 
-type links struct {
-	mu  sync.Mutex
-	got []string
-}
-
-func (l *links) record(state, detail string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.got = append(l.got, state)
-}
-
-func (l *links) all() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.got...)
-}
-
-func (l *links) last() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.got) == 0 {
-		return ""
-	}
-	return l.got[len(l.got)-1]
-}
-
 // TestReconnectAfter: an incarnation told to wait (as the supervisor does after a peer failure) does not dial
 // before the delay, answers its status request at once with "not connected" and why meanwhile, then connects and
 // reports the link connected; its status then carries the sidecar's reply and snake_case counters.
@@ -252,8 +227,8 @@ func TestReconnectAfter(t *testing.T) {
 	srv := startSidecar(t, handler{})
 	sc := sidecarBlock("late")
 	sc.Address = srv.Addr().String()
-	var l links
-	producer := NewConn(sc, "", actors.Env{Bus: nc, Log: zerolog.Nop(), LinkState: l.record})
+	var l testenv.LinkLog
+	producer := NewConn(sc, "", actors.Env{Bus: nc, Log: zerolog.Nop(), LinkState: l.Record})
 	// An earlier incarnation failed: the history is shared by the producer's incarnations.
 	first := producer().(*conn)
 	first.hist.set(actors.PeerFailure(fmt.Errorf("sidecar late: %w", ErrConnectionLost)))
@@ -297,7 +272,7 @@ func TestReconnectAfter(t *testing.T) {
 	if took > sc.RequestTimeout {
 		t.Errorf("status took %s while not connected, want an answer at once", took)
 	}
-	if got := l.last(); got != actors.LinkDisconnected {
+	if got := l.Last(); got != actors.LinkDisconnected {
 		t.Errorf("link %q while waiting, want disconnected", got)
 	}
 	checkFor(t, delay+10*time.Second, 5*time.Millisecond, func() error {
@@ -310,8 +285,8 @@ func TestReconnectAfter(t *testing.T) {
 		t.Errorf("dialled %s after start, before the %s delay", since, delay)
 	}
 	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
-		if l.last() != actors.LinkConnected {
-			return fmt.Errorf("link states %v", l.all())
+		if l.Last() != actors.LinkConnected {
+			return fmt.Errorf("link states %v", l.States())
 		}
 		return nil
 	})

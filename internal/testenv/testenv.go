@@ -1,6 +1,7 @@
 // Package testenv says whether the machine has the external programs the tests start for real, and names the
 // Debian package to install when it has not. Tests skip without them, and fail when the environment variable CI
-// is set, so a CI machine that lacks one cannot pass by skipping.
+// is set, so a CI machine that lacks one cannot pass by skipping. It also holds the few helpers that tests of
+// several packages share (LinkLog).
 //
 // Only tests import it; it must never be imported by the gateway itself.
 package testenv

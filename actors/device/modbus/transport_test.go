@@ -12,33 +12,16 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
 	"github.com/iotgw/iotgw/config"
+	"github.com/iotgw/iotgw/internal/testenv"
 	mb "github.com/iotgw/iotgw/sidecar/modbus"
 	"github.com/iotgw/iotgw/sidecar/modbussim"
 	"github.com/rs/zerolog"
 )
 
-type linkLog struct {
-	mu     sync.Mutex
-	states []string
-}
-
-func (l *linkLog) record(state, _ string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.states = append(l.states, state)
-}
-
-func (l *linkLog) get() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.states...)
-}
-
-// startTransport runs a transport actor for dev; tx sends it one transaction and waits for the result.
-func startTransport(t *testing.T, dev config.ModbusEndpoint, links *linkLog) func(tx *ModbusTx) *ModbusTxResult {
+func startTransport(t *testing.T, dev config.ModbusEndpoint, links *testenv.LinkLog) func(tx *ModbusTx) *ModbusTxResult {
 	t.Helper()
 	sys := actor.NewActorSystem()
-	env := actors.Env{Log: zerolog.Nop(), LinkState: links.record}
+	env := actors.Env{Log: zerolog.Nop(), LinkState: links.Record}
 	pid := sys.Root.Spawn(actor.PropsFromProducer(NewTransport(dev, env)))
 	t.Cleanup(func() {
 		_ = sys.Root.PoisonFuture(pid).Wait()
@@ -80,7 +63,7 @@ func TestTransportLinkState(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	var links linkLog
+	var links testenv.LinkLog
 	do := startTransport(t, config.ModbusEndpoint{Mode: "tcp", Address: addr}, &links)
 
 	res := do(read())
@@ -91,7 +74,7 @@ func TestTransportLinkState(t *testing.T) {
 		t.Errorf("during the backoff: %v (kind %s), want down", res.Err, errorKind(res.Err))
 	}
 	waitFor(t, 5*time.Second, func() error {
-		if s := links.get(); len(s) != 1 || s[0] != actors.LinkDisconnected {
+		if s := links.States(); len(s) != 1 || s[0] != actors.LinkDisconnected {
 			return fmt.Errorf("link states %v", s)
 		}
 		return nil
@@ -112,7 +95,7 @@ func TestTransportLinkState(t *testing.T) {
 		return nil
 	})
 	waitFor(t, 5*time.Second, func() error {
-		if s := links.get(); len(s) != 2 || s[1] != actors.LinkConnected {
+		if s := links.States(); len(s) != 2 || s[1] != actors.LinkConnected {
 			return fmt.Errorf("link states %v", s)
 		}
 		return nil
@@ -130,7 +113,7 @@ func TestTransportDropsExpired(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sim.Stop()
-	do := startTransport(t, config.ModbusEndpoint{Mode: "tcp", Address: sim.Addr().String()}, &linkLog{})
+	do := startTransport(t, config.ModbusEndpoint{Mode: "tcp", Address: sim.Addr().String()}, &testenv.LinkLog{})
 
 	late := read()
 	late.Deadline = time.Now().Add(-time.Millisecond)
@@ -150,7 +133,7 @@ func TestTransportDropsExpired(t *testing.T) {
 // TestSerialOpenFailureIsDisconnected: a serial port that cannot be opened is the endpoint being unreachable, like
 // a refused TCP connection (goburrow returns the bare errno of open(2), which was classified invalid_reply).
 func TestSerialOpenFailureIsDisconnected(t *testing.T) {
-	var links linkLog
+	var links testenv.LinkLog
 	do := startTransport(t, config.ModbusEndpoint{Mode: "rtu", Address: "/nonexistent/ttyIOTGW0",
 		Serial: &config.ModbusSerial{BaudRate: 9600, DataBits: 8, Parity: "N", StopBits: 1}}, &links)
 	res := do(read())
@@ -161,7 +144,7 @@ func TestSerialOpenFailureIsDisconnected(t *testing.T) {
 		t.Errorf("right after: classified %s, want down (the reconnect backoff)", kind)
 	}
 	waitFor(t, 5*time.Second, func() error {
-		if s := links.get(); len(s) != 1 || s[0] != actors.LinkDisconnected {
+		if s := links.States(); len(s) != 1 || s[0] != actors.LinkDisconnected {
 			return fmt.Errorf("link states %v", s)
 		}
 		return nil
