@@ -458,7 +458,20 @@ func FuzzParse(f *testing.F) {
 	if full, err := os.ReadFile("testdata/full.hcl"); err == nil {
 		f.Add(full)
 	}
+	// The run-time parser must never read the environment: whatever the input, the secret does not reach a device.
+	const secret = "fuzz-secret-7f3a"
+	os.Setenv("IOTGW_FUZZ_SECRET", secret)
+	f.Add([]byte(`device "d" {
+  driver = "mock"
+  tags   = { x = env("IOTGW_FUZZ_SECRET") }
+  point "t" { signal = "sine" }
+}`))
 	f.Fuzz(func(t *testing.T, src []byte) {
+		if dev, diags := ParseRuntimeDevice(src, "request"); diags.HasErrors() != (dev == nil) {
+			t.Fatalf("ParseRuntimeDevice: got device %v with errors %v", dev != nil, diags.HasErrors())
+		} else if dev != nil && strings.Contains(fmt.Sprintf("%+v %+v", *dev, dev.Settings), secret) && !strings.Contains(string(src), secret) {
+			t.Fatalf("ParseRuntimeDevice read the environment: %+v", *dev)
+		}
 		cfg, file, diags := parse(src, "fuzz.hcl")
 		if diags.HasErrors() != (cfg == nil) {
 			t.Fatalf("got cfg %v with errors %v", cfg != nil, diags.HasErrors())

@@ -416,11 +416,14 @@ func TestManualRestart(t *testing.T) {
 	l.next(t, "m", 2)
 
 	for body, want := range map[string]string{
-		`{"path":"devices/nope"}`: `no actor "devices/nope"`,
-		`{"path":"control"}`:      "control",
-		`{"path":"root"}`:         "root",
-		`{}`:                      `"path"`,
-		`not json`:                "request is not",
+		`{"path":"devices/nope"}`:          `no actor "devices/nope"`,
+		`{"path":"control"}`:               "control",
+		`{"path":"root"}`:                  "root",
+		`{}`:                               `"path"`,
+		`not json`:                         "request is not",
+		`{"path":"devices/m"`:              "request is not", // truncated
+		`{"path":"devices/m\u202e\u0000"}`: "no actor",
+		`{"path":"` + strings.Repeat("a", 5000) + `"}`: "at most 4096", // oversized
 	} {
 		if r := ask(t, nc, "iot.control.actors.restart", body); r.OK || !strings.Contains(r.Error, want) {
 			t.Errorf("restart %s: %+v, want an error mentioning %q", body, r, want)

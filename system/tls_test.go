@@ -207,6 +207,11 @@ http {
 			}{
 				{"index without token", "/", "", http.StatusUnauthorized},
 				{"index with a wrong token", "/", "Bearer wrong", http.StatusUnauthorized},
+				{"index with the token truncated", "/", "Bearer " + token[:len(token)-1], http.StatusUnauthorized},
+				{"index with the token and more", "/", "Bearer " + token + "x", http.StatusUnauthorized},
+				{"index with the token as basic auth", "/", "Basic " + token, http.StatusUnauthorized},
+				{"index with the scheme alone", "/", "Bearer", http.StatusUnauthorized},
+				{"index with an oversized header", "/", "Bearer " + strings.Repeat("x", 32<<10), http.StatusUnauthorized},
 				{"index with the token", "/", "Bearer " + token, http.StatusOK},
 				{"metrics without token", "/metrics", "", probe},
 				{"readyz without token", "/readyz", "", probe},
