@@ -9,6 +9,7 @@ package actors
 
 import (
 	"io"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/nats-io/nats.go"
@@ -20,7 +21,56 @@ import (
 type Inbox struct {
 	Subject string
 	Queue   string
+	// Durable, when set, makes the inbox durable: the messages of Subject come from the JetStream stream that
+	// holds it, through a durable consumer of that name that survives restarts of the actor and of the gateway,
+	// each delivered into the mailbox as a *Delivery that the actor acknowledges once its target has accepted it.
+	// Without JetStream, the runtime keeps a bounded memory buffer per durable inbox instead, and counts what it
+	// drops. It is the same subject mailbox, not a second way to receive.
+	Durable *Durable
 }
+
+// Durable names a durable inbox and bounds it.
+type Durable struct {
+	// Name is the consumer's durable name (a sink uses its own name), unique per gateway.
+	Name string
+	// MaxAckPending bounds the deliveries handed to the actor and not yet acknowledged (its window).
+	MaxAckPending int
+	// MaxDeliver is how many times a message is delivered before it goes to the dead-letter stream.
+	MaxDeliver int
+	// AckWait is how long a delivery may stay unacknowledged before it is delivered again.
+	AckWait time.Duration
+}
+
+// Delivery is one message of a durable inbox with its acknowledgement handle. Exactly one of Ack, Nak or Term
+// should be called once the actor knows the outcome; Ack may be called from a worker goroutine (after an fsync,
+// say). The implementation is the runtime's (JetStream, or the memory buffer without it).
+type Delivery struct {
+	Msg *nats.Msg
+	// Seq is the message's sequence in its stream (or in the memory buffer), increasing in delivery order.
+	Seq uint64
+	// NumDelivered is 1 on the first delivery and counts redeliveries after it.
+	NumDelivered uint64
+	Acker        Acker
+}
+
+// Acker settles deliveries; implemented by the runtime.
+type Acker interface {
+	// Ack: the target accepted the message; it is not delivered again.
+	Ack(d *Delivery) error
+	// Nak: the target could not take it now (down, full); it is delivered again after delay, in order.
+	Nak(d *Delivery, delay time.Duration) error
+	// Term: the target refused it for good (reason says why); it goes to the dead-letter stream.
+	Term(d *Delivery, reason string) error
+}
+
+// Ack acknowledges d (see Acker).
+func (d *Delivery) Ack() error { return d.Acker.Ack(d) }
+
+// Nak asks for d to be delivered again after delay (see Acker).
+func (d *Delivery) Nak(delay time.Duration) error { return d.Acker.Nak(d, delay) }
+
+// Term sends d to the dead-letter stream with reason (see Acker).
+func (d *Delivery) Term(reason string) error { return d.Acker.Term(d, reason) }
 
 // Listener is implemented by an actor that receives bus messages. The runtime subscribes to every Inbox when the
 // actor starts for the first time, delivers each message into the actor's mailbox as a *nats.Msg, keeps the
