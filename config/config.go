@@ -30,6 +30,7 @@ type Config struct {
 	Sinks      []Sink    // in file order
 	Sidecars   []Sidecar // in file order
 	Simulators []Simulator
+	Rules      []Rule // in file order (rule.go)
 	Faults     Faults
 	HTTP       HTTP
 }
