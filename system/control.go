@@ -48,6 +48,7 @@ func (c *control) Inboxes() []actors.Inbox {
 	subjects := []string{SubjectPing, SubjectTree, SubjectDevicesList, SubjectDevicesGet, SubjectDevicesAdd,
 		SubjectDevicesUpdate, SubjectDevicesRemove, SubjectFaultsInject, SubjectFaultsClear, SubjectFaultsList, SubjectReload,
 		SubjectActorsRestart, SubjectDevicesWrite}
+	subjects = append(subjects, ruleSubjects...) // rules.go
 	in := make([]actors.Inbox, len(subjects))
 	for i, s := range subjects {
 		in[i] = actors.Inbox{Subject: s}
@@ -108,7 +109,10 @@ func (c *control) Receive(ctx actor.Context) {
 	case SubjectActorsRestart:
 		reply = c.rt.restartRequest(msg.Data)
 	default:
-		reply = ErrorReply{Error: "unknown control subject " + msg.Subject}
+		var ok bool
+		if reply, ok = c.rt.controlRules(msg.Subject, msg.Data); !ok { // rules.go
+			reply = ErrorReply{Error: "unknown control subject " + msg.Subject}
+		}
 	}
 	c.respond(msg, reply)
 }

@@ -45,14 +45,17 @@ type ruleActor struct {
 	ticker  *actors.Tick
 	changes chan AlertChange
 	out     *msgOutput
+	figures *Figures
 }
 
 var _ actors.Listener = (*ruleActor)(nil)
 
-// New returns the producer of a rule's actor. store may be nil (alert state then lives as long as the actor).
-func New(r config.Rule, env actors.Env, store AlertStore) actor.Producer {
+// New returns the producer of a rule's actor. store may be nil (alert state then lives as long as the actor);
+// figures, when not nil, receives the rule's Stats after every batch and tick. The figures of an incarnation
+// start where the previous one's ended, so a restart does not reset the counters.
+func New(r config.Rule, env actors.Env, store AlertStore, figures *Figures) actor.Producer {
 	return func() actor.Actor {
-		return &ruleActor{cfg: r, env: env, store: store, path: "rules/" + r.Name}
+		return &ruleActor{cfg: r, env: env, store: store, path: "rules/" + r.Name, figures: figures}
 	}
 }
 
@@ -85,11 +88,13 @@ func (a *ruleActor) Receive(ctx actor.Context) {
 		msg.Ack()
 		if msg == a.ticker {
 			a.eng.Tick(time.Now())
+			a.figures.set(a.eng.Stats())
 		}
 	case *ListAlerts:
 		ctx.Respond(&AlertList{Alerts: a.eng.Alerts()})
 	case *AckAlert:
 		ctx.Respond(&AckReply{Found: a.eng.Ack(msg.Key, msg.By, time.Now())})
+		a.figures.set(a.eng.Stats())
 	case *GetStats:
 		ctx.Respond(&StatsReply{Stats: a.eng.Stats()})
 	}
@@ -101,6 +106,8 @@ func (a *ruleActor) start(ctx actor.Context) {
 	m.Header.Set(actors.HeaderSource, "rule:"+a.cfg.Name)
 	a.out = &msgOutput{bus: a.env.Bus, msg: m}
 	a.eng = NewEngine(&a.cfg, a.out)
+	a.eng.stats = a.figures.Get()
+	a.eng.stats.Alerts, a.eng.stats.Series = 0, 0
 	if a.cfg.Type == config.RuleAlert && a.store != nil {
 		lctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		stored, err := a.store.Load(lctx, a.cfg.Name)
@@ -192,4 +199,5 @@ func (a *ruleActor) batch(msg *nats.Msg) {
 			a.env.Metrics.Error(a.path, "expression")
 		}
 	}
+	a.figures.set(a.eng.Stats())
 }

@@ -1,0 +1,281 @@
+package system
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/iotgw/iotgw/actors/rule"
+	"github.com/nats-io/nats.go"
+)
+
+// collect subscribes to subject and keeps every message body.
+type collected struct {
+	mu   sync.Mutex
+	msgs []*nats.Msg
+}
+
+func collect(t *testing.T, nc *nats.Conn, subject string) *collected {
+	t.Helper()
+	c := &collected{}
+	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
+		c.mu.Lock()
+		c.msgs = append(c.msgs, m)
+		c.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return c
+}
+
+func (c *collected) all() []*nats.Msg {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*nats.Msg(nil), c.msgs...)
+}
+
+func (c *collected) n() int { return len(c.all()) }
+
+func request(t *testing.T, nc *nats.Conn, subject string, body string) RulesReply {
+	t.Helper()
+	msg, err := nc.Request(subject, []byte(body), 10*time.Second)
+	if err != nil {
+		t.Fatalf("request %s: %v", subject, err)
+	}
+	var r RulesReply
+	if err := json.Unmarshal(msg.Data, &r); err != nil {
+		t.Fatalf("reply %s: %q: %v", subject, msg.Data, err)
+	}
+	return r
+}
+
+func publishBatch(t *testing.T, nc *nats.Conn, device string, points ...string) {
+	t.Helper()
+	body := `{"points":[` + strings.Join(points, ",") + `]}`
+	if err := nc.Publish("iot.processed.batch."+device, []byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func point(device, key string, v float64) string {
+	return fmt.Sprintf(`{"device_id":%q,"key":%q,"value":%v,"type":"float64","quality":1,"timestamp":%d}`, device, key, v, time.Now().UnixNano())
+}
+
+// TestRulesRunOnTheBus: a mock device's points go through the processor to a chain of rules of the config file
+// (transform → filter) and out on iot.rules.{rule}.{device}, and the rules show in the tree and rules.list.
+func TestRulesRunOnTheBus(t *testing.T) {
+	cfg := parseConfig(t, `
+device "d1" {
+  driver   = "mock"
+  interval = "50ms"
+  point "temp" {
+    signal = "constant"
+    value  = 20
+  }
+}
+rule "to_f" {
+  type   = "transform"
+  match { keys = ["temp"] }
+  value  = "value * 1.8 + 32"
+  rename = "temp_f"
+}
+rule "warm" {
+  type = "filter"
+  from = "to_f"
+  when = "value > 60"
+}
+`)
+	rt := startRuntime(t, cfg)
+	nc := client(t, rt.Bus().URL)
+	out := collect(t, nc, "iot.rules.warm.>")
+	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if out.n() == 0 {
+			return errNotYet
+		}
+		return nil
+	})
+	m := out.all()[0]
+	if m.Subject != "iot.rules.warm.d1" || !strings.Contains(string(m.Data), `"key":"temp_f","value":68,"type":"float64"`) {
+		t.Errorf("got %s %s", m.Subject, m.Data)
+	}
+	if m.Header.Get("Iot-Trace-Id") == "" {
+		t.Error("the rule's output lost the batch's trace id")
+	}
+	if n := find(tree(t, nc), "rules/warm"); n == nil || n.State != StateRunning || len(n.Subjects) != 1 || n.Subjects[0] != "iot.rules.to_f.> (queue iotgw.rules.warm)" {
+		t.Errorf("tree: got %+v", n)
+	}
+	list := request(t, nc, SubjectRulesList, "")
+	if !list.OK || len(list.Rules) != 2 || list.Rules[1].Name != "warm" || list.Rules[1].Queue != "iotgw.rules.warm" {
+		t.Fatalf("rules.list: got %+v", list)
+	}
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		st := request(t, nc, SubjectRulesGet, `{"name":"to_f"}`).Rule.Stats
+		if st.In == 0 || st.Out == 0 || st.In != st.Out {
+			return fmt.Errorf("to_f stats %+v", st)
+		}
+		return nil
+	})
+}
+
+// TestRuleExpressionErrorOnTheBus: a point that makes the expression fail goes to iot.errors.rules with the
+// rule and the point; the rule goes on with the next one.
+func TestRuleExpressionErrorOnTheBus(t *testing.T) {
+	cfg := parseConfig(t, `
+rule "num" {
+  type = "filter"
+  when = "int(text) > 1"
+}
+`)
+	rt := startRuntime(t, cfg)
+	nc := client(t, rt.Bus().URL)
+	errs := collect(t, nc, "iot.errors.rules")
+	out := collect(t, nc, "iot.rules.num.>")
+	publishBatch(t, nc, "d1", `{"device_id":"d1","key":"s","value":"x","quality":1,"timestamp":1}`, point("d1", "n", 5))
+	publishBatch(t, nc, "d1", `{"points":`) // not a batch
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if errs.n() < 2 || out.n() < 1 {
+			return fmt.Errorf("%d errors, %d outputs", errs.n(), out.n())
+		}
+		return nil
+	})
+	var ev rule.ErrorEvent
+	if err := json.Unmarshal(errs.all()[0].Data, &ev); err != nil || ev.Rule != "num" || !strings.Contains(string(ev.Point), `"value":"x"`) {
+		t.Errorf("error event: %s", errs.all()[0].Data)
+	}
+	if !strings.Contains(string(errs.all()[1].Data), `"rule":"num"`) {
+		t.Errorf("decode error event: %s", errs.all()[1].Data)
+	}
+	if n := find(tree(t, nc), "rules/num"); n == nil || n.State != StateRunning || n.Restarts != 0 {
+		t.Errorf("the rule after bad input: %+v", n)
+	}
+}
+
+// TestRulesControl: add, get, update, test and remove through iot.control.rules.*, validated like the file.
+func TestRulesControl(t *testing.T) {
+	cfg := parseConfig(t, `
+rule "base" {
+  type = "filter"
+  when = "quality == 1"
+}
+`)
+	rt := startRuntime(t, cfg)
+	nc := client(t, rt.Bus().URL)
+
+	bad := []struct{ name, body, pos, want string }{
+		{"syntax", "rule \"x\" {\n  type = \"filter\"\n  when = \"value >\"\n}", "request:3:", "Invalid expression"},
+		{"unknown field", "rule \"x\" {\n  type = \"filter\"\n  when = \"valu > 1\"\n}", "request:3:11", "unknown name valu"},
+		{"wrong type", "rule \"x\" {\n  type = \"filter\"\n  when = \"device > 1\"\n}", "request:3:", "mismatched types"},
+		{"name of a file rule", "rule \"base\" {\n  type = \"filter\"\n  when = \"true\"\n}", "", "exists (config)"},
+		{"unknown from", "rule \"x\" {\n  type = \"filter\"\n  from = \"y\"\n  when = \"true\"\n}", "request:3:10", "No rule is named"},
+		{"env", "rule \"x\" {\n  type = \"alert\"\n  when = \"true\"\n  message = env(\"HOME\")\n}", "request:4:", "env() is only allowed"},
+		{"forward to control", "rule \"x\" {\n  type = \"forward\"\n  subject = \"iot.control.reload\"\n}", "request:3:", "may not publish"},
+		{"forward to JetStream", "rule \"x\" {\n  type = \"forward\"\n  subject = \"$JS.API.STREAM.DELETE.IOT_DATA\"\n}", "request:3:", "may not publish"},
+		{"not hcl", `{"rule":1}`, "request:1:", ""},
+		{"oversized", strings.Repeat("#", maxRuleRequest+1), "", "at most"},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			r := request(t, nc, SubjectRulesAdd, tc.body)
+			if r.OK {
+				t.Fatalf("accepted")
+			}
+			text := r.Error
+			for _, d := range r.Diagnostics {
+				text += " | " + d.Pos + " " + d.Summary + ": " + d.Detail
+			}
+			if !strings.Contains(text, tc.pos) || !strings.Contains(text, tc.want) {
+				t.Errorf("got %q, want %q at %q", text, tc.want, tc.pos)
+			}
+		})
+	}
+
+	add := request(t, nc, SubjectRulesAdd, "rule \"hot\" {\n  type = \"filter\"\n  from = \"base\"\n  when = \"value > 50\"\n}")
+	if !add.OK || add.Rule == nil || add.Rule.Source != SourceRuntime {
+		t.Fatalf("add: %+v", add)
+	}
+	cyc := request(t, nc, SubjectRulesAdd, "rule \"c2\" {\n  type = \"filter\"\n  from = \"c2\"\n  when = \"true\"\n}")
+	if cyc.OK || len(cyc.Diagnostics) == 0 || cyc.Diagnostics[0].Pos != "request:3:10" || !strings.Contains(cyc.Diagnostics[0].Summary, "cycle") {
+		t.Errorf("cycle: %+v", cyc)
+	}
+	out := collect(t, nc, "iot.rules.hot.>")
+	checkFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		publishBatch(t, nc, "d1", point("d1", "t", 40), point("d1", "t", 60))
+		if out.n() == 0 {
+			return errNotYet
+		}
+		return nil
+	})
+	if got := string(out.all()[0].Data); !strings.Contains(got, `"value":60`) || strings.Contains(got, `"value":40`) {
+		t.Errorf("hot output: %s", got)
+	}
+	if r := request(t, nc, SubjectRulesRemove, `{"name":"base"}`); r.OK || !strings.Contains(r.Error, "config file") {
+		t.Errorf("remove a file rule: %+v", r)
+	}
+	upd := request(t, nc, SubjectRulesUpdate, "rule \"hot\" {\n  type = \"filter\"\n  from = \"base\"\n  when = \"value > 70\"\n}")
+	if !upd.OK {
+		t.Fatalf("update: %+v", upd)
+	}
+	get := request(t, nc, SubjectRulesGet, `{"name":"hot"}`)
+	if !get.OK || !strings.Contains(get.Rule.HCL, "value > 70") {
+		t.Errorf("get: %+v", get)
+	}
+	for _, body := range []string{``, `{`, `{"name":""}`, `{"name":"a.b"}`, `{"name":"nope"}`} {
+		if r := request(t, nc, SubjectRulesGet, body); r.OK {
+			t.Errorf("get %q: accepted", body)
+		}
+	}
+	if r := request(t, nc, SubjectRulesRemove, `{"name":"hot"}`); !r.OK {
+		t.Errorf("remove: %+v", r)
+	}
+	if n := find(tree(t, nc), "rules/hot"); n != nil {
+		t.Errorf("removed rule still in the tree: %+v", n)
+	}
+}
+
+// TestRulesTest: iot.control.rules.test runs a definition on the request's points and says what it would emit,
+// without installing it.
+func TestRulesTest(t *testing.T) {
+	rt := startRuntime(t, parseConfig(t, ``))
+	nc := client(t, rt.Bus().URL)
+	req := func(hcl, points, advance string) string {
+		b, _ := json.Marshal(map[string]any{"hcl": hcl, "points": json.RawMessage(points), "advance": advance})
+		return string(b)
+	}
+	r := request(t, nc, SubjectRulesTest, req("rule \"t\" {\n  type = \"alert\"\n  when = \"value > 85\"\n  for = \"1s\"\n}",
+		`[{"device_id":"d1","key":"temp","value":90}]`, "2s"))
+	if !r.OK || len(r.Outputs) != 2 || r.Outputs[0].Subject != "iot.alerts.warning.d1" ||
+		!strings.Contains(string(r.Outputs[0].Data), `"event":"pending"`) || !strings.Contains(string(r.Outputs[1].Data), `"event":"firing"`) {
+		t.Errorf("test alert: %+v", r)
+	}
+	r = request(t, nc, SubjectRulesTest, req("rule \"a\" {\n  type = \"aggregate\"\n  window = \"count\"\n  count = 2\n  functions = [\"avg\"]\n}",
+		`[{"device_id":"d1","key":"k","value":1,"timestamp":1},{"device_id":"d1","key":"k","value":3,"timestamp":2}]`, ""))
+	if !r.OK || len(r.Outputs) != 1 || r.Outputs[0].Subject != "iot.aggregated.d1.k" || !strings.Contains(string(r.Outputs[0].Data), `"values":{"avg":2}`) {
+		t.Errorf("test aggregate: %+v", r)
+	}
+	if n := find(tree(t, nc), "rules/t"); n != nil {
+		t.Error("rules.test installed the rule")
+	}
+	for name, body := range map[string]string{
+		"not json":    `rule "x" {}`,
+		"bad rule":    req("rule \"x\" {\n  type = \"filter\"\n  when = \"nope\"\n}", `[]`, ""),
+		"bad points":  req("rule \"x\" {\n  type = \"filter\"\n  when = \"true\"\n}", `[{"key":1}]`, ""),
+		"bad device":  req("rule \"x\" {\n  type = \"filter\"\n  when = \"true\"\n}", `[{"device_id":"a.b","key":"k","value":1}]`, ""),
+		"bad advance": req("rule \"x\" {\n  type = \"filter\"\n  when = \"true\"\n}", `[]`, "1y"),
+		"truncated":   req("rule \"x\" {\n  type = \"filter\"\n  when = \"true\"\n}", `[]`, "")[:30],
+	} {
+		if r := request(t, nc, SubjectRulesTest, body); r.OK || r.Error == "" {
+			t.Errorf("%s: got %+v", name, r)
+		}
+	}
+}
