@@ -279,3 +279,97 @@ func TestRulesTest(t *testing.T) {
 		}
 	}
 }
+
+// TestFiringAlertSurvivesAGatewayRestart: with JetStream on, a firing alert is in the IOTGW_ALERTS bucket; the
+// next gateway on the same store neither fires it again (a point still above the threshold says nothing) nor
+// forgets it (it is listed, can be acked, and resolves when the value falls).
+func TestFiringAlertSurvivesAGatewayRestart(t *testing.T) {
+	store := t.TempDir()
+	src := fmt.Sprintf(`
+nats {
+  jetstream {
+    enabled   = true
+    store_dir = %q
+  }
+}
+rule "hot" {
+  type = "alert"
+  when = "value > 85"
+}
+`, store)
+	rt := startRuntime(t, parseConfig(t, src))
+	nc := client(t, rt.Bus().URL)
+	events := collect(t, nc, "iot.alerts.>")
+	publishBatch(t, nc, "d1", point("d1", "t", 90))
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if events.n() != 1 {
+			return fmt.Errorf("%d events", events.n())
+		}
+		return nil
+	})
+	// The state is stored by the rule's worker: wait for it in the bucket before the restart.
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		kv, err := rt.Bus().JS.KeyValue(t.Context(), AlertsBucket)
+		if err != nil {
+			return err
+		}
+		keys, err := kv.ListKeys(t.Context())
+		if err != nil {
+			return err
+		}
+		n := 0
+		for range keys.Keys() {
+			n++
+		}
+		if n != 1 {
+			return fmt.Errorf("%d stored alerts", n)
+		}
+		return nil
+	})
+	nc.Close()
+	if err := rt.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	rt2 := startRuntime(t, parseConfig(t, src))
+	nc2 := client(t, rt2.Bus().URL)
+	events2 := collect(t, nc2, "iot.alerts.>")
+	list := request(t, nc2, SubjectAlertsList, "")
+	if !list.OK || len(list.Alerts) != 1 || list.Alerts[0].Key != "hot:d1:t:when" || list.Alerts[0].State != rule.StateFiring {
+		t.Fatalf("alerts.list after the restart: %+v", list)
+	}
+	publishBatch(t, nc2, "d1", point("d1", "t", 95)) // still above: not fired again
+	if r := request(t, nc2, SubjectAlertsAck, `{"key":"hot:d1:t:when","by":"operator"}`); !r.OK {
+		t.Fatalf("ack: %+v", r)
+	}
+	if r := request(t, nc2, SubjectAlertsAck, `{"key":"nope"}`); r.OK {
+		t.Error("ack of an unknown alert accepted")
+	}
+	for _, body := range []string{``, `{`, `{"key":""}`, `{"key":"k","by":"` + strings.Repeat("x", 100) + `"}`} {
+		if r := request(t, nc2, SubjectAlertsAck, body); r.OK {
+			t.Errorf("ack %q accepted", body)
+		}
+	}
+	publishBatch(t, nc2, "d1", point("d1", "t", 70))
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if events2.n() < 2 {
+			return fmt.Errorf("%d events", events2.n())
+		}
+		return nil
+	})
+	var got []string
+	for _, m := range events2.all() {
+		var a rule.Alert
+		if err := json.Unmarshal(m.Data, &a); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, m.Subject+" "+a.Event)
+	}
+	want := []string{"iot.alerts.warning.d1 acknowledged", "iot.alerts.warning.d1 resolved"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("events after the restart: got %q, want %q", got, want)
+	}
+	if list := request(t, nc2, SubjectAlertsList, ""); len(list.Alerts) != 0 {
+		t.Errorf("resolved alert still listed: %+v", list.Alerts)
+	}
+}
