@@ -20,8 +20,12 @@ type Rule struct {
 	// From names the rule whose output this one reads (chaining); "" reads the processed batches.
 	From  string
 	Queue string // the queue group gateways sharing the rule use; default iotgw.rules.{name}
-	Match RuleMatch
-	When  *Expr // nil: every matched point
+	// Partition is "device" when every device's points must reach one gateway of those sharing the rule (the
+	// default for alert and aggregate rules, which keep state per device), "none" when any gateway of the queue
+	// group may take any batch (the default for the others).
+	Partition string
+	Match     RuleMatch
+	When      *Expr // nil: every matched point
 
 	Alert     *AlertRule
 	Transform *TransformRule
@@ -32,6 +36,12 @@ type Rule struct {
 	DefRange  hcl.Range
 	FromRange hcl.Range
 }
+
+// Partition modes of a rule.
+const (
+	PartitionDevice = "device"
+	PartitionNone   = "none"
+)
 
 // Rule types.
 const (
@@ -174,11 +184,12 @@ type ForwardRule struct {
 
 // ruleHCL is a rule block as written; which attributes a type may use is in ruleAttrs.
 type ruleHCL struct {
-	Type  string    `hcl:"type"`
-	When  *string   `hcl:"when,optional"`
-	From  *string   `hcl:"from,optional"`
-	Queue *string   `hcl:"queue,optional"`
-	Match *matchHCL `hcl:"match,block"`
+	Type      string    `hcl:"type"`
+	When      *string   `hcl:"when,optional"`
+	From      *string   `hcl:"from,optional"`
+	Queue     *string   `hcl:"queue,optional"`
+	Partition *string   `hcl:"partition,optional"`
+	Match     *matchHCL `hcl:"match,block"`
 
 	Level      *string `hcl:"level,optional"`
 	Message    *string `hcl:"message,optional"`
@@ -279,6 +290,17 @@ func decodeRule(block *hcl.Block, ctx *hcl.EvalContext, diags *hcl.Diagnostics) 
 		v.Block("derive", "").Errorf("", "derive blocks belong to transform rules")
 	}
 	r.Queue = "iotgw.rules." + r.Name
+	r.Partition = PartitionNone
+	if h.Type == RuleAlert || h.Type == RuleAggregate {
+		r.Partition = PartitionDevice
+	}
+	set(&r.Partition, h.Partition)
+	if !isOneOf(r.Partition, []string{PartitionDevice, PartitionNone}) {
+		v.Errorf("partition", "unknown partition %s; known: device, none", quote(r.Partition))
+	}
+	if r.Partition == PartitionDevice && h.Queue != nil {
+		v.Errorf("queue", "a rule partitioned by device takes no queue group: each gateway reads every batch and keeps the devices it owns")
+	}
 	if h.Queue != nil {
 		r.Queue = *h.Queue
 		if err := ValidSubject(r.Queue, false); err != nil {

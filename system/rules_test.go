@@ -373,3 +373,108 @@ rule "hot" {
 		t.Errorf("resolved alert still listed: %+v", list.Alerts)
 	}
 }
+
+// TestPartitionedRuleTwoGateways: two gateways on one NATS server share a rule partitioned by device: each point
+// is processed by exactly one of them (counted), each device by the same one, and when one leaves the other takes
+// its devices with nothing lost or doubled.
+func TestPartitionedRuleTwoGateways(t *testing.T) {
+	const ruleSrc = `
+rule "share" {
+  type      = "filter"
+  partition = "device"
+  when      = "true"
+}
+`
+	cfgA := parseConfig(t, `gateway { id = "gw-a" }`+ruleSrc)
+	a := startRuntime(t, cfgA)
+	cfgB := parseConfig(t, fmt.Sprintf(`gateway { id = "gw-b" }
+nats { url = %q }`, a.Bus().URL)+ruleSrc)
+	b := startRuntime(t, cfgB)
+	members := func(rt *Runtime) int { return rt.rules.entries["share"].figures.Get().Members }
+	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if members(a) != 2 || members(b) != 2 {
+			return fmt.Errorf("members: a %d, b %d", members(a), members(b))
+		}
+		return nil
+	})
+	nc := client(t, a.Bus().URL)
+	out := collect(t, nc, "iot.rules.share.>")
+
+	send := func(from, n int) {
+		for i := from; i < from+n; i++ {
+			dev := fmt.Sprintf("dev-%d", i%20)
+			publishBatch(t, nc, dev, fmt.Sprintf(`{"device_id":%q,"key":"seq","value":%d,"quality":1,"timestamp":1}`, dev, i))
+		}
+	}
+	// count waits for want outputs after the first skip, then checks each seq came once and each device from one
+	// gateway; it returns the gateways by device.
+	count := func(skip, from, want int) map[string]string {
+		t.Helper()
+		checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+			if n := out.n() - skip; n < want {
+				return fmt.Errorf("%d of %d outputs", n, want)
+			}
+			return nil
+		})
+		time.Sleep(200 * time.Millisecond) // a duplicate would come now
+		msgs := out.all()[skip:]
+		if len(msgs) != want {
+			t.Fatalf("got %d outputs, want %d: a point was processed twice", len(msgs), want)
+		}
+		seen := map[int]bool{}
+		owner := map[string]string{}
+		for _, m := range msgs {
+			var body struct {
+				Points []struct {
+					Device string `json:"device_id"`
+					Value  int    `json:"value"`
+				} `json:"points"`
+			}
+			if err := json.Unmarshal(m.Data, &body); err != nil || len(body.Points) != 1 {
+				t.Fatalf("output %s: %v", m.Data, err)
+			}
+			p := body.Points[0]
+			if seen[p.Value] {
+				t.Errorf("seq %d processed twice", p.Value)
+			}
+			seen[p.Value] = true
+			gw := m.Header.Get(rule.HeaderGateway)
+			if o, ok := owner[p.Device]; ok && o != gw {
+				t.Errorf("device %s processed by %s and %s", p.Device, o, gw)
+			}
+			owner[p.Device] = gw
+		}
+		for i := from; i < from+want; i++ {
+			if !seen[i] {
+				t.Errorf("seq %d not processed", i)
+			}
+		}
+		return owner
+	}
+	send(0, 1000)
+	owners := count(0, 0, 1000)
+	byGateway := map[string]int{}
+	for _, gw := range owners {
+		byGateway[gw]++
+	}
+	if len(owners) != 20 || byGateway["gw-a"] == 0 || byGateway["gw-b"] == 0 {
+		t.Errorf("devices by gateway: %v (want the 20 devices shared by both)", byGateway)
+	}
+	t.Logf("devices by gateway: %v", byGateway)
+
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if members(a) != 1 {
+			return fmt.Errorf("members of a: %d", members(a))
+		}
+		return nil
+	})
+	send(1000, 200)
+	for dev, gw := range count(1000, 1000, 200) {
+		if gw != "gw-a" {
+			t.Errorf("after gw-b left, %s went to %s", dev, gw)
+		}
+	}
+}

@@ -23,6 +23,10 @@ type AlertStore interface {
 	Delete(ctx context.Context, a *Alert) error
 }
 
+// HeaderGateway names the gateway whose rule made a message: with several gateways sharing a rule, which one
+// took the batch.
+const HeaderGateway = "Iot-Gateway"
+
 // TickInterval is how often a rule with time in it (alert, aggregate) looks at the clock: the precision of `for`,
 // no_data, repeat and of windows closing without new points.
 const TickInterval = 100 * time.Millisecond
@@ -46,6 +50,9 @@ type ruleActor struct {
 	changes chan AlertChange
 	out     *msgOutput
 	figures *Figures
+	members *membership // partition = "device" only
+	joining []*nats.Msg // batches that came while joining (partition.go)
+	sentUp  bool
 }
 
 var _ actors.Listener = (*ruleActor)(nil)
@@ -60,6 +67,10 @@ func New(r config.Rule, env actors.Env, store AlertStore, figures *Figures) acto
 }
 
 func (a *ruleActor) Inboxes() []actors.Inbox {
+	if a.cfg.Partition == config.PartitionDevice {
+		// Every gateway reads every batch and keeps the devices it owns (partition.go): no queue group.
+		return []actors.Inbox{{Subject: config.RuleInput(&a.cfg)}, {Subject: SubjectMembersPrefix + a.cfg.Name}}
+	}
 	return []actors.Inbox{{Subject: config.RuleInput(&a.cfg), Queue: a.cfg.Queue}}
 }
 
@@ -81,14 +92,23 @@ func (a *ruleActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		a.start(ctx)
 	case *actor.Stopping, *actor.Restarting:
+		if a.members != nil && a.members.active {
+			a.announce("leave") // the others take this gateway's devices from this message on
+		}
 		a.workers.Stop()
 	case *nats.Msg:
+		if a.members != nil {
+			a.partitioned(msg)
+			return
+		}
 		a.batch(msg)
 	case *actors.Tick:
 		msg.Ack()
 		if msg == a.ticker {
-			a.eng.Tick(time.Now())
-			a.figures.set(a.eng.Stats())
+			now := time.Now()
+			a.memberTick(now)
+			a.eng.Tick(now)
+			a.figures.set(a.stats())
 		}
 	case *ListAlerts:
 		ctx.Respond(&AlertList{Alerts: a.eng.Alerts()})
@@ -104,6 +124,7 @@ func (a *ruleActor) start(ctx actor.Context) {
 	m := &nats.Msg{Header: nats.Header{}}
 	m.Header.Set(actors.HeaderSchema, actors.SchemaVersion)
 	m.Header.Set(actors.HeaderSource, "rule:"+a.cfg.Name)
+	m.Header.Set(HeaderGateway, a.env.GatewayID)
 	a.out = &msgOutput{bus: a.env.Bus, msg: m}
 	a.eng = NewEngine(&a.cfg, a.out)
 	a.eng.stats = a.figures.Get()
@@ -138,9 +159,79 @@ func (a *ruleActor) start(ctx actor.Context) {
 			}
 		})
 	}
-	if a.cfg.Type == config.RuleAlert || a.cfg.Type == config.RuleAggregate {
+	if a.cfg.Partition == config.PartitionDevice {
+		a.members = newMembership(a.env.GatewayID, a.cfg.Name)
+		a.members.joinedAt = time.Now()
+		a.announce("join")
+	}
+	if a.cfg.Type == config.RuleAlert || a.cfg.Type == config.RuleAggregate || a.members != nil {
 		a.ticker = a.workers.Tick(ctx, "clock", TickInterval)
 	}
+}
+
+func (a *ruleActor) announce(state string) {
+	if err := a.env.Bus.Publish(a.members.subject, a.members.message(state)); err != nil {
+		a.env.Log.Warn().Err(err).Str("state", state).Msg("cannot announce rule membership")
+	}
+	a.members.lastSent = time.Now()
+}
+
+// memberTick says "up" once the join has settled, then every memberInterval, and forgets silent members.
+func (a *ruleActor) memberTick(now time.Time) {
+	m := a.members
+	if m == nil {
+		return
+	}
+	switch {
+	case !m.active && !a.sentUp && now.Sub(m.joinedAt) >= joinSettle:
+		a.announce("up")
+		a.sentUp = true
+	case m.active && now.Sub(m.lastSent) >= memberInterval:
+		a.announce("up")
+	}
+	m.expire(now)
+}
+
+// partitioned handles a message of a rule partitioned by device: membership, or a batch it may own.
+func (a *ruleActor) partitioned(msg *nats.Msg) {
+	m := a.members
+	if msg.Subject == m.subject {
+		reply, activated := m.heard(msg.Data, time.Now())
+		if reply != "" {
+			a.announce(reply)
+		}
+		if activated {
+			buffered := a.joining
+			a.joining = nil
+			if !m.others { // no one else was active: the batches that came while joining are this gateway's
+				for _, b := range buffered {
+					a.partitioned(b)
+				}
+			}
+		}
+		return
+	}
+	if !m.active {
+		if len(a.joining) < maxJoinBuffer {
+			a.joining = append(a.joining, msg)
+		} else {
+			a.eng.stats.Dropped++
+		}
+		return
+	}
+	if !m.owns(deviceOf(msg.Subject)) {
+		a.eng.stats.NotOwned++
+		return
+	}
+	a.batch(msg)
+}
+
+func (a *ruleActor) stats() Stats {
+	s := a.eng.Stats()
+	if a.members != nil {
+		s.Members = len(a.members.ids)
+	}
+	return s
 }
 
 func put(store AlertStore, c AlertChange, log zerolog.Logger) {
@@ -199,5 +290,5 @@ func (a *ruleActor) batch(msg *nats.Msg) {
 			a.env.Metrics.Error(a.path, "expression")
 		}
 	}
-	a.figures.set(a.eng.Stats())
+	a.figures.set(a.stats())
 }

@@ -47,6 +47,10 @@ type Stats struct {
 	EvalNs  uint64 `json:"eval_ns"`
 	Alerts  int    `json:"active_alerts,omitempty"`
 	Series  int    `json:"series"`
+	// A rule partitioned by device: the batches of devices another gateway owns (skipped undecoded), and the
+	// gateways sharing the rule, this one included.
+	NotOwned uint64 `json:"not_owned,omitempty"`
+	Members  int    `json:"members,omitempty"`
 }
 
 // maxSeries bounds the series (device × key, or group) one rule keeps state for: a misbehaving source inventing
