@@ -96,6 +96,8 @@ type Expr struct {
 	UsesTags, UsesValues bool
 	// UsesSeries says it calls changed, delta or rate: the actor keeps the previous value per series.
 	UsesSeries bool
+	// UsesText says it reads text: formatting a number as text costs an allocation per point.
+	UsesText bool
 }
 
 // ExprKind is what an expression must evaluate to.
@@ -136,11 +138,11 @@ func CompileExpr(src string, kind ExprKind) (*Expr, error) {
 	uses := &usesVisitor{}
 	node := program.Node()
 	ast.Walk(&node, uses)
-	e.UsesTags, e.UsesValues, e.UsesSeries = uses.tags, uses.values, uses.series
+	e.UsesTags, e.UsesValues, e.UsesSeries, e.UsesText = uses.tags, uses.values, uses.series, uses.text
 	return e, nil
 }
 
-type usesVisitor struct{ tags, values, series bool }
+type usesVisitor struct{ tags, values, series, text bool }
 
 func (u *usesVisitor) Visit(node *ast.Node) {
 	if id, ok := (*node).(*ast.IdentifierNode); ok {
@@ -148,6 +150,9 @@ func (u *usesVisitor) Visit(node *ast.Node) {
 		case "tags", "$env":
 			u.tags = true
 			u.values = id.Value == "$env" || u.values
+			u.text = id.Value == "$env" || u.text
+		case "text":
+			u.text = true
 		case "values":
 			u.values = true
 		case "changed", "delta", "rate":

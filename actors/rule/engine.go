@@ -75,6 +75,9 @@ type Engine struct {
 
 	alerts *alerts
 	agg    *aggregator
+
+	machine                        vm.VM // reused: vm.Run would make a VM (and its stack) per evaluation
+	needTags, needValues, needText bool  // what the rule's expressions read
 }
 
 // series is the state of one device and key.
@@ -108,6 +111,11 @@ func NewEngine(r *config.Rule, out Output) *Engine {
 			return 0
 		}
 		return (e.env.Value - e.cur.prev) / (float64(e.env.Timestamp-e.cur.prevTs) / 1e9)
+	}
+	for _, x := range e.exprs() {
+		e.needTags = e.needTags || x.UsesTags
+		e.needValues = e.needValues || x.UsesValues
+		e.needText = e.needText || x.UsesText
 	}
 	switch r.Type {
 	case config.RuleAlert:
@@ -221,19 +229,19 @@ func (e *Engine) fill(p *isp.Point, s *series, batch []isp.Point) {
 	}
 	if str, ok := p.Value.Str(); ok {
 		env.Text = str
-	} else if p.Value.Kind() == isp.KindNull {
+	} else if p.Value.Kind() == isp.KindNull || !e.needText {
 		env.Text = ""
 	} else {
 		env.Text = p.Value.String()
 	}
 	env.Device, env.Key, env.Quality, env.Timestamp, env.Type = p.DeviceID, p.Key, p.Quality, p.Timestamp, p.Type
-	if e.usesTags() {
+	if e.needTags {
 		env.Tags = make(map[string]string, len(p.Tags))
 		for _, t := range p.Tags {
 			env.Tags[t.Key] = t.Value
 		}
 	}
-	if e.usesValues() {
+	if e.needValues {
 		env.Values = valuesOf(batch, p.DeviceID, env.Values)
 	}
 }
@@ -254,16 +262,30 @@ func valuesOf(batch []isp.Point, device string, m map[string]float64) map[string
 	return m
 }
 
-func (e *Engine) usesTags() bool {
+// exprs are the rule's expressions evaluated per point (derived points fill their own values).
+func (e *Engine) exprs() []*config.Expr {
 	r := e.rule
-	return r.When != nil && r.When.UsesTags || r.Alert != nil && r.Alert.ClearWhen != nil && r.Alert.ClearWhen.UsesTags ||
-		r.Transform != nil && r.Transform.Value != nil && r.Transform.Value.UsesTags
+	var out []*config.Expr
+	for _, x := range []*config.Expr{r.When, alertClear(r), transformValue(r)} {
+		if x != nil {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
-func (e *Engine) usesValues() bool {
-	r := e.rule
-	return r.When != nil && r.When.UsesValues || r.Alert != nil && r.Alert.ClearWhen != nil && r.Alert.ClearWhen.UsesValues ||
-		r.Transform != nil && r.Transform.Value != nil && r.Transform.Value.UsesValues
+func alertClear(r *config.Rule) *config.Expr {
+	if r.Alert == nil {
+		return nil
+	}
+	return r.Alert.ClearWhen
+}
+
+func transformValue(r *config.Rule) *config.Expr {
+	if r.Transform == nil {
+		return nil
+	}
+	return r.Transform.Value
 }
 
 // when evaluates the rule's when on the filled environment; no when is true. An error is reported and is false.
@@ -276,7 +298,7 @@ func (e *Engine) when(p *isp.Point) bool {
 }
 
 func (e *Engine) evalBool(x *config.Expr, p *isp.Point) (result, ok bool) {
-	out, err := vm.Run(x.Program, &e.env)
+	out, err := e.machine.Run(x.Program, &e.env)
 	if err != nil {
 		e.exprError(x, p, err)
 		return false, false
@@ -286,7 +308,7 @@ func (e *Engine) evalBool(x *config.Expr, p *isp.Point) (result, ok bool) {
 }
 
 func (e *Engine) evalNumber(x *config.Expr, p *isp.Point) (float64, bool) {
-	out, err := vm.Run(x.Program, &e.env)
+	out, err := e.machine.Run(x.Program, &e.env)
 	if err != nil {
 		e.exprError(x, p, err)
 		return 0, false
