@@ -64,6 +64,7 @@ func (m *monitor) init() {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newRuntimeCollector(m.rt),
+		rulesCollector{rt: m.rt}, // rules_metrics.go
 	)
 	m.metrics = actors.NewMetrics(m.reg)
 }

@@ -3,6 +3,7 @@ package system
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -123,6 +124,22 @@ rule "warm" {
 		st := request(t, nc, SubjectRulesGet, `{"name":"to_f"}`).Rule.Stats
 		if st.In == 0 || st.Out == 0 || st.In != st.Out {
 			return fmt.Errorf("to_f stats %+v", st)
+		}
+		return nil
+	})
+	// The same figures on /metrics.
+	checkFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		var matched, in float64
+		for _, s := range scrape(t, &http.Client{Timeout: 5 * time.Second}, rt) {
+			switch {
+			case s.name == "iotgw_rule_matched_total" && s.labels["rule"] == "warm" && s.labels["type"] == "filter":
+				matched = s.value
+			case s.name == "iotgw_points_in_total" && s.labels["actor"] == "rules/warm":
+				in = s.value
+			}
+		}
+		if matched == 0 || in == 0 {
+			return fmt.Errorf("metrics: matched %v, in %v", matched, in)
 		}
 		return nil
 	})

@@ -46,6 +46,11 @@ Commands:
   reload                                re-read the config and apply the differences
   restart PATH                          restart an actor of the tree (failed, stopped or running): devices/plc-1
   sidecars status NAME
+  rules list                            the rules with their figures: points in, out, dropped, errors, eval time
+  rules get NAME                        a rule's state, figures and (added at run time) its HCL
+  rules add -f rule.hcl                 add a rule from one rule "name" { … } block; rules update -f; rules remove NAME
+  alerts list                           the pending and firing alerts
+  alerts ack KEY                        acknowledge an alert (it stays until it resolves, but is not repeated)
 
 Flags may follow the command words. -s defaults to $NATS_URL, else nats://127.0.0.1:4222.
 Replies come to the inbox _INBOX.{user} with -user (a non-admin may read no other); give -inbox-prefix with
@@ -325,6 +330,9 @@ func ctlBuild(fs *flag.FlagSet, f *ctlFlags, words []string) (ctlRequest, error)
 		return ctlRequest{subject: "sidecars." + args[0] + ".status", render: renderSidecar,
 			hint: fmt.Sprintf("is there a sidecar %q?", args[0])}, nil
 	}
+	if req, ok, err := ctlRules(f, cmd, args); ok { // rules.go
+		return req, err
+	}
 	return ctlRequest{}, ctlUsagef("unknown command %q", cmd)
 }
 
@@ -333,6 +341,8 @@ var ctlGroups = map[string]string{
 	"devices":  "list, get, add, update, remove, write",
 	"fault":    "inject, clear, list",
 	"sidecars": "status",
+	"rules":    "list, get, add, update, remove",
+	"alerts":   "list, ack",
 }
 
 // ctlCommandFlags are the flags of each command beyond the connection flags.
@@ -340,6 +350,8 @@ var ctlCommandFlags = map[string][]string{
 	"devices add":    {"f"},
 	"devices update": {"f"},
 	"fault inject":   {"for", "probability", "latency"},
+	"rules add":      {"f"},
+	"rules update":   {"f"},
 }
 
 var ctlConnFlags = map[string]bool{"s": true, "json": true, "timeout": true, "user": true, "password": true, "creds": true, "nkey": true,
