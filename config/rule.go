@@ -33,8 +33,8 @@ type Rule struct {
 	Aggregate *AggregateRule
 	Forward   *ForwardRule
 
-	DefRange  hcl.Range
-	FromRange hcl.Range
+	DefRange  hcl.Range `json:"-"` // not part of what the rule does: a reload compares rules without them
+	FromRange hcl.Range `json:"-"`
 }
 
 // Partition modes of a rule.

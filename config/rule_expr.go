@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -99,6 +100,9 @@ type Expr struct {
 	// UsesText says it reads text: formatting a number as text costs an allocation per point.
 	UsesText bool
 }
+
+// MarshalJSON writes the expression as its source: what it means, not its bytecode.
+func (e *Expr) MarshalJSON() ([]byte, error) { return json.Marshal(e.Source) }
 
 // ExprKind is what an expression must evaluate to.
 type ExprKind int

@@ -87,7 +87,7 @@ func (c *control) Receive(ctx actor.Context) {
 			UptimeS: time.Since(c.rt.started).Seconds(), Timestamp: time.Now().UnixNano(),
 		}
 	case SubjectTree:
-		reply = c.rt.tree.Snapshot()
+		reply = c.rt.withRuleFigures(c.rt.tree.Snapshot()) // rules.go
 	case SubjectDevicesList:
 		reply = c.rt.listDevices()
 	case SubjectDevicesGet:

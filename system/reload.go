@@ -64,7 +64,8 @@ func (r *Runtime) Reload() ControlReply {
 	for _, b := range []struct {
 		name     string
 		old, new any
-	}{{"gateway", r.cfg.Gateway, next.Gateway}, {"nats", r.cfg.NATS, next.NATS}, {"supervisor", r.cfg.Supervisor, next.Supervisor}, {"faults", r.cfg.Faults, next.Faults}, {"http", r.cfg.HTTP, next.HTTP}} {
+	}{{"gateway", r.cfg.Gateway, next.Gateway}, {"nats", r.cfg.NATS, next.NATS}, {"supervisor", r.cfg.Supervisor, next.Supervisor}, {"faults", r.cfg.Faults, next.Faults}, {"http", r.cfg.HTTP, next.HTTP},
+		{"rules", rulesDigest(r.cfg.Rules), rulesDigest(next.Rules)}} { // rules.go: the file's rules apply at the next start
 		if !reflect.DeepEqual(b.old, b.new) {
 			res.Restart = append(res.Restart, b.name)
 		}

@@ -136,6 +136,39 @@ func (r *Runtime) openRules() *ruleRegistry {
 	return reg
 }
 
+// withRuleFigures puts each rule's figures on its node of a tree snapshot.
+func (r *Runtime) withRuleFigures(root *Node) *Node {
+	reg := r.rules
+	if reg == nil || root == nil {
+		return root
+	}
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	for _, g := range root.Children {
+		if g.Path != GroupRules {
+			continue
+		}
+		for _, n := range g.Children {
+			if e, ok := reg.entries[n.Name]; ok {
+				s := e.figures.Get()
+				n.Rule = &s
+			}
+		}
+	}
+	return root
+}
+
+// rulesDigest is what the file's rules say, for a reload to tell whether they changed (positions left out).
+func rulesDigest(rules []config.Rule) string {
+	sorted := append([]config.Rule(nil), rules...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
+	data, err := json.Marshal(sorted)
+	if err != nil {
+		return err.Error()
+	}
+	return string(data)
+}
+
 // ruleList is every rule of the registry (the caller holds it or runs before the tree starts).
 func (r *Runtime) ruleList(reg *ruleRegistry) []config.Rule {
 	out := make([]config.Rule, 0, len(reg.entries))
@@ -427,8 +460,10 @@ func testRule(body []byte, running []config.Rule) RulesReply {
 	rec := &testRecorder{}
 	eng := rule.NewEngine(rl, rec)
 	eng.Process(points, now)
+	// At most 1,000 ticks, however long the advance: a request must not keep the control actor busy for long.
+	step := max(rule.TickInterval, advance/1000)
 	for t := time.Duration(0); t < advance; {
-		t = min(t+rule.TickInterval, advance)
+		t = min(t+step, advance)
 		eng.Tick(now.Add(t))
 	}
 	st := eng.Stats()

@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -116,6 +119,12 @@ rule "warm" {
 	if n := find(tree(t, nc), "rules/warm"); n == nil || n.State != StateRunning || len(n.Subjects) != 1 || n.Subjects[0] != "iot.rules.to_f.> (queue iotgw.rules.warm)" {
 		t.Errorf("tree: got %+v", n)
 	}
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if n := find(tree(t, nc), "rules/warm"); n == nil || n.Rule == nil || n.Rule.In == 0 || n.Rule.Out == 0 {
+			return fmt.Errorf("rule figures in the tree: %+v", n)
+		}
+		return nil
+	})
 	list := request(t, nc, SubjectRulesList, "")
 	if !list.OK || len(list.Rules) != 2 || list.Rules[1].Name != "warm" || list.Rules[1].Queue != "iotgw.rules.warm" {
 		t.Fatalf("rules.list: got %+v", list)
@@ -494,4 +503,51 @@ nats { url = %q }`, a.Bus().URL)+ruleSrc)
 			t.Errorf("after gw-b left, %s went to %s", dev, gw)
 		}
 	}
+}
+
+// TestReloadListsChangedRules: the file's rules apply at the next start; a reload says so when they changed, and
+// not when only comments or positions did.
+func TestReloadListsChangedRules(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gw.hcl")
+	write := func(src string) {
+		if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const rules = "rule \"r\" {\n  type = \"filter\"\n  when = \"value > 1\"\n}\n"
+	write(rules)
+	cfg, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := startRuntime(t, cfg, WithConfigPath(path))
+	write("# a comment moves the rule down\n\n" + rules)
+	if res := rt.Reload(); !res.OK || slices.Contains(res.Reload.Restart, "rules") {
+		t.Errorf("unchanged rules: %+v", res.Reload)
+	}
+	write(strings.Replace(rules, "value > 1", "value > 2", 1))
+	if res := rt.Reload(); !res.OK || !slices.Contains(res.Reload.Restart, "rules") {
+		t.Errorf("changed rules: %+v", res.Reload)
+	}
+}
+
+// FuzzRulesTestRequest: whatever body iot.control.rules.test gets, it answers ok or an error, never panics, and a
+// rule it ran published nowhere but its own subjects.
+func FuzzRulesTestRequest(f *testing.F) {
+	f.Add([]byte(`{"hcl":"rule \"t\" {\n type = \"alert\"\n when = \"value > 1\"\n for = \"1s\"\n}","points":[{"device_id":"d","key":"k","value":2}],"advance":"2s"}`))
+	f.Add([]byte(`{"hcl":"rule \"a\" {\n type = \"aggregate\"\n window = \"count\"\n count = 1\n}","points":[{"device_id":"d","key":"k","value":2}]}`))
+	f.Add([]byte(`{"hcl":"rule \"f\" {\n type = \"forward\"\n subject = \"x.{device}.{key}\"\n}","points":[{"device_id":"d","key":"k","value":"s"}]}`))
+	f.Add([]byte(`{"hcl":"","points":null}`))
+	f.Add([]byte(`{"points":[{"key":"k","value":1e309}]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r := testRule(body, nil)
+		if !r.OK && r.Error == "" {
+			t.Fatal("neither ok nor an error")
+		}
+		for _, o := range r.Outputs {
+			if strings.HasPrefix(o.Subject, "iot.control.") || strings.HasPrefix(o.Subject, "$") || strings.HasPrefix(o.Subject, "_INBOX.") {
+				t.Fatalf("published on %s", o.Subject)
+			}
+		}
+	})
 }

@@ -2,6 +2,7 @@ package system
 
 import (
 	"fmt"
+	"github.com/iotgw/iotgw/actors/rule"
 	"sort"
 	"strings"
 	"sync"
@@ -69,7 +70,9 @@ type Node struct {
 	// PendingBudget is on the root only: the gateway-wide budget of buffered bus messages, its share per
 	// subscription and what is buffered against it (each mailbox shows its own part).
 	PendingBudget *PendingBudget `json:"pending_budget,omitempty"`
-	Children      []*Node        `json:"children,omitempty"`
+	// Rule is a rule actor's figures (points in, out, dropped, errors, eval time, alerts); see rules.go.
+	Rule     *rule.Stats `json:"rule,omitempty"`
+	Children []*Node     `json:"children,omitempty"`
 }
 
 func newTree() *Tree { return &Tree{nodes: map[string]*treeEntry{}} }
