@@ -377,6 +377,99 @@ device "boiler-2" {
 #   }
 # }
 
+# Rules: one actor each under the "rules" supervisor, after the built-in processor (README, "Rules"). A rule reads
+# the processed batches (iot.processed.batch.>), or with from = "rule" another rule's output, picks points with
+# match and when, and publishes what it makes: iot.rules.{rule}.{device} (filter, transform, forward: one batch per
+# device), iot.alerts.{level}.{device} (alert events), iot.aggregated.{device}.{key} (window results). Expressions
+# (when, clear_when, value) are expr-lang/expr over value, is_number, text, device, key, quality, tags, timestamp,
+# type and values.KEY, with math, time and string functions and changed(), delta(), rate(); they are compiled and
+# type-checked at load, and a mistake is reported at its line and column. A point that makes an expression fail
+# is an event on iot.errors.rules; the rule goes on.
+rule "boiler-hot" {
+  type = "alert"
+  match {
+    # Patterns: * is any run of characters. Each list is alternatives; devices, keys and tags must all match.
+    devices = ["boiler-*"]
+    keys    = ["temperature"]
+    # tags  = { site = "plant-a" }
+  }
+  # The condition; pending → firing once it has held for `for`, resolved when it clears.
+  when     = "value > 85"
+  for      = "5s"
+  # Hysteresis: resolve only below 85 − 3 (or write clear_when = "value < 82" instead).
+  deadband = 3
+  # info | warning | critical: the {level} of iot.alerts.{level}.{device}.
+  level    = "warning"
+  # Placeholders: {rule} {device} {key} {value} {level} {condition} {tag:NAME}.
+  message  = "{device} {key} is {value} {tag:unit}"
+  # One alert per key (default "{rule}:{device}:{key}:{condition}"); must hold {device} or a {tag:NAME}.
+  dedup_key = "{rule}:{device}:{key}:{condition}"
+  # Send a firing alert again every repeat until it is acknowledged (iot.control.alerts.ack); "0s": once.
+  repeat   = "10m"
+  # Also alert when a matched series sends nothing for no_data, and while its points have bad quality.
+  no_data     = "30s"
+  bad_quality = true
+  # partition = "device": the default for alerts and aggregates: gateways sharing the rule each own whole
+  # devices (never round-robin), so the state of a device is in one place. "none": any gateway takes any batch.
+}
+
+rule "temperature-f" {
+  type   = "transform"
+  match { keys = ["temperature"] }
+  # A new value from an expression (a number); or scale = 0.1 and offset = -40 (value × scale + offset).
+  value  = "value * 1.8 + 32"
+  rename = "temperature_f"
+  unit   = "°F"
+  # value_type = "float64"   # float64 | int64 | bool | string
+  # A derived point from several keys of one device in the same batch (every key it reads must be in it):
+  # derive "power" {
+  #   value = "values.voltage * values.current"
+  #   unit  = "W"
+  # }
+  # Several gateways on one NATS cluster share a stateless rule in this queue group (default iotgw.rules.{name}).
+  # queue = "iotgw.rules.temperature-f"
+}
+
+rule "speed-changes" {
+  type  = "filter"
+  match {
+    devices = ["mixer-1"]
+    keys    = ["speed"]
+  }
+  # Pass only a change of more than 50 from the last value passed (deadband_percent = 5: relative), and at most
+  # one point per device and key every rate_limit. A when = "…" drops what it does not hold for.
+  deadband   = 50
+  rate_limit = "1s"
+}
+
+rule "boiler-1m" {
+  type      = "aggregate"
+  match {
+    devices = ["boiler-1"]
+    keys    = ["temperature", "pressure"]
+  }
+  # tumbling (size) | hopping (size, hop) | sliding (size) | count (count) | session (gap, size: its longest).
+  window    = "tumbling"
+  size      = "1m"
+  # avg min max sum count first last stddev, and percentiles p50 … p99.9.
+  functions = ["avg", "min", "max", "p95"]
+  # processing (when a point arrives; the default) | event (its timestamp, with lateness for late points).
+  time      = "processing"
+  # group_by = "line"   # per value of that tag and key, instead of per device and key
+  # max_points = 10000  # values kept per window for percentiles and sliding windows
+}
+
+rule "temperature-out" {
+  type    = "forward"
+  # Read another rule's output (chains are checked for cycles at load).
+  from    = "temperature-f"
+  # {rule}, {device}, {key} as whole tokens; with {key} every point is its own message. Without a subject the
+  # batches go on iot.rules.{rule}.{device}, for another rule to read. The control plane, $JS, $KV, $SYS, inboxes
+  # and iot.raw, iot.processed and iot.errors are refused.
+  subject = "plant.{device}.{key}"
+  # rename = "temp_f"
+}
+
 # A sink: one actor under the "sinks" supervisor. type = "console" prints one line per point on stdout.
 sink "console" {
   type     = "console"

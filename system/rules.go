@@ -515,10 +515,10 @@ func (r *Runtime) listAlerts() RulesReply {
 	return out
 }
 
-// ackAlert reads {"key":"…","by":"…"} and acknowledges that alert.
+// ackAlert reads {"dedup_key":"…","by":"…"} and acknowledges that alert.
 func (r *Runtime) ackAlert(body []byte) RulesReply {
 	var req struct {
-		Key  string `json:"key"`
+		Key  string `json:"dedup_key"`
 		Rule string `json:"rule"`
 		By   string `json:"by"`
 	}
@@ -526,10 +526,10 @@ func (r *Runtime) ackAlert(body []byte) RulesReply {
 		return ruleFailure("request of %d bytes: at most 4096", len(body))
 	}
 	if err := json.Unmarshal(body, &req); err != nil {
-		return ruleFailure(`request is not {"key":"…","by":"…"}: %v`, err)
+		return ruleFailure(`request is not {"dedup_key":"…","by":"…"}: %v`, err)
 	}
 	if req.Key == "" {
-		return ruleFailure(`request lacks "key", the alert's de-duplication key (see iot.control.alerts.list)`)
+		return ruleFailure(`request lacks "dedup_key", the alert's de-duplication key (see iot.control.alerts.list)`)
 	}
 	if len(req.By) > 64 {
 		return ruleFailure(`"by" is at most 64 characters`)

@@ -365,13 +365,13 @@ rule "hot" {
 		t.Fatalf("alerts.list after the restart: %+v", list)
 	}
 	publishBatch(t, nc2, "d1", point("d1", "t", 95)) // still above: not fired again
-	if r := request(t, nc2, SubjectAlertsAck, `{"key":"hot:d1:t:when","by":"operator"}`); !r.OK {
+	if r := request(t, nc2, SubjectAlertsAck, `{"dedup_key":"hot:d1:t:when","by":"operator"}`); !r.OK {
 		t.Fatalf("ack: %+v", r)
 	}
-	if r := request(t, nc2, SubjectAlertsAck, `{"key":"nope"}`); r.OK {
+	if r := request(t, nc2, SubjectAlertsAck, `{"dedup_key":"nope"}`); r.OK {
 		t.Error("ack of an unknown alert accepted")
 	}
-	for _, body := range []string{``, `{`, `{"key":""}`, `{"key":"k","by":"` + strings.Repeat("x", 100) + `"}`} {
+	for _, body := range []string{``, `{`, `{"dedup_key":""}`, `{"dedup_key":"k","by":"` + strings.Repeat("x", 100) + `"}`} {
 		if r := request(t, nc2, SubjectAlertsAck, body); r.OK {
 			t.Errorf("ack %q accepted", body)
 		}

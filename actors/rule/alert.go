@@ -49,14 +49,14 @@ const (
 
 // Alert is one active alert, as published, listed and stored.
 type Alert struct {
-	Key       string          `json:"key"` // the de-duplication key
+	Key       string          `json:"dedup_key"` // the alert's identity
 	Rule      string          `json:"rule"`
 	Event     string          `json:"event"`
 	State     string          `json:"state"`
 	Level     string          `json:"level"`
 	Condition string          `json:"condition"`
 	Device    string          `json:"device_id"`
-	PointKey  string          `json:"point_key"`
+	PointKey  string          `json:"key"` // the point's key, as in the point
 	Message   string          `json:"message"`
 	Value     json.RawMessage `json:"value"`
 	// Timestamp is the event's time; Since when it became pending (or firing without `for`); FiredAt when it fired.

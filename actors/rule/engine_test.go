@@ -264,7 +264,7 @@ func TestAlertLifecycle(t *testing.T) {
   when = "value > 85"
 }`, []step{
 			{0, batch(pt("d1", "t", 84, 0)), nil},
-			{1, batch(pt("d1", "t", 86, 1)), []string{w + " event=firing state=firing value=86 key=hot:d1:t:when condition=when"}},
+			{1, batch(pt("d1", "t", 86, 1)), []string{w + " event=firing state=firing value=86 dedup_key=hot:d1:t:when condition=when"}},
 			{2, batch(pt("d1", "t", 84, 2)), []string{w + " event=resolved state=resolved value=84"}},
 			{3, batch(pt("d1", "t", 86, 3)), []string{w + " event=firing state=firing value=86"}},
 		}},
@@ -323,7 +323,7 @@ func TestAlertLifecycle(t *testing.T) {
 }`, []step{
 			{0, nil, nil},
 			{2.9, nil, nil},
-			{3, nil, []string{w + " event=firing condition=no_data key=silent:d1:t:no_data"}},
+			{3, nil, []string{w + " event=firing condition=no_data dedup_key=silent:d1:t:no_data"}},
 			{4, nil, nil},
 			{5, batch(pt("d1", "t", 1, 5)), []string{w + " event=resolved condition=no_data value=1"}},
 			{7.9, nil, nil},
@@ -344,7 +344,7 @@ func TestAlertLifecycle(t *testing.T) {
   when      = "value > 1"
   dedup_key = "{rule}:{device}"
 }`, []step{
-			{0, batch(pt("d1", "a", 2, 0), pt("d1", "b", 2, 0)), []string{w + " event=firing key=dev:d1 point_key=a"}},
+			{0, batch(pt("d1", "a", 2, 0), pt("d1", "b", 2, 0)), []string{w + " event=firing dedup_key=dev:d1 key=a"}},
 		}},
 	}
 	for _, tc := range cases {

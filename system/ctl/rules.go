@@ -67,7 +67,7 @@ func ctlRules(f *ctlFlags, cmd string, args []string) (req ctlRequest, ok bool, 
 		if len(by) > 64 {
 			by = by[:64]
 		}
-		return ctlRequest{subject: "alerts.ack", body: ctlJSON(map[string]string{"key": args[0], "by": by}),
+		return ctlRequest{subject: "alerts.ack", body: ctlJSON(map[string]string{"dedup_key": args[0], "by": by}),
 			render: func(w io.Writer, _ []byte, _ bool) error {
 				_, err := fmt.Fprintf(w, "acknowledged %s\n", args[0])
 				return err
