@@ -134,6 +134,9 @@ func CompileExpr(src string, kind ExprKind) (*Expr, error) {
 		opts = append(opts, expr.AsFloat64())
 	}
 	opts = append(opts, exprFunctions...)
+	// Builtins a run-time rule must not have: date and timezone load time zones from the file system, repeat
+	// builds a string of any size.
+	opts = append(opts, expr.DisableBuiltin("date"), expr.DisableBuiltin("timezone"), expr.DisableBuiltin("repeat"))
 	program, err := expr.Compile(src, opts...)
 	if err != nil {
 		return nil, err

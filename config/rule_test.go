@@ -218,6 +218,14 @@ rule "a" {
   type = "filter"
   when = "` + strings.Repeat("value+", 600) + `1 > 0"
 }`, `Invalid expression in "when"`},
+		{"no time zones from the file system", `rule "a" {
+  type = "filter"
+  when = "date(\"2024-01-01\", \"2006-01-02\", \"../../etc/passwd\") != now()"
+}`, `3:11 Invalid expression in "when": unknown name date`},
+		{"no unbounded strings", `rule "a" {
+  type = "filter"
+  when = "len(repeat(\"x\", 1000000000)) > 0"
+}`, `Invalid expression in "when": unknown name repeat`},
 		{"unknown attribute", `rule "a" {
   type = "filter"
   when = "true"
