@@ -551,3 +551,86 @@ func FuzzRulesTestRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestRuleCrashInTheMiddleOfAFiringAlert: an alert rule's actor crashes (a fault: its panic is the supervisor's)
+// while an alert fires; the supervisor restarts it, and the new incarnation has the alert from the store: not
+// fired again, and resolved when it clears. A rule added at run time is there again after a gateway restart.
+func TestRuleCrashInTheMiddleOfAFiringAlert(t *testing.T) {
+	rt := startRuntime(t, parseConfig(t, `
+faults { enabled = true }
+rule "hot" {
+  type = "alert"
+  when = "value > 85"
+}
+`))
+	nc := client(t, rt.Bus().URL)
+	events := collect(t, nc, "iot.alerts.>")
+	publishBatch(t, nc, "d1", point("d1", "t", 90))
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if events.n() != 1 {
+			return fmt.Errorf("%d events", events.n())
+		}
+		return nil
+	})
+	msg, err := nc.Request(SubjectFaultsInject, []byte(`{"kind":"crash","target":"rules/hot"}`), 5*time.Second)
+	if err != nil || !strings.Contains(string(msg.Data), `"ok":true`) {
+		t.Fatalf("inject crash: %v %s", err, msg.Data)
+	}
+	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if n := find(tree(t, nc), "rules/hot"); n == nil || n.Restarts < 1 || n.State != StateRunning {
+			return fmt.Errorf("rules/hot after the crash: %+v", n)
+		}
+		return nil
+	})
+	publishBatch(t, nc, "d1", point("d1", "t", 95)) // still above: not fired again
+	publishBatch(t, nc, "d1", point("d1", "t", 70))
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if events.n() < 2 {
+			return fmt.Errorf("%d events", events.n())
+		}
+		return nil
+	})
+	time.Sleep(100 * time.Millisecond)
+	var got []string
+	for _, m := range events.all() {
+		var a rule.Alert
+		_ = json.Unmarshal(m.Data, &a)
+		got = append(got, a.Event)
+	}
+	if strings.Join(got, ",") != "firing,resolved" {
+		t.Errorf("events: got %q, want firing then resolved", got)
+	}
+}
+
+// TestRuntimeRuleStoredAcrossRestarts: a rule added at run time is stored (rules.json without JetStream) and runs
+// again after a restart of the gateway.
+func TestRuntimeRuleStoredAcrossRestarts(t *testing.T) {
+	dir := t.TempDir()
+	start := func() *Runtime {
+		cfg := parseConfig(t, ``)
+		cfg.NATS.Port = -1
+		cfg.Gateway.HTTPAddress = ""
+		cfg.Gateway.DataDir = dir
+		rt := New(cfg, WithLogger(testLogger(t)))
+		if err := rt.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		return rt
+	}
+	rt := start()
+	nc := client(t, rt.Bus().URL)
+	if r := request(t, nc, SubjectRulesAdd, "rule \"kept\" {\n  type = \"filter\"\n  when = \"value > 1\"\n}"); !r.OK {
+		t.Fatalf("add: %+v", r)
+	}
+	nc.Close()
+	if err := rt.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	rt2 := start()
+	defer func() { _ = rt2.Stop() }()
+	nc2 := client(t, rt2.Bus().URL)
+	get := request(t, nc2, SubjectRulesGet, `{"name":"kept"}`)
+	if !get.OK || get.Rule.Source != SourceRuntime || get.Rule.State != StateRunning {
+		t.Errorf("after the restart: %+v", get)
+	}
+}
