@@ -156,6 +156,9 @@ func (e *Engine) Process(points []isp.Point, now time.Time) {
 		s := e.seriesOf(p)
 		if s == nil {
 			e.stats.Errors++
+			if e.nseries < maxSeries {
+				e.errorEvent("", p, "device_id and key must be subject tokens (letters, digits, - and _)")
+			}
 			continue
 		}
 		e.fill(p, s, points)
@@ -198,10 +201,14 @@ func (e *Engine) Tick(now time.Time) {
 	}
 }
 
+// seriesOf returns the point's series, making it on its first point. Its device id and key are checked then,
+// once per series: they go into the subjects the rule publishes on (a forward's {device}.{key}), so a batch
+// published by hand with a device "iot.control" must not become a control request. The processor checks them
+// too, but a rule also reads what others publish on its input subject.
 func (e *Engine) seriesOf(p *isp.Point) *series {
 	keys := e.series[p.DeviceID]
 	if keys == nil {
-		if e.nseries >= maxSeries {
+		if e.nseries >= maxSeries || config.ValidToken(p.DeviceID) != nil {
 			return nil
 		}
 		keys = map[string]*series{}
@@ -209,7 +216,7 @@ func (e *Engine) seriesOf(p *isp.Point) *series {
 	}
 	s := keys[p.Key]
 	if s == nil {
-		if e.nseries >= maxSeries {
+		if e.nseries >= maxSeries || config.ValidToken(p.Key) != nil {
 			return nil
 		}
 		s = &series{device: p.DeviceID, key: p.Key}
@@ -497,8 +504,8 @@ func (e *Engine) derive(points []isp.Point) {
 		}
 		group := points[start:end]
 		start = end
-		if !e.rule.Match.MatchesDevice(dev) {
-			continue
+		if !e.rule.Match.MatchesDevice(dev) || config.ValidToken(dev) != nil {
+			continue // a device id that is not a subject token makes no derived point (see seriesOf)
 		}
 		e.env.Values = valuesOf(group, dev, e.env.Values)
 		for i := range t.Derive {

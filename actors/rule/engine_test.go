@@ -575,3 +575,26 @@ func TestAggregatePerTag(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+// TestHostileDeviceIDsNeverBecomeSubjects: a batch published by hand on the rule's input with a device id or key
+// that is not a subject token (iot.control, a wildcard) is refused with an event, never published on.
+func TestHostileDeviceIDsNeverBecomeSubjects(t *testing.T) {
+	rec := &recorder{}
+	e := NewEngine(parseRule(t, `rule "fw" {
+  type    = "forward"
+  subject = "{device}.{key}"
+}`), rec)
+	e.Process(batch(pt("iot.control", "reload", 1, 0), pt("d1", ">", 1, 0), pt("*", "k", 1, 0), pt("d1", "ok", 1, 0)), at(0))
+	got := rec.take()
+	if len(got) != 4 {
+		t.Fatalf("got %q", got)
+	}
+	for _, m := range got[:3] {
+		if !strings.HasPrefix(m, SubjectErrors+" ") {
+			t.Errorf("got %s, want an error event", m)
+		}
+	}
+	if !strings.HasPrefix(got[3], "d1.ok ") {
+		t.Errorf("the valid point: got %s", got[3])
+	}
+}
