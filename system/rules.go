@@ -202,8 +202,8 @@ type RulesReply struct {
 	Outputs     []TestOutput `json:"outputs,omitzero"`
 	Stats       *rule.Stats  `json:"stats,omitempty"`
 	Alerts      []rule.Alert `json:"alerts,omitzero"`
-	Alert       *rule.Alert  `json:"alert,omitempty"`
 	Missing     []string     `json:"missing,omitempty"` // alerts.list: rules that did not answer
+	HCL         string       `json:"hcl,omitempty"`     // the rule block a JSON request was read as
 }
 
 // TestOutput is one message a rule would publish, in a rules.test reply.
@@ -308,24 +308,36 @@ func (r *Runtime) ruleSnapshot() []config.Rule {
 	return r.ruleList(reg)
 }
 
-// parseRuleRequest reads the HCL text of one rule block, validated by config.ParseRuntimeRule exactly like a block
-// of the file (env() refused), against the running rules for from and cycles.
-func parseRuleRequest(body []byte, running []config.Rule) (*config.Rule, RulesReply) {
+// parseRuleRequest reads the HCL text of one rule block, or JSON turned into it (rules_json.go), validated by
+// config.ParseRuntimeRule exactly like a block of the file (env() refused), against the running rules for from
+// and cycles. src is the HCL that was read.
+func parseRuleRequest(body []byte, running []config.Rule) (rl *config.Rule, src []byte, reply RulesReply) {
 	if len(body) > maxRuleRequest {
-		return nil, ruleFailure("request of %d bytes: at most %d", len(body), maxRuleRequest)
+		return nil, nil, ruleFailure("request of %d bytes: at most %d", len(body), maxRuleRequest)
 	}
-	rl, diags := config.ParseRuntimeRule(body, "request", running)
+	src = body
+	if t := bytes.TrimSpace(body); len(t) > 0 && t[0] == '{' {
+		var err error
+		if src, err = ruleHCL(t); err != nil {
+			return nil, nil, ruleFailure("%v", err)
+		}
+	}
+	rl, diags := config.ParseRuntimeRule(src, "request", running)
 	if diags.HasErrors() {
-		return nil, RulesReply{Error: "invalid rule: " + firstLine(diags), Diagnostics: diagnostics(diags)}
+		reply := RulesReply{Error: "invalid rule: " + firstLine(diags), Diagnostics: diagnostics(diags)}
+		if !bytes.Equal(src, body) {
+			reply.HCL = string(src)
+		}
+		return nil, nil, reply
 	}
-	return rl, RulesReply{OK: true}
+	return rl, src, RulesReply{OK: true}
 }
 
 func (r *Runtime) addRule(body []byte, update bool) RulesReply {
 	reg := r.openRules()
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
-	rl, reply := parseRuleRequest(body, r.ruleList(reg))
+	rl, src, reply := parseRuleRequest(body, r.ruleList(reg))
 	if rl == nil {
 		return reply
 	}
@@ -348,10 +360,10 @@ func (r *Runtime) addRule(body []byte, update bool) RulesReply {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := reg.store.Put(ctx, rl.Name, body); err != nil {
+	if err := reg.store.Put(ctx, rl.Name, src); err != nil {
 		return ruleFailure("store rule %q: %v", rl.Name, err)
 	}
-	e := &ruleEntry{rule: *rl, source: SourceRuntime, hcl: append([]byte(nil), body...), figures: &rule.Figures{}}
+	e := &ruleEntry{rule: *rl, source: SourceRuntime, hcl: append([]byte(nil), src...), figures: &rule.Figures{}}
 	if exists {
 		if err := r.RemoveActor(GroupRules, rl.Name); err != nil {
 			return ruleFailure("stop rule %q: %v", rl.Name, err)
@@ -421,7 +433,7 @@ func testRule(body []byte, running []config.Rule) RulesReply {
 	if err := json.Unmarshal(body, &req); err != nil {
 		return ruleFailure(`request is not {"hcl":"rule …","points":[…],"advance":"10s"}: %v`, err)
 	}
-	rl, reply := parseRuleRequest([]byte(req.HCL), running)
+	rl, _, reply := parseRuleRequest([]byte(req.HCL), running)
 	if rl == nil {
 		return reply
 	}

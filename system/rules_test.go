@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/iotgw/iotgw/actors/rule"
+	"github.com/iotgw/iotgw/config"
 	"github.com/nats-io/nats.go"
 )
 
@@ -207,7 +208,8 @@ rule "base" {
 		{"env", "rule \"x\" {\n  type = \"alert\"\n  when = \"true\"\n  message = env(\"HOME\")\n}", "request:4:", "env() is only allowed"},
 		{"forward to control", "rule \"x\" {\n  type = \"forward\"\n  subject = \"iot.control.reload\"\n}", "request:3:", "may not publish"},
 		{"forward to JetStream", "rule \"x\" {\n  type = \"forward\"\n  subject = \"$JS.API.STREAM.DELETE.IOT_DATA\"\n}", "request:3:", "may not publish"},
-		{"not hcl", `{"rule":1}`, "request:1:", ""},
+		{"not hcl", `rule x`, "request:1:", ""},
+		{"json without a name", `{"rule":1}`, "", `missing "name"`},
 		{"oversized", strings.Repeat("#", maxRuleRequest+1), "", "at most"},
 	}
 	for _, tc := range bad {
@@ -226,6 +228,21 @@ rule "base" {
 		})
 	}
 
+	// JSON is the same block: {"name", "type", …, "match": {…}, "derive": {"key": {…}}}.
+	js := request(t, nc, SubjectRulesAdd, `{"name":"j","type":"filter","when":"valu > 1","match":{"keys":["t"]}}`)
+	if js.OK || !strings.Contains(js.HCL, `rule "j" {`) || len(js.Diagnostics) == 0 || !strings.HasPrefix(js.Diagnostics[0].Pos, "request:") {
+		t.Errorf("bad JSON rule: %+v", js)
+	}
+	if r := request(t, nc, SubjectRulesAdd, `{"type":"filter"}`); r.OK || !strings.Contains(r.Error, `missing "name"`) {
+		t.Errorf("JSON rule without a name: %+v", r)
+	}
+	js = request(t, nc, SubjectRulesAdd, `{"name":"j","type":"transform","match":{"devices":["m1"]},"derive":{"p":{"value":"values.v * values.i","unit":"W"}}}`)
+	if !js.OK || !strings.Contains(js.Rule.HCL, `derive "p" {`) {
+		t.Errorf("JSON rule: %+v", js)
+	}
+	if r := request(t, nc, SubjectRulesRemove, `{"name":"j"}`); !r.OK {
+		t.Errorf("remove j: %+v", r)
+	}
 	add := request(t, nc, SubjectRulesAdd, "rule \"hot\" {\n  type = \"filter\"\n  from = \"base\"\n  when = \"value > 50\"\n}")
 	if !add.OK || add.Rule == nil || add.Rule.Source != SourceRuntime {
 		t.Fatalf("add: %+v", add)
@@ -633,4 +650,26 @@ func TestRuntimeRuleStoredAcrossRestarts(t *testing.T) {
 	if !get.OK || get.Rule.Source != SourceRuntime || get.Rule.State != StateRunning {
 		t.Errorf("after the restart: %+v", get)
 	}
+}
+
+// FuzzRuleRequest: an add or update body, HCL or JSON, gives a rule or an error, never a panic, and a JSON body's
+// rule is the block it was turned into.
+func FuzzRuleRequest(f *testing.F) {
+	f.Add([]byte(`{"name":"j","type":"filter","when":"value > 1","match":{"keys":["t"]}}`))
+	f.Add([]byte(`{"name":"j","type":"transform","derive":{"p":{"value":"values.v * values.i"}}}`))
+	f.Add([]byte(`{"name":"j","type":"alert","when":"true","message":"${env(\"HOME\")}"}`))
+	f.Add([]byte("rule \"h\" {\n type = \"forward\"\n subject = \"out.{device}\"\n}"))
+	f.Add([]byte(`{"name":"a.b","type":1}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		rl, src, reply := parseRuleRequest(body, nil)
+		if rl == nil {
+			if reply.OK || reply.Error == "" {
+				t.Fatalf("no rule and no error: %+v", reply)
+			}
+			return
+		}
+		if again, diags := config.ParseRuntimeRule(src, "request", nil); diags.HasErrors() || again.Name != rl.Name {
+			t.Fatalf("the HCL read does not give the rule again: %v", diags)
+		}
+	})
 }
