@@ -406,6 +406,8 @@ rule "boiler-hot" {
   dedup_key = "{rule}:{device}:{key}:{condition}"
   # Send a firing alert again every repeat until it is acknowledged (iot.control.alerts.ack); "0s": once.
   repeat   = "10m"
+  # The least time between the end of an alert and the next firing of its key (it waits pending); "0s": off.
+  throttle = "1m"
   # Also alert when a matched series sends nothing for no_data, and while its points have bad quality.
   no_data     = "30s"
   bad_quality = true

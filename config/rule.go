@@ -117,6 +117,9 @@ type AlertRule struct {
 	Deadband float64
 	// Repeat re-sends a firing alert's event every Repeat while it fires (0: once).
 	Repeat time.Duration
+	// Throttle is the least time between the end of an alert and the next firing of the same key: one that would
+	// fire sooner waits pending (against an alert that flaps although it has hysteresis). 0: off.
+	Throttle time.Duration
 	// NoData raises an alert when a matched series sends nothing for this long (0: off).
 	NoData time.Duration
 	// BadQuality raises an alert while a matched series' points have bad quality (0).
@@ -198,6 +201,7 @@ type ruleHCL struct {
 	Deadband   *float64
 	DedupKey   *string `hcl:"dedup_key,optional"`
 	Repeat     *string `hcl:"repeat,optional"`
+	Throttle   *string `hcl:"throttle,optional"`
 	NoData     *string `hcl:"no_data,optional"`
 	BadQuality *bool   `hcl:"bad_quality,optional"`
 
@@ -241,7 +245,7 @@ type deriveHCL struct {
 
 // ruleAttrs lists, per type, the attributes beside type, when, from, queue and match.
 var ruleAttrs = map[string][]string{
-	RuleAlert:     {"level", "message", "for", "clear_when", "deadband", "dedup_key", "repeat", "no_data", "bad_quality"},
+	RuleAlert:     {"level", "message", "for", "clear_when", "deadband", "dedup_key", "repeat", "throttle", "no_data", "bad_quality"},
 	RuleTransform: {"value", "scale", "offset", "rename", "unit", "value_type", "derive"},
 	RuleFilter:    {"deadband", "deadband_percent", "rate_limit"},
 	RuleAggregate: {"window", "size", "hop", "count", "gap", "functions", "time", "lateness", "group_by", "max_points"},
@@ -402,6 +406,7 @@ func decodeAlert(v *Validator, h *ruleHCL, when *Expr) *AlertRule {
 	}
 	a.For = duration(v, "for", h.For)
 	a.Repeat = duration(v, "repeat", h.Repeat)
+	a.Throttle = duration(v, "throttle", h.Throttle)
 	a.NoData = duration(v, "no_data", h.NoData)
 	if h.ClearWhen != nil {
 		a.ClearWhen = compileAttr(v, "clear_when", *h.ClearWhen, ExprBool)

@@ -79,13 +79,15 @@ type AlertChange struct {
 type alerts struct {
 	e      *Engine
 	active map[string]*Alert
+	// ended is when each key's last alert ended, for throttle (bounded: forgotten once throttle has passed).
+	ended map[string]time.Time
 	// changed, when set, is called after each change (the actor persists the alert).
 	changed func(AlertChange)
 	buf     []byte
 }
 
 func newAlerts(e *Engine) *alerts {
-	a := &alerts{e: e, active: map[string]*Alert{}}
+	a := &alerts{e: e, active: map[string]*Alert{}, ended: map[string]time.Time{}}
 	// A silent device that never sent anything is silent too: the series the rule names without a pattern are
 	// known from the start, so no_data covers them from the first moment.
 	if r := e.rule.Alert; r.NoData > 0 {
@@ -187,7 +189,7 @@ func (a *alerts) update(s *series, cond int, p *isp.Point, holds bool, now time.
 			Device: s.device, PointKey: s.key, Since: now.UnixNano()}
 		a.setPoint(cur, p)
 		a.active[key] = cur
-		if a.e.rule.Alert.For > 0 {
+		if a.e.rule.Alert.For > 0 || a.throttled(key, now) {
 			cur.State = StatePending
 			a.send(cur, EventPending, now)
 			return
@@ -199,7 +201,7 @@ func (a *alerts) update(s *series, cond int, p *isp.Point, holds bool, now time.
 		a.end(cur, now)
 	case cur.State == StatePending:
 		a.setPoint(cur, p)
-		if now.Sub(time.Unix(0, cur.Since)) >= a.e.rule.Alert.For {
+		if a.due(cur, now) {
 			a.fire(cur, now)
 		}
 	case cur.State == StateFiring:
@@ -233,8 +235,33 @@ func (a *alerts) fire(cur *Alert, now time.Time) {
 	a.send(cur, EventFiring, now)
 }
 
+// throttled says whether key ended less than throttle ago.
+func (a *alerts) throttled(key string, now time.Time) bool {
+	t := a.e.rule.Alert.Throttle
+	if t <= 0 {
+		return false
+	}
+	at, ok := a.ended[key]
+	if ok && now.Sub(at) >= t {
+		delete(a.ended, key)
+		return false
+	}
+	return ok
+}
+
+// due says whether a pending alert fires now: its condition has held for `for`, and it is not throttled.
+func (a *alerts) due(cur *Alert, now time.Time) bool {
+	return now.Sub(time.Unix(0, cur.Since)) >= a.e.rule.Alert.For && !a.throttled(cur.Key, now)
+}
+
 // end resolves a firing alert, or cancels a pending one, and forgets it.
 func (a *alerts) end(cur *Alert, now time.Time) {
+	if a.e.rule.Alert.Throttle > 0 && cur.State == StateFiring {
+		if len(a.ended) >= maxSeries {
+			clear(a.ended)
+		}
+		a.ended[cur.Key] = now
+	}
 	ev := EventResolved
 	if cur.State == StatePending {
 		ev = EventCancelled
@@ -249,7 +276,7 @@ func (a *alerts) tick(now time.Time) {
 	cfg := a.e.rule.Alert
 	for _, cur := range a.sorted() {
 		switch {
-		case cur.State == StatePending && now.Sub(time.Unix(0, cur.Since)) >= cfg.For:
+		case cur.State == StatePending && a.due(cur, now):
 			a.fire(cur, now)
 		case cur.State == StateFiring && cfg.Repeat > 0 && !cur.Acknowledged && now.Sub(time.Unix(0, cur.LastSent)) >= cfg.Repeat:
 			cur.Repeats++

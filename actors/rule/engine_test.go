@@ -339,6 +339,18 @@ func TestAlertLifecycle(t *testing.T) {
 			{10, nil, []string{w + " event=repeat repeats=1"}},
 			{20, nil, []string{w + " event=repeat repeats=2"}},
 		}},
+		{"throttle: an alert that ended fires again only after throttle", `rule "t" {
+  type     = "alert"
+  when     = "value > 85"
+  throttle = "10s"
+}`, []step{
+			{0, batch(pt("d1", "t", 90, 0)), []string{w + " event=firing"}},
+			{1, batch(pt("d1", "t", 80, 1)), []string{w + " event=resolved"}},
+			{2, batch(pt("d1", "t", 90, 2)), []string{w + " event=pending state=pending"}},
+			{5, batch(pt("d1", "t", 91, 5)), nil},
+			{10.9, nil, nil},
+			{11, nil, []string{w + " event=firing value=91"}},
+		}},
 		{"one dedup key for the whole device", `rule "dev" {
   type      = "alert"
   when      = "value > 1"
