@@ -215,6 +215,9 @@ func (a *alerts) update(s *series, cond int, p *isp.Point, holds bool, now time.
 // clears says whether a firing `when` alert resolves on this point.
 func (a *alerts) clears(p *isp.Point, holds bool) bool {
 	cfg := a.e.rule.Alert
+	if cfg.ClearWhen == nil && (!a.e.env.IsNumber || p.Quality == isp.QualityBad) {
+		return false // a failed reading (null, bad quality) says nothing about the value: it does not clear
+	}
 	switch {
 	case cfg.ClearWhen != nil:
 		c, ok := a.e.evalBool(cfg.ClearWhen, p)

@@ -267,6 +267,10 @@ func TestAlertLifecycle(t *testing.T) {
 			{1, batch(pt("d1", "t", 86, 1)), []string{w + " event=firing state=firing value=86 dedup_key=hot:d1:t:when condition=when"}},
 			{2, batch(pt("d1", "t", 84, 2)), []string{w + " event=resolved state=resolved value=84"}},
 			{3, batch(pt("d1", "t", 86, 3)), []string{w + " event=firing state=firing value=86"}},
+			// A failed reading neither clears nor raises.
+			{4, batch(isp.Point{DeviceID: "d1", Key: "t", Value: isp.Null(), Quality: isp.QualityBad, Timestamp: ns(4)}), nil},
+			{5, batch(isp.Point{DeviceID: "d1", Key: "t", Value: isp.Float(20), Quality: isp.QualityBad, Timestamp: ns(5)}), nil},
+			{6, batch(pt("d1", "t", 20, 6)), []string{w + " event=resolved value=20"}},
 		}},
 		{"a deadband holds it through the flapping", `rule "hot" {
   type     = "alert"
