@@ -755,6 +755,14 @@ func checkRules(rules []Rule, diags *hcl.Diagnostics) {
 	}
 }
 
+// CheckRules checks what spans a set of rules (from names a rule with output, no cycles), as a file's are
+// checked: for a reload, the file's new rules together with the rules added at run time.
+func CheckRules(rules []Rule) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	checkRules(rules, &diags)
+	return diags
+}
+
 // Chainable says whether other rules may read r's output (From).
 func Chainable(r *Rule) bool {
 	switch r.Type {

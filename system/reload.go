@@ -64,8 +64,7 @@ func (r *Runtime) Reload() ControlReply {
 	for _, b := range []struct {
 		name     string
 		old, new any
-	}{{"gateway", r.cfg.Gateway, next.Gateway}, {"nats", r.cfg.NATS, next.NATS}, {"supervisor", r.cfg.Supervisor, next.Supervisor}, {"faults", r.cfg.Faults, next.Faults}, {"http", r.cfg.HTTP, next.HTTP},
-		{"rules", rulesDigest(r.cfg.Rules), rulesDigest(next.Rules)}} { // rules.go: the file's rules apply at the next start
+	}{{"gateway", r.cfg.Gateway, next.Gateway}, {"nats", r.cfg.NATS, next.NATS}, {"supervisor", r.cfg.Supervisor, next.Supervisor}, {"faults", r.cfg.Faults, next.Faults}, {"http", r.cfg.HTTP, next.HTTP}} {
 		if !reflect.DeepEqual(b.old, b.new) {
 			res.Restart = append(res.Restart, b.name)
 		}
@@ -204,6 +203,7 @@ func (r *Runtime) Reload() ControlReply {
 	}
 	r.pruneEndpoints()
 	r.devices.mu.Unlock()
+	r.reloadRules(next.Rules, res, applied) // rules.go
 	r.restartStopped(res, applied)
 	r.log.Info().Strs("added", res.Added).Strs("changed", res.Changed).Strs("removed", res.Removed).
 		Strs("failed", res.Failed).Strs("restart_needed", res.Restart).Strs("restarted", res.Restarted).Msg("config reloaded")

@@ -158,6 +158,82 @@ func (r *Runtime) withRuleFigures(root *Node) *Node {
 	return root
 }
 
+// reloadRules applies the file's new rules: the rules added, changed (what they say, not where) or removed are
+// stopped and started, the others keep running untouched. A rule of the file with the name of a rule added at
+// run time replaces it (the file wins, as at start-up). If the rules added at run time would no longer fit (one
+// reads a rule that goes, or a cycle), no rule changes and the reply says why.
+func (r *Runtime) reloadRules(next []config.Rule, res *ReloadResult, applied map[string]bool) {
+	reg := r.openRules()
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	inFile := map[string]config.Rule{}
+	for _, rl := range next {
+		inFile[rl.Name] = rl
+	}
+	all := append([]config.Rule(nil), next...)
+	for n, e := range reg.entries {
+		if _, replaced := inFile[n]; e.source == SourceRuntime && !replaced {
+			all = append(all, e.rule)
+		}
+	}
+	if diags := config.CheckRules(all); diags.HasErrors() {
+		res.Failed = append(res.Failed, "rules: with the rules added at run time: "+firstLine(diags)+"; no rule changed")
+		return
+	}
+	names := make([]string, 0, len(reg.entries)+len(inFile))
+	for n := range reg.entries {
+		names = append(names, n)
+	}
+	for n := range inFile {
+		if _, ok := reg.entries[n]; !ok {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, n := range names {
+		key := GroupRules + "/" + n
+		e, running := reg.entries[n]
+		rl, wanted := inFile[n]
+		switch {
+		case running && e.source == SourceRuntime && !wanted:
+			continue // a rule added at run time: the file does not name it
+		case running && wanted && e.source == SourceConfig && rulesDigest([]config.Rule{e.rule}) == rulesDigest([]config.Rule{rl}):
+			e.rule = rl // the same rule, maybe at another line
+			continue
+		}
+		if running {
+			if err := r.RemoveActor(GroupRules, n); err != nil && !errors.Is(err, ErrNoChild) {
+				res.Failed = append(res.Failed, fmt.Sprintf("%s: remove: %v", key, err))
+				continue
+			}
+			delete(reg.entries, n)
+			if e.source == SourceRuntime {
+				_ = reg.store.Delete(ctx, n) // the file's rule of that name wins
+			}
+			if !wanted {
+				res.Removed = append(res.Removed, key)
+				applied[key] = true
+				continue
+			}
+		}
+		ne := &ruleEntry{rule: rl, source: SourceConfig, figures: &rule.Figures{}}
+		if err := r.AddActor(GroupRules, r.ruleSpec(ne)); err != nil {
+			res.Failed = append(res.Failed, fmt.Sprintf("%s: %v", key, err))
+			continue
+		}
+		reg.entries[n] = ne
+		if running {
+			res.Changed = append(res.Changed, key)
+		} else {
+			res.Added = append(res.Added, key)
+		}
+		applied[key] = true
+	}
+	r.cfg.Rules = next
+}
+
 // rulesDigest is what the file's rules say, for a reload to tell whether they changed (positions left out).
 func rulesDigest(rules []config.Rule) string {
 	sorted := append([]config.Rule(nil), rules...)

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -522,29 +521,58 @@ nats { url = %q }`, a.Bus().URL)+ruleSrc)
 	}
 }
 
-// TestReloadListsChangedRules: the file's rules apply at the next start; a reload says so when they changed, and
-// not when only comments or positions did.
-func TestReloadListsChangedRules(t *testing.T) {
+// TestReloadRules: a reload starts the rules added to the file, restarts the changed ones, stops the removed ones
+// and leaves the others (and a rule added at run time) running untouched; a change of position is no change; a
+// file whose rules would break a rule added at run time changes no rule.
+func TestReloadRules(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "gw.hcl")
 	write := func(src string) {
 		if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	const rules = "rule \"r\" {\n  type = \"filter\"\n  when = \"value > 1\"\n}\n"
-	write(rules)
+	const keep = "rule \"keep\" {\n  type = \"filter\"\n  when = \"value > 1\"\n}\n"
+	const change = "rule \"change\" {\n  type = \"filter\"\n  when = \"value > 1\"\n}\n"
+	const gone = "rule \"gone\" {\n  type = \"filter\"\n  when = \"true\"\n}\n"
+	write(keep + change + gone)
 	cfg, err := loadConfig(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rt := startRuntime(t, cfg, WithConfigPath(path))
-	write("# a comment moves the rule down\n\n" + rules)
-	if res := rt.Reload(); !res.OK || slices.Contains(res.Reload.Restart, "rules") {
-		t.Errorf("unchanged rules: %+v", res.Reload)
+	nc := client(t, rt.Bus().URL)
+	if r := request(t, nc, SubjectRulesAdd, "rule \"mine\" {\n  type = \"filter\"\n  from = \"keep\"\n  when = \"true\"\n}"); !r.OK {
+		t.Fatalf("add: %+v", r)
 	}
-	write(strings.Replace(rules, "value > 1", "value > 2", 1))
-	if res := rt.Reload(); !res.OK || !slices.Contains(res.Reload.Restart, "rules") {
-		t.Errorf("changed rules: %+v", res.Reload)
+	since := func(path string) string {
+		n := find(tree(t, nc), path)
+		if n == nil || n.Since == nil {
+			return ""
+		}
+		return n.Since.String()
+	}
+	keepSince, mineSince := since("rules/keep"), since("rules/mine")
+
+	write("# moved\n" + keep + strings.Replace(change, "value > 1", "value > 2", 1) + "rule \"new\" {\n  type = \"forward\"\n}\n")
+	res := rt.Reload()
+	if !res.OK || fmt.Sprint(res.Reload.Added, res.Reload.Changed, res.Reload.Removed) != "[rules/new] [rules/change] [rules/gone]" {
+		t.Fatalf("reload: %+v %+v", res, res.Reload)
+	}
+	if since("rules/keep") != keepSince || since("rules/mine") != mineSince {
+		t.Error("an unchanged rule was restarted")
+	}
+	if get := request(t, nc, SubjectRulesGet, `{"name":"change"}`); !get.OK || get.Rule.State != StateRunning {
+		t.Errorf("changed rule: %+v", get)
+	}
+	if find(tree(t, nc), "rules/gone") != nil || find(tree(t, nc), "rules/new") == nil {
+		t.Error("removed or added rule not so in the tree")
+	}
+	write("rule \"other\" {\n  type = \"filter\"\n  when = \"true\"\n}\n") // mine reads keep, which would go
+	if res := rt.Reload(); res.OK || !strings.Contains(strings.Join(res.Reload.Failed, ";"), "no rule changed") {
+		t.Errorf("reload that breaks a run-time rule: %+v", res)
+	}
+	if find(tree(t, nc), "rules/keep") == nil || find(tree(t, nc), "rules/other") != nil {
+		t.Error("a refused reload changed rules")
 	}
 }
 
