@@ -213,6 +213,7 @@ func (r *Runtime) reloadRules(next []config.Rule, res *ReloadResult, applied map
 				_ = reg.store.Delete(ctx, n) // the file's rule of that name wins
 			}
 			if !wanted {
+				r.forgetAlerts(ctx, reg, n)
 				res.Removed = append(res.Removed, key)
 				applied[key] = true
 				continue
@@ -484,6 +485,7 @@ func (r *Runtime) removeRule(body []byte) RulesReply {
 	r.mon.actorMetrics().Forget(GroupRules + "/" + name)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	r.forgetAlerts(ctx, reg, name)
 	if err := reg.store.Delete(ctx, name); err != nil {
 		return ruleFailure("rule %q stopped, but not deleted from %s: %v", name, reg.store, err)
 	}
@@ -763,6 +765,40 @@ func (a *alertKV) Delete(ctx context.Context, al *rule.Alert) error {
 		return nil
 	}
 	return err
+}
+
+// alertForgetter is an alert store that can drop every alert of a rule (a rule removed must not bring its alerts
+// back if a rule of that name comes again).
+type alertForgetter interface {
+	forget(ctx context.Context, rule string) error
+}
+
+func (r *Runtime) forgetAlerts(ctx context.Context, reg *ruleRegistry, name string) {
+	if f, ok := reg.alerts.(alertForgetter); ok {
+		if err := f.forget(ctx, name); err != nil {
+			r.log.Warn().Err(err).Str("rule", name).Msg("alerts of a removed rule not deleted from the store")
+		}
+	}
+}
+
+func (a *alertKV) forget(ctx context.Context, rl string) error {
+	list, err := a.Load(ctx, rl)
+	if err != nil {
+		return err
+	}
+	for i := range list {
+		if err := a.Delete(ctx, &list[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *alertMemory) forget(_ context.Context, rl string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.alerts, rl)
+	return nil
 }
 
 // alertMemory keeps alert state without JetStream: across restarts of a rule's actor, not of the gateway.
