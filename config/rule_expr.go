@@ -83,10 +83,6 @@ var exprFunctions = []expr.Option{
 	}, new(func(int64) float64)),
 }
 
-// RuleFunctions are the names exprFunctions and RuleEnv's functions add, for the README and error messages.
-var RuleFunctions = []string{"between", "sqrt", "pow", "ln", "exp", "clamp", "is_nan", "hour", "minute", "weekday", "age_s",
-	"changed", "delta", "rate"}
-
 // Expr is one compiled rule expression.
 type Expr struct {
 	Source  string

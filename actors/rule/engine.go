@@ -51,6 +51,9 @@ type Stats struct {
 	// gateways sharing the rule, this one included.
 	NotOwned uint64 `json:"not_owned,omitempty"`
 	Members  int    `json:"members,omitempty"`
+	// PublishErrors are the messages the bus refused (a subject the server's permissions deny, a closed
+	// connection).
+	PublishErrors uint64 `json:"publish_errors,omitempty"`
 }
 
 // maxSeries bounds the series (device × key, or group) one rule keeps state for: a misbehaving source inventing
@@ -68,10 +71,9 @@ type Engine struct {
 	nseries int
 	stats   Stats
 
-	batch    []isp.Point
-	buf      []byte
-	subject  []byte
-	errCount uint64
+	batch   []isp.Point
+	buf     []byte
+	subject []byte
 
 	alerts *alerts
 	agg    *aggregator
@@ -581,7 +583,7 @@ func (e *Engine) flush() {
 
 func (e *Engine) publish(subject string, data []byte) {
 	if err := e.out.Publish(subject, data); err != nil {
-		e.errCount++
+		e.stats.PublishErrors++
 	}
 }
 
