@@ -701,3 +701,101 @@ func FuzzRuleRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestAlertStateMovesWithTheDevice: two gateways share an alert rule and one JetStream (the second is a client of
+// the first's server); when the gateway that owns a device with a firing alert leaves, the other takes the device
+// and its alert from the shared IOTGW_ALERTS bucket: not fired again, resolved when it clears.
+func TestAlertStateMovesWithTheDevice(t *testing.T) {
+	const ruleSrc = `
+rule "hot" {
+  type = "alert"
+  when = "value > 85"
+}
+`
+	js := fmt.Sprintf("jetstream {\n enabled = true\n store_dir = %q\n}", t.TempDir())
+	a := startRuntime(t, parseConfig(t, `gateway { id = "gw-a" }
+nats {
+`+js+`
+}`+ruleSrc))
+	b := startRuntime(t, parseConfig(t, fmt.Sprintf(`gateway { id = "gw-b" }
+nats {
+  url = %q
+  jetstream { enabled = true }
+}`, a.Bus().URL)+ruleSrc))
+	members := func(rt *Runtime) int { return rt.rules.entries["hot"].figures.Get().Members }
+	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if members(a) != 2 || members(b) != 2 {
+			return fmt.Errorf("members: a %d, b %d", members(a), members(b))
+		}
+		return nil
+	})
+	nc := client(t, a.Bus().URL)
+	events := collect(t, nc, "iot.alerts.>")
+	for i := range 10 {
+		dev := fmt.Sprintf("dev-%d", i)
+		publishBatch(t, nc, dev, point(dev, "t", 90))
+	}
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if events.n() != 10 {
+			return fmt.Errorf("%d events", events.n())
+		}
+		return nil
+	})
+	var moved string
+	for _, m := range events.all() {
+		var al rule.Alert
+		_ = json.Unmarshal(m.Data, &al)
+		if m.Header.Get(rule.HeaderGateway) == "gw-b" {
+			moved = al.Device
+		}
+	}
+	if moved == "" {
+		t.Fatalf("gw-b owns none of the 10 devices: a %+v, b %+v", a.rules.entries["hot"].figures.Get(), b.rules.entries["hot"].figures.Get())
+	}
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error { // every alert stored
+		kv, err := a.Bus().JS.KeyValue(t.Context(), AlertsBucket)
+		if err != nil {
+			return err
+		}
+		keys, err := kv.ListKeys(t.Context())
+		if err != nil {
+			return err
+		}
+		n := 0
+		for range keys.Keys() {
+			n++
+		}
+		if n != 10 {
+			return fmt.Errorf("%d stored alerts", n)
+		}
+		return nil
+	})
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if members(a) != 1 {
+			return fmt.Errorf("members of a: %d", members(a))
+		}
+		return nil
+	})
+	skip := events.n()
+	publishBatch(t, nc, moved, point(moved, "t", 95)) // still firing: not again
+	publishBatch(t, nc, moved, point(moved, "t", 70))
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if events.n() < skip+1 {
+			return errNotYet
+		}
+		return nil
+	})
+	time.Sleep(100 * time.Millisecond)
+	var got []string
+	for _, m := range events.all()[skip:] {
+		var al rule.Alert
+		_ = json.Unmarshal(m.Data, &al)
+		got = append(got, m.Header.Get(rule.HeaderGateway)+" "+al.Device+" "+al.Event)
+	}
+	if want := "gw-a " + moved + " resolved"; strings.Join(got, ",") != want {
+		t.Errorf("after gw-b left: got %q, want %q", got, want)
+	}
+}

@@ -53,6 +53,7 @@ type ruleActor struct {
 	members *membership // partition = "device" only
 	joining []*nats.Msg // batches that came while joining (partition.go)
 	sentUp  bool
+	version uint64 // the membership version the alerts were last taken over at
 }
 
 var _ actors.Listener = (*ruleActor)(nil)
@@ -99,6 +100,7 @@ func (a *ruleActor) Receive(ctx actor.Context) {
 	case *nats.Msg:
 		if a.members != nil {
 			a.partitioned(msg)
+			a.takeOver()
 			return
 		}
 		a.batch(msg)
@@ -107,7 +109,10 @@ func (a *ruleActor) Receive(ctx actor.Context) {
 		if msg == a.ticker {
 			now := time.Now()
 			a.memberTick(now)
-			a.eng.Tick(now)
+			a.takeOver()
+			if a.members == nil || a.members.active { // a joining gateway owns nothing yet
+				a.eng.Tick(now)
+			}
 			a.figures.set(a.stats())
 		}
 	case *ListAlerts:
@@ -161,6 +166,7 @@ func (a *ruleActor) start(ctx actor.Context) {
 	}
 	if a.cfg.Partition == config.PartitionDevice {
 		a.members = newMembership(a.env.GatewayID, a.cfg.Name)
+		a.eng.SetOwner(a.members.owns)
 		a.members.joinedAt = time.Now()
 		a.announce("join")
 	}
@@ -192,6 +198,30 @@ func (a *ruleActor) memberTick(now time.Time) {
 	m.expire(now)
 }
 
+// takeOver hands alerts on when the gateways sharing an alert rule change: the alerts of devices this gateway no
+// longer owns are dropped (their new owner reads them), and those of devices it now owns are read from the store.
+// With the embedded server each gateway has its own store, so only the dropping happens; with a shared JetStream
+// (gateways in client mode on one server or cluster) the state moves with the device. The read is synchronous, on
+// purpose: the next batch of a device taken over must find its firing alert in place, or it would fire again.
+func (a *ruleActor) takeOver() {
+	m := a.members
+	if m == nil || m.version == a.version || a.cfg.Type != config.RuleAlert {
+		return
+	}
+	a.version = m.version
+	a.eng.DropForeign()
+	if a.store == nil || !m.active {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	stored, err := a.store.Load(ctx, a.cfg.Name)
+	if err != nil {
+		panic(fmt.Errorf("rule %s: take over alert state: %w", a.cfg.Name, err)) // the supervisor retries
+	}
+	a.eng.Restore(stored)
+}
+
 // partitioned handles a message of a rule partitioned by device: membership, or a batch it may own.
 func (a *ruleActor) partitioned(msg *nats.Msg) {
 	m := a.members
@@ -201,6 +231,7 @@ func (a *ruleActor) partitioned(msg *nats.Msg) {
 			a.announce(reply)
 		}
 		if activated {
+			a.takeOver() // the alerts of the devices it owns now, before any batch of theirs
 			buffered := a.joining
 			a.joining = nil
 			if !m.others { // no one else was active: the batches that came while joining are this gateway's

@@ -123,19 +123,34 @@ func (e *Engine) Alerts() []Alert {
 	return out
 }
 
-// Restore puts stored alerts back without an event: a firing alert stays firing and is not sent again.
+// Restore puts stored alerts back without an event: a firing alert stays firing and is not sent again. An alert
+// the engine has already, or of a device another gateway owns (SetOwner), is left alone.
 func (e *Engine) Restore(list []Alert) {
 	if e.alerts == nil {
 		return
 	}
 	for i := range list {
 		a := list[i]
-		if a.Rule != e.rule.Name || (a.State != StatePending && a.State != StateFiring) {
+		if a.Rule != e.rule.Name || (a.State != StatePending && a.State != StateFiring) || e.alerts.active[a.Key] != nil ||
+			(e.owns != nil && !e.owns(a.Device)) {
 			continue
 		}
 		e.alerts.active[a.Key] = &a
 		if s := e.seriesOf(&isp.Point{DeviceID: a.Device, Key: a.PointKey}); s != nil && a.Condition == conditionNames[condNoData] {
 			s.lastSeen = time.Time{}
+		}
+	}
+}
+
+// DropForeign forgets, without an event and without telling the store, the alerts of devices another gateway now
+// owns: that gateway reads them from the shared store and goes on with them.
+func (e *Engine) DropForeign() {
+	if e.alerts == nil || e.owns == nil {
+		return
+	}
+	for k, a := range e.alerts.active {
+		if !e.owns(a.Device) {
+			delete(e.alerts.active, k)
 		}
 	}
 }
@@ -289,7 +304,10 @@ func (a *alerts) tick(now time.Time) {
 	if cfg.NoData <= 0 {
 		return
 	}
-	for _, keys := range a.e.series {
+	for dev, keys := range a.e.series {
+		if a.e.owns != nil && !a.e.owns(dev) {
+			continue // another gateway sharing the rule watches this device
+		}
 		for _, s := range keys {
 			if s.lastSeen.IsZero() {
 				s.lastSeen = now // a series known from the config, or restored: silent from now on

@@ -78,6 +78,10 @@ type Engine struct {
 	alerts *alerts
 	agg    *aggregator
 
+	// owns, when set, says whether this gateway owns a device (a rule partitioned by device): the clock's
+	// no-data checks and restored alerts are for owned devices only.
+	owns func(device string) bool
+
 	machine                        vm.VM // reused: vm.Run would make a VM (and its stack) per evaluation
 	needTags, needValues, needText bool  // what the rule's expressions read
 }
@@ -127,6 +131,9 @@ func NewEngine(r *config.Rule, out Output) *Engine {
 	}
 	return e
 }
+
+// SetOwner sets the ownership test of a rule partitioned by device (nil: every device is this gateway's).
+func (e *Engine) SetOwner(owns func(device string) bool) { e.owns = owns }
 
 // Rule is the engine's rule.
 func (e *Engine) Rule() *config.Rule { return e.rule }

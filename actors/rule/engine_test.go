@@ -614,3 +614,26 @@ func TestHostileDeviceIDsNeverBecomeSubjects(t *testing.T) {
 		t.Errorf("the valid point: got %s", got[3])
 	}
 }
+
+// TestRendezvousSpreadsDevices: with two gateways, similar device ids are spread over both, each device to one.
+func TestRendezvousSpreadsDevices(t *testing.T) {
+	a, b := newMembership("gw-a", "r"), newMembership("gw-b", "r")
+	for _, m := range []*membership{a, b} {
+		m.active = true
+		m.touch("gw-a", t0)
+		m.touch("gw-b", t0)
+	}
+	byA := 0
+	for i := range 1000 {
+		dev := fmt.Sprintf("dev-%d", i)
+		if a.owns(dev) == b.owns(dev) {
+			t.Fatalf("%s: owned by both or neither", dev)
+		}
+		if a.owns(dev) {
+			byA++
+		}
+	}
+	if byA < 400 || byA > 600 {
+		t.Errorf("gw-a owns %d of 1000 devices, want about half", byA)
+	}
+}

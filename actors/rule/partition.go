@@ -29,8 +29,8 @@ import (
 // cleanly. A joining gateway first says "join", waits joinSettle for the active members' answers, and only then
 // says "up"; what arrived meanwhile it keeps, and processes if no one else was active (a gateway on its own loses
 // nothing at start). A gateway that dies without "leave" is dropped after memberTimeout; until then its devices'
-// points are not processed (the loss window of a crash), and a device's alert or window state stays with the
-// gateway that had it (state is handed on only through a shared IOTGW_ALERTS bucket: not done).
+// points are not processed (the loss window of a crash). A device's alerts move with it through the store when the
+// gateways share one (ruleActor.takeOver); its windows do not.
 
 // Membership timing.
 const (
@@ -58,6 +58,7 @@ type membership struct {
 	members  map[string]time.Time // active members, by id, with when they were last heard
 	ids      []string             // sorted active members
 	owned    map[string]bool      // device → owned, for the current members
+	version  uint64               // counts the changes of the set (and of active)
 }
 
 func newMembership(self, rule string) *membership {
@@ -89,6 +90,7 @@ func (m *membership) heard(data []byte, now time.Time) (reply string, activated 
 			}
 			m.active = true
 			m.touch(m.self, now)
+			m.version++
 			return "", true
 		}
 		if !m.active {
@@ -102,6 +104,7 @@ func (m *membership) heard(data []byte, now time.Time) (reply string, activated 
 		}
 		if msg.Member == m.self {
 			m.active = false
+			m.version++
 		}
 	}
 	return "", false
@@ -116,6 +119,7 @@ func (m *membership) touch(id string, now time.Time) {
 }
 
 func (m *membership) changed() {
+	m.version++
 	m.ids = m.ids[:0]
 	for id := range m.members {
 		m.ids = append(m.ids, id)
@@ -151,7 +155,7 @@ func (m *membership) owns(device string) bool {
 		_, _ = h.Write([]byte(id))
 		_, _ = h.Write([]byte{0})
 		_, _ = h.Write([]byte(device))
-		if s := h.Sum64(); s > best || bestID == "" {
+		if s := mix64(h.Sum64()); s > best || bestID == "" {
 			best, bestID = s, id
 		}
 	}
@@ -160,6 +164,18 @@ func (m *membership) owns(device string) bool {
 		m.owned[device] = o
 	}
 	return o
+}
+
+// mix64 is murmur3's 64-bit finalizer. FNV-1a alone spreads a difference in the gateway id only towards the high
+// bits in a pattern shared by similar device ids (dev-0 … dev-9 all went to one gateway of two): the finalizer
+// makes every input bit reach every output bit.
+func mix64(x uint64) uint64 {
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x
 }
 
 // Members returns the active members' ids.
