@@ -296,6 +296,10 @@ func (a *ruleActor) batch(msg *nats.Msg) {
 	a.points, err = a.dec.DecodeBatch(msg.Data, a.points[:0])
 	if err != nil {
 		a.env.Metrics.Error(a.path, "decode")
+		a.eng.stats.Errors++
+		if !a.eng.AllowErrorEvent() {
+			return
+		}
 		body := msg.Data
 		if len(body) > 256 {
 			body = body[:256]

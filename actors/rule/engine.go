@@ -54,6 +54,8 @@ type Stats struct {
 	// PublishErrors are the messages the bus refused (a subject the server's permissions deny, a closed
 	// connection).
 	PublishErrors uint64 `json:"publish_errors,omitempty"`
+	// ErrorsSuppressed are error events not published: past maxErrorEvents a second.
+	ErrorsSuppressed uint64 `json:"errors_suppressed,omitempty"`
 }
 
 // maxSeries bounds the series (device × key, or group) one rule keeps state for: a misbehaving source inventing
@@ -77,6 +79,9 @@ type Engine struct {
 
 	alerts *alerts
 	agg    *aggregator
+
+	errWindow time.Time // the second error events are counted in
+	errSent   int
 
 	// owns, when set, says whether this gateway owns a device (a rule partitioned by device): the clock's
 	// no-data checks and restored alerts are for owned devices only.
@@ -333,6 +338,20 @@ func (e *Engine) evalNumber(x *config.Expr, p *isp.Point) (float64, bool) {
 	return f, true
 }
 
+// AllowErrorEvent says whether one more event may go on iot.errors.rules this second (maxErrorEvents), counting
+// the ones that may not.
+func (e *Engine) AllowErrorEvent() bool {
+	if now := time.Now(); now.Sub(e.errWindow) >= time.Second {
+		e.errWindow, e.errSent = now, 0
+	}
+	if e.errSent >= maxErrorEvents {
+		e.stats.ErrorsSuppressed++
+		return false
+	}
+	e.errSent++
+	return true
+}
+
 // ErrorEvent is published on iot.errors.rules when a rule's expression fails on a point.
 type ErrorEvent struct {
 	Rule       string          `json:"rule"`
@@ -347,7 +366,14 @@ func (e *Engine) exprError(x *config.Expr, p *isp.Point, err error) {
 	e.errorEvent(x.Source, p, err.Error())
 }
 
+// maxErrorEvents bounds the events on iot.errors.rules one rule publishes per second: a device sending garbage
+// must not flood the bus. Past it the errors are counted (Stats.Errors) and the suppressed events too.
+const maxErrorEvents = 100
+
 func (e *Engine) errorEvent(source string, p *isp.Point, msg string) {
+	if !e.AllowErrorEvent() {
+		return
+	}
 	var pt json.RawMessage
 	if p != nil {
 		pt = isp.AppendPoint(nil, p)

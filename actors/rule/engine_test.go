@@ -637,3 +637,24 @@ func TestRendezvousSpreadsDevices(t *testing.T) {
 		t.Errorf("gw-a owns %d of 1000 devices, want about half", byA)
 	}
 }
+
+// TestErrorEventsAreBounded: a batch of bad points gives at most maxErrorEvents events a second; the rest are
+// counted, never lost from the figures.
+func TestErrorEventsAreBounded(t *testing.T) {
+	rec := &recorder{}
+	e := NewEngine(parseRule(t, `rule "e" {
+  type = "filter"
+  when = "int(text) > 1"
+}`), rec)
+	bad := make([]isp.Point, 300)
+	for i := range bad {
+		bad[i] = isp.Point{DeviceID: "d1", Key: "s", Value: isp.String("x"), Quality: 1, Timestamp: ns(0)}
+	}
+	e.Process(bad, at(0))
+	if got := len(rec.take()); got != maxErrorEvents {
+		t.Errorf("got %d events, want %d", got, maxErrorEvents)
+	}
+	if s := e.Stats(); s.Errors != 300 || s.ErrorsSuppressed != 200 {
+		t.Errorf("stats: %+v", s)
+	}
+}
