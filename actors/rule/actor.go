@@ -84,7 +84,11 @@ type msgOutput struct {
 
 func (o *msgOutput) Publish(subject string, data []byte) error {
 	o.msg.Subject, o.msg.Data = subject, data
-	actors.SetHeader(o.msg.Header, actors.HeaderTraceID, o.trace)
+	if o.trace == "" {
+		delete(o.msg.Header, actors.HeaderTraceID) // no empty header: the batch had none (a tick's output has none)
+	} else {
+		actors.SetHeader(o.msg.Header, actors.HeaderTraceID, o.trace)
+	}
 	return o.bus.PublishMsg(o.msg)
 }
 
@@ -107,6 +111,7 @@ func (a *ruleActor) Receive(ctx actor.Context) {
 	case *actors.Tick:
 		msg.Ack()
 		if msg == a.ticker {
+			a.out.trace = "" // what the clock makes (a window closing, a no-data alert) comes from no batch
 			now := time.Now()
 			a.memberTick(now)
 			a.takeOver()
