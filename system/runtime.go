@@ -202,10 +202,20 @@ func (r *Runtime) Run(ctx context.Context) error {
 	return r.Stop()
 }
 
+// durableEnv is what the durable inboxes of the subject mailboxes need.
+func (r *Runtime) durableEnv() durableEnv {
+	return durableEnv{bus: r.bus, buffer: r.cfg.NATS.JetStream.Buffer, log: r.log}
+}
+
 // env is what every actor constructor gets.
 func (r *Runtime) env(component string) actors.Env {
+	var stream actors.StreamPublisher
+	if r.cfg.NATS.JetStream.Enabled {
+		stream = &streamPublisher{bus: r.bus, cfg: r.cfg.NATS.JetStream}
+	}
 	return actors.Env{
 		Bus:           r.bus.Publisher(),
+		Stream:        stream,
 		Log:           r.log.With().Str("actor", component).Logger(),
 		GatewayID:     r.cfg.Gateway.ID,
 		PointSubjects: r.cfg.Gateway.PointSubjects,
