@@ -48,12 +48,17 @@ type Bus struct {
 	connected chan struct{} // closed at the first connection to the server
 	jsReady   chan struct{} // closed when JS is set
 	early     *earlyPublisher
+	// confirmed is what actors publish through in client mode (replay.go); nil with the embedded server.
+	confirmed atomic.Pointer[confirmedPublisher]
 }
 
 // Publisher is what actors publish through: the connection, or, when the server was not there at start, the
 // connection behind a queue for the messages with headers published before the first connection (see
 // earlyPublisher).
 func (b *Bus) Publisher() actors.Publisher {
+	if c := b.confirmed.Load(); c != nil {
+		return c
+	}
 	if b.early != nil {
 		return b.early
 	}
@@ -144,6 +149,9 @@ func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerol
 				return // our own Close
 			}
 			b.log.Warn().Err(err).Msg("disconnected from NATS; reconnecting")
+			if c := b.confirmed.Load(); c != nil {
+				c.disconnected()
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			markConnected()
@@ -191,6 +199,7 @@ func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerol
 			b.early.flush()
 		default:
 		}
+		b.startConfirmed()
 		ev := b.log.Warn().Str("url", redact(url)).Stringer("retry_every", cfg.ReconnectWait).
 			Str("buffer", fmt.Sprintf("%d MiB", reconnectBuffer>>20))
 		if cfg.JetStream.Enabled {
@@ -200,6 +209,7 @@ func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerol
 		return b, nil
 	}
 	markConnected()
+	b.startConfirmed()
 
 	if cfg.JetStream.Enabled {
 		if err := b.setupJetStream(ctx, cfg.JetStream); err != nil {
@@ -450,8 +460,31 @@ func discardPolicy(s string) jetstream.DiscardPolicy {
 	return jetstream.DiscardOld
 }
 
+// startConfirmed puts the confirmed publisher in front of an external server's connection (replay.go).
+func (b *Bus) startConfirmed() {
+	if b.Server != nil {
+		return
+	}
+	var next actors.Publisher = b.Conn
+	if b.early != nil {
+		next = b.early
+	}
+	b.confirmed.Store(newConfirmedPublisher(b.Conn, next, reconnectBuffer, b.log))
+}
+
+// replayed is how many messages the confirmed publisher wrote again after disconnects.
+func (b *Bus) replayed() uint64 {
+	if c := b.confirmed.Load(); c != nil {
+		return c.replays.Load()
+	}
+	return 0
+}
+
 // Close flushes what the gateway published, closes the connection and shuts the embedded server down.
 func (b *Bus) Close() {
+	if c := b.confirmed.Load(); c != nil {
+		c.close(time.Second)
+	}
 	if b.Conn != nil && !b.Conn.IsClosed() {
 		if b.Conn.IsConnected() { // a flush while reconnecting would only wait out its timeout
 			_ = b.Conn.FlushTimeout(time.Second)
