@@ -8,6 +8,7 @@
 package actors
 
 import (
+	"context"
 	"errors"
 	"io"
 	"time"
@@ -110,7 +111,11 @@ var ErrStreamNotReady = errors.New("jetstream not ready yet")
 type Env struct {
 	Bus Publisher
 	// Stream is the acknowledged publisher into JetStream; nil when JetStream is off.
-	Stream    StreamPublisher
+	Stream StreamPublisher
+	// JetStream returns the gateway's JetStream context once it is there (at once, unless the server was not
+	// there at start), or ctx's error; nil when JetStream is off. For a kind that manages streams (the jetstream
+	// sink), never for consuming: that is the durable inbox's.
+	JetStream func(ctx context.Context) (jetstream.JetStream, error)
 	Log       zerolog.Logger
 	GatewayID string
 	// PointSubjects makes the processing stage publish every point on iot.processed.{device}.{key} beside the

@@ -72,7 +72,8 @@ func openConsumer(ctx context.Context, js jetstream.JetStream, d actors.Durable,
 	if err != nil {
 		return nil, "", fmt.Errorf("consumer %s on stream %s: %w", d.Name, stream, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(min(d.MaxAckPending, 1000)))
+	// A short pull expiry: a pull request the server lost (a reconnect, a stalled server) is replaced within seconds.
+	it, err := cons.Messages(jetstream.PullMaxMessages(min(d.MaxAckPending, 1000)), jetstream.PullExpiry(5*time.Second))
 	if err != nil {
 		return nil, "", fmt.Errorf("consumer %s: %w", d.Name, err)
 	}

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
+	"github.com/iotgw/iotgw/config"
 	"github.com/nats-io/nats.go"
 )
 
@@ -206,6 +208,12 @@ func TestDurableInboxRestartRedeliversInOrder(t *testing.T) {
 				durable: actors.Durable{Name: "p3", MaxAckPending: 4}})
 			nc := client(t, rt.Bus().URL)
 			want := publishN(t, nc, "iot.processed.batch.t3", "m", 1, 30)
+			defer func() {
+				if t.Failed() {
+					n, _ := rt.Tree().Get("sinks/p3")
+					t.Logf("probe: %+v; mailbox %+v; seen %v", n, n.Mailbox, rec.seen)
+				}
+			}()
 			waitAccepted(t, rec, want)
 			if n, _ := rt.Tree().Get("sinks/p3"); n.Restarts < 1 {
 				t.Errorf("restarts %d, want the crash to have restarted the probe", n.Restarts)
@@ -330,4 +338,109 @@ func TestDurableInboxMemoryOverflow(t *testing.T) {
 	if st := durableStats(t, rt, "sinks/p5"); st.Dropped+10 != st.Delivered-st.Redelivered+st.Dropped-uint64(len(got))+10 {
 		t.Logf("stats %+v", st)
 	}
+}
+
+// TestSinksControl: iot.control.sinks.list and .get show a sink's lag and state while its target is down (every
+// delivery Nak'ed), and its acknowledged count, last delivery and an empty lag once it is back; /metrics has the
+// same figures.
+func TestSinksControl(t *testing.T) {
+	rt := startRuntime(t, parseConfig(t, ``))
+	rec := newRecord()
+	var down sync.Mutex
+	targetDown := true
+	rec.decide = func(*actors.Delivery, int) string {
+		down.Lock()
+		defer down.Unlock()
+		if targetDown {
+			return "nak"
+		}
+		return "ack"
+	}
+	addProbe(t, rt, "p6", &probe{subjects: []string{"iot.processed.batch.t6"}, rec: rec,
+		durable: actors.Durable{Name: "p6", MaxAckPending: 4}})
+	nc := client(t, rt.Bus().URL)
+	want := publishN(t, nc, "iot.processed.batch.t6", "m", 1, 50)
+
+	var s *SinkInfo
+	checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		r := ask(t, nc, SubjectSinksGet, `{"name":"p6"}`)
+		if !r.OK || r.Sink == nil {
+			return fmt.Errorf("sinks.get: %+v", r)
+		}
+		s = r.Sink
+		if s.Pending+uint64(s.AckPending) < 40 || len(s.Durable) != 1 || s.Durable[0].Naked == 0 {
+			return fmt.Errorf("sink while its target is down: %+v", s)
+		}
+		return nil
+	})
+	if s.Type != "probe" || s.State != StateRunning || s.Acked != 0 || len(s.Durable) != 1 || s.Durable[0].Backend != "jetstream" || s.Durable[0].Stream != StreamName {
+		t.Errorf("sink while its target is down: %+v", s)
+	}
+	down.Lock()
+	targetDown = false
+	down.Unlock()
+	waitAccepted(t, rec, want)
+	checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		r := ask(t, nc, SubjectSinksList, "")
+		if !r.OK || len(r.Sinks) != 1 {
+			return fmt.Errorf("sinks.list: %+v", r)
+		}
+		s = &r.Sinks[0]
+		if s.Name != "p6" || s.Pending != 0 || s.AckPending != 0 || s.Acked != 50 || s.LastDelivered == "" || s.Redeliveries == 0 {
+			return fmt.Errorf("sink once its target is back: %+v", s)
+		}
+		return nil
+	})
+	if got := counterValue(t, rt.Gatherer(), "iotgw_sink_acked_total", map[string]string{"sink": "p6"}); got != 50 {
+		t.Errorf("iotgw_sink_acked_total %v, want 50", got)
+	}
+}
+
+// TestSinksGetBadRequests: malformed, truncated, oversized and hostile requests get a clear error; the control
+// actor keeps answering.
+func TestSinksGetBadRequests(t *testing.T) {
+	rt := startRuntime(t, parseConfig(t, `sink "out" {
+  type = "console"
+}`))
+	nc := client(t, rt.Bus().URL)
+	for _, tc := range []struct{ name, body, want string }{
+		{"empty", ``, `request is not {"name":"…"}`},
+		{"truncated", `{"name":"ou`, `request is not {"name":"…"}`},
+		{"not an object", `["out"]`, `request is not {"name":"…"}`},
+		{"no name", `{}`, `request lacks "name"`},
+		{"wildcard", `{"name":">"}`, `sink name:`},
+		{"dotted", `{"name":"a.b"}`, `sink name:`},
+		{"path", `{"name":"../../etc"}`, `sink name:`},
+		{"oversized", `{"name":"` + strings.Repeat("x", 5000) + `"}`, `at most 4096`},
+		{"unknown", `{"name":"nope"}`, `no sink "nope"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := ask(t, nc, SubjectSinksGet, tc.body)
+			if r.OK || !strings.Contains(r.Error, tc.want) {
+				t.Errorf("got %+v, want an error containing %q", r, tc.want)
+			}
+		})
+	}
+	r := ask(t, nc, SubjectSinksGet, `{"name":"out"}`)
+	if !r.OK || r.Sink == nil || r.Sink.Type != "console" || len(r.Sink.Durable) != 0 {
+		t.Errorf("sinks.get out after the bad requests: %+v", r)
+	}
+}
+
+// FuzzSinksGetRequest: whatever the body, getSink answers (an error or a sink), never panics.
+func FuzzSinksGetRequest(f *testing.F) {
+	for _, s := range []string{``, `{}`, `{"name":"out"}`, `{"name":">"}`, `{"name":1}`, `{"name":"a\u0000b"}`, `[`, `null`} {
+		f.Add([]byte(s))
+	}
+	rt := New(config.Default())
+	rt.tree.add(GroupSinks+"/out", "sink/console", nil)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r := rt.getSink(body)
+		if r.OK == (r.Error != "") {
+			t.Fatalf("reply %+v: ok and error disagree", r)
+		}
+		if r.OK && (r.Sink == nil || r.Sink.Name != "out") {
+			t.Fatalf("reply %+v for %q", r, body)
+		}
+	})
 }
