@@ -168,3 +168,8 @@ func (r *Runtime) collectStreams(gauge, counter func(d *prometheus.Desc, v float
 		gauge(descStreamMaxBytes, float64(st.maxBytes), name)
 	}
 }
+
+// withStreamWatchInterval makes the stream watcher read more often, for tests.
+func withStreamWatchInterval(d time.Duration) Option {
+	return func(r *Runtime) { r.streamWatchInterval = d }
+}

@@ -292,7 +292,8 @@ func (p *processor) publishAsync(pd *pending) {
 func (p *processor) storeFailed(pd *pending, err error) {
 	var api *jetstream.APIError
 	refused := errors.As(err, &api)
-	if !refused && time.Since(pd.first)+p.env.Stream.DuplicateWindow()/4 < p.env.Stream.DuplicateWindow() {
+	// Retries are bounded too: past four windows' worth, a batch is counted lost rather than kept.
+	if !refused && len(p.retries) < 4*p.env.Stream.Window() && time.Since(pd.first)+p.env.Stream.DuplicateWindow()/4 < p.env.Stream.DuplicateWindow() {
 		p.store.Retried++
 		p.env.Metrics.Error(actorPath, "store_retry")
 		p.retries = append(p.retries, pd)
