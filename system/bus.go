@@ -65,6 +65,16 @@ func (b *Bus) Publisher() actors.Publisher {
 	return b.Conn
 }
 
+// jetStreamNow is JS once it is set, else nil: safe from any goroutine (JS is written before jsReady is closed).
+func (b *Bus) jetStreamNow() jetstream.JetStream {
+	select {
+	case <-b.jsReady:
+		return b.JS
+	default:
+		return nil
+	}
+}
+
 // JetStreamReady is closed once JS is set (at once when the server was there at start).
 func (b *Bus) JetStreamReady() <-chan struct{} { return b.jsReady }
 

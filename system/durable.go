@@ -197,8 +197,8 @@ func (in *durableInbox) open(deliver func(*actors.Delivery) bool) error {
 		}
 		src = ms
 		in.setSource(ms, "memory", "")
-	case bus.JS != nil:
-		js, stream, err := openConsumer(ctx, bus.JS, in.cfg, in.subjects)
+	case bus.jetStreamNow() != nil:
+		js, stream, err := openConsumer(ctx, bus.jetStreamNow(), in.cfg, in.subjects)
 		if err != nil {
 			cancel()
 			return fmt.Errorf("durable inbox %q: %w", in.name, err)
@@ -457,11 +457,11 @@ func (in *durableInbox) deadLetter(d *actors.Delivery, h any, reason string) err
 	m.Header.Set(HeaderDeadDeliveries, strconv.FormatUint(d.NumDelivered, 10))
 	bus := in.env.bus
 	var err error
-	if stream != "" && bus.JS != nil {
+	if js := bus.jetStreamNow(); stream != "" && js != nil {
 		m.Header.Set(HeaderDeadStream, stream)
 		m.Header.Set(jetstream.MsgIDHeader, in.name+"."+stream+"."+strconv.FormatUint(d.Seq, 10))
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err = bus.JS.PublishMsg(ctx, m)
+		_, err = js.PublishMsg(ctx, m)
 		cancel()
 	} else {
 		err = bus.Conn.PublishMsg(m) // without JetStream a dead letter is published, not kept

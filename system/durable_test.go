@@ -331,12 +331,22 @@ func TestDurableInboxMemoryOverflow(t *testing.T) {
 		}
 		return nil
 	})
+	// Order holds for what the probe settles; the two it left unsettled come again only after AckWait, so they may
+	// follow newer ones (a sink that neither acks nor naks).
 	got := rec.snapshot()
-	if len(got) != 10 || got[9] != "m30" {
-		t.Fatalf("accepted %v: want the 10 kept, ending with the newest, m30", got)
+	seen := map[string]bool{}
+	for _, g := range got {
+		if seen[g] {
+			t.Errorf("accepted %s twice: %v", g, got)
+		}
+		seen[g] = true
 	}
-	if st := durableStats(t, rt, "sinks/p5"); st.Dropped+10 != st.Delivered-st.Redelivered+st.Dropped-uint64(len(got))+10 {
-		t.Logf("stats %+v", st)
+	if len(got) != 10 || !seen["m30"] {
+		t.Fatalf("accepted %v: want the 10 kept, the newest, m30, among them", got)
+	}
+	st = durableStats(t, rt, "sinks/p5")
+	if published := uint64(31); st.Dropped+10 < published {
+		t.Errorf("dropped %d and kept 10 of at least %d published", st.Dropped, published)
 	}
 }
 
