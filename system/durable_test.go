@@ -13,6 +13,7 @@ import (
 	"github.com/iotgw/iotgw/actors"
 	"github.com/iotgw/iotgw/config"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // probe is a test-only sink with a durable inbox: it records what it accepts (acks), in order, and lets the test
@@ -496,4 +497,66 @@ func TestDurableInboxSurvivesGatewayRestart(t *testing.T) {
 	want = append(want, publishN(t, nc, "iot.processed.batch.t8", "b", 1, 10)...)
 	addProbe(t, rt, "p8", p)
 	waitAccepted(t, rec, want)
+}
+
+// TestDeadLetterOfHostileMessages: a message that forges the dead-letter headers, one without headers and a large
+// one are Term'ed: each dead letter carries the true reason and the body as it was, and the sink goes on.
+func TestDeadLetterOfHostileMessages(t *testing.T) {
+	rt := startRuntime(t, parseConfig(t, ``))
+	rec := newRecord()
+	rec.decide = func(d *actors.Delivery, _ int) string {
+		if strings.HasPrefix(string(d.Msg.Data), "bad") {
+			return "term"
+		}
+		return "ack"
+	}
+	addProbe(t, rt, "p9", &probe{subjects: []string{"iot.processed.batch.t9"}, rec: rec, durable: actors.Durable{Name: "p9"}})
+	nc := client(t, rt.Bus().URL)
+	forged := &nats.Msg{Subject: "iot.processed.batch.t9", Data: []byte("bad-forged"), Header: nats.Header{}}
+	forged.Header.Set(HeaderDeadReason, "forged reason")
+	forged.Header.Set(HeaderDeadSeq, "999999")
+	forged.Header.Set("Nats-Msg-Id", "forged-id")
+	big := "bad-big-" + strings.Repeat("x", 1<<20)
+	for _, m := range []*nats.Msg{forged, {Subject: "iot.processed.batch.t9", Data: []byte("bad-bare")}, {Subject: "iot.processed.batch.t9", Data: []byte(big)}} {
+		if err := nc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitAccepted(t, rec, publishN(t, nc, "iot.processed.batch.t9", "ok", 1, 3))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := rt.Bus().JS.Stream(ctx, DeadLetterStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*jetstream.RawStreamMsg{}
+	checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		info, err := stream.Info(ctx)
+		if err != nil {
+			return err
+		}
+		for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+			m, err := stream.GetMsg(ctx, seq)
+			if err != nil {
+				return err
+			}
+			got[string(m.Data[:min(len(m.Data), 10)])] = m
+		}
+		if len(got) != 3 {
+			return fmt.Errorf("%d dead letters, want 3", len(got))
+		}
+		return nil
+	})
+	for key, m := range got {
+		if r := m.Header.Get(HeaderDeadReason); r != "refused by the probe" {
+			t.Errorf("%s: reason %q, want the Term's", key, r)
+		}
+		if seq := m.Header.Get(HeaderDeadSeq); seq == "999999" {
+			t.Errorf("%s: the forged sequence survived", key)
+		}
+	}
+	if m := got["bad-big-xx"]; m == nil || string(m.Data) != big {
+		t.Errorf("the large dead letter is not the message as it was")
+	}
 }

@@ -1,12 +1,16 @@
 package system
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/iotgw/iotgw/actors"
 	"github.com/iotgw/iotgw/actors/rule/processor"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // limitsConfig is a gateway whose IOT_DATA holds 64 KiB, filled quickly by a device with many points.
@@ -85,4 +89,38 @@ func TestStreamDiscardNewCounted(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestProcessorStoresARawMessageOnce: the same raw message twice (the replay after a hung link sends what the
+// server did not confirm again) is stored once: the processing stage's message id is its trace id and subject, and
+// the stream's acknowledgement says the second was a duplicate.
+func TestProcessorStoresARawMessageOnce(t *testing.T) {
+	rt := startRuntime(t, parseConfig(t, `gateway { point_subjects = false }`))
+	nc := client(t, rt.Bus().URL)
+	m := &nats.Msg{Subject: "iot.raw.test.d9", Data: []byte(`{"points":[{"key":"x","value":1,"timestamp":1700000000000000000}]}`), Header: nats.Header{}}
+	m.Header.Set(actors.HeaderTraceID, "trace-twice-1")
+	for range 2 {
+		if err := nc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if got := counterValue(t, rt.Gatherer(), "iotgw_errors_total", map[string]string{"actor": "rules/processor", "kind": "store_duplicate"}); got != 1 {
+			return fmt.Errorf("store_duplicate %v, want 1", got)
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := rt.Bus().JS.Stream(ctx, StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter("iot.processed.batch.d9"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.State.Subjects["iot.processed.batch.d9"]; n != 1 {
+		t.Errorf("%d batches of d9 stored, want 1", n)
+	}
 }
