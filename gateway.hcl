@@ -150,6 +150,9 @@ nats {
     dead_letter_max_bytes = "256MB"
     # JetStream off: the bound, in messages, of each durable inbox's memory buffer (oldest dropped past it, counted).
     buffer = 10000
+    # How the embedded server's store reaches the disk: "always" (an fsync per write) or a duration (an fsync at
+    # least that often). The loss window of a power cut; a crash of the process alone loses nothing stored.
+    sync = "2m"
   }
 }
 

@@ -73,3 +73,23 @@ func TestJetStreamSinkBroken(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestJetStreamSync(t *testing.T) {
+	for _, tc := range []struct {
+		src      string
+		always   bool
+		interval time.Duration
+	}{
+		{"", false, 2 * time.Minute},
+		{`sync = "always"`, true, 0},
+		{`sync = "1s"`, false, time.Second},
+	} {
+		cfg, diags := Parse([]byte("nats {\n  jetstream {\n    "+tc.src+"\n  }\n}\n"), "sync.hcl")
+		if diags.HasErrors() {
+			t.Fatalf("%s: %s", tc.src, diags.Error())
+		}
+		if j := cfg.NATS.JetStream; j.SyncAlways != tc.always || j.SyncInterval != tc.interval {
+			t.Errorf("%s: got always %v interval %s, want %v %s", tc.src, j.SyncAlways, j.SyncInterval, tc.always, tc.interval)
+		}
+	}
+}

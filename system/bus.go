@@ -366,6 +366,7 @@ func startEmbedded(gw config.Gateway, cfg config.NATS, internal *server.User, lo
 		}
 		opts.JetStreamMaxMemory = cfg.JetStream.MaxMemory
 		opts.JetStreamMaxStore = cfg.JetStream.MaxFile
+		opts.SyncInterval, opts.SyncAlways = cfg.JetStream.SyncInterval, cfg.JetStream.SyncAlways
 	}
 	if cfg.Port > 0 {
 		// nats-server reports a taken port only in its log and then never becomes ready: say it plainly, at once.
