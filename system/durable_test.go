@@ -560,3 +560,34 @@ func TestDeadLetterOfHostileMessages(t *testing.T) {
 		t.Errorf("the large dead letter is not the message as it was")
 	}
 }
+
+// TestDurableInboxWaitsForJetStream: in client mode with the server down at start, a durable inbox waits (state
+// "waiting") instead of failing its actor, and consumes once the server and its stream are there.
+func TestDurableInboxWaitsForJetStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs a nats-server process; skipped with -short")
+	}
+	srv := &natsProcess{t: t, bin: natsServerBinary(t), port: freePort(t), args: []string{"-js", "-sd", t.TempDir()}}
+	t.Cleanup(srv.stop)
+	rt := startRuntime(t, parseConfig(t, fmt.Sprintf(`
+nats {
+  url            = "nats://127.0.0.1:%d"
+  reconnect_wait = "100ms"
+}
+`, srv.port)))
+	rec := newRecord()
+	addProbe(t, rt, "p10", &probe{subjects: []string{"iot.processed.batch.t10"}, rec: rec, durable: actors.Durable{Name: "p10"}})
+	if st := durableStats(t, rt, "sinks/p10"); st.State != "waiting" || st.Backend != "jetstream" {
+		t.Errorf("before the server: %+v, want waiting for JetStream", st)
+	}
+	srv.start()
+	<-rt.Bus().JetStreamReady()
+	checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if st := durableStats(t, rt, "sinks/p10"); st.State != "consuming" {
+			return fmt.Errorf("durable inbox %+v", st)
+		}
+		return nil
+	})
+	nc := client(t, rt.Bus().URL)
+	waitAccepted(t, rec, publishN(t, nc, "iot.processed.batch.t10", "m", 1, 10))
+}
