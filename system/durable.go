@@ -193,6 +193,7 @@ func (in *durableInbox) open(deliver func(*actors.Delivery) bool) error {
 		ms, err := newMemorySource(bus.Conn, in, in.env.buffer)
 		if err != nil {
 			cancel()
+			in.cancel = nil // nothing runs: close has nothing to wait for
 			return err
 		}
 		src = ms
@@ -201,6 +202,7 @@ func (in *durableInbox) open(deliver func(*actors.Delivery) bool) error {
 		js, stream, err := openConsumer(ctx, bus.jetStreamNow(), in.cfg, in.subjects)
 		if err != nil {
 			cancel()
+			in.cancel = nil
 			return fmt.Errorf("durable inbox %q: %w", in.name, err)
 		}
 		src = js

@@ -591,3 +591,25 @@ nats {
 	nc := client(t, rt.Bus().URL)
 	waitAccepted(t, rec, publishN(t, nc, "iot.processed.batch.t10", "m", 1, 10))
 }
+
+// TestDurableInboxWithoutStream: a durable inbox on a subject no stream keeps fails its actor with the reason (a
+// configuration error, not something to wait out), and the gateway runs on.
+func TestDurableInboxWithoutStream(t *testing.T) {
+	rt := startRuntime(t, parseConfig(t, `supervisor { max_restarts = 0 }`))
+	err := rt.AddActor(GroupSinks, ChildSpec{Name: "p11", Kind: "sink/probe", Producer: func() actor.Actor {
+		return &probe{subjects: []string{"test.nostream"}, rec: newRecord(), durable: actors.Durable{Name: "p11"}}
+	}})
+	checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		n, ok := rt.Tree().Get("sinks/p11")
+		if !ok || n.State != StateFailed {
+			return fmt.Errorf("sinks/p11: %+v (add: %v), want failed", n, err)
+		}
+		if want := `subject "test.nostream": no JetStream stream holds the subject`; !strings.Contains(n.LastError, want) {
+			return fmt.Errorf("last error %q, want %q", n.LastError, want)
+		}
+		return nil
+	})
+	if r := ask(t, client(t, rt.Bus().URL), SubjectPing, ""); r.Error != "" {
+		t.Errorf("ping after the failure: %+v", r)
+	}
+}
