@@ -66,7 +66,6 @@ func (s *sink) Receive(ctx actor.Context) {
 		if s.env.JetStream == nil {
 			panic(fmt.Errorf("sink %q: %w", s.name, ErrNoJetStream))
 		}
-		s.env.Link(actors.LinkDisconnected, "declaring stream "+s.cfg.Stream)
 		s.workers.Go(ctx, "declare", s.declareLoop)
 	case *declared:
 		s.env.Link(actors.LinkConnected, "")
