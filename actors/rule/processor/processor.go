@@ -64,7 +64,8 @@ type processor struct {
 	store   StoreStats
 }
 
-// StoreStats count the processing stage's acknowledged publishes (metrics: iotgw_errors_total{kind=store_*}).
+// StoreStats count an incarnation's acknowledged publishes, logged when it stops (the metrics have the totals:
+// iotgw_errors_total{kind=store_*}).
 type StoreStats struct {
 	Stored, Duplicates, Retried, Lost uint64
 }
@@ -127,8 +128,14 @@ func (p *processor) Receive(ctx actor.Context) {
 		p.start(ctx)
 	case *actor.Stopping, *actor.Restarting:
 		p.workers.Stop()
-		if n := len(p.acks) + len(p.retries); n > 0 {
-			p.env.Log.Warn().Int("unacknowledged", n).Msg("processing stage stopped with publishes not acknowledged by the stream yet")
+		if p.env.Stream != nil {
+			ev := p.env.Log.Info()
+			n := len(p.acks) + len(p.retries)
+			if n > 0 || p.store.Lost > 0 {
+				ev = p.env.Log.Warn()
+			}
+			ev.Uint64("stored", p.store.Stored).Uint64("duplicates", p.store.Duplicates).Uint64("retried", p.store.Retried).
+				Uint64("lost", p.store.Lost).Int("unacknowledged", n).Msg("processing stage: acknowledged publishes of this incarnation")
 		}
 	}
 }
@@ -318,9 +325,6 @@ func (p *processor) retryNow() {
 		p.publishAsync(pd)
 	}
 }
-
-// Store returns the counts of the acknowledged publishes (tests).
-func (p *processor) Store() StoreStats { return p.store }
 
 // StoreEvent is published on iot.errors.processor.store for a batch the stream did not store.
 type StoreEvent struct {
