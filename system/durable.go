@@ -322,6 +322,7 @@ func (in *durableInbox) take(d *actors.Delivery) bool {
 		head := in.tracks[in.held[0]]
 		// A held message that does not come back (the stream's limits discarded it) must not hold for ever.
 		if head == nil || time.Since(head.heldAt) > in.holdDelay+2*in.cfg.AckWait+5*time.Second {
+			delete(in.tracks, in.held[0])
 			in.held = in.held[1:]
 			continue
 		}
