@@ -133,6 +133,7 @@ type track struct {
 	// remains of NumDelivered are the attempts that ended without a settlement.
 	base, skipped uint64
 	heldAt        time.Time
+	heldFor       time.Duration // the delay of the Nak that holds it
 }
 
 // durableInbox is one durable consumer of an actor: its source, the ordering hold and the settlement of deliveries.
@@ -321,14 +322,14 @@ func (in *durableInbox) take(d *actors.Delivery) bool {
 	for len(in.held) > 0 && d.Seq > in.held[0] {
 		head := in.tracks[in.held[0]]
 		// A held message that does not come back (the stream's limits discarded it) must not hold for ever.
-		if head == nil || time.Since(head.heldAt) > in.holdDelay+2*in.cfg.AckWait+5*time.Second {
+		if head == nil || time.Since(head.heldAt) > head.heldFor+2*in.cfg.AckWait+5*time.Second {
 			delete(in.tracks, in.held[0])
 			in.held = in.held[1:]
 			continue
 		}
 		t.d = nil
 		t.skipped++
-		t.heldAt = time.Now()
+		t.heldAt, t.heldFor = time.Now(), in.holdDelay
 		in.hold(d.Seq)
 		h, delay, src := t.handle, in.holdDelay, in.src
 		in.mu.Unlock()
@@ -355,7 +356,7 @@ func (in *durableInbox) restarted() {
 	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
 	for _, seq := range seqs {
 		t := in.tracks[seq]
-		t.d, t.heldAt = nil, time.Now()
+		t.d, t.heldAt, t.heldFor = nil, time.Now(), 0
 		t.skipped++
 		in.hold(seq)
 		hs = append(hs, t.handle)
@@ -424,7 +425,7 @@ func (in *durableInbox) Nak(d *actors.Delivery, delay time.Duration) error {
 		in.mu.Unlock()
 		return ErrSettled
 	}
-	t.d, t.heldAt = nil, time.Now()
+	t.d, t.heldAt, t.heldFor = nil, time.Now(), max(delay, 0)
 	t.skipped++
 	in.hold(d.Seq)
 	in.holdDelay = max(delay, 0)
