@@ -1,0 +1,366 @@
+package mqtt_test
+
+// The mqtt sink against Debian's mosquitto, through the real gateway runtime (embedded NATS with JetStream, the
+// sink's durable consumer): the test publishes batches into IOT_DATA with acknowledged JetStream publishes,
+// counting them, and reads what arrives at the broker with mosquitto_sub.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/iotgw/iotgw/config"
+	"github.com/iotgw/iotgw/internal/testenv"
+	"github.com/iotgw/iotgw/system"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// outage is how long the broker is away in the outage test while the test keeps publishing (issue 14's figure).
+const outage = 30 * time.Second
+
+const quickSupervisor = `
+supervisor {
+  max_restarts = 3
+  within       = "1m"
+  backoff {
+    initial = "50ms"
+    max     = "500ms"
+    jitter  = 0.2
+  }
+}
+`
+
+func startGateway(t *testing.T, src string) *system.Runtime {
+	t.Helper()
+	cfg, diags := config.Parse([]byte(src), "test.hcl")
+	if diags.HasErrors() {
+		t.Fatalf("config: %s", diags.Error())
+	}
+	cfg.NATS.Port = -1
+	cfg.Gateway.HTTPAddress = "127.0.0.1:0"
+	cfg.Gateway.DataDir = t.TempDir()
+	log := zerolog.Nop()
+	if testing.Verbose() {
+		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, NoColor: true}).Level(zerolog.InfoLevel).With().Timestamp().Logger()
+	}
+	rt := system.New(cfg, system.WithLogger(log), system.WithStdout(io.Discard))
+	if err := rt.Start(context.Background()); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := rt.Stop(); err != nil && err != system.ErrNotStarted {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	return rt
+}
+
+func jsClient(t *testing.T, rt *system.Runtime) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(rt.Bus().URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+// publishBatch stores a batch of device dev with the points k0..k{n-1}, values seq*100+i, acknowledged by the
+// stream; it retries while the stream is not there yet.
+func publishBatch(t *testing.T, js jetstream.JetStream, dev string, seq, n int) {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString(`{"points":[`)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"device_id":%q,"key":"k%d","value":%d,"quality":1,"timestamp":%d}`, dev, i, seq*100+i, 1700000000000000000+int64(seq))
+	}
+	b.WriteString(`]}`)
+	publishRaw(t, js, "iot.processed.batch."+dev, b.String())
+}
+
+func publishRaw(t *testing.T, js jetstream.JetStream, subject, body string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := js.Publish(ctx, subject, []byte(body))
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("publish %s: %v", subject, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func sinkHCL(name, broker, extra string) string {
+	return fmt.Sprintf("sink %q {\n  type = \"mqtt\"\n  broker = %q\n%s\n}\n", name, broker, extra)
+}
+
+// TestPublishesEveryPoint: every protocol, QoS and payload shape, compared message by message with what
+// mosquitto_sub read.
+func TestPublishesEveryPoint(t *testing.T) {
+	broker := testenv.MosquittoSink(t, "")
+	cases := []struct {
+		name, protocol, payload, topic string
+		qos                            int
+		retain                         bool
+	}{
+		{"3.1.1 qos0 json", "3.1.1", "json", "plant/{device}/{key}", 0, false},
+		{"3.1.1 qos1 value", "3.1.1", "value", "plant/{device}/{key}", 1, false},
+		{"3.1.1 qos2 batch", "3.1.1", "batch", "plant/{device}", 2, false},
+		{"5 qos0 value", "5", "value", "plant/{device}/{key}", 0, false},
+		{"5 qos1 json", "5", "json", "plant/{device}/{key}", 1, true},
+		{"5 qos2 batch", "5", "batch", "plant/{gateway}/{device}", 2, false},
+	}
+	for ci, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dev := "d" + strconv.Itoa(ci)
+			root := fmt.Sprintf("t%d", ci)
+			topic := root + "/" + tc.topic
+			sub := broker.Subscribe(t, root+"/#", root+"/probe", "checker-"+root, 2)
+			rt := startGateway(t, `gateway { id = "gw1" }`+"\n"+sinkHCL("up", broker.URL(), fmt.Sprintf(
+				"  protocol = %q\n  payload = %q\n  topic = %q\n  qos = %d\n  retain = %v\n  subjects = [\"iot.processed.batch.%s\"]",
+				tc.protocol, tc.payload, topic, tc.qos, tc.retain, dev)))
+			_, js := jsClient(t, rt)
+			const batches, perBatch = 40, 3
+			for s := 0; s < batches; s++ {
+				publishBatch(t, js, dev, s, perBatch)
+			}
+			want := batches * perBatch
+			if tc.payload == "batch" {
+				want = batches
+			}
+			lines := sub.WaitLines(t, want, 60*time.Second)
+			if len(lines) != want {
+				t.Fatalf("got %d messages, want %d: %q", len(lines), want, lines)
+			}
+			for i, line := range lines {
+				gotTopic, payload, _ := strings.Cut(line, " ")
+				switch tc.payload {
+				case "batch":
+					wantTopic := strings.NewReplacer("{gateway}", "gw1", "{device}", dev).Replace(topic)
+					var b struct {
+						Points []struct {
+							Device string `json:"device_id"`
+							Key    string `json:"key"`
+							Value  int    `json:"value"`
+						} `json:"points"`
+					}
+					if err := json.Unmarshal([]byte(payload), &b); err != nil || gotTopic != wantTopic || len(b.Points) != perBatch {
+						t.Fatalf("message %d: %q (%v); want %d points on %s", i, line, err, perBatch, wantTopic)
+					}
+					for k, p := range b.Points {
+						if p.Device != dev || p.Key != "k"+strconv.Itoa(k) || p.Value != i*100+k {
+							t.Fatalf("message %d point %d: %+v, want %s k%d = %d", i, k, p, dev, k, i*100+k)
+						}
+					}
+				default:
+					s, k := i/perBatch, i%perBatch
+					wantTopic := fmt.Sprintf("%s/plant/%s/k%d", root, dev, k)
+					wantValue := s*100 + k
+					if gotTopic != wantTopic {
+						t.Fatalf("message %d on %q, want %q", i, gotTopic, wantTopic)
+					}
+					if tc.payload == "value" {
+						if payload != strconv.Itoa(wantValue) {
+							t.Fatalf("message %d: payload %q, want %d", i, payload, wantValue)
+						}
+						continue
+					}
+					var p struct {
+						Device    string `json:"device_id"`
+						Key       string `json:"key"`
+						Value     int    `json:"value"`
+						Timestamp int64  `json:"timestamp"`
+					}
+					if err := json.Unmarshal([]byte(payload), &p); err != nil || p.Device != dev || p.Value != wantValue ||
+						p.Timestamp != 1700000000000000000+int64(s) {
+						t.Fatalf("message %d: %q (%v), want %s k%d = %d", i, payload, err, dev, k, wantValue)
+					}
+				}
+			}
+			if tc.retain {
+				// A new subscriber gets the retained last value of each topic.
+				got := broker.Retained(t, root+"/plant/"+dev+"/+", perBatch)
+				sort.Strings(got)
+				for k := 0; k < perBatch; k++ {
+					if len(got) != perBatch || !strings.HasPrefix(got[k], fmt.Sprintf("%s/plant/%s/k%d {", root, dev, k)) ||
+						!strings.Contains(got[k], fmt.Sprintf(`"value":%d`, (batches-1)*100+k)) {
+						t.Fatalf("retained: %q, want the last value of each key", got)
+					}
+				}
+			}
+			info := sinkInfo(t, rt, "up")
+			if info.Acked < uint64(batches) || info.Pending != 0 {
+				t.Errorf("sink figures %+v: want %d acked, nothing pending", info, batches)
+			}
+		})
+	}
+}
+
+func sinkInfo(t *testing.T, rt *system.Runtime, name string) system.SinkInfo {
+	t.Helper()
+	nc, err := nats.Connect(rt.Bus().URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var last system.SinkInfo
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		msg, err := nc.Request(system.SubjectSinksGet, []byte(`{"name":"`+name+`"}`), 5*time.Second)
+		if err == nil {
+			var reply struct {
+				OK    bool             `json:"ok"`
+				Error string           `json:"error"`
+				Sink  *system.SinkInfo `json:"sink"`
+			}
+			if err := json.Unmarshal(msg.Data, &reply); err != nil || !reply.OK || reply.Sink == nil {
+				t.Fatalf("sinks.get: %s (%v)", msg.Data, err)
+			}
+			last = *reply.Sink
+			if last.AckPending == 0 {
+				return last
+			}
+		}
+		if time.Now().After(deadline) {
+			return last
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestBrokerOutage: the broker is stopped mid-stream for `outage` while the test keeps publishing, then started
+// again: every point arrives, in order (duplicates only of what was in flight at the stop), on 3.1.1 and 5.
+func TestBrokerOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 30 s outage")
+	}
+	for _, protocol := range []string{"3.1.1", "5"} {
+		t.Run(protocol, func(t *testing.T) {
+			t.Parallel()
+			broker := testenv.MosquittoSink(t, "")
+			sub := broker.Subscribe(t, "plant/#", "plant/probe", "checker", 1)
+			rt := startGateway(t, quickSupervisor+sinkHCL("up", broker.URL(), fmt.Sprintf(
+				"  protocol = %q\n  qos = 1\n  persistent_session = true\n  client_id = \"outage-sink\"\n  topic = \"plant/{device}/{key}\"\n  payload = \"value\"", protocol)))
+			_, js := jsClient(t, rt)
+			const perBatch, every = 2, 20 * time.Millisecond
+			seq := 0
+			publishFor := func(d time.Duration) {
+				end := time.Now().Add(d)
+				for time.Now().Before(end) {
+					publishBatch(t, js, "dev1", seq, perBatch)
+					seq++
+					time.Sleep(every)
+				}
+			}
+			publishFor(2 * time.Second)
+			before := sub.WaitLines(t, 1, 30*time.Second)
+			if len(before) == 0 {
+				t.Fatal("nothing arrived before the outage")
+			}
+			broker.Stop()
+			stoppedAt := seq
+			publishFor(outage)
+			downInfo := sinkInfo(t, rt, "up")
+			broker.Start()
+			publishFor(2 * time.Second)
+			total := seq * perBatch
+			lines := sub.WaitLines(t, total, 120*time.Second)
+			// Count: every value once at least, in order, duplicates only as a repeat of what came before.
+			next := map[string]int{} // per key, the next value expected
+			dups, maxSeen := 0, map[string]int{}
+			for i, line := range lines {
+				topic, payload, _ := strings.Cut(line, " ")
+				v, err := strconv.Atoi(payload)
+				if err != nil {
+					t.Fatalf("line %d: %q", i, line)
+				}
+				if v < next[topic] {
+					dups++ // at least once: a message in flight when the broker went away comes again
+					continue
+				}
+				if v != next[topic] {
+					t.Fatalf("line %d: %s = %d, want %d: a gap or a reorder", i, topic, v, next[topic])
+				}
+				maxSeen[topic] = v
+				next[topic] = v + 100
+			}
+			for k := 0; k < perBatch; k++ {
+				topic := "plant/dev1/k" + strconv.Itoa(k)
+				if want := (seq-1)*100 + k; maxSeen[topic] != want {
+					t.Fatalf("%s ends at %d, want %d (%d lines for %d points)", topic, maxSeen[topic], want, len(lines), total)
+				}
+			}
+			t.Logf("%s: %d batches (%d during the %v outage), %d points, %d lines, %d duplicates; lag during the outage: %d pending",
+				protocol, seq, seq-stoppedAt, outage, total, len(lines), dups, downInfo.Pending+uint64(downInfo.AckPending))
+			if downInfo.Pending == 0 && downInfo.AckPending == 0 {
+				t.Errorf("during the outage the sink showed no lag: %+v", downInfo)
+			}
+		})
+	}
+}
+
+// TestNoGoroutineGrowthOnFailedReconnects: a broker that refuses the sink (bad credentials) and a port where
+// nothing listens: the sink fails and reconnects again and again; the gateway's goroutines do not grow with the
+// attempts (one client per attempt, closed; no library reconnect loop left behind).
+func TestNoGoroutineGrowthOnFailedReconnects(t *testing.T) {
+	broker := testenv.MosquittoSink(t, "allow_anonymous false")
+	dead := "tcp://127.0.0.1:" + strconv.Itoa(testenv.LoopbackPort(t))
+	for _, tc := range []struct{ name, broker, extra string }{
+		{"3.1.1 refused", broker.URL(), "  protocol = \"3.1.1\""},
+		{"5 refused", broker.URL(), "  protocol = \"5\""},
+		{"3.1.1 nothing listens", dead, "  protocol = \"3.1.1\""},
+		{"5 nothing listens", dead, "  protocol = \"5\""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rt := startGateway(t, quickSupervisor+sinkHCL("up", tc.broker, tc.extra))
+			attempts := func() int {
+				n, ok := rt.Tree().Get("sinks/up")
+				if !ok {
+					return 0
+				}
+				return n.Restarts // a peer failure counts as a restart (and never against max_restarts)
+			}
+			waitAttempts := func(n int) {
+				deadline := time.Now().Add(60 * time.Second)
+				for attempts() < n {
+					if time.Now().After(deadline) {
+						t.Fatalf("only %d attempts, want %d", attempts(), n)
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+			waitAttempts(5)
+			runtime.GC()
+			base := runtime.NumGoroutine()
+			waitAttempts(25)
+			time.Sleep(200 * time.Millisecond)
+			after := runtime.NumGoroutine()
+			t.Logf("goroutines after 5 attempts: %d, after %d: %d", base, attempts(), after)
+			if after > base+5 {
+				t.Errorf("goroutines grew from %d to %d over %d failed reconnects", base, after, attempts()-5)
+			}
+		})
+	}
+}
