@@ -296,6 +296,10 @@ func TestBrokerOutage(t *testing.T) {
 				if err != nil {
 					t.Fatalf("line %d: %q", i, line)
 				}
+				if _, ok := next[topic]; !ok {
+					k, _ := strconv.Atoi(strings.TrimPrefix(topic, "plant/dev1/k"))
+					next[topic] = k // the first batch's values are 0*100+k
+				}
 				if v < next[topic] {
 					dups++ // at least once: a message in flight when the broker went away comes again
 					continue
@@ -363,4 +367,72 @@ func TestNoGoroutineGrowthOnFailedReconnects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHostileInput: what the sink cannot publish — not a point, keys and devices that MQTT would read as levels,
+// wildcards or its own $ topics, control characters — goes to the dead letters with the reason, nothing of it
+// reaches the broker, and the good messages around it arrive in order.
+func TestHostileInput(t *testing.T) {
+	broker := testenv.MosquittoSink(t, "")
+	sub := broker.Subscribe(t, "#", "probe", "checker", 1)
+	rt := startGateway(t, sinkHCL("up", broker.URL(), "  topic = \"{device}/{key}\"\n  payload = \"value\"\n  subjects = [\"iot.processed.>\"]"))
+	nc, js := jsClient(t, rt)
+	if err := jsAddSubjects(js, "iot.processed.dev1.>"); err != nil {
+		t.Fatal(err)
+	}
+	dead, err := nc.SubscribeSync("iot.deadletter.up")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostile := []struct{ subject, body, reason string }{
+		{"iot.processed.batch.dev1", `not json`, "not a point or a batch"},
+		{"iot.processed.batch.dev1", `{"points":[{"key":"a/b","value":1}]}`, "level separator"},
+		{"iot.processed.batch.dev1", `{"points":[{"key":"ok","value":1},{"key":"x+","value":2}]}`, "wildcard"},
+		{"iot.processed.batch.dev1", `{"points":[{"key":"#","value":1}]}`, "wildcard"},
+		{"iot.processed.batch.dev1", `{"points":[{"device_id":"$SYS","key":"k","value":1}]}`, "broker's own topics"},
+		{"iot.processed.batch.dev1", `{"points":[{"key":"a\u0000b","value":1}]}`, "control character"},
+		{"iot.processed.batch.dev1", `{"points":[{"key":"","value":1}]}`, "empty"},
+		{"iot.processed.dev1.k", `{"points":[]}`, "not a point or a batch"},
+		{"iot.processed.batch.dev1", `{"points":[{"key":"` + strings.Repeat("k", 70000) + `","value":1}]}`, "at most 65535"},
+	}
+	publishRaw(t, js, "iot.processed.batch.dev1", `{"points":[{"key":"first","value":1}]}`)
+	for _, h := range hostile {
+		publishRaw(t, js, h.subject, h.body)
+	}
+	publishRaw(t, js, "iot.processed.batch.dev1", `{"points":[{"key":"last","value":2}]}`)
+	for i, h := range hostile {
+		m, err := dead.NextMsg(30 * time.Second)
+		if err != nil {
+			t.Fatalf("dead letter %d (%s): %v", i, h.body[:min(len(h.body), 60)], err)
+		}
+		if r := m.Header.Get("Iot-Dead-Reason"); !strings.Contains(r, h.reason) {
+			t.Errorf("dead letter %d: reason %q, want it to say %q", i, r, h.reason)
+		}
+	}
+	lines := sub.WaitLines(t, 2, 30*time.Second)
+	time.Sleep(300 * time.Millisecond) // nothing more may come: a hostile message published after all
+	lines = sub.Lines()
+	if want := []string{"dev1/first 1", "dev1/last 2"}; strings.Join(lines, "|") != strings.Join(want, "|") {
+		t.Fatalf("broker got %q, want %q", lines, want)
+	}
+	if info := sinkInfo(t, rt, "up"); info.DeadLetters != uint64(len(hostile)) {
+		t.Errorf("dead letters %d, want %d", info.DeadLetters, len(hostile))
+	}
+	if n, _ := rt.Tree().Get("sinks/up"); n.State != system.StateRunning || n.Restarts != 0 {
+		t.Errorf("sink %s after %d restarts: hostile input must not crash it", n.State, n.Restarts)
+	}
+}
+
+// jsAddSubjects adds subjects to IOT_DATA (the per-point subjects are not stored by default).
+func jsAddSubjects(js jetstream.JetStream, subjects ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, "IOT_DATA")
+	if err != nil {
+		return err
+	}
+	cfg := st.CachedInfo().Config
+	cfg.Subjects = append(cfg.Subjects, subjects...)
+	_, err = js.UpdateStream(ctx, cfg)
+	return err
 }
