@@ -154,7 +154,7 @@ func (m *monitor) handler() http.Handler {
 	// GET patterns also answer HEAD; other methods get 405 and unknown paths 404 from the mux.
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "iotgw %s (gateway %s)\n/healthz\n/readyz\n/metrics\n", Version, m.rt.cfg.Gateway.ID)
+		fmt.Fprintf(w, "iotgw %s (gateway %s)\n/healthz\n/readyz\n/metrics\n/ws?subject=iot.alerts.>\n", Version, m.rt.cfg.Gateway.ID)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -182,6 +182,7 @@ func (m *monitor) handler() http.Handler {
 		MaxRequestsInFlight: metricsMaxInFlight,
 		Timeout:             metricsScrapeTimeout,
 	})))
+	mux.HandleFunc("GET /ws", m.serveWS) // websocket.go
 	return mux
 }
 
@@ -286,6 +287,7 @@ func (m *monitor) shutdownHTTP() {
 	if m.srv == nil {
 		return
 	}
+	m.ws.shutdown() // Shutdown does not track hijacked connections: the streams are closed first
 	ctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
 	defer cancel()
 	if err := m.srv.Shutdown(ctx); err != nil {

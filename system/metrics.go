@@ -38,6 +38,8 @@ type monitor struct {
 	addr   string        // the bound address
 	served chan struct{} // closed when Serve has returned
 
+	ws *wsHub // the /ws endpoint's connections (websocket.go)
+
 	stopPublish chan struct{}
 	published   chan struct{} // closed when the publisher has returned
 }
@@ -68,6 +70,7 @@ func (m *monitor) init() {
 		&sinkCollector{rt: m.rt}, // sinks.go
 	)
 	m.metrics = actors.NewMetrics(m.reg)
+	m.ws = newWSHub(m.reg) // websocket.go
 }
 
 // actorMetrics is what Runtime.env hands to actors: nil before Start (the methods are nil-safe).
