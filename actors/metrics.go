@@ -7,6 +7,7 @@ import (
 
 	mb "github.com/iotgw/iotgw/sidecar/modbus"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Metrics are the Prometheus collectors actors update as they work: points in and out, errors, Modbus request
@@ -86,6 +87,34 @@ func (m *Metrics) Error(actor, kind string) {
 		return
 	}
 	m.errors.WithLabelValues(actor, kind).Inc()
+}
+
+// PointsOutOf reads the points actor published or delivered (iot.control.sinks.* shows them as written).
+func (m *Metrics) PointsOutOf(actor string) uint64 { return m.sum(m.pointsOut, actor) }
+
+// ErrorsOf reads the errors actor counted, of every kind.
+func (m *Metrics) ErrorsOf(actor string) uint64 { return m.sum(m.errors, actor) }
+
+// sum adds up the series of vec whose actor label is actor, without creating one.
+func (m *Metrics) sum(vec *prometheus.CounterVec, actor string) uint64 {
+	if m == nil {
+		return 0
+	}
+	ch := make(chan prometheus.Metric, 16)
+	go func() { vec.Collect(ch); close(ch) }() // Collect blocks on ch: prometheus's own pattern for a read
+	var total float64
+	for pm := range ch {
+		var d dto.Metric
+		if pm.Write(&d) != nil {
+			continue
+		}
+		for _, l := range d.GetLabel() {
+			if l.GetName() == "actor" && l.GetValue() == actor {
+				total += d.GetCounter().GetValue()
+			}
+		}
+	}
+	return uint64(total)
 }
 
 // ModbusRequest records one Modbus request to device with function code function that took d, and, when err is

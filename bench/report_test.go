@@ -79,6 +79,7 @@ func TestReport(t *testing.T) {
 	fmt.Fprintf(&sb, "contiguous registers, %d with the default gaps (max_gap 10, max_bit_gap 128).\n", coalesced)
 	sb.WriteString(modbusNotes)
 	rulesReport(t, &sb) // bench/rules_test.go
+	sb.WriteString(mqttReport(t, 300_000)) // bench/mqtt_test.go
 	if err := os.WriteFile("REPORT.md", []byte(sb.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -27,16 +27,22 @@ type SinkInfo struct {
 	State    string `json:"state"`
 	Restarts int    `json:"restarts"`
 	// Pending is the lag: messages kept for the sink (in the stream, or its memory buffer) and not yet delivered.
-	Pending       uint64         `json:"pending"`
-	AckPending    int            `json:"ack_pending"`
-	Delivered     uint64         `json:"delivered"`
-	Acked         uint64         `json:"acked"`
-	Redeliveries  uint64         `json:"redeliveries"`
-	DeadLetters   uint64         `json:"dead_letters"`
-	Dropped       uint64         `json:"dropped"`
-	LastDelivered string         `json:"last_delivered,omitempty"` // RFC 3339, the last Ack
-	LastError     string         `json:"last_error,omitempty"`
-	Durable       []DurableStats `json:"durable,omitempty"`
+	Pending       uint64 `json:"pending"`
+	AckPending    int    `json:"ack_pending"`
+	Delivered     uint64 `json:"delivered"`
+	Acked         uint64 `json:"acked"`
+	Redeliveries  uint64 `json:"redeliveries"`
+	DeadLetters   uint64 `json:"dead_letters"`
+	Dropped       uint64 `json:"dropped"`
+	LastDelivered string `json:"last_delivered,omitempty"` // RFC 3339, the last Ack
+	LastError     string `json:"last_error,omitempty"`
+	// Written and Failed are the points the sink's target accepted and the errors it counted (the same series as
+	// iotgw_points_out_total and iotgw_errors_total of actor sinks/{name}); Reconnects how often it connected to
+	// its target again after the first time (a sink that reports its link: mqtt).
+	Written    uint64         `json:"written"`
+	Failed     uint64         `json:"failed"`
+	Reconnects int            `json:"reconnects"`
+	Durable    []DurableStats `json:"durable,omitempty"`
 }
 
 // sinkInfos returns every sink, sorted by name; live asks JetStream for each consumer's lag.
@@ -59,7 +65,11 @@ func (r *Runtime) sinkInfos(live bool) []SinkInfo {
 	out := make([]SinkInfo, 0, len(entries))
 	for _, en := range entries {
 		e := en.e
-		info := SinkInfo{Name: en.name, Type: strings.TrimPrefix(e.kind, "sink/"), State: e.state, Restarts: e.restarts, LastError: e.lastError}
+		info := SinkInfo{Name: en.name, Type: strings.TrimPrefix(e.kind, "sink/"), State: e.state, Restarts: e.restarts, LastError: e.lastError,
+			Reconnects: max(e.connects-1, 0)}
+		if r.mon != nil {
+			info.Written, info.Failed = r.mon.metrics.PointsOutOf(GroupSinks+"/"+en.name), r.mon.metrics.ErrorsOf(GroupSinks+"/"+en.name)
+		}
 		if mb := e.mailbox; mb != nil {
 			for _, d := range mb.durables {
 				st := d.stats(live)
@@ -124,6 +134,7 @@ var (
 	descSinkRedeliv    = prometheus.NewDesc("iotgw_sink_redeliveries_total", "Deliveries to a sink that were not the first of their message.", []string{"sink"}, nil)
 	descSinkDead       = prometheus.NewDesc("iotgw_sink_dead_letters_total", "Messages a sink's inboxes sent to the dead letters.", []string{"sink"}, nil)
 	descSinkDropped    = prometheus.NewDesc("iotgw_sink_dropped_total", "Messages a sink's memory buffer dropped (JetStream off).", []string{"sink"}, nil)
+	descSinkReconnects = prometheus.NewDesc("iotgw_sink_reconnects_total", "Times a sink connected to its target again after the first.", []string{"sink"}, nil)
 	descSinkLast       = prometheus.NewDesc("iotgw_sink_last_delivered_timestamp_seconds", "When a sink last acknowledged a message (Unix seconds; 0 never).", []string{"sink"}, nil)
 	descPublisherQueue = prometheus.NewDesc("iotgw_nats_publish_unconfirmed", "Messages published to an external server and not yet confirmed by it (client mode).", nil, nil)
 	descPublisherRepl  = prometheus.NewDesc("iotgw_nats_publish_replayed_total", "Messages published again after a disconnect because the server had not confirmed them (client mode).", nil, nil)
@@ -134,7 +145,7 @@ var _ prometheus.Collector = (*sinkCollector)(nil)
 
 func (c *sinkCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSinkPending, descSinkAckPending, descSinkDelivered, descSinkAcked, descSinkRedeliv,
-		descSinkDead, descSinkDropped, descSinkLast, descPublisherQueue, descPublisherRepl, descPublisherDrop} {
+		descSinkDead, descSinkDropped, descSinkLast, descSinkReconnects, descPublisherQueue, descPublisherRepl, descPublisherDrop} {
 		ch <- d
 	}
 	describeStreams(ch)
@@ -148,6 +159,9 @@ func (c *sinkCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
 	for _, s := range c.rt.sinkInfos(true) {
+		if s.Reconnects > 0 {
+			counter(descSinkReconnects, float64(s.Reconnects), s.Name)
+		}
 		if len(s.Durable) == 0 {
 			continue
 		}

@@ -40,6 +40,7 @@ type treeEntry struct {
 	state     string
 	link      string // the link state the actor last reported (actors.LinkConnected, LinkDisconnected), "" none
 	restarts  int
+	connects  int // link reports of connected after anything else: the first connection and every reconnect
 	failures  int
 	lastError string
 	errorAt   time.Time
@@ -134,6 +135,9 @@ func (t *Tree) link(path, state, detail string) {
 				e.lastError, e.errorAt = detail, time.Now()
 			}
 		case actors.LinkConnected:
+			if e.link != actors.LinkConnected {
+				e.connects++ // a sink's figures show the reconnects (sinks.go)
+			}
 			if e.link == actors.LinkDisconnected && e.state == StateRunning {
 				e.startedAt = time.Now()
 			}

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/iotgw/iotgw/config"
+	"github.com/iotgw/iotgw/internal/testca"
 	"github.com/iotgw/iotgw/internal/testenv"
 	"github.com/iotgw/iotgw/system"
 	"github.com/nats-io/nats.go"
@@ -211,7 +214,7 @@ func TestPublishesEveryPoint(t *testing.T) {
 				}
 			}
 			info := sinkInfo(t, rt, "up")
-			if info.Acked < uint64(batches) || info.Pending != 0 {
+			if info.Acked < uint64(batches) || info.Pending != 0 || info.Written != uint64(batches*perBatch) || info.Failed != 0 {
 				t.Errorf("sink figures %+v: want %d acked, nothing pending", info, batches)
 			}
 		})
@@ -321,6 +324,14 @@ func TestBrokerOutage(t *testing.T) {
 			if downInfo.Pending == 0 && downInfo.AckPending == 0 {
 				t.Errorf("during the outage the sink showed no lag: %+v", downInfo)
 			}
+			if downInfo.State != system.StateDisconnected || downInfo.LastError == "" {
+				t.Errorf("during the outage the sink showed %q, last error %q: want disconnected with the error", downInfo.State, downInfo.LastError)
+			}
+			after := sinkInfo(t, rt, "up")
+			if after.Reconnects < 1 || after.Written < uint64(total) || after.Failed == 0 || after.Pending != 0 {
+				t.Errorf("figures after the outage %+v: want a reconnect, %d written, failures counted, no lag", after, total)
+			}
+			t.Logf("figures after: written %d, failed %d, reconnects %d, restarts %d", after.Written, after.Failed, after.Reconnects, after.Restarts)
 		})
 	}
 }
@@ -435,4 +446,46 @@ func jsAddSubjects(js jetstream.JetStream, subjects ...string) error {
 	cfg.Subjects = append(cfg.Subjects, subjects...)
 	_, err = js.UpdateStream(ctx, cfg)
 	return err
+}
+
+// TestTLSAndCredentials: a broker that takes only TLS with a certificate from the test's CA, a username and its
+// password (mosquitto_passwd), and a client certificate: the sink verifies the broker, logs in and publishes, on
+// 3.1.1 and 5; with a wrong password it is refused and shows disconnected with the broker's reason.
+func TestTLSAndCredentials(t *testing.T) {
+	ca := testca.New(t, "mqtt")
+	srv := ca.Server("mosquitto", "127.0.0.1")
+	cli := ca.Client("iotgw")
+	pw := filepath.Join(t.TempDir(), "passwd")
+	if out, err := exec.Command("mosquitto_passwd", "-b", "-c", pw, "gateway", "s3cret-pass").CombinedOutput(); err != nil {
+		t.Skipf("mosquitto_passwd (Debian's mosquitto): %v %s", err, out)
+	}
+	broker := testenv.MosquittoSink(t, fmt.Sprintf("allow_anonymous false\npassword_file %s\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true",
+		pw, ca.CAFile, srv.Cert, srv.Key))
+	tlsArgs := []string{"--cafile", ca.CAFile, "--cert", cli.Cert, "--key", cli.Key, "-u", "gateway", "-P", "s3cret-pass"}
+	sub := broker.Subscribe(t, "secure/#", "secure/probe", "checker", 1, tlsArgs...)
+	url := "ssl://127.0.0.1:" + strconv.Itoa(broker.Port)
+	tlsBlock := fmt.Sprintf("  tls {\n    ca = %q\n    cert = %q\n    key = %q\n  }", ca.CAFile, cli.Cert, cli.Key)
+	for i, protocol := range []string{"3.1.1", "5"} {
+		dev := "dev" + strconv.Itoa(i)
+		rt := startGateway(t, sinkHCL("up", url, fmt.Sprintf("  protocol = %q\n  topic = \"secure/{device}/{key}\"\n  payload = \"value\"\n  username = \"gateway\"\n  password = \"s3cret-pass\"\n  subjects = [\"iot.processed.batch.%s\"]\n%s", protocol, dev, tlsBlock)))
+		_, js := jsClient(t, rt)
+		publishBatch(t, js, dev, 7, 1)
+		lines := sub.WaitLines(t, i+1, 30*time.Second)
+		if len(lines) != i+1 || lines[i] != "secure/"+dev+"/k0 700" {
+			t.Fatalf("%s: got %q, want secure/%s/k0 700", protocol, lines, dev)
+		}
+		bad := startGateway(t, quickSupervisor+sinkHCL("bad", url, fmt.Sprintf("  protocol = %q\n  username = \"gateway\"\n  password = \"wrong-pass\"\n%s", protocol, tlsBlock)))
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			n, _ := bad.Tree().Get("sinks/bad")
+			if n != nil && n.State == system.StateDisconnected && n.LastError != "" {
+				t.Logf("%s, wrong password: %s", protocol, n.LastError)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: a wrong password does not show the sink disconnected: %+v", protocol, n)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 }

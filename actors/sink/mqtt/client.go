@@ -205,7 +205,7 @@ func dial5(ctx context.Context, o dialOptions) (client, error) {
 	if err != nil {
 		_ = conn.Close()
 		if ca != nil {
-			return nil, fmt.Errorf("connect refused: reason %#x %s: %w", ca.ReasonCode, connackReason(ca), err)
+			return nil, fmt.Errorf("connect refused: reason %#x (%s) %s", ca.ReasonCode, connackCodes[ca.ReasonCode], connackReason(ca))
 		}
 		return nil, err
 	}
@@ -219,6 +219,14 @@ func reasonString(p *paho5.DisconnectProperties) string {
 		return ""
 	}
 	return p.ReasonString
+}
+
+// connackCodes name the CONNACK reason codes of MQTT 5 (§3.2.2.2) a gateway meets.
+var connackCodes = map[byte]string{
+	0x80: "unspecified error", 0x81: "malformed packet", 0x82: "protocol error", 0x84: "unsupported protocol version",
+	0x85: "client identifier not valid", 0x86: "bad user name or password", 0x87: "not authorized",
+	0x88: "server unavailable", 0x89: "server busy", 0x8A: "banned", 0x8C: "bad authentication method",
+	0x95: "packet too large", 0x97: "quota exceeded", 0x9F: "connection rate exceeded",
 }
 
 func connackReason(ca *paho5.Connack) string {
