@@ -65,7 +65,13 @@ func Mosquitto(t testing.TB, extra string) *MosquittoBroker {
 	_ = ln.Close()
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "mosquitto.conf")
-	text := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n%s\n", port, extra)
+	text := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n", port)
+	if os.Geteuid() == 0 {
+		// Started as root, mosquitto drops to the user mosquitto, who cannot read the test's files (the
+		// password file, the certificates in t.TempDir()): stay the user that started it.
+		text += "user root\n"
+	}
+	text += extra + "\n"
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -133,6 +133,9 @@ func (d *mqttDevice) start(ctx actor.Context) {
 		d.stale = newStaleness(d.cfg.StaleAfter)
 		d.staleT = d.workers.Tick(ctx, "stale", max(d.cfg.StaleAfter/4, 10*time.Millisecond))
 	}
+	// Not connected until the broker has acknowledged the subscriptions: the tree shows the device disconnected
+	// until then (no detail: the last error stays the reason of the last failure, if any).
+	d.env.Link(actors.LinkDisconnected, "")
 	clientID := d.cfg.ClientID
 	if clientID == "" {
 		clientID = "iotgw-" + d.id
