@@ -62,40 +62,25 @@ type Settings struct {
 // Subscription is a `subscribe "plant/+device/+key" { … }` block: a topic filter whose wildcards may be named,
 // and how its payloads map to points.
 type Subscription struct {
-	Topic      string       `hcl:"topic,label"`
-	Format     string       `hcl:"format,optional"`
-	Key        string       `hcl:"key,optional"`
-	Type       string       `hcl:"type,optional"`
-	ValueField string       `hcl:"value_field,optional"`
-	TimeField  string       `hcl:"time_field,optional"`
-	TimeFormat string       `hcl:"time_format,optional"`
-	MaxDepth   int          `hcl:"max_depth,optional"`
-	MaxValues  int          `hcl:"max_values,optional"`
-	Fields     []FieldBlock `hcl:"field,block"`
+	Topic      string               `hcl:"topic,label"`
+	Format     string               `hcl:"format,optional"`
+	Key        string               `hcl:"key,optional"`
+	Type       string               `hcl:"type,optional"`
+	ValueField string               `hcl:"value_field,optional"`
+	TimeField  string               `hcl:"time_field,optional"`
+	TimeFormat string               `hcl:"time_format,optional"`
+	MaxDepth   int                  `hcl:"max_depth,optional"`
+	MaxValues  int                  `hcl:"max_values,optional"`
+	Fields     []payload.FieldBlock `hcl:"field,block"`
 
 	// Resolved by Validate.
 	Pattern Pattern
 }
 
-// FieldBlock is a `field "key" { path = "data.temp" type = "float64" }` block.
-type FieldBlock struct {
-	Key  string `hcl:"key,label"`
-	Path string `hcl:"path,optional"` // default the key
-	Type string `hcl:"type,optional"`
-}
-
 // Spec is the subscription's payload mapping.
 func (s *Subscription) Spec() payload.Spec {
-	sp := payload.Spec{Format: s.Format, Key: s.Key, Type: s.Type, ValueField: s.ValueField, TimeField: s.TimeField,
-		TimeFormat: s.TimeFormat, MaxDepth: s.MaxDepth, MaxValues: s.MaxValues}
-	for _, f := range s.Fields {
-		p := f.Path
-		if p == "" {
-			p = f.Key
-		}
-		sp.Fields = append(sp.Fields, payload.Field{Path: p, Key: f.Key, Type: f.Type})
-	}
-	return sp
+	return payload.Spec{Format: s.Format, Key: s.Key, Type: s.Type, ValueField: s.ValueField, TimeField: s.TimeField,
+		TimeFormat: s.TimeFormat, MaxDepth: s.MaxDepth, MaxValues: s.MaxValues, Fields: payload.FieldsOf(s.Fields)}
 }
 
 // NewSettings returns an mqtt device block's settings with their defaults, for the registration.

@@ -49,7 +49,7 @@ type mqttDevice struct {
 	tags     []isp.Tag // the device's tags, shared by its points
 	out      []isp.Point
 	topicTag [][2]string
-	stale    *staleness
+	stale    *device.Keys // nil without stale_after
 	staleT   *actors.Tick
 	received uint64
 }
@@ -130,7 +130,7 @@ func (d *mqttDevice) start(ctx actor.Context) {
 		filters[i] = d.cfg.Subscribe[i].Pattern.Filter
 	}
 	if d.cfg.StaleAfter > 0 {
-		d.stale = newStaleness(d.cfg.StaleAfter)
+		d.stale = &device.Keys{}
 		d.staleT = d.workers.Tick(ctx, "stale", max(d.cfg.StaleAfter/4, 10*time.Millisecond))
 	}
 	// Not connected until the broker has acknowledged the subscriptions: the tree shows the device disconnected
@@ -239,7 +239,7 @@ func (d *mqttDevice) message(m *inMessage) {
 	for i := range pts {
 		pts[i].DeviceID, pts[i].Tags, pts[i].Source = dev, tags, "mqtt"
 		if d.stale != nil {
-			d.stale.good(dev, pts[i].Key, m.arrival)
+			d.stale.Good(device.PointID{Device: dev, Key: pts[i].Key}, m.arrival)
 		}
 	}
 	d.publish(pts)
@@ -268,18 +268,18 @@ func keysOf(pts []isp.Point) []string {
 // checkStale publishes, for every key that has become stale, its point with quality bad and the tag
 // stale=true, and one stale event naming them (like Modbus: a point not read successfully for stale_after).
 func (d *mqttDevice) checkStale(now time.Time) {
-	became := d.stale.check(now)
+	became := d.stale.Stale(now, d.cfg.StaleAfter)
 	if len(became) == 0 {
 		return
 	}
 	pts := make([]isp.Point, 0, len(became))
 	keys := make([]string, 0, len(became))
 	for _, k := range became {
-		pts = append(pts, isp.Point{DeviceID: k.device, Key: k.key, Value: isp.Null(), Quality: isp.QualityBad,
+		pts = append(pts, isp.Point{DeviceID: k.Device, Key: k.Key, Value: isp.Null(), Quality: isp.QualityBad,
 			Timestamp: now.UnixNano(), Tags: actors.MarkStale(d.tags), Source: "mqtt"})
-		name := k.key
-		if k.device != d.id {
-			name = k.device + "/" + k.key
+		name := k.Key
+		if k.Device != d.id {
+			name = k.Device + "/" + k.Key
 		}
 		keys = append(keys, name)
 	}

@@ -70,6 +70,27 @@ type Field struct {
 	Type string // one of Types, or "" to keep the type it was sent with
 }
 
+// FieldBlock is a `field "key" { path = "data.temp" type = "float64" }` block of a driver's config (mqtt's
+// subscribe blocks, the http device), decoded by the driver's schema.
+type FieldBlock struct {
+	Key  string `hcl:"key,label"`
+	Path string `hcl:"path,optional"` // default the key
+	Type string `hcl:"type,optional"`
+}
+
+// FieldsOf turns field blocks into the fields of a Spec.
+func FieldsOf(blocks []FieldBlock) []Field {
+	var out []Field
+	for _, f := range blocks {
+		p := f.Path
+		if p == "" {
+			p = f.Key
+		}
+		out = append(out, Field{Path: p, Key: f.Key, Type: f.Type})
+	}
+	return out
+}
+
 // Spec is a mapping as configured.
 type Spec struct {
 	Format string // one of Formats; "" is auto
@@ -226,8 +247,10 @@ func (m *Mapper) Map(dst []isp.Point, payload []byte, topicKey string, arrival t
 	if len(body) == 0 {
 		return dst, ErrEmpty
 	}
-	plain := m.spec.Format == FormatValue || (m.spec.Format == FormatAuto && body[0] != '{' && body[0] != '[')
-	if plain || (body[0] != '{' && body[0] != '[') {
+	// A payload is one plain value when the format says so, or when it is no object or array and the mapping does
+	// not name fields in it (then a scalar is read as JSON, and fails the fields it lacks).
+	named := len(m.spec.Fields) > 0 || m.spec.ValueField != ""
+	if m.spec.Format == FormatValue || (!named && body[0] != '{' && body[0] != '[') {
 		m.plain(body, topicKey, arrival.UnixNano())
 		return m.dst, m.joined()
 	}

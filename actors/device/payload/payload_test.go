@@ -76,6 +76,8 @@ func TestMap(t *testing.T) {
 		{name: "bad escape", payload: `{"a": "\q"}`, err: ErrSyntax},
 		{name: "leading zero", payload: `{"a": 01}`, err: ErrSyntax},
 		{name: "json format not json", spec: Spec{Format: FormatJSON}, payload: `hello`, topicKey: "k", err: ErrSyntax},
+		{name: "fields and not JSON", spec: Spec{Fields: []Field{{Path: "a"}}}, payload: `<html>down</html>`, err: ErrSyntax},
+		{name: "fields and a scalar", spec: Spec{Fields: []Field{{Path: "a"}}}, payload: `42`, err: ErrMissing},
 		{name: "deep nesting", payload: strings.Repeat("[", 100) + strings.Repeat("]", 100), err: ErrTooDeep},
 		{name: "deep objects", payload: strings.Repeat(`{"a":`, 40) + "1" + strings.Repeat("}", 40), err: ErrTooDeep},
 		{name: "huge array", payload: "[" + strings.Repeat("1,", 20000) + "1]", err: ErrTooMany},
