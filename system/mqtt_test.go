@@ -370,3 +370,38 @@ func TestMQTTBrokerUnreachable(t *testing.T) {
 	broker.Publish(t, "plant/late/temp", []byte("3"))
 	l.wait(t, "late", "temp")
 }
+
+// TestMQTTStale: a key not received for stale_after is published bad with stale=true, with one stale event
+// naming it; a new message makes it good again.
+func TestMQTTStale(t *testing.T) {
+	broker := testenv.Mosquitto(t, "")
+	rt := startRuntime(t, parseConfig(t, mqttConfig(broker.URL(), `stale_after = "300ms"`)))
+	nc := client(t, rt.Bus().URL)
+	ev := watchEvents(t, nc, "iot.errors.mqtt.line1")
+	l := watchBatches(t, nc)
+	waitConnected(t, nc, "devices/line1")
+	broker.Publish(t, "plant/line1/level", []byte("3"))
+	l.wait(t, "line1", "level")
+	e := ev.waitEvent(t, "stale", "", "not received for 300ms")
+	if len(e.Keys) != 1 || e.Keys[0] != "level" {
+		t.Errorf("stale event keys %v, want [level]", e.Keys)
+	}
+	checkFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		p := l.points["line1"]["level"]
+		if s, _ := p.Tag("stale"); p.Quality != isp.QualityBad || s != "true" {
+			return fmt.Errorf("level %+v, want bad and stale", p)
+		}
+		return nil
+	})
+	broker.Publish(t, "plant/line1/level", []byte("4"))
+	checkFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if p := l.points["line1"]["level"]; p.Quality != isp.QualityGood {
+			return fmt.Errorf("level %+v after a new message", p)
+		}
+		return nil
+	})
+}

@@ -139,7 +139,7 @@ func (s *Settings) Validate(v *config.Validator) {
 	if s.Username != "" && s.BearerToken != "" {
 		v.Errorf("bearer_token", "basic auth (username) or bearer_token, not both")
 	}
-	s.Interval = atLeast(v, "interval", s.IntervalText, 10*time.Millisecond)
+	s.Interval = atLeast(v, "interval", s.IntervalText, time.Millisecond)
 	s.Timeout = atLeast(v, "timeout", s.TimeoutText, time.Millisecond)
 	if v.Has("stale_after") {
 		s.StaleAfter = atLeast(v, "stale_after", s.StaleAfterText, 10*time.Millisecond)
