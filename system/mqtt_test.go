@@ -405,3 +405,38 @@ func TestMQTTStale(t *testing.T) {
 		return nil
 	})
 }
+
+// TestMQTTFaults: an injected drop closes the broker connection and the device comes back subscribed (the same
+// path as a broker restart); bad_quality publishes the messages' points with quality 0 until cleared.
+func TestMQTTFaults(t *testing.T) {
+	broker := testenv.Mosquitto(t, "")
+	rt := startRuntime(t, parseConfig(t, "faults { enabled = true }\n"+mqttConfig(broker.URL(), "")))
+	nc := client(t, rt.Bus().URL)
+	l := watchBatches(t, nc)
+	waitConnected(t, nc, "devices/line1")
+	if r := ask(t, nc, SubjectFaultsInject, `{"kind":"drop","target":"devices/line1"}`); !r.OK {
+		t.Fatalf("inject drop: %+v", r)
+	}
+	checkFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+		if n := find(tree(t, nc), "devices/line1"); n == nil || n.Restarts < 1 || n.State != StateRunning {
+			return fmt.Errorf("devices/line1 after the drop: %+v", n)
+		}
+		return nil
+	})
+	broker.Publish(t, "plant/d1/temp", []byte("5"))
+	if q := l.wait(t, "d1", "temp")["temp"].Quality; q != isp.QualityGood {
+		t.Errorf("after the drop: quality %d, want good", q)
+	}
+	if r := ask(t, nc, SubjectFaultsInject, `{"kind":"bad_quality","target":"devices/line1"}`); !r.OK {
+		t.Fatalf("inject bad_quality: %+v", r)
+	}
+	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		broker.Publish(t, "plant/d1/temp", []byte("6"))
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if q := l.points["d1"]["temp"].Quality; q != isp.QualityBad {
+			return fmt.Errorf("quality %d with bad_quality injected", q)
+		}
+		return nil
+	})
+}

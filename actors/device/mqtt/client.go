@@ -42,8 +42,12 @@ type session interface {
 // inbound receives every message of the session, on the client's goroutine: it must not block.
 type inbound func(topic string, payload []byte)
 
-// errConnectionLost is the cause of a connection that ended without one.
-var errConnectionLost = errors.New("connection lost")
+// errConnectionLost is the cause of a connection that ended without one; errClosed of one the gateway closed
+// (a stop, an injected drop).
+var (
+	errConnectionLost = errors.New("connection lost")
+	errClosed         = errors.New("connection closed by the gateway")
+)
 
 // lostSignal is closed once, with its cause.
 type lostSignal struct {
@@ -172,7 +176,12 @@ func (c *session311) publish(ctx context.Context, topic string, qos byte, retain
 
 func (c *session311) lost() <-chan struct{} { return c.gone.ch }
 func (c *session311) cause() error          { return c.gone.cause() }
-func (c *session311) close()                { c.c.Disconnect(250) }
+
+// close disconnects (paho.mqtt.golang calls no lost handler for a disconnect it was asked for: lost fires here).
+func (c *session311) close() {
+	c.c.Disconnect(250)
+	c.gone.fire(errClosed)
+}
 
 // --- MQTT 5: paho.golang ---
 
@@ -283,6 +292,7 @@ func (c *session5) cause() error {
 }
 
 func (c *session5) close() {
+	c.gone.fire(errClosed)
 	_ = c.c.Disconnect(&paho5.Disconnect{ReasonCode: 0})
 	t := time.NewTimer(time.Second)
 	defer t.Stop()

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -52,12 +53,50 @@ type mqttDevice struct {
 	stale    *device.Keys // nil without stale_after
 	staleT   *actors.Tick
 	received uint64
+	faults   actors.Faults
+	backlog  *backlog
+	reported uint64 // dropped messages already reported
 }
 
 var (
 	_ device.Writer      = (*mqttDevice)(nil)
 	_ actors.Reconnector = (*mqttDevice)(nil)
+	_ actors.FaultTarget = (*mqttDevice)(nil)
 )
+
+// InjectFault: drop closes the connection to the broker (the device reconnects and subscribes again, as after a
+// broker restart); error and bad_quality publish the points of the messages with quality 0.
+func (d *mqttDevice) InjectFault(ctx actor.Context, f *actors.Fault) error {
+	switch f.Kind {
+	case actors.FaultError, actors.FaultBadQuality:
+		d.faults.Add(f)
+		return nil
+	case actors.FaultDrop:
+		s := d.sess
+		if s == nil {
+			return errors.New("not connected to the broker: nothing to drop")
+		}
+		d.workers.Task(ctx, "drop", func(<-chan struct{}) error { s.close(); return nil })
+		return nil
+	}
+	return actors.ErrFaultUnsupported
+}
+
+// ClearFault ends a fault.
+func (d *mqttDevice) ClearFault(_ actor.Context, id string) { d.faults.Remove(id) }
+
+// Bounds of the messages received and not yet mapped (the client's goroutine hands them over faster than the actor
+// takes them): past either, messages are dropped, counted and reported with an overflow event, never queued
+// without end. The broker's own queue (QoS 1 with a persistent session) is where a longer backlog belongs.
+const (
+	maxBacklogMessages = 4096
+	maxBacklogBytes    = 64 << 20
+)
+
+// backlog counts what the client has handed over and the actor has not taken yet; shared by the two.
+type backlog struct {
+	messages, bytes, dropped atomic.Int64
+}
 
 // New returns the producer of an mqtt device's actor.
 func New(dev config.Device, env actors.Env) actor.Producer {
@@ -144,6 +183,8 @@ func (d *mqttDevice) start(ctx actor.Context) {
 	d.ctx = cctx
 	d.workers.OnStop(cancel) // a connect, subscribe or write in progress gives up at stop
 	cfg, delay, maxPayload := d.cfg, d.delay, d.cfg.MaxPayload
+	bl := &backlog{}
+	d.backlog = bl
 	d.workers.Go(ctx, "session", func(done <-chan struct{}, send func(any)) error {
 		if delay > 0 {
 			t := time.NewTimer(delay)
@@ -159,6 +200,12 @@ func (d *mqttDevice) start(ctx actor.Context) {
 			if int64(len(data)) <= maxPayload {
 				m.payload = data
 			}
+			if bl.messages.Load() >= maxBacklogMessages || bl.bytes.Load()+int64(len(m.payload)) > maxBacklogBytes {
+				bl.dropped.Add(1)
+				return
+			}
+			bl.messages.Add(1)
+			bl.bytes.Add(int64(len(m.payload)))
 			send(m)
 		}
 		s, err := dial(cctx, cfg, clientID, in)
@@ -188,6 +235,13 @@ func (d *mqttDevice) event(ev device.Event) {
 // message maps one message and publishes its batch.
 func (d *mqttDevice) message(m *inMessage) {
 	d.received++
+	d.backlog.messages.Add(-1)
+	d.backlog.bytes.Add(-int64(len(m.payload)))
+	if dropped := uint64(d.backlog.dropped.Load()); dropped > d.reported {
+		d.event(device.Event{Kind: "overflow", Error: fmt.Sprintf("%d messages dropped: more than %d messages or %d MB received and not yet mapped",
+			dropped-d.reported, maxBacklogMessages, maxBacklogBytes>>20)})
+		d.reported = dropped
+	}
 	if m.payload == nil && m.size > 0 {
 		d.event(device.Event{Kind: "too_large", Topic: m.topic,
 			Error: fmt.Sprintf("message of %d bytes: max_payload is %d", m.size, d.cfg.MaxPayload)})
@@ -236,8 +290,13 @@ func (d *mqttDevice) message(m *inMessage) {
 	if len(pts) == 0 {
 		return
 	}
+	bad := d.faults.Hit(actors.FaultError) != nil || d.faults.Hit(actors.FaultBadQuality) != nil
 	for i := range pts {
 		pts[i].DeviceID, pts[i].Tags, pts[i].Source = dev, tags, "mqtt"
+		if bad {
+			pts[i].Quality = isp.QualityBad
+			continue
+		}
 		if d.stale != nil {
 			d.stale.Good(device.PointID{Device: dev, Key: pts[i].Key}, m.arrival)
 		}
