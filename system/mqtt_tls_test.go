@@ -45,6 +45,9 @@ func TestMQTTTLSAndCredentials(t *testing.T) {
 		name, extra, want string
 	}{
 		{"verified", fmt.Sprintf("username = \"gateway\"\n  password = \"s3cret-pass\"\n  tls { ca = %q }", ca.CAFile), ""},
+		{"verified, MQTT 5", fmt.Sprintf("protocol = \"5\"\n  username = \"gateway\"\n  password = \"s3cret-pass\"\n  tls { ca = %q }", ca.CAFile), ""},
+		{"unknown CA, MQTT 5", fmt.Sprintf("protocol = \"5\"\n  tls { ca = %q }", other.CAFile), "certificate"},
+		{"wrong password, MQTT 5", fmt.Sprintf("protocol = \"5\"\n  username = \"gateway\"\n  password = \"not-the-pass\"\n  tls { ca = %q }", ca.CAFile), "the broker refused the connection: reason 0x87 (not authorized)"},
 		{"unknown CA", fmt.Sprintf("username = \"gateway\"\n  password = \"s3cret-pass\"\n  tls { ca = %q }", other.CAFile), "certificate"},
 		{"wrong password", fmt.Sprintf("username = \"gateway\"\n  password = \"not-the-pass\"\n  tls { ca = %q }", ca.CAFile), "connect"},
 	}

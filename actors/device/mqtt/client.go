@@ -238,11 +238,28 @@ func dial5(ctx context.Context, s *Settings, clientID string, tlsConfig *tls.Con
 		cp.Username, cp.UsernameFlag = s.Username, true
 		cp.Password, cp.PasswordFlag = []byte(s.Password), true
 	}
-	if _, err := c.Connect(dctx, cp); err != nil {
+	if ack, err := c.Connect(dctx, cp); err != nil {
 		_ = nc.Close()
+		if ack != nil && ack.ReasonCode >= 0x80 {
+			return nil, fmt.Errorf("the broker refused the connection: reason 0x%02x (%s)", ack.ReasonCode, reasonName(ack.ReasonCode))
+		}
 		return nil, err
 	}
 	return &session5{c: c, gone: gone}, nil
+}
+
+// reasonName names the MQTT 5 CONNACK reason codes a gateway meets (MQTT 5.0, 3.2.2.2).
+func reasonName(code byte) string {
+	names := map[byte]string{
+		0x80: "unspecified error", 0x81: "malformed packet", 0x82: "protocol error", 0x83: "implementation specific error",
+		0x84: "unsupported protocol version", 0x85: "client identifier not valid", 0x86: "bad user name or password",
+		0x87: "not authorized", 0x88: "server unavailable", 0x89: "server busy", 0x8A: "banned",
+		0x8C: "bad authentication method", 0x95: "packet too large", 0x97: "quota exceeded", 0x9F: "connection rate exceeded",
+	}
+	if n, ok := names[code]; ok {
+		return n
+	}
+	return "see the MQTT 5 reason codes"
 }
 
 func (c *session5) subscribe(ctx context.Context, filters []string, qos byte) ([]error, error) {

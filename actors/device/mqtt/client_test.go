@@ -70,3 +70,28 @@ func TestFailedConnectsLeakNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestBacklogBounds: past the message bound or the byte bound a message is dropped and counted; what the actor
+// takes makes room again.
+func TestBacklogBounds(t *testing.T) {
+	var b backlog
+	for i := 0; i < maxBacklogMessages; i++ {
+		if !b.admit(10) {
+			t.Fatalf("message %d refused below the bound", i)
+		}
+	}
+	if b.admit(10) || b.dropped.Load() != 1 {
+		t.Fatalf("message past %d admitted (dropped %d)", maxBacklogMessages, b.dropped.Load())
+	}
+	b.taken(10)
+	if !b.admit(10) {
+		t.Fatal("no room after a message was taken")
+	}
+	var big backlog
+	if !big.admit(maxBacklogBytes - 1) {
+		t.Fatal("a message below the byte bound refused")
+	}
+	if big.admit(2) || big.dropped.Load() != 1 {
+		t.Fatal("a message past the byte bound admitted")
+	}
+}

@@ -98,6 +98,24 @@ type backlog struct {
 	messages, bytes, dropped atomic.Int64
 }
 
+// admit counts a message of size bytes in, or drops it (counted) when the backlog is full. Only the client's
+// goroutine admits, so the check and the add need no lock between them.
+func (b *backlog) admit(size int64) bool {
+	if b.messages.Load() >= maxBacklogMessages || b.bytes.Load()+size > maxBacklogBytes {
+		b.dropped.Add(1)
+		return false
+	}
+	b.messages.Add(1)
+	b.bytes.Add(size)
+	return true
+}
+
+// taken counts a message of size bytes out.
+func (b *backlog) taken(size int64) {
+	b.messages.Add(-1)
+	b.bytes.Add(-size)
+}
+
 // New returns the producer of an mqtt device's actor.
 func New(dev config.Device, env actors.Env) actor.Producer {
 	cfg := dev.Settings.(*Settings)
@@ -200,13 +218,9 @@ func (d *mqttDevice) start(ctx actor.Context) {
 			if int64(len(data)) <= maxPayload {
 				m.payload = data
 			}
-			if bl.messages.Load() >= maxBacklogMessages || bl.bytes.Load()+int64(len(m.payload)) > maxBacklogBytes {
-				bl.dropped.Add(1)
-				return
+			if bl.admit(int64(len(m.payload))) {
+				send(m)
 			}
-			bl.messages.Add(1)
-			bl.bytes.Add(int64(len(m.payload)))
-			send(m)
 		}
 		s, err := dial(cctx, cfg, clientID, in)
 		if err != nil {
@@ -235,8 +249,7 @@ func (d *mqttDevice) event(ev device.Event) {
 // message maps one message and publishes its batch.
 func (d *mqttDevice) message(m *inMessage) {
 	d.received++
-	d.backlog.messages.Add(-1)
-	d.backlog.bytes.Add(-int64(len(m.payload)))
+	d.backlog.taken(int64(len(m.payload)))
 	if dropped := uint64(d.backlog.dropped.Load()); dropped > d.reported {
 		d.event(device.Event{Kind: "overflow", Error: fmt.Sprintf("%d messages dropped: more than %d messages or %d MB received and not yet mapped",
 			dropped-d.reported, maxBacklogMessages, maxBacklogBytes>>20)})
