@@ -92,7 +92,7 @@ func TestMQTTMapsPlainAndJSON(t *testing.T) {
 			rt := startRuntime(t, parseConfig(t, mqttConfig(broker.URL(), fmt.Sprintf("protocol = %q", proto))))
 			nc := client(t, rt.Bus().URL)
 			l := watchBatches(t, nc)
-			waitConnected(t, nc, "devices/line1")
+			waitFlowing(t, nc, broker)
 			broker.Publish(t, "plant/press-7/pressure", []byte("4.25"))
 			broker.Publish(t, "plant/press-7/door_open", []byte("true"))
 			broker.Publish(t, "json/oven-2", []byte(`{"data":{"temp":181},"state":{"on":true},"ts":1700000000123}`))
@@ -111,16 +111,26 @@ func TestMQTTMapsPlainAndJSON(t *testing.T) {
 	}
 }
 
-// waitConnected waits until the tree shows the actor at path running (connected after a disconnect).
-func waitConnected(t *testing.T, nc *nats.Conn, path string) {
+// waitFlowing waits until the mqtt device line1 receives: it publishes a probe (plant/probe/ping) until the
+// probe's point is processed. The tree showing the device running is not enough, as the test may look before the
+// device has even started, and so before it reports itself disconnected.
+func waitFlowing(t *testing.T, nc *nats.Conn, broker *testenv.MosquittoBroker, args ...string) {
 	t.Helper()
-	checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
-		n := find(tree(t, nc), path)
-		if n == nil || n.State != StateRunning {
-			return fmt.Errorf("%s: %+v", path, n)
+	sub, err := nc.SubscribeSync("iot.processed.batch.probe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe() //nolint:errcheck // the test's own subscription
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		broker.Publish(t, "plant/probe/ping", []byte("1"), args...)
+		if _, err := sub.NextMsg(100 * time.Millisecond); err == nil {
+			return
 		}
-		return nil
-	})
+		if time.Now().After(deadline) {
+			t.Fatal("the mqtt device receives nothing after 30s")
+		}
+	}
 }
 
 // TestMQTTResumesAfterBrokerRestart is exactly Telegraf's mqtt_consumer failure (influxdata/telegraf#16038,
@@ -161,7 +171,7 @@ func TestMQTTResumesAfterBrokerRestart(t *testing.T) {
 				t.Fatal(err)
 			}
 			count := func() int { mu.Lock(); defer mu.Unlock(); return len(seen) }
-			waitConnected(t, nc, "devices/line1")
+			waitFlowing(t, nc, broker)
 
 			// A publisher of its own (paho, reconnecting by itself), one message every 20 ms.
 			pub := publisher(t, broker.URL())
@@ -245,7 +255,7 @@ func TestMQTTBadInput(t *testing.T) {
 	nc := client(t, rt.Bus().URL)
 	ev := watchEvents(t, nc, "iot.errors.mqtt.line1")
 	l := watchBatches(t, nc)
-	waitConnected(t, nc, "devices/line1")
+	waitFlowing(t, nc, broker)
 
 	deep := strings.Repeat(`{"a":`, 1000) + "1" + strings.Repeat("}", 1000)
 	huge := `{"data":{"temp":1},"list":[` + strings.Repeat("0,", 200000) + `0]}`
@@ -300,7 +310,7 @@ func TestMQTTWrite(t *testing.T) {
 	broker := testenv.Mosquitto(t, "")
 	rt := startRuntime(t, parseConfig(t, mqttConfig(broker.URL(), `command_topic = "plant/line1/set/{key}"`)))
 	nc := client(t, rt.Bus().URL)
-	waitConnected(t, nc, "devices/line1")
+	waitFlowing(t, nc, broker)
 	got := make(chan string, 4)
 	sub := publisher(t, broker.URL())
 	if tok := sub.Subscribe("plant/line1/set/#", 1, func(_ paho3.Client, m paho3.Message) {
@@ -366,7 +376,7 @@ func TestMQTTBrokerUnreachable(t *testing.T) {
 	})
 	l := watchBatches(t, nc)
 	broker.Restart()
-	waitConnected(t, nc, "devices/line1")
+	waitFlowing(t, nc, broker)
 	broker.Publish(t, "plant/late/temp", []byte("3"))
 	l.wait(t, "late", "temp")
 }
@@ -379,13 +389,23 @@ func TestMQTTStale(t *testing.T) {
 	nc := client(t, rt.Bus().URL)
 	ev := watchEvents(t, nc, "iot.errors.mqtt.line1")
 	l := watchBatches(t, nc)
-	waitConnected(t, nc, "devices/line1")
+	waitFlowing(t, nc, broker)
 	broker.Publish(t, "plant/line1/level", []byte("3"))
 	l.wait(t, "line1", "level")
-	e := ev.waitEvent(t, "stale", "", "not received for 300ms")
-	if len(e.Keys) != 1 || e.Keys[0] != "level" {
-		t.Errorf("stale event keys %v, want [level]", e.Keys)
-	}
+	checkFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+		ev.mu.Lock()
+		defer ev.mu.Unlock()
+		for _, e := range ev.evs {
+			if e.Kind == "stale" && strings.Contains(e.Error, "not received for 300ms") && len(e.Keys) > 0 {
+				for _, k := range e.Keys {
+					if k == "level" {
+						return nil
+					}
+				}
+			}
+		}
+		return fmt.Errorf("no stale event naming level among %d events", len(ev.evs))
+	})
 	checkFor(t, 20*time.Second, 10*time.Millisecond, func() error {
 		l.mu.Lock()
 		defer l.mu.Unlock()
@@ -413,7 +433,7 @@ func TestMQTTFaults(t *testing.T) {
 	rt := startRuntime(t, parseConfig(t, "faults { enabled = true }\n"+mqttConfig(broker.URL(), "")))
 	nc := client(t, rt.Bus().URL)
 	l := watchBatches(t, nc)
-	waitConnected(t, nc, "devices/line1")
+	waitFlowing(t, nc, broker)
 	if r := ask(t, nc, SubjectFaultsInject, `{"kind":"drop","target":"devices/line1"}`); !r.OK {
 		t.Fatalf("inject drop: %+v", r)
 	}

@@ -67,8 +67,9 @@ func TestMQTTTLSAndCredentials(t *testing.T) {
 				return
 			}
 			l := watchBatches(t, nc)
-			waitConnected(t, nc, "devices/line1")
-			broker.Publish(t, "plant/secure/temp", []byte("12.5"), "--cafile", ca.CAFile, "-u", "gateway", "-P", "s3cret-pass")
+			creds := []string{"--cafile", ca.CAFile, "-u", "gateway", "-P", "s3cret-pass"}
+			waitFlowing(t, nc, broker, creds...)
+			broker.Publish(t, "plant/secure/temp", []byte("12.5"), creds...)
 			if v, _ := l.wait(t, "secure", "temp")["temp"].Value.Float(); v != 12.5 {
 				t.Errorf("temp %v, want 12.5", v)
 			}
