@@ -294,6 +294,26 @@ func TestMQTTBadInput(t *testing.T) {
 	}
 }
 
+// TestMQTTDevicesList: with a devices list, a +device level outside it is a topic event and publishes nothing;
+// one inside it flows.
+func TestMQTTDevicesList(t *testing.T) {
+	broker := testenv.Mosquitto(t, "")
+	rt := startRuntime(t, parseConfig(t, mqttConfig(broker.URL(), `devices = ["probe", "press-7"]`)))
+	nc := client(t, rt.Bus().URL)
+	ev := watchEvents(t, nc, "iot.errors.mqtt.line1")
+	l := watchBatches(t, nc)
+	waitFlowing(t, nc, broker)
+	broker.Publish(t, "plant/boiler-1/temperature", []byte("999"))
+	ev.waitEvent(t, "topic", "plant/boiler-1/temperature", `device "boiler-1" is not in the device's devices list`)
+	broker.Publish(t, "plant/press-7/pressure", []byte("2"))
+	l.wait(t, "press-7", "pressure")
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, spoofed := l.points["boiler-1"]; spoofed {
+		t.Error("a device outside the list was published")
+	}
+}
+
 // publishFile publishes a payload of any size with mosquitto_pub -f (the command line would be too long).
 func publishFile(t *testing.T, broker *testenv.MosquittoBroker, topic, payload string) {
 	t.Helper()

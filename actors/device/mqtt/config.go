@@ -25,16 +25,19 @@ const (
 
 // Settings is driver "mqtt": a device whose data arrives by subscription to an MQTT broker.
 type Settings struct {
-	Broker       string                 `hcl:"broker"`             // tcp://host:1883, ssl://, tls://, mqtt://, mqtts://
-	Protocol     string                 `hcl:"protocol,optional"`  // 3.1.1 (default) | 5
-	ClientID     string                 `hcl:"client_id,optional"` // default iotgw-{device}
-	Username     string                 `hcl:"username,optional"`
-	Password     string                 `hcl:"password,optional"`
-	CleanSession *bool                  `hcl:"clean_session,optional"` // default true; false keeps a persistent session
-	QoS          *int                   `hcl:"qos,optional"`           // of the subscriptions; default 1
-	Tags         map[string]string      `hcl:"tags,optional"`
-	TLSBlock     *config.ClientTLSBlock `hcl:"tls,block"`
-	Subscribe    []Subscription         `hcl:"subscribe,block"`
+	Broker       string            `hcl:"broker"`             // tcp://host:1883, ssl://, tls://, mqtt://, mqtts://
+	Protocol     string            `hcl:"protocol,optional"`  // 3.1.1 (default) | 5
+	ClientID     string            `hcl:"client_id,optional"` // default iotgw-{device}
+	Username     string            `hcl:"username,optional"`
+	Password     string            `hcl:"password,optional"`
+	CleanSession *bool             `hcl:"clean_session,optional"` // default true; false keeps a persistent session
+	QoS          *int              `hcl:"qos,optional"`           // of the subscriptions; default 1
+	Tags         map[string]string `hcl:"tags,optional"`
+	// Devices, when set, are the only device ids a +device topic level may name: a publisher on the broker
+	// cannot then invent devices, or speak for one of the gateway's other devices.
+	Devices   []string               `hcl:"devices,optional"`
+	TLSBlock  *config.ClientTLSBlock `hcl:"tls,block"`
+	Subscribe []Subscription         `hcl:"subscribe,block"`
 
 	// Writes: iot.control.devices.{id}.write publishes its value to CommandTopic with {key} replaced.
 	CommandTopic  string `hcl:"command_topic,optional"`
@@ -57,7 +60,11 @@ type Settings struct {
 	Clean          bool
 	SubQoS         byte
 	CmdQoS         byte
+	allowed        map[string]bool
 }
+
+// Allows says whether a +device level may name id: any valid id without a devices list, else one of the list.
+func (s *Settings) Allows(id string) bool { return len(s.Devices) == 0 || s.allowed[id] }
 
 // Subscription is a `subscribe "plant/+device/+key" { … }` block: a topic filter whose wildcards may be named,
 // and how its payloads map to points.
@@ -132,6 +139,13 @@ func (s *Settings) Validate(v *config.Validator) {
 		}
 	} else if s.Scheme == "tls" {
 		s.TLS = &config.TLS{} // the system's roots
+	}
+	s.allowed = map[string]bool{}
+	for i, id := range s.Devices {
+		if err := config.ValidToken(id); err != nil {
+			v.ErrorfIndex("devices", i, "device id: %v", err)
+		}
+		s.allowed[id] = true
 	}
 	if len(s.Subscribe) == 0 {
 		v.Errorf("", `An mqtt device needs at least one subscribe block, like subscribe "plant/+device/+key" { }.`)

@@ -82,6 +82,10 @@ func TestConfigErrors(t *testing.T) {
   command_topic = "a/+/{key}"` + sub, "no wildcards"},
 		{"command topic without key", `  broker = "tcp://x:1"
   command_topic = "a/set"` + sub, "needs {key}"},
+		{"devices", `  broker = "tcp://x:1"
+  devices = ["ok", "not.ok"]` + sub, "gw.hcl:4,20-28: Invalid value for \"devices\"; device id: invalid subject token"},
+		{"long topic", `  broker = "tcp://x:1"
+  subscribe "` + strings.Repeat("a", 2000) + `" { }`, "topic of 2000 bytes: at most 1024"},
 		{"tls with tcp", `  broker = "tcp://x:1"
   tls { }` + sub, "a tls block with a plain tcp:// broker"},
 		{"tls ca missing", `  broker = "ssl://x:1"

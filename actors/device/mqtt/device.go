@@ -280,6 +280,9 @@ func (d *mqttDevice) message(m *inMessage) {
 	} else if err := isp.ValidToken(dev); err != nil {
 		d.event(device.Event{Kind: "topic", Topic: m.topic, Error: fmt.Sprintf("the +device level is no device id: %v", err)})
 		return
+	} else if !d.cfg.Allows(dev) {
+		d.event(device.Event{Kind: "topic", Topic: m.topic, Error: fmt.Sprintf("device %q is not in the device's devices list", dev)})
+		return
 	}
 	if key != "" {
 		if err := isp.ValidToken(key); err != nil {
