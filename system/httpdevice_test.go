@@ -1,6 +1,8 @@
 package system
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -230,4 +232,53 @@ device "sensor" {
 	if n := find(tree(t, nc), "devices/sensor"); n == nil || n.Restarts != 0 || n.State != StateRunning {
 		t.Errorf("devices/sensor: %+v, want running without restarts", n)
 	}
+}
+
+// TestHTTPPollClientCertificate: a server that requires a client certificate (mutual TLS) is read with the
+// device's tls { cert, key }, and refuses a device without one (an http event, the device disconnected).
+func TestHTTPPollClientCertificate(t *testing.T) {
+	ca := testca.New(t, "http-mtls")
+	srvPair, cli := ca.Server("server"), ca.Client("gateway")
+	cert, err := tls.LoadX509KeyPair(srvPair.Cert, srvPair.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemCA, err := os.ReadFile(ca.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pemCA)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"peers":%d}`, len(r.TLS.PeerCertificates))
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}
+	srv.StartTLS()
+	defer srv.Close()
+	rt := startRuntime(t, parseConfig(t, fmt.Sprintf(`
+device "mtls" {
+  driver   = "http"
+  url      = %[1]q
+  interval = "50ms"
+  tls {
+    ca   = %[2]q
+    cert = %[3]q
+    key  = %[4]q
+  }
+}
+device "nocert" {
+  driver   = "http"
+  url      = %[1]q
+  interval = "50ms"
+  tls { ca = %[2]q }
+}
+`, srv.URL, ca.CAFile, cli.Cert, cli.Key)))
+	nc := client(t, rt.Bus().URL)
+	ev := watchEvents(t, nc, "iot.errors.http.nocert")
+	l := watchBatches(t, nc)
+	if n, _ := l.wait(t, "mtls", "peers")["peers"].Value.Int(); n != 1 {
+		t.Errorf("the server saw %d client certificates, want 1", n)
+	}
+	e := ev.waitEvent(t, "http", "", "certificate")
+	t.Logf("nocert: %s", e.Error)
 }

@@ -76,3 +76,32 @@ func TestMQTTTLSAndCredentials(t *testing.T) {
 		})
 	}
 }
+
+// TestMQTTClientCertificate: a broker that requires a client certificate (require_certificate) takes the
+// device's tls { cert, key }, on 3.1.1 and 5; without one the device shows disconnected.
+func TestMQTTClientCertificate(t *testing.T) {
+	ca := testca.New(t, "mqtt-mtls")
+	srv, cli := ca.Server("mosquitto"), ca.Client("gateway")
+	broker := testenv.Mosquitto(t, fmt.Sprintf("cafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\n", ca.CAFile, srv.Cert, srv.Key))
+	url := "ssl://" + broker.Addr()
+	pub := []string{"--cafile", ca.CAFile, "--cert", cli.Cert, "--key", cli.Key}
+	for _, proto := range []string{"3.1.1", "5"} {
+		t.Run(proto, func(t *testing.T) {
+			rt := startRuntime(t, parseConfig(t, mqttConfig(url, fmt.Sprintf("protocol = %q\n  tls {\n    ca = %q\n    cert = %q\n    key = %q\n  }", proto, ca.CAFile, cli.Cert, cli.Key))))
+			nc := client(t, rt.Bus().URL)
+			waitFlowing(t, nc, broker, pub...)
+		})
+		t.Run(proto+" without a certificate", func(t *testing.T) {
+			rt := startRuntime(t, parseConfig(t, mqttConfig(url, fmt.Sprintf("protocol = %q\n  tls { ca = %q }", proto, ca.CAFile))))
+			nc := client(t, rt.Bus().URL)
+			checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+				n := find(tree(t, nc), "devices/line1")
+				if n == nil || n.State != StateDisconnected || n.LastError == "" {
+					return fmt.Errorf("devices/line1: %+v", n)
+				}
+				t.Logf("without a certificate: %s", n.LastError)
+				return nil
+			})
+		})
+	}
+}
