@@ -75,7 +75,13 @@ func (s *Settings) Spec() payload.Spec {
 		TimeFormat: s.TimeFormat, MaxDepth: s.MaxDepth, MaxValues: s.MaxValues, Fields: payload.FieldsOf(s.Fields)}
 }
 
-const maxBodyLimit = 64 << 20
+// Bounds of what a polled device sends: a config is not a place for megabytes.
+const (
+	maxBodyLimit   = 64 << 20
+	maxURL         = 8 << 10
+	maxHeaders     = 64
+	maxRequestBody = 64 << 10
+)
 
 // pollOnly are the attributes that mean nothing to a push device.
 var pollOnly = []string{"url", "method", "body", "headers", "username", "password", "bearer_token", "interval", "timeout",
@@ -117,6 +123,15 @@ func (s *Settings) Validate(v *config.Validator) {
 		v.Errorf("url", "url %q is not an http:// or https:// URL", s.URL)
 	case u.User != nil:
 		v.Errorf("url", "url %q: credentials go in username and password (or bearer_token), not in the URL", s.URL)
+	}
+	if len(s.URL) > maxURL {
+		v.Errorf("url", "url of %d bytes: at most %d", len(s.URL), maxURL)
+	}
+	if len(s.Headers) > maxHeaders {
+		v.Errorf("headers", "%d headers: at most %d", len(s.Headers), maxHeaders)
+	}
+	if len(s.Body) > maxRequestBody {
+		v.Errorf("body", "a body of %d bytes: at most %d", len(s.Body), maxRequestBody)
 	}
 	s.Method = strings.ToUpper(s.Method)
 	if s.Method != "GET" && s.Method != "POST" {

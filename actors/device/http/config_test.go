@@ -55,6 +55,9 @@ func TestConfigErrors(t *testing.T) {
 		{"tls with http", u + `  tls { }`, "write https://"},
 		{"mapping", u + `  format = "csv"`, `payload mapping: unknown format "csv"`},
 		{"plain without key", u + `  format = "value"`, "a plain value needs key"},
+		{"long url", `  url = "http://x/` + strings.Repeat("a", 9000) + `"`, "url of 9009 bytes: at most 8192"},
+		{"long body", u + `  method = "POST"
+  body = "` + strings.Repeat("b", 70000) + `"`, "a body of 70000 bytes"},
 		{"push with url", `  mode = "push"
   url = "http://x/"`, `url is for mode = "poll"`},
 		{"push with fields", `  mode = "push"

@@ -95,6 +95,9 @@ func NewSettings() config.DriverSettings {
 	return &Settings{Protocol: Protocol311, KeepAliveText: "30s", ConnectTimeoutText: "10s", MaxPayloadText: "1MB"}
 }
 
+// maxString is the longest string MQTT encodes (a two-byte length).
+const maxString = 65535
+
 // maxPayloadLimit is the most max_payload may be: the broker sends a message whole, and the gateway holds it.
 const maxPayloadLimit = 64 << 20
 
@@ -107,6 +110,11 @@ func (s *Settings) Validate(v *config.Validator) {
 	if s.ClientID != "" && len(s.ClientID) > 23 && s.Protocol == Protocol311 {
 		// MQTT 3.1.1 only promises ids of up to 23 characters (mosquitto takes longer ones).
 		v.Errorf("client_id", "client_id %q is %d characters; MQTT 3.1.1 brokers need accept only 23", s.ClientID, len(s.ClientID))
+	}
+	for _, f := range []struct{ attr, value string }{{"client_id", s.ClientID}, {"username", s.Username}, {"password", s.Password}, {"command_topic", s.CommandTopic}} {
+		if len(f.value) > maxString {
+			v.Errorf(f.attr, "%s is %d bytes: MQTT strings are at most %d", f.attr, len(f.value), maxString)
+		}
 	}
 	s.Clean = s.CleanSession == nil || *s.CleanSession
 	if !s.Clean && s.ClientID == "" {

@@ -86,6 +86,9 @@ func TestConfigErrors(t *testing.T) {
   devices = ["ok", "not.ok"]` + sub, "gw.hcl:4,20-28: Invalid value for \"devices\"; device id: invalid subject token"},
 		{"long topic", `  broker = "tcp://x:1"
   subscribe "` + strings.Repeat("a", 2000) + `" { }`, "topic of 2000 bytes: at most 1024"},
+		{"long password", `  broker = "tcp://x:1"
+  username = "u"
+  password = "` + strings.Repeat("p", 70000) + `"` + sub, "password is 70000 bytes: MQTT strings are at most 65535"},
 		{"tls with tcp", `  broker = "tcp://x:1"
   tls { }` + sub, "a tls block with a plain tcp:// broker"},
 		{"tls ca missing", `  broker = "ssl://x:1"
