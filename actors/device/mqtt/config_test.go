@@ -89,6 +89,10 @@ func TestConfigErrors(t *testing.T) {
 		{"long password", `  broker = "tcp://x:1"
   username = "u"
   password = "` + strings.Repeat("p", 70000) + `"` + sub, "password is 70000 bytes: MQTT strings are at most 65535"},
+		{"control character in a topic", `  broker = "tcp://x:1"
+  subscribe "a/\u0001" { }`, "holds a control character"},
+		{"unknown attribute", `  broker = "tcp://x:1"
+  brokers = "tcp://y:1"` + sub, `An argument named "brokers" is not expected here`},
 		{"tls with tcp", `  broker = "tcp://x:1"
   tls { }` + sub, "a tls block with a plain tcp:// broker"},
 		{"tls ca missing", `  broker = "ssl://x:1"
@@ -101,6 +105,19 @@ func TestConfigErrors(t *testing.T) {
 				t.Errorf("got %q, want it to contain %q", errs, tc.want)
 			}
 		})
+	}
+}
+
+// TestConfigTruncated: a block cut off in the middle is an error at its position, not a half-read device.
+func TestConfigTruncated(t *testing.T) {
+	for _, src := range []string{
+		"device \"m1\" {\n  driver = \"mqtt\"\n  broker = \"tcp://x:1",
+		"device \"m1\" {\n  driver = \"mqtt\"\n  broker = \"tcp://x:1\"\n  subscribe \"a/+key\" {\n",
+	} {
+		_, diags := config.Parse([]byte(src), "gw.hcl")
+		if !diags.HasErrors() || !strings.Contains(diags.Error(), "gw.hcl:") {
+			t.Errorf("%q: %v, want an error with its position", src, diags)
+		}
 	}
 }
 
