@@ -356,6 +356,7 @@ device "boiler-2" {
 #   connect_timeout = "10s"
 #   max_payload     = "1MB"                   # a larger message is refused with a too_large event
 #   stale_after     = "1m"                    # a key not received for this long is published bad with stale=true (default: off)
+#   batch_window    = "10ms"                  # one bus batch per window, not per message (default 0s: per message)
 #   tags            = { site = "north" }
 #   devices         = ["press-7", "oven-2"]  # the only ids a +device level may name (default: any valid id)
 #   # tls { ca = "/etc/iotgw/broker-ca.pem"  cert = "/etc/iotgw/gw.pem"  key = "/etc/iotgw/gw-key.pem" }

@@ -75,16 +75,17 @@ func jsonMessage(fields, seq int) string {
 
 // mqttRun publishes messages JSON messages of fields numbers each through mosquitto and counts the points that
 // reach iot.processed.
-func mqttRun(tb testing.TB, messages, fields int) southboundResult {
+func mqttRun(tb testing.TB, messages, fields int, window time.Duration) southboundResult {
 	broker := testenv.Mosquitto(tb, "max_queued_messages 0\nmax_inflight_messages 0\n")
 	_, points, batches := startSouthbound(tb, fmt.Sprintf(`
 device "mq" {
   driver = "mqtt"
   broker = %q
   qos    = 0
+  batch_window = %q
   subscribe "bench/+device" { format = "json" }
 }
-`, broker.URL()))
+`, broker.URL(), window))
 	// Connected and subscribed: a probe message arrives.
 	deadline := time.Now().Add(30 * time.Second)
 	for points.Load() == 0 {
@@ -134,7 +135,7 @@ device "mq" {
 	}
 	// The CPU of the idle wait after the last point is left out only roughly: the wait is at most 3 s of sleeping.
 	return southboundResult{
-		Name:   fmt.Sprintf("mqtt, %d JSON messages × %d fields (%d arrived)", messages, fields, np),
+		Name:   fmt.Sprintf("mqtt, %d JSON messages × %d fields, batch_window %s (%d arrived)", messages, fields, window, np),
 		Points: np, PointsPerSec: float64(np) / el.Seconds(), MsgsPerSec: float64(nb) / el.Seconds(),
 		CPUPerPoint: (cpu1 - cpu0) / time.Duration(np), AllocsPoint: float64(m1.Mallocs-m0.Mallocs) / float64(np),
 	}
@@ -204,12 +205,16 @@ func report(b *testing.B, r southboundResult) {
 	b.ReportMetric(r.AllocsPoint, "allocs/point")
 }
 
-// BenchmarkMQTT: JSON messages of 1 and 30 fields through mosquitto. b.N is not used as a count: each run is
+// BenchmarkMQTT: JSON messages of 1 and 30 fields through mosquitto, one batch per message, and messages of one
+// field gathered by a 10 ms batch window. b.N is not used as a count: each run is
 // one fixed batch of messages (run it with -benchtime=1x).
 func BenchmarkMQTT(b *testing.B) {
-	for _, fields := range []int{1, 30} {
-		b.Run(fmt.Sprintf("fields=%d", fields), func(b *testing.B) {
-			report(b, mqttRun(b, 100000/fields, fields))
+	for _, c := range []struct {
+		fields int
+		window time.Duration
+	}{{1, 0}, {1, 10 * time.Millisecond}, {30, 0}} {
+		b.Run(fmt.Sprintf("fields=%d/window=%s", c.fields, c.window), func(b *testing.B) {
+			report(b, mqttRun(b, 100000/c.fields, c.fields, c.window))
 		})
 	}
 }
@@ -228,7 +233,7 @@ func southboundSection(t *testing.T) string {
 	sb.WriteString("millisecond (one poll at a time). Each message or response is one batch; the mapper flattens its numbers.\n")
 	sb.WriteString("CPU is this process's only (the gateway's client, mapper, bus, processor and a counting sink).\n\n")
 	sb.WriteString("| run | points/s | messages/s | CPU µs/point | allocs/point |\n|---|---:|---:|---:|---:|\n")
-	for _, r := range []southboundResult{mqttRun(t, 300000, 1), mqttRun(t, 10000, 30), httpRun(t, 30, time.Millisecond, 5*time.Second)} {
+	for _, r := range []southboundResult{mqttRun(t, 300000, 1, 0), mqttRun(t, 300000, 1, 10*time.Millisecond), mqttRun(t, 10000, 30, 0), httpRun(t, 30, time.Millisecond, 5*time.Second)} {
 		t.Logf("%s: %.0f points/s, %.0f msgs/s, %s cpu/point", r.Name, r.PointsPerSec, r.MsgsPerSec, r.CPUPerPoint)
 		fmt.Fprintf(&sb, "| %s | %.0f | %.0f | %.2f | %.1f |\n", r.Name, r.PointsPerSec, r.MsgsPerSec,
 			float64(r.CPUPerPoint.Nanoseconds())/1000, r.AllocsPoint)

@@ -530,3 +530,50 @@ func TestMQTTPersistentSessionQueues(t *testing.T) {
 		})
 	}
 }
+
+// TestMQTTBatchWindow: with batch_window the points of the messages of a window go out as one batch: twenty
+// messages published back to back arrive whole, in fewer bus messages than twenty.
+func TestMQTTBatchWindow(t *testing.T) {
+	broker := testenv.Mosquitto(t, "")
+	rt := startRuntime(t, parseConfig(t, mqttConfig(broker.URL(), `batch_window = "500ms"`)))
+	nc := client(t, rt.Bus().URL)
+	var mu sync.Mutex
+	var batches int
+	values := map[int64]bool{}
+	if _, err := nc.Subscribe("iot.processed.batch.burst", func(m *nats.Msg) {
+		pts, err := isp.DecodeBatch(m.Data)
+		if err != nil {
+			t.Errorf("batch: %v", err)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		batches++
+		for _, p := range pts {
+			n, _ := p.Value.Int()
+			values[n] = true
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitFlowing(t, nc, broker)
+	lines := make([]string, 20)
+	for i := range lines {
+		lines[i] = strconv.Itoa(i)
+	}
+	broker.PublishLines(t, "plant/burst/n", lines, "-q", "1")
+	checkFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(values) != 20 {
+			return fmt.Errorf("%d of 20 values", len(values))
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("20 messages in %d batches", batches)
+	if batches >= 20 {
+		t.Errorf("20 messages in %d batches with a batch window", batches)
+	}
+}

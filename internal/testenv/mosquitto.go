@@ -153,6 +153,21 @@ func (m *MosquittoBroker) Publish(t testing.TB, topic string, payload []byte, ar
 	}
 }
 
+// PublishLines publishes each line as one message on topic, all from one mosquitto_pub -l (one connection, as
+// fast as it goes).
+func (m *MosquittoBroker) PublishLines(t testing.TB, topic string, lines []string, args ...string) {
+	t.Helper()
+	if _, err := os.Stat(MosquittoPub); err != nil {
+		missing(t, fmt.Sprintf("%s not found: install Debian package mosquitto-clients", MosquittoPub))
+	}
+	full := append([]string{"-h", "127.0.0.1", "-p", strconv.Itoa(m.Port), "-t", topic, "-l"}, args...)
+	cmd := exec.Command(MosquittoPub, full...)
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub -l -t %s: %v: %s", topic, err, out)
+	}
+}
+
 // prefixWriter logs a program's output into the test log, line by line.
 type prefixWriter struct {
 	t      testing.TB

@@ -1,11 +1,13 @@
 package mqtt
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"sync"
 	"time"
 
@@ -94,6 +96,35 @@ func dial(ctx context.Context, s *Settings, clientID string, in inbound) (sessio
 	return dial311(ctx, s, clientID, tlsConfig, in)
 }
 
+// dialBroker opens the connection to the broker, TLS when configured, with reads buffered: both clients read a
+// packet's fixed header and length byte by byte straight from the connection, which made reading a small message
+// several system calls (a quarter of the driver's CPU in the benchmark). One buffered reader per connection makes
+// it one read per burst of messages. The dial is bounded by ctx and the connect timeout.
+func dialBroker(ctx context.Context, s *Settings, tlsConfig *tls.Config) (net.Conn, error) {
+	dctx, cancel := context.WithTimeout(ctx, s.ConnectTimeout)
+	defer cancel()
+	d := &net.Dialer{}
+	var nc net.Conn
+	var err error
+	if tlsConfig != nil {
+		nc, err = (&tls.Dialer{NetDialer: d, Config: tlsConfig}).DialContext(dctx, "tcp", s.HostPort)
+	} else {
+		nc, err = d.DialContext(dctx, "tcp", s.HostPort)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &bufferedConn{Conn: nc, r: bufio.NewReaderSize(nc, 32<<10)}, nil
+}
+
+// bufferedConn is a connection whose reads go through a buffer (one reader: the client's).
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
 // --- MQTT 3.1.1: paho.mqtt.golang ---
 
 type session311 struct {
@@ -125,9 +156,11 @@ func dial311(ctx context.Context, s *Settings, clientID string, tlsConfig *tls.C
 	if s.Username != "" {
 		opts.SetUsername(s.Username).SetPassword(s.Password)
 	}
-	if tlsConfig != nil {
-		opts.SetTLSConfig(tlsConfig)
-	}
+	// The connection is ours (dialBroker: buffered reads, TLS as configured); paho's own dialer would also read
+	// proxy settings from the environment, which a gateway's broker connection should not pick up unseen.
+	opts.SetCustomOpenConnectionFn(func(*url.URL, paho3.ClientOptions) (net.Conn, error) {
+		return dialBroker(ctx, s, tlsConfig)
+	})
 	c := paho3.NewClient(opts)
 	tok := c.Connect()
 	if err := wait(ctx, tok, s.ConnectTimeout); err != nil {
@@ -191,19 +224,12 @@ type session5 struct {
 }
 
 func dial5(ctx context.Context, s *Settings, clientID string, tlsConfig *tls.Config, in inbound) (session, error) {
-	dctx, cancel := context.WithTimeout(ctx, s.ConnectTimeout)
-	defer cancel()
-	d := &net.Dialer{}
-	var nc net.Conn
-	var err error
-	if tlsConfig != nil {
-		nc, err = (&tls.Dialer{NetDialer: d, Config: tlsConfig}).DialContext(dctx, "tcp", s.HostPort)
-	} else {
-		nc, err = d.DialContext(dctx, "tcp", s.HostPort)
-	}
+	nc, err := dialBroker(ctx, s, tlsConfig)
 	if err != nil {
 		return nil, err
 	}
+	dctx, cancel := context.WithTimeout(ctx, s.ConnectTimeout)
+	defer cancel()
 	gone := newLost()
 	c := paho5.NewClient(paho5.ClientConfig{
 		ClientID: clientID,

@@ -48,6 +48,9 @@ type Settings struct {
 	ConnectTimeoutText string `hcl:"connect_timeout,optional"` // default 10s
 	StaleAfterText     string `hcl:"stale_after,optional"`     // default off: a key not received for this long is stale
 	MaxPayloadText     string `hcl:"max_payload,optional"`     // default 1MB
+	// BatchWindow, when set, gathers the points of the messages of that window into one batch on the bus (one
+	// bus message per window instead of per MQTT message: the cost is per message). Default 0: a batch per message.
+	BatchWindowText string `hcl:"batch_window,optional"`
 
 	// Resolved by Validate.
 	TLS            *config.TLS
@@ -57,6 +60,7 @@ type Settings struct {
 	ConnectTimeout time.Duration
 	StaleAfter     time.Duration
 	MaxPayload     int64
+	BatchWindow    time.Duration
 	Clean          bool
 	SubQoS         byte
 	CmdQoS         byte
@@ -132,6 +136,11 @@ func (s *Settings) Validate(v *config.Validator) {
 	s.ConnectTimeout = atLeast(v, "connect_timeout", s.ConnectTimeoutText, time.Millisecond)
 	if v.Has("stale_after") {
 		s.StaleAfter = atLeast(v, "stale_after", s.StaleAfterText, 10*time.Millisecond)
+	}
+	if v.Has("batch_window") {
+		if s.BatchWindow, _ = v.Duration("batch_window", s.BatchWindowText); s.BatchWindow > 10*time.Second {
+			v.Errorf("batch_window", "batch_window %q: at most 10s (points wait that long before they are published)", s.BatchWindowText)
+		}
 	}
 	if n, err := config.ParseSize(s.MaxPayloadText); err != nil {
 		v.Errorf("max_payload", "%v", err)

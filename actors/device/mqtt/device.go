@@ -54,6 +54,8 @@ type mqttDevice struct {
 	staleT   *actors.Tick
 	received uint64
 	faults   actors.Faults
+	pending  []isp.Point // points gathered for the batch window
+	flushT   *actors.Tick
 	backlog  *backlog
 	reported uint64 // dropped messages already reported
 }
@@ -148,6 +150,7 @@ func (d *mqttDevice) Receive(ctx actor.Context) {
 	case *actor.Started:
 		d.start(ctx)
 	case *actor.Stopping, *actor.Restarting:
+		d.flush() // what the window gathered is published, not lost with the incarnation
 		d.workers.Stop()
 	case *inMessage:
 		d.message(m)
@@ -162,8 +165,11 @@ func (d *mqttDevice) Receive(ctx actor.Context) {
 		d.env.Log.Info().Str("device", d.id).Str("broker", d.cfg.Broker).Str("protocol", d.cfg.Protocol).Msg("mqtt connected and subscribed")
 	case *actors.Tick:
 		m.Ack()
-		if m == d.staleT {
+		switch m {
+		case d.staleT:
 			d.checkStale(time.Now())
+		case d.flushT:
+			d.flush()
 		}
 	case *device.Write:
 		d.write(ctx, m.Msg)
@@ -185,6 +191,9 @@ func (d *mqttDevice) start(ctx actor.Context) {
 		}
 		d.mappers[i] = m
 		filters[i] = d.cfg.Subscribe[i].Pattern.Filter
+	}
+	if d.cfg.BatchWindow > 0 {
+		d.flushT = d.workers.Tick(ctx, "batch window", d.cfg.BatchWindow)
 	}
 	if d.cfg.StaleAfter > 0 {
 		d.stale = &device.Keys{}
@@ -317,7 +326,27 @@ func (d *mqttDevice) message(m *inMessage) {
 			d.stale.Good(device.PointID{Device: dev, Key: pts[i].Key}, m.arrival)
 		}
 	}
-	d.publish(pts)
+	if d.cfg.BatchWindow <= 0 {
+		d.publish(pts)
+		return
+	}
+	d.pending = append(d.pending, pts...)
+	if len(d.pending) >= maxWindowPoints {
+		d.flush()
+	}
+}
+
+// maxWindowPoints bounds the points a batch window gathers: past it the batch goes out before the window ends.
+const maxWindowPoints = 1000
+
+// flush publishes the points the batch window gathered.
+func (d *mqttDevice) flush() {
+	if len(d.pending) == 0 {
+		return
+	}
+	d.publish(d.pending)
+	clear(d.pending) // drop the references to the points' strings and tags
+	d.pending = d.pending[:0]
 }
 
 func (d *mqttDevice) publish(pts []isp.Point) {
