@@ -93,6 +93,8 @@ func TestConfigErrors(t *testing.T) {
   subscribe "a/\u0001" { }`, "holds a control character"},
 		{"unknown attribute", `  broker = "tcp://x:1"
   brokers = "tcp://y:1"` + sub, `An argument named "brokers" is not expected here`},
+		{"batch window", `  broker = "tcp://x:1"
+  batch_window = "1m"` + sub, "at most 10s"},
 		{"tls with tcp", `  broker = "tcp://x:1"
   tls { }` + sub, "a tls block with a plain tcp:// broker"},
 		{"tls ca missing", `  broker = "ssl://x:1"
