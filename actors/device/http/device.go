@@ -74,15 +74,6 @@ func (d *httpDevice) Inboxes() []actors.Inbox {
 // RawSubject is where an http device's batches go: iot.raw.http.{device}.
 func RawSubject(id string) string { return "iot.raw.http." + id }
 
-// pollResult is one poll's outcome, from the poll worker.
-type pollResult struct {
-	body    []byte
-	started time.Time
-	took    time.Duration
-	kind    string // "" when the poll succeeded; else timeout, http, status, too_large
-	err     error
-}
-
 func (d *httpDevice) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:

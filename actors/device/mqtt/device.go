@@ -1,6 +1,7 @@
 // Package mqtt is the MQTT device driver: a device actor that subscribes to topic filters on a broker and maps
-// each message to points (actors/device/payload), publishing one batch per message on iot.raw.mqtt.{device};
-// writes publish to a command topic.
+// each message to points (actors/device/payload), publishing one batch per message (or per batch_window) on
+// iot.raw.mqtt.{device}; writes publish to a command topic. It never subscribes to the bus and never publishes
+// anything to the broker but the writes it is asked for.
 package mqtt
 
 import (
@@ -130,20 +131,6 @@ func (d *mqttDevice) TakesWrites() {}
 // ReconnectAfter: the supervisor restarts the device at once after a peer failure and the session worker waits
 // out the backoff, so writes meanwhile are answered "not connected" instead of timing out.
 func (d *mqttDevice) ReconnectAfter(delay time.Duration) { d.delay = delay }
-
-// inMessage is one message from the broker, handed over by the client's goroutine.
-type inMessage struct {
-	topic   string
-	payload []byte // nil when it was larger than max_payload
-	size    int
-	arrival time.Time
-}
-
-// connected says the session is up and subscribed; refused are the filters the broker refused.
-type connected struct {
-	sess    session
-	refused []error
-}
 
 func (d *mqttDevice) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
