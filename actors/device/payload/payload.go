@@ -114,7 +114,6 @@ type Mapper struct {
 	fields map[string]int // path → index in spec.Fields
 	found  []bool
 	s      scanner
-	path   []byte
 	time   scalar
 	hasTS  bool
 	errs   []error
@@ -255,8 +254,7 @@ func (m *Mapper) Map(dst []isp.Point, payload []byte, topicKey string, arrival t
 		return m.dst, m.joined()
 	}
 	clear(m.found)
-	m.s = scanner{data: body, maxDepth: m.spec.MaxDepth, maxValues: m.spec.MaxValues}
-	m.path = m.path[:0]
+	m.s = scanner{data: body, maxDepth: m.spec.MaxDepth, maxValues: m.spec.MaxValues, path: m.s.path[:0]} // reuses the path buffer
 	if err := m.s.document(m.visit); err != nil {
 		m.dst = m.dst[:start] // a message that is not JSON maps to nothing: half a document proves nothing
 		return m.dst, err
@@ -266,7 +264,7 @@ func (m *Mapper) Map(dst []isp.Point, payload []byte, topicKey string, arrival t
 			m.errs = append(m.errs, fmt.Errorf("%w: %q", ErrMissing, m.spec.Fields[i].Path))
 		}
 	}
-	if m.spec.ValueField != "" && m.len(start) == 0 && !m.hasErr(ErrType) {
+	if m.spec.ValueField != "" && len(m.dst) == start && !m.hasErr(ErrType) {
 		m.errs = append(m.errs, fmt.Errorf("%w: %q", ErrMissing, m.spec.ValueField))
 	}
 	for i := start; i < len(m.dst); i++ { // value_field's point: its key comes from the topic or the mapping
@@ -298,8 +296,6 @@ func (m *Mapper) Map(dst []isp.Point, payload []byte, topicKey string, arrival t
 	}
 	return m.dst, m.joined()
 }
-
-func (m *Mapper) len(start int) int { return len(m.dst) - start }
 
 func (m *Mapper) hasErr(target error) bool {
 	for _, e := range m.errs {
