@@ -365,6 +365,7 @@ device "boiler-2" {
 #   command_topic  = "plant/cmd/{key}"        # {key} is the key written, {device} this device's id
 #   command_qos    = 1
 #   command_retain = false
+#   command_format = "value"                 # value: the value's text (21.5, true, ON) | json: {"setpoint": 21.5}
 #
 #   # A topic filter; +device and +key name the levels that give the point's device and key, any other +name a
 #   # tag, a bare + or a trailing # match without a name. Each subscribe block maps its messages as it says:

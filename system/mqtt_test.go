@@ -370,6 +370,35 @@ func TestMQTTWrite(t *testing.T) {
 			t.Errorf("write %.40s: %+v, want an error containing %q", tc.body, r, tc.want)
 		}
 	}
+	// command_format = "json": {"key": value}, on a second device
+	if r := ask(t, nc, SubjectDevicesAdd, `device "line2" {
+  driver         = "mqtt"
+  broker         = "`+broker.URL()+`"
+  command_topic  = "plant/line1/set/{device}"
+  command_format = "json"
+  subscribe "other/#" { }
+}`); !r.OK {
+		t.Fatalf("devices.add: %+v", r)
+	}
+	checkFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		m, err := nc.Request(device.WriteSubject("line2"), []byte(`{"key":"state","value":"ON"}`), 15*time.Second)
+		if err != nil {
+			return err
+		}
+		var r device.WriteReply
+		if err := json.Unmarshal(m.Data, &r); err != nil || !r.OK {
+			return fmt.Errorf("write to line2: %s", m.Data)
+		}
+		return nil
+	})
+	select {
+	case m := <-got:
+		if m != `plant/line1/set/line2={"state":"ON"}` {
+			t.Errorf("published %q, want plant/line1/set/line2={\"state\":\"ON\"}", m)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the json write was not published")
+	}
 	broker.Stop()
 	checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
 		r := writeReq(`{"key":"setpoint","value":1}`)

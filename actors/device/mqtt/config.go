@@ -43,6 +43,9 @@ type Settings struct {
 	CommandTopic  string `hcl:"command_topic,optional"`
 	CommandQoS    *int   `hcl:"command_qos,optional"` // default 1
 	CommandRetain bool   `hcl:"command_retain,optional"`
+	// CommandFormat is how the value is published: "value" (default) as its text (21.5, true, running), or
+	// "json" as {"key": value} (Zigbee2MQTT's …/set convention).
+	CommandFormat string `hcl:"command_format,optional"`
 
 	KeepAliveText      string `hcl:"keep_alive,optional"`      // default 30s
 	ConnectTimeoutText string `hcl:"connect_timeout,optional"` // default 10s
@@ -192,12 +195,19 @@ func (s *Settings) Validate(v *config.Validator) {
 			sv.Errorf("format", `a plain value needs a key: name a topic level +key, or write key = "…"`)
 		}
 	}
-	if s.CommandTopic != "" {
+	if s.CommandFormat == "" {
+		s.CommandFormat = "value"
+	}
+	if s.CommandFormat != "value" && s.CommandFormat != "json" {
+		v.Errorf("command_format", "unknown command_format %q; known: value, json", s.CommandFormat)
+	}
+		if s.CommandTopic != "" {
 		if strings.ContainsAny(s.CommandTopic, "+#") || s.CommandTopic == "" {
 			v.Errorf("command_topic", "command_topic %q is a topic to publish to: no wildcards", s.CommandTopic)
 		}
-		if !strings.Contains(s.CommandTopic, "{key}") {
-			v.Errorf("command_topic", `command_topic %q needs {key}, replaced by the key written, like "plant/line1/set/{key}"`, s.CommandTopic)
+		if !strings.Contains(s.CommandTopic, "{key}") && s.CommandFormat == "value" {
+			// a bare value does not say what it sets: the topic must (with json, the payload's name does)
+			v.Errorf("command_topic", `command_topic %q needs {key}, replaced by the key written, like "plant/line1/set/{key}" (or command_format = "json")`, s.CommandTopic)
 		}
 	}
 }

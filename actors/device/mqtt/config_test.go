@@ -80,6 +80,8 @@ func TestConfigErrors(t *testing.T) {
   }`, `unknown type "int8"`},
 		{"command topic wildcard", `  broker = "tcp://x:1"
   command_topic = "a/+/{key}"` + sub, "no wildcards"},
+		{"command format", `  broker = "tcp://x:1"
+  command_format = "xml"` + sub, `unknown command_format "xml"`},
 		{"command topic without key", `  broker = "tcp://x:1"
   command_topic = "a/set"` + sub, "needs {key}"},
 		{"devices", `  broker = "tcp://x:1"

@@ -409,6 +409,9 @@ func (d *mqttDevice) write(ctx actor.Context, msg *nats.Msg) {
 		fail("value of %q: %v", req.Key, err)
 		return
 	}
+	if d.cfg.CommandFormat == "json" {
+		body, _ = json.Marshal(map[string]any{req.Key: value})
+	}
 	s := d.sess
 	if s == nil {
 		fail("device %s is not connected to its broker %s", d.id, d.cfg.HostPort)
