@@ -201,7 +201,7 @@ func (s *Settings) Validate(v *config.Validator) {
 	if s.CommandFormat != "value" && s.CommandFormat != "json" {
 		v.Errorf("command_format", "unknown command_format %q; known: value, json", s.CommandFormat)
 	}
-		if s.CommandTopic != "" {
+	if s.CommandTopic != "" {
 		if strings.ContainsAny(s.CommandTopic, "+#") || s.CommandTopic == "" {
 			v.Errorf("command_topic", "command_topic %q is a topic to publish to: no wildcards", s.CommandTopic)
 		}
