@@ -282,3 +282,39 @@ device "nocert" {
 	e := ev.waitEvent(t, "http", "", "certificate")
 	t.Logf("nocert: %s", e.Error)
 }
+
+// TestHTTPPollFaults: an injected error fails the polls (an event, the keys bad), bad_quality publishes them bad;
+// cleared, the points are good again.
+func TestHTTPPollFaults(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, `{"v":1}`) }))
+	defer srv.Close()
+	rt := startRuntime(t, parseConfig(t, fmt.Sprintf("faults { enabled = true }\ndevice \"web\" {\n  driver = \"http\"\n  url = %q\n  interval = \"50ms\"\n}\n", srv.URL)))
+	nc := client(t, rt.Bus().URL)
+	ev := watchEvents(t, nc, "iot.errors.http.web")
+	l := watchBatches(t, nc)
+	l.wait(t, "web", "v")
+	quality := func(want int) {
+		t.Helper()
+		checkFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if q := l.points["web"]["v"].Quality; q != want {
+				return fmt.Errorf("quality %d, want %d", q, want)
+			}
+			return nil
+		})
+	}
+	for _, kind := range []string{"error", "bad_quality"} {
+		if r := ask(t, nc, SubjectFaultsInject, `{"kind":"`+kind+`","target":"devices/web"}`); !r.OK {
+			t.Fatalf("inject %s: %+v", kind, r)
+		}
+		quality(isp.QualityBad)
+		if kind == "error" {
+			ev.waitEvent(t, "injected", "", "fault injected")
+		}
+		if r := ask(t, nc, SubjectFaultsClear, ""); !r.OK {
+			t.Fatalf("clear: %+v", r)
+		}
+		quality(isp.QualityGood)
+	}
+}

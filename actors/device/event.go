@@ -13,7 +13,7 @@ import (
 // the topic of an MQTT message, the URL of an HTTP poll.
 type Event struct {
 	Device    string   `json:"device"`
-	Kind      string   `json:"kind"` // mqtt: payload, topic, too_large, subscribe, overflow, stale, write; http: http, timeout, status, too_large, payload, stale
+	Kind      string   `json:"kind"` // mqtt: payload, topic, too_large, subscribe, overflow, stale, write; http: http, timeout, status, too_large, payload, stale, injected
 	Error     string   `json:"error"`
 	Topic     string   `json:"topic,omitempty"`
 	URL       string   `json:"url,omitempty"`

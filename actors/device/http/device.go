@@ -53,9 +53,28 @@ type httpDevice struct {
 	dec     isp.Decoder
 	pushed  []isp.Point
 	polls   uint64
+	faults  actors.Faults
 }
 
-var _ actors.Listener = (*httpDevice)(nil)
+var (
+	_ actors.Listener    = (*httpDevice)(nil)
+	_ actors.FaultTarget = (*httpDevice)(nil)
+)
+
+// errInjected fails a poll on an injected error fault.
+var errInjected = errors.New("fault injected")
+
+// InjectFault: error fails the polls (an event, the keys bad), bad_quality publishes the points with quality 0.
+func (d *httpDevice) InjectFault(_ actor.Context, f *actors.Fault) error {
+	if d.cfg.Mode != ModePoll || (f.Kind != actors.FaultError && f.Kind != actors.FaultBadQuality) {
+		return actors.ErrFaultUnsupported
+	}
+	d.faults.Add(f)
+	return nil
+}
+
+// ClearFault ends a fault.
+func (d *httpDevice) ClearFault(_ actor.Context, id string) { d.faults.Remove(id) }
 
 // New returns the producer of an http device's actor.
 func New(dev config.Device, env actors.Env) actor.Producer {
@@ -247,6 +266,9 @@ func (d *httpDevice) setLink(state, detail string) {
 func (d *httpDevice) result(r *pollResult) {
 	d.polls++
 	now := r.started
+	if f := d.faults.Hit(actors.FaultError); f != nil && r.err == nil {
+		r.kind, r.err = "injected", fmt.Errorf("%w: %s (error)", errInjected, f.ID)
+	}
 	if r.err != nil {
 		if r.kind == "http" || r.kind == "timeout" {
 			d.setLink(actors.LinkDisconnected, r.err.Error())
@@ -260,8 +282,13 @@ func (d *httpDevice) result(r *pollResult) {
 	d.setLink(actors.LinkConnected, "")
 	pts, err := d.mapper.Map(d.out[:0], r.body, "", now)
 	d.out = pts[:0]
+	bad := d.faults.Hit(actors.FaultBadQuality) != nil
 	for i := range pts {
 		pts[i].DeviceID, pts[i].Tags, pts[i].Source = d.id, d.tags, "http"
+		if bad {
+			pts[i].Quality = isp.QualityBad
+			continue
+		}
 		d.keys.Good(device.PointID{Device: d.id, Key: pts[i].Key}, now)
 	}
 	if err != nil {
