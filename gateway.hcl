@@ -341,6 +341,90 @@ device "boiler-2" {
   }
 }
 
+# driver = "mqtt": subscribes to topic filters on an MQTT broker and maps each message to points, one batch per
+# message on iot.raw.mqtt.{device}. Commented out: it needs a broker (mosquitto on 127.0.0.1:1883, say).
+# device "plant-mqtt" {
+#   driver          = "mqtt"
+#   broker          = "tcp://127.0.0.1:1883"  # tcp:// or mqtt://; ssl://, tls:// or mqtts:// for TLS
+#   protocol        = "3.1.1"                 # 3.1.1 (default) | 5
+#   client_id       = "iotgw-plant"           # default iotgw-{device}; required for a persistent session
+#   username        = "gateway"
+#   password        = env("MQTT_PASSWORD", "")
+#   clean_session   = true                    # false: a persistent session (the broker queues QoS 1 messages while away)
+#   qos             = 1                       # of the subscriptions: 0, 1 or 2
+#   keep_alive      = "30s"
+#   connect_timeout = "10s"
+#   max_payload     = "1MB"                   # a larger message is refused with a too_large event
+#   stale_after     = "1m"                    # a key not received for this long is published bad with stale=true (default: off)
+#   batch_window    = "10ms"                  # one bus batch per window, not per message (default 0s: per message)
+#   tags            = { site = "north" }
+#   devices         = ["press-7", "oven-2"]  # the only ids a +device level may name (default: any valid id)
+#   # tls { ca = "/etc/iotgw/broker-ca.pem"  cert = "/etc/iotgw/gw.pem"  key = "/etc/iotgw/gw-key.pem" }
+#
+#   # Writes (iot.control.devices.plant-mqtt.write {"key":…,"value":…}) publish the value on this topic.
+#   command_topic  = "plant/cmd/{key}"        # {key} is the key written, {device} this device's id
+#   command_qos    = 1
+#   command_retain = false
+#   command_format = "value"                 # value: the value's text (21.5, true, ON) | json: {"setpoint": 21.5}
+#
+#   # A topic filter; +device and +key name the levels that give the point's device and key, any other +name a
+#   # tag, a bare + or a trailing # match without a name. Each subscribe block maps its messages as it says:
+#   subscribe "plant/+device/+key" {
+#     format = "auto"                         # auto (default) | value (a plain number or boolean) | json
+#   }
+#   subscribe "sensors/+device/json" {
+#     format      = "json"
+#     time_field  = "ts"                      # the timestamp; default the arrival time
+#     time_format = "unix_ms"                 # unix | unix_ms (default) | unix_us | unix_ns | rfc3339
+#     max_depth   = 32                        # deeper nesting is refused (a JSON bomb), as are
+#     max_values  = 10000                     # more values than this in one message
+#     # Without field blocks every number and boolean is a point, nested names joined with _ ("data_temp").
+#     field "temperature" {
+#       path = "data.temp"                    # dotted path; array elements by index: "sensors.0.value"
+#       type = "float64"                      # float64 | int64 | bool | string; default as sent
+#     }
+#     field "running" { path = "state.on" }
+#   }
+#   subscribe "meters/+device/power" {
+#     key         = "power"                   # the key of a plain value when the topic names none
+#     value_field = "value"                   # {"value": 1.5, "ts": …}: the one value, keyed by the topic or key
+#     time_field  = "ts"
+#   }
+# }
+
+# driver = "http", mode = "poll": GETs (or POSTs) url every interval and maps the JSON answer like an mqtt subscribe
+# block (the same format, key, type, value_field, time_field, time_format, max_depth, max_values and field blocks).
+# Commented out: it needs a server to poll.
+# device "weather" {
+#   driver       = "http"
+#   url          = "http://127.0.0.1:8081/status.json"
+#   method       = "GET"                      # GET (default) | POST
+#   # body       = "{\"read\":\"all\"}"         # the body of a POST, sent as application/json
+#   headers      = { "X-Site" = "north" }
+#   username     = "gateway"                  # basic auth; or bearer_token = env("WEATHER_TOKEN")
+#   password     = env("WEATHER_PASSWORD", "")
+#   interval     = "10s"                      # one poll at a time: a slow server delays the next poll
+#   timeout      = "5s"
+#   max_body     = "1MB"                      # a larger answer fails the poll (too_large)
+#   stale_after  = "30s"                      # default 3 × interval
+#   # tls { ca = "/etc/iotgw/weather-ca.pem" }  # https:// with a private CA (default: the system's roots)
+#   field "outside" {
+#     path = "current.temperature"
+#     type = "float64"
+#   }
+# }
+
+# driver = "http", mode = "push": the device POSTs points to the gateway's HTTP server (gateway.http_address),
+# POST /api/v1/points/{device} with a point {"key":…,"value":…} or a batch {"points":[…]}, with the http block's
+# bearer token when one is set. Only a device declared like this takes pushes.
+# device "meter-push" {
+#   driver      = "http"
+#   mode        = "push"
+#   max_body    = "1MB"                       # a larger push is refused with 413
+#   stale_after = "1m"                        # a key not pushed for this long is published bad with stale=true (default: off)
+#   tags        = { site = "north" }
+# }
+
 # A sidecar: a separate program speaking ISP (README, "Writing a sidecar"), one actor under the "sidecars"
 # supervisor. Either the gateway launches it (plugin, from gateway.plugins_dir; killed with the gateway) or it runs
 # already (address). A sidecar that is unreachable, hangs up, goes silent or exits is retried for as long as it is

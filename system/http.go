@@ -154,7 +154,7 @@ func (m *monitor) handler() http.Handler {
 	// GET patterns also answer HEAD; other methods get 405 and unknown paths 404 from the mux.
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "iotgw %s (gateway %s)\n/healthz\n/readyz\n/metrics\n", Version, m.rt.cfg.Gateway.ID)
+		fmt.Fprintf(w, "iotgw %s (gateway %s)\n/healthz\n/readyz\n/metrics\nPOST %s{device}\n", Version, m.rt.cfg.Gateway.ID, PushPathPrefix)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -175,6 +175,8 @@ func (m *monitor) handler() http.Handler {
 		}
 		_, _ = w.Write(append(body, '\n'))
 	})
+	// Points pushed by devices declared with driver = "http" and mode = "push" (push.go).
+	mux.HandleFunc("POST "+PushPathPrefix+"{device}", m.push)
 	mux.Handle("GET /metrics", promhttp.InstrumentMetricHandler(m.reg, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
 		ErrorLog:            m.stdLogger(),
 		ErrorHandling:       promhttp.ContinueOnError, // a partial scrape beats none

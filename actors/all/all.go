@@ -4,7 +4,9 @@
 package all
 
 import (
+	_ "github.com/iotgw/iotgw/actors/device/http"
 	_ "github.com/iotgw/iotgw/actors/device/mock"
 	_ "github.com/iotgw/iotgw/actors/device/modbus"
+	_ "github.com/iotgw/iotgw/actors/device/mqtt"
 	_ "github.com/iotgw/iotgw/actors/sink/console"
 )
