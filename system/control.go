@@ -47,7 +47,7 @@ func newControl(rt *Runtime) actor.Producer {
 func (c *control) Inboxes() []actors.Inbox {
 	subjects := []string{SubjectPing, SubjectTree, SubjectDevicesList, SubjectDevicesGet, SubjectDevicesAdd,
 		SubjectDevicesUpdate, SubjectDevicesRemove, SubjectFaultsInject, SubjectFaultsClear, SubjectFaultsList, SubjectReload,
-		SubjectActorsRestart, SubjectDevicesWrite}
+		SubjectActorsRestart, SubjectDevicesWrite, SubjectSinksList, SubjectSinksGet}
 	subjects = append(subjects, ruleSubjects...) // rules.go
 	in := make([]actors.Inbox, len(subjects))
 	for i, s := range subjects {
@@ -108,6 +108,10 @@ func (c *control) Receive(ctx actor.Context) {
 		reply = c.rt.Reload()
 	case SubjectActorsRestart:
 		reply = c.rt.restartRequest(msg.Data)
+	case SubjectSinksList:
+		reply = c.rt.listSinks()
+	case SubjectSinksGet:
+		reply = c.rt.getSink(msg.Data)
 	default:
 		var ok bool
 		if reply, ok = c.rt.controlRules(msg.Subject, msg.Data); !ok { // rules.go

@@ -9,4 +9,5 @@ import (
 	_ "github.com/iotgw/iotgw/actors/device/modbus"
 	_ "github.com/iotgw/iotgw/actors/device/mqtt"
 	_ "github.com/iotgw/iotgw/actors/sink/console"
+	_ "github.com/iotgw/iotgw/actors/sink/jetstream"
 )
