@@ -47,7 +47,7 @@ func newControl(rt *Runtime) actor.Producer {
 func (c *control) Inboxes() []actors.Inbox {
 	subjects := []string{SubjectPing, SubjectTree, SubjectDevicesList, SubjectDevicesGet, SubjectDevicesAdd,
 		SubjectDevicesUpdate, SubjectDevicesRemove, SubjectFaultsInject, SubjectFaultsClear, SubjectFaultsList, SubjectReload,
-		SubjectActorsRestart, SubjectDevicesWrite}
+		SubjectActorsRestart, SubjectDevicesWrite, SubjectDevicesBrowse}
 	in := make([]actors.Inbox, len(subjects))
 	for i, s := range subjects {
 		in[i] = actors.Inbox{Subject: s}
@@ -76,6 +76,10 @@ func (c *control) Receive(ctx actor.Context) {
 	}
 	if id, ok := writeTarget(msg.Subject); ok { // see writes.go
 		c.routeWrite(ctx, msg, id)
+		return
+	}
+	if id, ok := browseTarget(msg.Subject); ok { // see browse.go
+		c.routeBrowse(ctx, msg, id)
 		return
 	}
 	var reply any

@@ -6,5 +6,6 @@ package all
 import (
 	_ "github.com/iotgw/iotgw/actors/device/mock"
 	_ "github.com/iotgw/iotgw/actors/device/modbus"
+	_ "github.com/iotgw/iotgw/actors/device/opcua"
 	_ "github.com/iotgw/iotgw/actors/sink/console"
 )
