@@ -1,8 +1,10 @@
 package config
 
 import (
+	"fmt"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/gopcua/opcua/ua"
@@ -165,8 +167,26 @@ func (o *OPCUADevice) Validate(v *Validator) {
 	}
 }
 
+// ParseNodeID reads a node id in OPC UA's string form, "ns=<namespace>;<i|s|g|b>=<identifier>" (the namespace
+// may be left out for 0). gopcua's own parser also takes a bare word as a string id in namespace 0, which in a
+// config is nearly always a forgotten "ns=2;s=": that is refused here.
+func ParseNodeID(s string) (*ua.NodeID, error) {
+	idPart := s
+	if rest, ok := strings.CutPrefix(s, "ns="); ok {
+		_, after, found := strings.Cut(rest, ";")
+		if !found {
+			return nil, fmt.Errorf("%q: a namespace, then ';' and the identifier", s)
+		}
+		idPart = after
+	}
+	if len(idPart) < 2 || idPart[1] != '=' || !strings.ContainsRune("isgb", rune(idPart[0])) {
+		return nil, fmt.Errorf("%q: the identifier starts with i=, s=, g= or b=", s)
+	}
+	return ua.ParseNodeID(s)
+}
+
 func (n *OPCUANode) validate(v *Validator, o *OPCUADevice) {
-	id, err := ua.ParseNodeID(n.NodeIDText)
+	id, err := ParseNodeID(n.NodeIDText)
 	if err != nil || n.NodeIDText == "" {
 		v.Errorf("node_id", "node_id %s is not an OPC UA node id like \"ns=2;s=Line1.Temperature\" or \"i=2258\" (browse the server with iot.control.devices.{id}.browse to find them)",
 			quote(n.NodeIDText))

@@ -15,6 +15,7 @@ import (
 	"github.com/gopcua/opcua/ua"
 	"github.com/iotgw/iotgw/actors"
 	"github.com/iotgw/iotgw/actors/device"
+	"github.com/iotgw/iotgw/config"
 	"github.com/nats-io/nats.go"
 )
 
@@ -66,7 +67,7 @@ func parseBrowseRequest(data []byte) (device.BrowseRequest, *ua.NodeID, error) {
 	if req.NodeID == "" {
 		req.NodeID = "i=" + strconv.Itoa(id.ObjectsFolder)
 	}
-	start, err := ua.ParseNodeID(req.NodeID)
+	start, err := config.ParseNodeID(req.NodeID)
 	if err != nil {
 		return req, nil, fmt.Errorf("%w: node_id %q is not an OPC UA node id like \"ns=2;s=Line1\" or \"i=85\": %v",
 			errBrowseRequest, req.NodeID, err)
