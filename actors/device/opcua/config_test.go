@@ -121,3 +121,49 @@ func FuzzConfig(f *testing.F) {
 		_, _ = config.Parse([]byte(src), "fuzz.hcl")
 	})
 }
+
+// TestGatewayHCLExample: the commented opcua block of gateway.hcl, uncommented (with every optional key it shows,
+// certificate files aside), is a valid device block.
+func TestGatewayHCLExample(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "..", "gateway.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var block []string
+	in := false
+	for _, line := range strings.Split(string(data), "\n") {
+		if line == `# device "line-1" {` {
+			in = true
+		}
+		if !in {
+			continue
+		}
+		l := strings.TrimPrefix(line, "# ")
+		if t := strings.TrimSpace(l); strings.HasPrefix(t, "# ") {
+			opt := strings.TrimPrefix(t, "# ")
+			key, _, _ := strings.Cut(opt, " ")
+			switch key {
+			case "stale_after", "username", "password", "scale", "offset", "sampling_interval", "deadband", "deadband_type":
+				l = opt // the optional keys it documents, uncommented too
+			}
+		}
+		block = append(block, l)
+		if line == "# }" {
+			break
+		}
+	}
+	if len(block) < 10 {
+		t.Fatalf("no opcua example in gateway.hcl (found %d lines)", len(block))
+	}
+	src := strings.Join(block, "\n")
+	src = strings.Replace(src, `mode     = "poll"`, `mode     = "subscribe"`, 1)
+	src = strings.Replace(src, `auth = "anonymous"`, `auth = "username"`, 1)
+	src = strings.Replace(src, `env("OPCUA_PASSWORD")`, `"secret"`, 1)
+	cfg, diags := config.Parse([]byte(src), "gateway.hcl")
+	if diags.HasErrors() {
+		t.Fatalf("%s\n%s", diags.Error(), src)
+	}
+	if o := cfg.Devices[0].Settings.(*config.OPCUADevice); len(o.Nodes) != 2 || o.Nodes[0].Deadband != 0.5 || o.StaleAfter == 0 {
+		t.Errorf("got %+v, want the example's two nodes, its deadband and stale_after", o)
+	}
+}
