@@ -1,7 +1,7 @@
 // The OPC UA server the opcua driver's tests start for real: node-opcua, an implementation independent of the
 // gateway's client (gopcua). Usage:
 //
-//   node server.js --port 4840 --pki DIR [--no-anonymous]
+//   node server.js --port 4840 --pki DIR [--no-anonymous] [--bench N]
 //
 // DIR holds the server's PKI (its self-signed certificate is made there on the first start and kept, so a restart
 // on the same DIR presents the same certificate). Client certificates are accepted without a trust list: the
@@ -16,6 +16,7 @@
 //   Plant/Line1/Name         ns=1;s=Name         String "line one"
 //   Plant/Line1/Status       ns=1;s=Status       Int32 42, its status Uncertain (UncertainLastUsableValue)
 //   Plant/Line2/Pressure     ns=1;s=Pressure     Float 1.5, read only
+//   Plant/Bench/B0 … B{N-1} ns=1;s=Bench.{i} UInt32, +1 every 10 ms (with --bench N, for the benchmark)
 // Users: "operator" / "secret".
 "use strict";
 const path = require("path");
@@ -108,6 +109,18 @@ async function main() {
     accessLevel: "CurrentRead", userAccessLevel: "CurrentRead",
     minimumSamplingInterval: 10, value: readOnly(new Variant({ dataType: DataType.Float, value: 1.5 })),
   });
+
+  const benchNodes = parseInt(arg("bench", "0"), 10);
+  if (benchNodes > 0) {
+    const bench = ns.addFolder(plant, { browseName: "Bench", nodeId: "s=Bench" });
+    const fast = () => Math.floor((Date.now() - started) / 10);
+    for (let i = 0; i < benchNodes; i++) {
+      ns.addVariable({
+        componentOf: bench, browseName: `B${i}`, nodeId: `s=Bench.${i}`, dataType: "UInt32", minimumSamplingInterval: 10,
+        value: { get: () => new Variant({ dataType: DataType.UInt32, value: fast() + i }) },
+      });
+    }
+  }
 
   await server.start();
   process.stdout.write(`listening ${port} ${certificateFile}\n`);
