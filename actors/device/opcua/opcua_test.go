@@ -9,6 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -380,24 +383,38 @@ device "away" {
 	})
 }
 
-// TestSecureChannel: Basic256Sha256 with Sign and with SignAndEncrypt, the server's certificate pinned,
-// user/password auth, the gateway's client certificate generated into data_dir.
+// TestSecureChannel: Basic256Sha256 with Sign and with SignAndEncrypt, the server's certificate pinned, user and
+// password or the gateway's certificate as the identity, the gateway's client certificate generated into data_dir.
 func TestSecureChannel(t *testing.T) {
 	srv := startServer(t, "--no-anonymous")
-	for _, mode := range []string{"Sign", "SignAndEncrypt"} {
-		t.Run(mode, func(t *testing.T) {
-			rt, nc := gateway(t, supervisorFast+`
+	for _, tc := range []struct{ mode, auth string }{
+		{"Sign", "username"}, {"SignAndEncrypt", "username"}, {"SignAndEncrypt", "certificate"},
+	} {
+		t.Run(tc.mode+"/"+tc.auth, func(t *testing.T) {
+			identity := `
+  auth     = "username"
+  username = "operator"
+  password = "secret"`
+			if tc.auth == "certificate" {
+				// auth = "certificate" signs with the certificate it names: the gateway's own, made first.
+				identity = `
+  auth        = "certificate"
+  certificate = "CERT"
+  private_key = "KEY"`
+				certPath, keyPath := clientFiles(t)
+				identity = strings.NewReplacer("CERT", certPath, "KEY", keyPath).Replace(identity)
+			}
+			_, nc, dir := gatewayDir(t, supervisorFast+`
 device "sec" {
   driver              = "opcua"
   endpoint            = "`+srv.Endpoint()+`"
   security_policy     = "Basic256Sha256"
-  security_mode       = "`+mode+`"
-  server_certificates = ["`+srv.CertFile+`"]
-  auth                = "username"
-  username            = "operator"
-  password            = "secret"
+  security_mode       = "`+tc.mode+`"
+  server_certificates = ["`+srv.CertFile+`"]`+identity+`
   interval            = "100ms"
-  node "counter" { node_id = "ns=1;s=Counter" }
+  node "counter" {
+    node_id = "ns=1;s=Counter"
+  }
 }
 `)
 			r := record(t, nc, "sec")
@@ -407,9 +424,33 @@ device "sec" {
 				}
 				return nil
 			})
-			_ = rt
+			if tc.auth == "username" {
+				if _, err := os.Stat(filepath.Join(dir, "opcua", "client_certificate.der")); err != nil {
+					t.Errorf("the generated client certificate: %v", err)
+				}
+			}
 		})
 	}
+}
+
+// clientFiles writes a client certificate (with an application URI, as OPC UA wants) and its key.
+func clientFiles(t *testing.T) (cert, key string) {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uri, _ := url.Parse("urn:iotgw:test-client")
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(9), Subject: pkix.Name{CommonName: "iotgw test client"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), URIs: []*url.URL{uri},
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment | x509.KeyUsageDataEncipherment | x509.KeyUsageContentCommitment,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeFile(t, "client.der", der),
+		writeFile(t, "client.pem", pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)}))
 }
 
 // TestAuthRefused: a wrong password is an auth event, the device disconnected and retrying, not failed.
@@ -649,5 +690,55 @@ device "w" {
 	}
 	if _, ok := r.event("write", "the server refused it"); !ok {
 		t.Errorf("no write event for the refused write: %s", r.dump())
+	}
+}
+
+// TestDropFault: the drop fault closes the device's session; the device reconnects as after a server restart.
+func TestDropFault(t *testing.T) {
+	srv := startServer(t)
+	rt, nc := gateway(t, supervisorFast+`
+faults {
+  enabled = true
+}
+device "d" {
+  driver   = "opcua"
+  endpoint = "`+srv.Endpoint()+`"
+  mode     = "subscribe"
+  interval = "100ms"
+  node "counter" {
+    node_id = "ns=1;s=Counter"
+    type    = "int64"
+  }
+}
+`)
+	r := record(t, nc, "d")
+	waitFor(t, 30*time.Second, func() error {
+		_, err := lastGood(r, "counter")
+		return err
+	})
+	var reply struct {
+		OK    bool   `json:"ok"`
+		Error string `json:"error"`
+	}
+	request(t, nc, "iot.control.faults.inject", `{"kind":"drop","target":"devices/d"}`, &reply)
+	if !reply.OK {
+		t.Fatalf("inject drop: %s", reply.Error)
+	}
+	waitFor(t, 30*time.Second, func() error {
+		if _, ok := r.event("disconnected", ""); !ok {
+			return errors.New("no disconnected event")
+		}
+		return nil
+	})
+	n := r.count("counter")
+	waitFor(t, 30*time.Second, func() error {
+		c := r.of("counter")
+		if len(c) < n+3 || c[len(c)-1].Quality != isp.QualityGood {
+			return fmt.Errorf("%d counter points, %d before the drop", len(c), n)
+		}
+		return nil
+	})
+	if d, ok := rt.Tree().Get("devices/d"); !ok || d.Restarts < 1 || d.State != system.StateRunning {
+		t.Errorf("device: got %+v, want running after a restart", d)
 	}
 }

@@ -137,13 +137,21 @@ func (s *syncBuffer) String() string {
 // a client connection.
 func gateway(t *testing.T, src string) (*system.Runtime, *nats.Conn) {
 	t.Helper()
+	rt, nc, _ := gatewayDir(t, src)
+	return rt, nc
+}
+
+// gatewayDir is gateway, also returning the gateway's data_dir.
+func gatewayDir(t *testing.T, src string) (*system.Runtime, *nats.Conn, string) {
+	t.Helper()
 	cfg, diags := config.Parse([]byte(src), "test.hcl")
 	if diags.HasErrors() {
 		t.Fatalf("config: %s", diags.Error())
 	}
 	cfg.NATS.Port = -1
 	cfg.Gateway.HTTPAddress = ""
-	cfg.Gateway.DataDir = t.TempDir()
+	dir := t.TempDir()
+	cfg.Gateway.DataDir = dir
 	log := zerolog.Nop()
 	if testing.Verbose() {
 		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, NoColor: true}).Level(zerolog.DebugLevel).With().Timestamp().Logger()
@@ -162,7 +170,7 @@ func gateway(t *testing.T, src string) (*system.Runtime, *nats.Conn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	return rt, nc
+	return rt, nc, dir
 }
 
 // recorder keeps what a device publishes: its points (raw batches) and its events.

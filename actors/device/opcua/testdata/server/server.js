@@ -5,7 +5,8 @@
 //
 // DIR holds the server's PKI (its self-signed certificate is made there on the first start and kept, so a restart
 // on the same DIR presents the same certificate). Client certificates are accepted without a trust list: the
-// tests are about the gateway verifying the server, not the other way round. It prints one line
+// tests are about the gateway verifying the server, not the other way round; so are user certificates (auth =
+// "certificate"). It prints one line
 // "listening <port> <server certificate path>" once it accepts connections, and runs until it is killed.
 //
 // The address space, under Objects/Plant (ns=1):
@@ -39,6 +40,11 @@ async function main() {
     automaticallyAcceptUnknownCertificate: true,
   });
   await serverCertificateManager.initialize();
+  const userCertificateManager = new OPCUACertificateManager({
+    rootFolder: path.join(pki, "users"),
+    automaticallyAcceptUnknownCertificate: true,
+  });
+  await userCertificateManager.initialize();
   const certificateFile = path.join(pki, "server", "own", "certs", "server_certificate.pem");
   const privateKeyFile = path.join(pki, "server", "own", "private", "private_key.pem");
 
@@ -47,6 +53,7 @@ async function main() {
     hostname: "127.0.0.1",
     alternateHostname: ["127.0.0.1"],
     serverCertificateManager,
+    userCertificateManager,
     certificateFile,
     privateKeyFile,
     securityPolicies: [SecurityPolicy.None, SecurityPolicy.Basic256Sha256],
