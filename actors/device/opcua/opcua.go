@@ -48,6 +48,12 @@ type opcuaDevice struct {
 	tasks    *atomic.Int32 // writes and browses running
 	faults   actors.Faults
 	staleTk  *actors.Tick
+	// backlog counts the reads and notifications the session worker sent and the actor has not handled yet;
+	// overruns those the worker skipped or dropped because the backlog was full (see maxBacklog).
+	backlog   *atomic.Int32
+	overruns  *atomic.Uint64
+	reported  uint64 // overruns already reported
+	readIssue string // the last read failure reported ("" none), so each is reported once
 }
 
 // shared is what the device's incarnations hand on to each other: a restart after a lost session must not make
@@ -140,8 +146,12 @@ func (d *opcuaDevice) Receive(ctx actor.Context) {
 		d.event(Event{Kind: "disconnected", Error: m.err.Error()})
 		d.allBad(time.Now())
 	case *readResult:
+		d.backlog.Add(-1)
 		d.readResult(m)
+		d.checkOverruns()
 	case *dataChange:
+		d.backlog.Add(-1)
+		d.checkOverruns()
 		d.out = d.out[:0]
 		for j, i := range m.nodes {
 			d.value(i, m.values[j], m.at)
@@ -176,6 +186,7 @@ func (d *opcuaDevice) start(ctx actor.Context) {
 	d.problem = make([]string, n)
 	d.lastGood = make([]bool, n)
 	d.tasks = &atomic.Int32{}
+	d.backlog, d.overruns = &atomic.Int32{}, &atomic.Uint64{}
 	for i := range d.cfg.Nodes {
 		nd := &d.cfg.Nodes[i]
 		d.byKey[nd.Key] = i
@@ -224,17 +235,30 @@ func (d *opcuaDevice) options() (*sessionOptions, error) {
 func (d *opcuaDevice) readResult(m *readResult) {
 	d.out = d.out[:0]
 	if m.err != nil {
-		d.event(Event{Kind: "read", Error: m.err.Error()})
+		if msg := m.err.Error(); msg != d.readIssue {
+			d.readIssue = msg
+			d.event(Event{Kind: "read", Error: msg})
+		}
 		for i := range d.cfg.Nodes {
 			d.add(i, isp.Null(), d.cfg.Nodes[i].Type, isp.QualityBad, m.at.UnixNano())
 		}
 		d.publish(m.at)
 		return
 	}
+	d.readIssue = ""
 	for i, dv := range m.values {
 		d.value(i, dv, m.at)
 	}
 	d.publish(m.at)
+}
+
+// checkOverruns reports reads skipped or notifications dropped since the last report.
+func (d *opcuaDevice) checkOverruns() {
+	if n := d.overruns.Load(); n != d.reported {
+		d.event(Event{Kind: "overrun", Error: fmt.Sprintf("%d reads or notifications dropped in all: the device's actor lags behind its server (interval %s)",
+			n, d.cfg.Interval)})
+		d.reported = n
+	}
 }
 
 // value adds node i's point from a server value.
@@ -369,7 +393,8 @@ type Event struct {
 	// certificate does not verify, or the gateway's cannot be loaded), security (no endpoint with the configured
 	// policy and mode, or the server refused the channel), auth (the server refused the identity), node (a node
 	// that does not exist), type (a value that does not fit the node's type), status (a bad or uncertain status),
-	// read (a read refused as a whole), subscription, write, stale.
+	// read (a read refused as a whole), subscription, write, stale, overrun (reads skipped or notifications
+	// dropped because the actor lagged).
 	Kind      string   `json:"kind"`
 	Error     string   `json:"error"`
 	NodeID    string   `json:"node_id,omitempty"`

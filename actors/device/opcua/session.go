@@ -169,6 +169,11 @@ func policyName(uri string) string {
 	return uri
 }
 
+// maxBacklog bounds the reads and notifications sent to the actor and not yet handled by it: past it the worker
+// skips polls (poll) or drops notifications (subscribe), counted in overruns and reported as an "overrun" event,
+// so a slow actor never makes its mailbox grow without bound.
+const maxBacklog = 16
+
 // lost says whether a connection state ends the session.
 func lost(s opcua.ConnState) bool { return s == opcua.Disconnected || s == opcua.Closed }
 
@@ -183,18 +188,33 @@ func (d *opcuaDevice) poll(ctx context.Context, c *opcua.Client, cfg *config.OPC
 	tk := time.NewTicker(cfg.Interval)
 	defer tk.Stop()
 	for {
+		if d.backlog.Load() >= maxBacklog {
+			// The actor has not taken the last reads yet: skip this one rather than queue it (counted).
+			d.overruns.Add(1)
+			select {
+			case <-done:
+				return nil
+			case <-tk.C:
+				continue
+			}
+		}
 		at := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 		res, err := c.Read(rctx, req)
 		cancel()
-		switch {
-		case stopped(done):
+		answered := err != nil && serverAnswered(err) && c.State() == opcua.Connected
+		if stopped(done) {
 			return nil
+		}
+		if err == nil || answered {
+			d.backlog.Add(1) // a readResult follows: the actor takes it off
+		}
+		switch {
 		case err == nil && len(res.Results) != len(req.NodesToRead):
 			send(&readResult{at: at, err: fmt.Errorf("read: %d results for %d nodes", len(res.Results), len(req.NodesToRead))})
 		case err == nil:
 			send(&readResult{at: at, values: res.Results})
-		case serverAnswered(err) && c.State() == opcua.Connected:
+		case answered:
 			send(&readResult{at: at, err: fmt.Errorf("read: %w", err)})
 		default:
 			send(&sessionLost{err: fmt.Errorf("read: %w", err)})
@@ -300,6 +320,11 @@ func (d *opcuaDevice) subscribe(ctx context.Context, c *opcua.Client, cfg *confi
 				ch.values = append(ch.values, it.Value)
 			}
 			if len(ch.nodes) > 0 {
+				if d.backlog.Load() >= maxBacklog {
+					d.overruns.Add(1) // the actor lags behind the server: dropped, counted and reported
+					continue
+				}
+				d.backlog.Add(1)
 				send(ch)
 			}
 		}
