@@ -742,3 +742,45 @@ device "d" {
 		t.Errorf("device: got %+v, want running after a restart", d)
 	}
 }
+
+// TestAddAtRunTime: an opcua device added through iot.control.devices.add (HCL text, as an operator sends it)
+// runs like one from the file, and a malformed one is refused with its position in the request.
+func TestAddAtRunTime(t *testing.T) {
+	srv := startServer(t)
+	_, nc := gateway(t, supervisorFast)
+	r := record(t, nc, "added")
+	var reply struct {
+		OK          bool   `json:"ok"`
+		Error       string `json:"error"`
+		Diagnostics []struct {
+			Pos    string `json:"pos"`
+			Detail string `json:"detail"`
+		} `json:"diagnostics"`
+	}
+	request(t, nc, "iot.control.devices.add", `device "added" {
+  driver   = "opcua"
+  endpoint = "`+srv.Endpoint()+`"
+  interval = "100ms"
+  node "counter" {
+    node_id = "ns=1;s=Counter"
+  }
+}`, &reply)
+	if !reply.OK {
+		t.Fatalf("add: %s %+v", reply.Error, reply.Diagnostics)
+	}
+	waitFor(t, 30*time.Second, func() error {
+		_, err := lastGood(r, "counter")
+		return err
+	})
+	request(t, nc, "iot.control.devices.add", `device "broken" {
+  driver   = "opcua"
+  endpoint = "`+srv.Endpoint()+`"
+  node "counter" {
+    node_id = "Counter"
+  }
+}`, &reply)
+	if reply.OK || len(reply.Diagnostics) == 0 || !strings.HasSuffix(reply.Diagnostics[0].Pos, ":5:15") ||
+		!strings.Contains(reply.Diagnostics[0].Detail, "is not an OPC UA node id") {
+		t.Errorf("add a broken device: got %+v, want the node id refused at line 5, column 15", reply)
+	}
+}
