@@ -54,6 +54,9 @@ type opcuaDevice struct {
 	overruns  *atomic.Uint64
 	reported  uint64 // overruns already reported
 	readIssue string // the last read failure reported ("" none), so each is reported once
+	// reconnectIn is the backoff the supervisor handed this incarnation after a peer failure (ReconnectAfter):
+	// the session worker waits it out before it connects, while the actor answers writes and browses at once.
+	reconnectIn time.Duration
 }
 
 // shared is what the device's incarnations hand on to each other: a restart after a lost session must not make
@@ -67,7 +70,13 @@ var (
 	_ device.Writer      = (*opcuaDevice)(nil)
 	_ device.Browser     = (*opcuaDevice)(nil)
 	_ actors.FaultTarget = (*opcuaDevice)(nil)
+	_ actors.Reconnector = (*opcuaDevice)(nil)
 )
+
+// ReconnectAfter: after a lost session the device is restarted at once and waits the backoff in its session
+// worker, so a write or browse sent while the server is away is answered "not connected" at once instead of
+// waiting in a suspended mailbox.
+func (d *opcuaDevice) ReconnectAfter(delay time.Duration) { d.reconnectIn = delay }
 
 func init() {
 	actors.RegisterDevice("opcua", actors.DeviceKind{Settings: config.NewOPCUADevice, New: New})
@@ -200,13 +209,37 @@ func (d *opcuaDevice) start(ctx actor.Context) {
 		// A certificate or key file that went missing since validation: a state to fix, retried like a server away.
 		d.event(Event{Kind: "certificate", Error: err.Error()})
 		d.allBad(time.Now())
-		d.workers.Go(ctx, "session", func(<-chan struct{}, func(any)) error { return actors.PeerFailure(err) })
+		wait := d.reconnectIn
+		d.workers.Go(ctx, "session", func(done <-chan struct{}, _ func(any)) error {
+			if !waitOut(wait, done) {
+				return nil
+			}
+			return actors.PeerFailure(err)
+		})
 		return
 	}
-	sctx := d.ctx
+	sctx, wait := d.ctx, d.reconnectIn
 	d.workers.Go(ctx, "session", func(done <-chan struct{}, send func(any)) error {
+		if !waitOut(wait, done) {
+			return nil
+		}
 		return d.run(sctx, o, done, send)
 	})
+}
+
+// waitOut waits d, or less when done closes first: then it returns false.
+func waitOut(d time.Duration, done <-chan struct{}) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // options resolves what a session needs from the files the config names.

@@ -784,3 +784,43 @@ func TestAddAtRunTime(t *testing.T) {
 		t.Errorf("add a broken device: got %+v, want the node id refused at line 5, column 15", reply)
 	}
 }
+
+// TestAnswersWhileAway: while the server is away and the device waits out a long backoff, its writes and browse
+// requests are answered at once ("not connected"), not held in a suspended mailbox until the next attempt.
+func TestAnswersWhileAway(t *testing.T) {
+	port := freePort(t)
+	_, nc := gateway(t, `
+supervisor {
+  backoff {
+    initial = "20s"
+    max     = "20s"
+  }
+}
+device "away" {
+  driver   = "opcua"
+  endpoint = "opc.tcp://127.0.0.1:`+fmt.Sprint(port)+`"
+  timeout  = "500ms"
+  node "x" {
+    node_id = "ns=1;s=Setpoint"
+  }
+}
+`)
+	r := record(t, nc, "away")
+	waitFor(t, 30*time.Second, func() error {
+		if _, ok := r.event("disconnected", ""); !ok {
+			return errors.New("no disconnected event")
+		}
+		return nil
+	})
+	time.Sleep(200 * time.Millisecond) // the restarted incarnation waits its 20 s in its worker
+	for subject, body := range map[string]string{device.WriteSubject("away"): `{"key":"x","value":1}`, device.BrowseSubject("away"): `{}`} {
+		// The timeout is far below the backoff: an answer within it was not held for the next attempt.
+		m, err := nc.Request(subject, []byte(body), 5*time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v, want an answer while the server is away", subject, err)
+		}
+		if !strings.Contains(string(m.Data), "not connected to opc.tcp://127.0.0.1:") {
+			t.Errorf("%s: got %s, want not connected", subject, m.Data)
+		}
+	}
+}
