@@ -127,7 +127,9 @@ func connect(ctx context.Context, o *sessionOptions, states chan opcua.ConnState
 	cctx, cancel2 := context.WithTimeout(ctx, 2*cfg.Timeout)
 	defer cancel2()
 	if err := c.Connect(cctx); err != nil {
-		_ = c.Close(context.Background())
+		closeCtx, cancel3 := context.WithTimeout(context.Background(), time.Second)
+		defer cancel3()
+		_ = c.Close(closeCtx)
 		return nil, connectKind(err), fmt.Errorf("connect to %s: %w", cfg.Endpoint, err)
 	}
 	return c, "", nil
