@@ -23,9 +23,12 @@ type connectFailed struct {
 	err  error
 }
 
-// sessionLost: the session of a connected worker is gone (the server restarted, the link dropped); the worker
-// returns a peer failure next.
-type sessionLost struct{ err error }
+// sessionLost: the session of a connected worker is gone (the server restarted, the link dropped), or the server
+// refused to set up its subscription (kind "subscription"); the worker returns a peer failure next.
+type sessionLost struct {
+	kind string // "" for disconnected
+	err  error
+}
 
 // readResult is one poll's answer: a value per node, in node order, or err when the read as a whole failed.
 type readResult struct {

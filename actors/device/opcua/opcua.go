@@ -152,7 +152,11 @@ func (d *opcuaDevice) Receive(ctx actor.Context) {
 		d.allBad(time.Now())
 	case *sessionLost:
 		d.client = nil
-		d.event(Event{Kind: "disconnected", Error: m.err.Error()})
+		kind := m.kind
+		if kind == "" {
+			kind = "disconnected"
+		}
+		d.event(Event{Kind: kind, Error: m.err.Error()})
 		d.allBad(time.Now())
 	case *readResult:
 		d.backlog.Add(-1)

@@ -824,3 +824,34 @@ device "away" {
 		}
 	}
 }
+
+// TestChunkedRequests: a server that takes at most 10 nodes per Read and 10 monitored items per call (its
+// OperationLimits) gets a device of 25 nodes in chunks, and every node is read, polled and subscribed.
+func TestChunkedRequests(t *testing.T) {
+	srv := startServer(t, "--bench", "25", "--limit", "10")
+	for _, mode := range []string{"poll", "subscribe"} {
+		t.Run(mode, func(t *testing.T) {
+			var nodes strings.Builder
+			for i := 0; i < 25; i++ {
+				fmt.Fprintf(&nodes, "  node \"b%d\" {\n    node_id = \"ns=1;s=Bench.%d\"\n    type = \"int64\"\n  }\n", i, i)
+			}
+			_, nc := gateway(t, supervisorFast+`
+device "many" {
+  driver   = "opcua"
+  endpoint = "`+srv.Endpoint()+`"
+  mode     = "`+mode+`"
+  interval = "100ms"
+`+nodes.String()+`}
+`)
+			r := record(t, nc, "many")
+			waitFor(t, 30*time.Second, func() error {
+				for i := 0; i < 25; i++ {
+					if _, err := lastGood(r, fmt.Sprintf("b%d", i)); err != nil {
+						return fmt.Errorf("%v: %s", err, r.dump())
+					}
+				}
+				return nil
+			})
+		})
+	}
+}

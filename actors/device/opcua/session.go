@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gopcua/opcua"
+	"github.com/gopcua/opcua/id"
 	"github.com/gopcua/opcua/ua"
 	"github.com/iotgw/iotgw/actors"
 	"github.com/iotgw/iotgw/config"
@@ -176,15 +177,40 @@ func policyName(uri string) string {
 // so a slow actor never makes its mailbox grow without bound.
 const maxBacklog = 16
 
+// chunkLimit is how many nodes one Read, or monitored items one CreateMonitoredItems, carries at most: the
+// server's own limit (Server.ServerCapabilities.OperationLimits, read once per session; 0 there means none) and
+// never more than defaultChunk, so a device with thousands of nodes does not meet BadTooManyOperations or a
+// message size limit. Telegraf's opcua input sends all nodes in one request; Neuron splits by a fixed size.
+func chunkLimit(ctx context.Context, c *opcua.Client, timeout time.Duration, limitNode uint32) int {
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	res, err := c.Read(rctx, &ua.ReadRequest{NodesToRead: []*ua.ReadValueID{{
+		NodeID: ua.NewNumericNodeID(0, limitNode), AttributeID: ua.AttributeIDValue}}})
+	if err == nil && len(res.Results) == 1 && res.Results[0] != nil && res.Results[0].Status == ua.StatusOK && res.Results[0].Value != nil {
+		if n, ok := integer(res.Results[0].Value.Value()); ok && n > 0 && n < defaultChunk {
+			return int(n)
+		}
+	}
+	return defaultChunk
+}
+
+// defaultChunk bounds a request's nodes when the server states no lower limit.
+const defaultChunk = 1000
+
 // lost says whether a connection state ends the session.
 func lost(s opcua.ConnState) bool { return s == opcua.Disconnected || s == opcua.Closed }
 
 // poll reads every node each interval, one Read request for all of them.
 func (d *opcuaDevice) poll(ctx context.Context, c *opcua.Client, cfg *config.OPCUADevice, states <-chan opcua.ConnState,
 	done <-chan struct{}, send func(any)) error {
+	chunk := chunkLimit(ctx, c, cfg.Timeout, id.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead)
 	send(&connected{client: c})
-	req := &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnBoth}
-	for _, n := range cfg.Nodes {
+	var reqs []*ua.ReadRequest // one per chunk of nodes, in node order
+	for i, n := range cfg.Nodes {
+		if i%chunk == 0 {
+			reqs = append(reqs, &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnBoth})
+		}
+		req := reqs[len(reqs)-1]
 		req.NodesToRead = append(req.NodesToRead, &ua.ReadValueID{NodeID: n.NodeID, AttributeID: ua.AttributeIDValue})
 	}
 	tk := time.NewTicker(cfg.Interval)
@@ -201,9 +227,7 @@ func (d *opcuaDevice) poll(ctx context.Context, c *opcua.Client, cfg *config.OPC
 			}
 		}
 		at := time.Now()
-		rctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-		res, err := c.Read(rctx, req)
-		cancel()
+		values, err := readAll(ctx, c, reqs, cfg.Timeout)
 		answered := err != nil && serverAnswered(err) && c.State() == opcua.Connected
 		if stopped(done) {
 			return nil
@@ -212,10 +236,10 @@ func (d *opcuaDevice) poll(ctx context.Context, c *opcua.Client, cfg *config.OPC
 			d.backlog.Add(1) // a readResult follows: the actor takes it off
 		}
 		switch {
-		case err == nil && len(res.Results) != len(req.NodesToRead):
-			send(&readResult{at: at, err: fmt.Errorf("read: %d results for %d nodes", len(res.Results), len(req.NodesToRead))})
+		case err == nil && len(values) != len(cfg.Nodes):
+			send(&readResult{at: at, err: fmt.Errorf("read: %d results for %d nodes", len(values), len(cfg.Nodes))})
 		case err == nil:
-			send(&readResult{at: at, values: res.Results})
+			send(&readResult{at: at, values: values})
 		case answered:
 			send(&readResult{at: at, err: fmt.Errorf("read: %w", err)})
 		default:
@@ -236,6 +260,42 @@ func (d *opcuaDevice) poll(ctx context.Context, c *opcua.Client, cfg *config.OPC
 	}
 }
 
+// readAll sends the reads of one poll, one after the other, and returns their values in node order.
+func readAll(ctx context.Context, c *opcua.Client, reqs []*ua.ReadRequest, timeout time.Duration) ([]*ua.DataValue, error) {
+	if len(reqs) == 1 { // the common case: no copy
+		rctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		res, err := c.Read(rctx, reqs[0])
+		if err != nil {
+			return nil, err
+		}
+		return res.Results, nil
+	}
+	var values []*ua.DataValue
+	for _, req := range reqs {
+		rctx, cancel := context.WithTimeout(ctx, timeout)
+		res, err := c.Read(rctx, req)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		if len(res.Results) != len(req.NodesToRead) {
+			return nil, fmt.Errorf("%d results for %d nodes", len(res.Results), len(req.NodesToRead))
+		}
+		values = append(values, res.Results...)
+	}
+	return values, nil
+}
+
+// refusedKind is the event kind of a failed subscription set-up: "subscription" when the server answered with a
+// refusal (BadTooManySubscriptions, BadTooManyOperations: retried too, but it is no lost link), else "" (lost).
+func refusedKind(err error, c *opcua.Client) string {
+	if serverAnswered(err) && c.State() == opcua.Connected {
+		return "subscription"
+	}
+	return ""
+}
+
 // serverAnswered says whether err is the server's answer (a status code), not a failure to reach it.
 func serverAnswered(err error) bool {
 	var sc ua.StatusCode
@@ -253,7 +313,7 @@ func (d *opcuaDevice) subscribe(ctx context.Context, c *opcua.Client, cfg *confi
 	cancel()
 	if err != nil {
 		err = fmt.Errorf("create subscription: %w", err)
-		send(&sessionLost{err: err})
+		send(&sessionLost{kind: refusedKind(err, c), err: err})
 		return actors.PeerFailure(err)
 	}
 	items := make([]*ua.MonitoredItemCreateRequest, len(cfg.Nodes))
@@ -271,21 +331,25 @@ func (d *opcuaDevice) subscribe(ctx context.Context, c *opcua.Client, cfg *confi
 			})
 		}
 	}
-	mctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-	res, err := sub.Monitor(mctx, ua.TimestampsToReturnBoth, items...)
-	cancel()
-	if err == nil && len(res.Results) != len(items) {
-		err = fmt.Errorf("%d results for %d items", len(res.Results), len(items))
-	}
-	if err != nil {
-		err = fmt.Errorf("create monitored items: %w", err)
-		send(&sessionLost{err: err})
-		return actors.PeerFailure(err)
-	}
-	// Each item stands on its own: a node the server refuses is reported, the others are monitored.
-	for i, r := range res.Results {
-		if r.StatusCode != ua.StatusOK {
-			send(&itemFailed{node: i, status: r.StatusCode})
+	chunk := chunkLimit(ctx, c, cfg.Timeout, id.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall)
+	for first := 0; first < len(items); first += chunk {
+		part := items[first:min(first+chunk, len(items))]
+		mctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+		res, err := sub.Monitor(mctx, ua.TimestampsToReturnBoth, part...)
+		cancel()
+		if err == nil && len(res.Results) != len(part) {
+			err = fmt.Errorf("%d results for %d items", len(res.Results), len(part))
+		}
+		if err != nil {
+			err = fmt.Errorf("create monitored items: %w", err)
+			send(&sessionLost{kind: refusedKind(err, c), err: err})
+			return actors.PeerFailure(err)
+		}
+		// Each item stands on its own: a node the server refuses is reported, the others are monitored.
+		for j, r := range res.Results {
+			if r.StatusCode != ua.StatusOK {
+				send(&itemFailed{node: first + j, status: r.StatusCode})
+			}
 		}
 	}
 	send(&connected{client: c, subscription: sub.SubscriptionID})

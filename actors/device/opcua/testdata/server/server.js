@@ -1,7 +1,7 @@
 // The OPC UA server the opcua driver's tests start for real: node-opcua, an implementation independent of the
 // gateway's client (gopcua). Usage:
 //
-//   node server.js --port 4840 --pki DIR [--no-anonymous] [--bench N]
+//   node server.js --port 4840 --pki DIR [--no-anonymous] [--bench N] [--limit N]
 //
 // DIR holds the server's PKI (its self-signed certificate is made there on the first start and kept, so a restart
 // on the same DIR presents the same certificate). Client certificates are accepted without a trust list: the
@@ -18,7 +18,8 @@
 //   Plant/Line1/Status       ns=1;s=Status       Int32 42, its status Uncertain (UncertainLastUsableValue)
 //   Plant/Line2/Pressure     ns=1;s=Pressure     Float 1.5, read only
 //   Plant/Bench/B0 … B{N-1} ns=1;s=Bench.{i} UInt32, +1 every 10 ms (with --bench N, for the benchmark)
-// Users: "operator" / "secret".
+// Users: "operator" / "secret". --limit N announces (and enforces) at most N nodes per Read and N monitored items
+// per call in Server.ServerCapabilities.OperationLimits.
 "use strict";
 const path = require("path");
 const {
@@ -34,6 +35,7 @@ async function main() {
   const port = parseInt(arg("port", "4840"), 10);
   const pki = path.resolve(arg("pki", path.join(__dirname, "pki")));
   const anonymous = !process.argv.includes("--no-anonymous");
+  const limit = parseInt(arg("limit", "0"), 10);
 
   const serverCertificateManager = new OPCUACertificateManager({
     rootFolder: path.join(pki, "server"),
@@ -61,6 +63,7 @@ async function main() {
     allowAnonymous: anonymous,
     userManager: { isValidUser: (user, pass) => user === "operator" && pass === "secret" },
     buildInfo: { productName: "iotgw-test-server", buildNumber: "1" },
+    serverCapabilities: limit > 0 ? { operationLimits: { maxNodesPerRead: limit, maxMonitoredItemsPerCall: limit } } : undefined,
   });
   await server.initialize();
 
