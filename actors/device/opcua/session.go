@@ -180,7 +180,8 @@ const maxBacklog = 16
 // chunkLimit is how many nodes one Read, or monitored items one CreateMonitoredItems, carries at most: the
 // server's own limit (Server.ServerCapabilities.OperationLimits, read once per session; 0 there means none) and
 // never more than defaultChunk, so a device with thousands of nodes does not meet BadTooManyOperations or a
-// message size limit. Telegraf's opcua input sends all nodes in one request; Neuron splits by a fixed size.
+// message size limit. Telegraf's opcua input does the same for reads since influxdata/telegraf#19609 (it sent all
+// nodes in one request before); monitored items are split here too.
 func chunkLimit(ctx context.Context, c *opcua.Client, timeout time.Duration, limitNode uint32) int {
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
