@@ -16,9 +16,9 @@ import (
 // Values between OPC UA and points. A node's configured type is what its point is published as; the server's
 // value must fit it: float64 takes any number, int64 an integer, bool a Boolean, string a String or
 // LocalizedText. Anything else (an array, a structure, a Double for int64) is a wrong type: the point is bad and an
-// event says which type the server gave. Telegraf's opcua input converts whatever arrives and leaves the type to the
-// output; a gateway whose points have a declared type must refuse a value that does not fit rather than publish a
-// string where a float was promised.
+// event says which type the server gave. A point's type is declared in the config and travels with it, so a value
+// that does not fit is refused rather than published as a string where a float was promised (or truncated where
+// an integer was).
 
 // errWrongType is the error of a value that does not fit the node's type.
 var errWrongType = errors.New("wrong type")
