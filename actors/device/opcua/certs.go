@@ -133,9 +133,10 @@ func (t *trust) verify(der []byte, now time.Time) error {
 
 // clientCert is the gateway's client certificate: DER, its key and the application URI it names.
 type clientCert struct {
-	der []byte
-	key *rsa.PrivateKey
-	uri string
+	der  []byte
+	key  *rsa.PrivateKey
+	uri  string
+	file string // where it is kept, to tell an operator what to trust on the server
 }
 
 // genMu serialises the first start's generation of the gateway's certificate between devices starting together
@@ -161,7 +162,11 @@ func loadClientCert(cfg *config.OPCUADevice, dataDir, gatewayID string) (*client
 		if err != nil {
 			return nil, fmt.Errorf("private_key: %w", err)
 		}
-		return newClientCert(ders[0], key)
+		c, err := newClientCert(ders[0], key)
+		if c != nil {
+			c.file = cfg.Certificate
+		}
+		return c, err
 	}
 	if dataDir == "" {
 		return nil, errors.New("no data_dir to keep the generated client certificate in: set gateway { data_dir } or give certificate and private_key")
@@ -175,7 +180,7 @@ func loadClientCert(cfg *config.OPCUADevice, dataDir, gatewayID string) (*client
 		if err != nil {
 			return nil, fmt.Errorf("generated client key: %w", err)
 		}
-		return newClientCert(der, key)
+		return kept(newClientCert(der, key))(certPath)
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
@@ -193,7 +198,17 @@ func loadClientCert(cfg *config.OPCUADevice, dataDir, gatewayID string) (*client
 	if err := writeAtomic(certPath, der, 0o644); err != nil {
 		return nil, err
 	}
-	return newClientCert(der, key)
+	return kept(newClientCert(der, key))(certPath)
+}
+
+// kept records where a generated certificate is kept.
+func kept(c *clientCert, err error) func(string) (*clientCert, error) {
+	return func(path string) (*clientCert, error) {
+		if c != nil {
+			c.file = path
+		}
+		return c, err
+	}
 }
 
 func newClientCert(der []byte, key *rsa.PrivateKey) (*clientCert, error) {

@@ -855,3 +855,35 @@ device "many" {
 		})
 	}
 }
+
+// TestServerRejectsGateway: a server that does not trust the gateway's (generated) certificate refuses the channel;
+// the event says so and names the file to trust and its thumbprint; the device retries, never failed.
+func TestServerRejectsGateway(t *testing.T) {
+	srv := startServer(t, "--reject-clients")
+	rt, nc, dir := gatewayDir(t, supervisorFast+`
+device "new" {
+  driver              = "opcua"
+  endpoint            = "`+srv.Endpoint()+`"
+  security_policy     = "Basic256Sha256"
+  security_mode       = "SignAndEncrypt"
+  server_certificates = ["`+srv.CertFile+`"]
+  interval            = "100ms"
+  node "counter" {
+    node_id = "ns=1;s=Counter"
+  }
+}
+`)
+	r := record(t, nc, "new")
+	file := filepath.Join(dir, "opcua", "client_certificate.der")
+	waitFor(t, 30*time.Second, func() error {
+		if _, ok := r.event("security", "trust its certificate "+file+", thumbprint "); !ok {
+			return fmt.Errorf("no security event naming %s: %s", file, r.dump())
+		}
+		return nil
+	})
+	ev, _ := r.event("security", "")
+	t.Logf("event: %v", ev["error"])
+	if n, ok := rt.Tree().Get("devices/new"); !ok || n.State == system.StateFailed {
+		t.Errorf("device: got %+v, want retrying, not failed", n)
+	}
+}

@@ -131,7 +131,13 @@ func connect(ctx context.Context, o *sessionOptions, states chan opcua.ConnState
 		closeCtx, cancel3 := context.WithTimeout(context.Background(), time.Second)
 		defer cancel3()
 		_ = c.Close(closeCtx)
-		return nil, connectKind(err), fmt.Errorf("connect to %s: %w", cfg.Endpoint, err)
+		kind := connectKind(err)
+		if kind == "security" && o.cert != nil {
+			// Most often the server does not trust the gateway yet: say which certificate to trust there.
+			return nil, kind, fmt.Errorf("connect to %s: %w (if the server does not trust the gateway yet, trust its certificate %s, thumbprint %s, on the server)",
+				cfg.Endpoint, err, o.cert.file, thumbprint(o.cert.der))
+		}
+		return nil, kind, fmt.Errorf("connect to %s: %w", cfg.Endpoint, err)
 	}
 	return c, "", nil
 }

@@ -1,12 +1,13 @@
 // The OPC UA server the opcua driver's tests start for real: node-opcua, an implementation independent of the
 // gateway's client (gopcua). Usage:
 //
-//   node server.js --port 4840 --pki DIR [--no-anonymous] [--bench N] [--limit N]
+//   node server.js --port 4840 --pki DIR [--no-anonymous] [--bench N] [--limit N] [--reject-clients]
 //
 // DIR holds the server's PKI (its self-signed certificate is made there on the first start and kept, so a restart
 // on the same DIR presents the same certificate). Client certificates are accepted without a trust list: the
 // tests are about the gateway verifying the server, not the other way round; so are user certificates (auth =
-// "certificate"). It prints one line
+// "certificate"). With --reject-clients it trusts no client certificate (a server the gateway was not yet
+// introduced to). It prints one line
 // "listening <port> <server certificate path>" once it accepts connections, and runs until it is killed.
 //
 // The address space, under Objects/Plant (ns=1):
@@ -39,7 +40,7 @@ async function main() {
 
   const serverCertificateManager = new OPCUACertificateManager({
     rootFolder: path.join(pki, "server"),
-    automaticallyAcceptUnknownCertificate: true,
+    automaticallyAcceptUnknownCertificate: !process.argv.includes("--reject-clients"),
   });
   await serverCertificateManager.initialize();
   const userCertificateManager = new OPCUACertificateManager({
