@@ -449,6 +449,52 @@ device "boiler-2" {
 #   tags        = { site = "north" }
 # }
 
+# driver = "opcua": an OPC UA server read with gopcua by the device's own actor, on an interval (mode = "poll": one
+# Read of every node each interval) or through a subscription (mode = "subscribe": one monitored item per node, the
+# server sends changes). Each read or notification is one batch on iot.raw.opcua.{device}; problems go to
+# iot.errors.opcua.{device}. A lost session (the server restarted, the link dropped) is retried at the supervisor's
+# backoff with a new session and a new subscription, for ever. Find node ids with
+#   nats req iot.control.devices.line-1.browse '{"node_id":"i=85","depth":2}'
+# Commented out: it needs an OPC UA server (the tests start one: actors/device/opcua/testdata/server, node server.js).
+# device "line-1" {
+#   driver   = "opcua"
+#   endpoint = "opc.tcp://127.0.0.1:4840"        # opc.tcp://host:port[/path], port required
+#   mode     = "poll"                            # poll | subscribe
+#   interval = "1s"                              # poll interval, or the subscription's publishing interval
+#   timeout  = "5s"                              # dial and request timeout
+#   # stale_after = "3s"                         # default 3 × interval: a point without a good value that long is stale
+#   security_policy = "None"                     # None | Basic256Sha256
+#   security_mode   = "None"                     # None (with None) | Sign | SignAndEncrypt (with Basic256Sha256)
+#   # The server's certificate, checked on a signed channel (required with Sign or SignAndEncrypt): trusted as it is
+#   # when named here (PEM or DER), or when signed by server_ca. One that does not verify is refused with its
+#   # thumbprint in the event, never trusted silently.
+#   # server_certificates = ["/etc/iotgw/plc-1.der"]
+#   # server_ca           = "/etc/iotgw/plant-ca.pem"
+#   # The gateway's client certificate (PEM or DER) and RSA key; left out, one is generated at the first start into
+#   # <data_dir>/opcua/client_certificate.der (+ client_key.pem, mode 0600) and reused: trust that file on the server.
+#   # certificate = "/etc/iotgw/client.der"
+#   # private_key = "/etc/iotgw/client.pem"
+#   auth = "anonymous"                           # anonymous | username (username, password) | certificate
+#   # username = "operator"
+#   # password = env("OPCUA_PASSWORD")
+#   tags = { line = "1" }
+#   node "temperature" {
+#     node_id = "ns=1;s=Temperature"             # ns=<index>;<i|s|g|b>=<identifier>
+#     type    = "float64"                        # float64 (any number) | int64 (an integer) | bool | string
+#     unit    = "°C"
+#     # scale  = 1.0                             # value × scale + offset; a scaled int64 is published as float64
+#     # offset = 0.0
+#     # Mode subscribe only:
+#     # sampling_interval = "1s"                 # default: the device's interval
+#     # deadband          = 0.5                  # report only changes larger than this
+#     # deadband_type     = "absolute"           # absolute | percent (of the node's EURange)
+#   }
+#   # Writable through iot.control.devices.line-1.write: {"key":"setpoint","value":75.5}
+#   node "setpoint" {
+#     node_id = "ns=1;s=Setpoint"
+#   }
+# }
+
 # A sidecar: a separate program speaking ISP (README, "Writing a sidecar"), one actor under the "sidecars"
 # supervisor. Either the gateway launches it (plugin, from gateway.plugins_dir; killed with the gateway) or it runs
 # already (address). A sidecar that is unreachable, hangs up, goes silent or exits is retried for as long as it is

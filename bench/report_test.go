@@ -80,6 +80,7 @@ func TestReport(t *testing.T) {
 	sb.WriteString(modbusNotes)
 	rulesReport(t, &sb)                  // bench/rules_test.go
 	sb.WriteString(southboundSection(t)) // mqtt and http devices (southbound_test.go)
+	opcuaReport(t, &sb)
 	if err := os.WriteFile("REPORT.md", []byte(sb.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -240,6 +240,7 @@ func (r *Runtime) env(component string) actors.Env {
 		LogFormat:     r.cfg.Gateway.LogFormat,
 		Metrics:       r.mon.actorMetrics(),
 		LinkState:     func(state, detail string) { r.tree.link(component, state, detail) },
+		DataDir:       r.cfg.Gateway.DataDir,
 	}
 }
 

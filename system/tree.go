@@ -52,6 +52,11 @@ type treeEntry struct {
 	takesWrites bool
 	writer      *actor.PID
 	writes      int
+	// browser is the actor of a device that answers browse requests (device.Browser); browses counts those
+	// forwarded and not yet taken, bounded like writes.
+	takesBrowse bool
+	browser     *actor.PID
+	browses     int
 }
 
 // Node is one actor in a tree snapshot.
@@ -235,6 +240,32 @@ func (t *Tree) forwardWrite(path string) (pid *actor.PID, busy string) {
 	}
 	e.writes++
 	return e.writer, ""
+}
+
+// forwardBrowse is forwardWrite for browse requests (device.Browser).
+func (t *Tree) forwardBrowse(path string) (pid *actor.PID, busy string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.nodes[path]
+	switch {
+	case !ok || !e.takesBrowse || e.state == StateFailed || e.state == StateStopped:
+		return nil, ""
+	case e.browser == nil:
+		return nil, "is starting: try again"
+	case e.browses >= maxWaitingBrowses:
+		return nil, fmt.Sprintf("has %d browse requests waiting: try again later", e.browses)
+	}
+	e.browses++
+	return e.browser, ""
+}
+
+// browseTaken counts a forwarded browse request that the device actor has taken from its mailbox.
+func (t *Tree) browseTaken(path string) {
+	t.update(path, func(e *treeEntry) {
+		if e.browses > 0 {
+			e.browses--
+		}
+	})
 }
 
 // writeTaken counts a forwarded write that the device actor has taken from its mailbox.

@@ -8,6 +8,7 @@ import (
 	_ "github.com/iotgw/iotgw/actors/device/mock"
 	_ "github.com/iotgw/iotgw/actors/device/modbus"
 	_ "github.com/iotgw/iotgw/actors/device/mqtt"
+	_ "github.com/iotgw/iotgw/actors/device/opcua"
 	_ "github.com/iotgw/iotgw/actors/sink/console"
 	_ "github.com/iotgw/iotgw/actors/sink/jetstream"
 )
