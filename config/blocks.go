@@ -43,6 +43,7 @@ type natsHCL struct {
 	Insecure      *bool             `hcl:"insecure,optional"`
 	TLS           *tlsHCL           `hcl:"tls,block"`
 	ClientTLS     *tlsHCL           `hcl:"client_tls,block"`
+	Leafnode      *leafnodeHCL      `hcl:"leafnode,block"`
 }
 
 type jetStreamHCL struct {
@@ -199,6 +200,7 @@ func decodeNATS(block *hcl.Block, ctx *hcl.EvalContext, n *NATS, diags *hcl.Diag
 	if hj.MaxFile != nil && j.MaxFile == 0 {
 		js.Errorf("max_file", "max_file must be > 0")
 	}
+	decodeLeafnode(v, h.Leafnode, n) // last: it checks the url and jetstream above
 }
 
 // checkNATSURLs checks a comma-separated list of server URLs, reporting each bad one.

@@ -46,6 +46,7 @@ type Bus struct {
 	connected chan struct{} // closed at the first connection to the server
 	jsReady   chan struct{} // closed when JS is set
 	early     *earlyPublisher
+	uplink    *uplink // the leaf link's watcher (leafnode.go); nil without a leafnode block
 }
 
 // Publisher is what actors publish through: the connection, or, when the server was not there at start, the
@@ -204,6 +205,9 @@ func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerol
 			return nil, err
 		}
 	}
+	if cfg.Leafnode != nil && b.Server != nil {
+		b.uplink = startUplink(b.Server, cfg.JetStream.Enabled, b.Conn, gw, cfg.Leafnode, b.log)
+	}
 	return b, nil
 }
 
@@ -344,6 +348,9 @@ func startEmbedded(gw config.Gateway, cfg config.NATS, internal *server.User, lo
 		opts.JetStreamMaxMemory = cfg.JetStream.MaxMemory
 		opts.JetStreamMaxStore = cfg.JetStream.MaxFile
 	}
+	if err := applyLeafnode(opts, gw, cfg); err != nil {
+		return nil, err
+	}
 	if cfg.Port > 0 {
 		// nats-server reports a taken port only in its log and then never becomes ready: say it plainly, at once.
 		addr := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
@@ -393,6 +400,7 @@ func (b *Bus) setupJetStream(ctx context.Context, cfg config.JetStream) error {
 
 // Close flushes what the gateway published, closes the connection and shuts the embedded server down.
 func (b *Bus) Close() {
+	b.uplink.stop()
 	if b.Conn != nil && !b.Conn.IsClosed() {
 		if b.Conn.IsConnected() { // a flush while reconnecting would only wait out its timeout
 			_ = b.Conn.FlushTimeout(time.Second)

@@ -1,0 +1,460 @@
+package system
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/iotgw/iotgw/isp"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// hubProcess is a hub: a separate nats-server process with JetStream in domain "hub" and a leafnode listener,
+// both on free loopback ports, its store in a directory that survives its restarts.
+type hubProcess struct {
+	*natsProcess
+	leafPort int
+}
+
+func newHub(t *testing.T) *hubProcess {
+	t.Helper()
+	dir := t.TempDir()
+	h := &hubProcess{leafPort: freePort(t)}
+	conf := filepath.Join(dir, "hub.conf")
+	src := fmt.Sprintf("server_name: hub\njetstream {\n  store_dir: %q\n  domain: hub\n}\nleafnodes {\n  listen: \"127.0.0.1:%d\"\n}\n",
+		filepath.Join(dir, "js"), h.leafPort)
+	if err := os.WriteFile(conf, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.natsProcess = &natsProcess{t: t, bin: natsServerBinary(t), port: freePort(t), args: []string{"-c", conf}}
+	t.Cleanup(h.stop)
+	return h
+}
+
+func (h *hubProcess) leafURL() string { return fmt.Sprintf("nats-leaf://127.0.0.1:%d", h.leafPort) }
+func (h *hubProcess) url() string     { return fmt.Sprintf("nats://127.0.0.1:%d", h.port) }
+
+// hubStream is the hub's stream that sources a gateway's IOT_DATA: the README's command, as an API call.
+func hubStream(gw string) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:    "HUB_" + gw,
+		Storage: jetstream.FileStorage,
+		Sources: []*jetstream.StreamSource{{
+			Name:     StreamName,
+			External: &jetstream.ExternalStream{APIPrefix: "$JS." + gw + ".API"},
+		}},
+	}
+}
+
+// jsOf connects a client to url and returns its JetStream context; the client reconnects forever.
+func jsOf(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.New(client(t, url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func createHubStream(t *testing.T, js jetstream.JetStream, gw string) {
+	t.Helper()
+	checkFor(t, 20*time.Second, 100*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := js.CreateOrUpdateStream(ctx, hubStream(gw))
+		return err
+	})
+}
+
+// leafConfig is a gateway with one mock device polled every interval, JetStream on and the hub as its uplink.
+func leafConfig(hub *hubProcess, extra string) string {
+	return fmt.Sprintf(`
+gateway {
+  id           = "gw1"
+  http_address = ""
+}
+nats {
+  jetstream { enabled = true }
+  leafnode {
+    url            = %q
+    reconnect_wait = "200ms"
+    %s
+  }
+}
+device "d1" {
+  driver   = "mock"
+  interval = "100ms"
+  point "x" { signal = "ramp" }
+  point "y" { signal = "sine" }
+}
+`, hub.leafURL(), extra)
+}
+
+// streamMsgs reads messages first..last of a stream.
+func streamMsgs(ctx context.Context, js jetstream.JetStream, name string, first, last uint64) ([]*jetstream.RawStreamMsg, error) {
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*jetstream.RawStreamMsg, 0, last-first+1)
+	for seq := first; seq <= last; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			return nil, fmt.Errorf("%s seq %d: %w", name, seq, err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// sourcedComparison is what checkSourced found.
+type sourcedComparison struct {
+	messages, points int
+	during           int // gateway messages stored while the hub was away (between down and up)
+}
+
+// checkSourced waits until the hub's stream holds every message the gateway's IOT_DATA had when it was called,
+// then compares them one by one: the same subject and body, in the same order, each the next sequence of
+// IOT_DATA (the Nats-Stream-Source header), none missing, none twice.
+func checkSourced(t *testing.T, gwJS, hubJS jetstream.JetStream, gw string, down, up time.Time) sourcedComparison {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var last uint64
+	checkFor(t, 20*time.Second, 100*time.Millisecond, func() error {
+		s, err := gwJS.Stream(ctx, StreamName)
+		if err != nil {
+			return err
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.State.FirstSeq != 1 {
+			return fmt.Errorf("gateway %s starts at %d: something was discarded", StreamName, info.State.FirstSeq)
+		}
+		last = info.State.LastSeq
+		return nil
+	})
+	checkFor(t, 60*time.Second, 200*time.Millisecond, func() error {
+		s, err := hubJS.Stream(ctx, "HUB_"+gw)
+		if err != nil {
+			return err
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs < last {
+			return fmt.Errorf("the hub has %d of the gateway's first %d messages", info.State.Msgs, last)
+		}
+		return nil
+	})
+	want, err := streamMsgs(ctx, gwJS, StreamName, 1, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := streamMsgs(ctx, hubJS, "HUB_"+gw, 1, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c sourcedComparison
+	for i := range want {
+		g, w := got[i], want[i]
+		fields := strings.Fields(g.Header.Get("Nats-Stream-Source"))
+		if len(fields) < 2 {
+			t.Fatalf("hub message %d has no source header: %v", i+1, g.Header)
+		}
+		origin, err := strconv.ParseUint(fields[1], 10, 64)
+		if err != nil || origin != w.Sequence {
+			t.Fatalf("hub message %d comes from %s seq %s, want %d: a gap, a duplicate or out of order", i+1, StreamName, fields[1], w.Sequence)
+		}
+		if g.Subject != w.Subject || string(g.Data) != string(w.Data) {
+			t.Fatalf("hub message %d is %s %q, want %s %q", i+1, g.Subject, g.Data, w.Subject, w.Data)
+		}
+		if pts, err := isp.DecodeBatch(w.Data); err == nil {
+			c.points += len(pts)
+		}
+		if !down.IsZero() && w.Time.After(down) && w.Time.Before(up) {
+			c.during++
+		}
+	}
+	c.messages = len(want)
+	return c
+}
+
+func waitUplink(t *testing.T, b *Bus, connected bool) UplinkState {
+	t.Helper()
+	var s UplinkState
+	checkFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		var ok bool
+		if s, ok = b.Uplink(); !ok {
+			return errors.New("no uplink")
+		}
+		if s.Connected != connected {
+			return fmt.Errorf("uplink connected %v, want %v", s.Connected, connected)
+		}
+		return nil
+	})
+	return s
+}
+
+// uplinkOutage is how long the hub is away: the issue's 15 s.
+const uplinkOutage = 15 * time.Second
+
+// TestUplinkHubOutage: the gateway is a leaf of a hub whose stream sources its IOT_DATA; the hub is killed for
+// 15 s while the device polls and started again. The gateway stays ready throughout and shows the link down;
+// afterwards the hub's stream holds every message of IOT_DATA, in order, none lost, none twice — those of the
+// outage included.
+func TestUplinkHubOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a hub nats-server process and a 15 s outage; skipped with -short")
+	}
+	hub := newHub(t)
+	hub.start()
+	hubJS := jsOf(t, hub.url())
+	createHubStream(t, hubJS, "gw1")
+
+	rt := startRuntime(t, parseConfig(t, leafConfig(hub, "")))
+	gwJS := rt.Bus().JS
+	waitUplink(t, rt.Bus(), true)
+	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		if s, _ := rt.Bus().Uplink(); !s.Known || s.Delivered < 5 {
+			return fmt.Errorf("the hub has not sourced 5 messages yet: %+v", s)
+		}
+		return nil
+	})
+
+	hub.stop()
+	down := time.Now()
+	s := waitUplink(t, rt.Bus(), false)
+	rd := rt.Readiness()
+	if !rd.Ready || !rd.Checks[CheckUplink].OK || !strings.Contains(rd.Checks[CheckUplink].Detail, "hub not connected since") {
+		t.Errorf("readiness with the hub down: %+v, want ready with the uplink's state in its detail", rd)
+	}
+	if s.Disconnects != 1 {
+		t.Errorf("disconnects %d, want 1", s.Disconnects)
+	}
+	time.Sleep(uplinkOutage - time.Since(down)) // the outage itself; nothing is asserted on its timing
+	during, _ := rt.Bus().Uplink()
+	hub.start()
+	up := time.Now()
+	s = waitUplink(t, rt.Bus(), true)
+	t.Logf("link back %s after the hub started; the hub was %d messages behind during the outage",
+		time.Since(up).Round(time.Millisecond), during.Behind)
+	if during.Behind == 0 {
+		t.Errorf("the uplink showed the hub 0 messages behind after %s away", uplinkOutage)
+	}
+
+	c := checkSourced(t, gwJS, hubJS, "gw1", down, up)
+	t.Logf("the hub has all %d messages (%d points) of %s in order, %d of them produced during the %s outage",
+		c.messages, c.points, StreamName, c.during, uplinkOutage)
+	if c.during < 10 {
+		t.Errorf("%d messages produced during the outage, want the device's polls of %s", c.during, uplinkOutage)
+	}
+	checkFor(t, 20*time.Second, 100*time.Millisecond, func() error {
+		s, _ := rt.Bus().Uplink()
+		if s.Connects != 2 || s.Discarded != 0 || len(s.HubStreams) != 1 || s.HubStreams[0] != "HUB_gw1" {
+			return fmt.Errorf("uplink state %+v, want 2 connects, nothing discarded, hub stream HUB_gw1", s)
+		}
+		return nil
+	})
+}
+
+// TestUplinkHubDownAtStart: the hub is not there when the gateway starts: the gateway starts and is ready, its
+// uplink "not reached yet"; when the hub comes (its stream made only then), the stream sources everything from
+// the first message on.
+func TestUplinkHubDownAtStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a hub nats-server process; skipped with -short")
+	}
+	hub := newHub(t)
+	down := time.Now()
+	rt := startRuntime(t, parseConfig(t, leafConfig(hub, "")))
+	rd := rt.Readiness()
+	if !rd.Ready || !strings.Contains(rd.Checks[CheckUplink].Detail, "hub not reached yet") {
+		t.Errorf("readiness with the hub never reached: %+v, want ready, the uplink not reached yet", rd)
+	}
+	gwJS := rt.Bus().JS
+	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		info, err := mustStream(t, gwJS).Info(context.Background())
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs < 20 {
+			return fmt.Errorf("%d messages in %s, want 20 before the hub comes", info.State.Msgs, StreamName)
+		}
+		return nil
+	})
+	hub.start()
+	up := time.Now()
+	hubJS := jsOf(t, hub.url())
+	createHubStream(t, hubJS, "gw1")
+	waitUplink(t, rt.Bus(), true)
+	c := checkSourced(t, gwJS, hubJS, "gw1", down, up)
+	t.Logf("the hub has all %d messages (%d points), %d of them from before it was there", c.messages, c.points, c.during)
+	if c.during < 20 {
+		t.Errorf("%d messages from before the hub came, want 20", c.during)
+	}
+}
+
+func mustStream(t *testing.T, js jetstream.JetStream) jetstream.Stream {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+var (
+	gatewayBinOnce sync.Once
+	gatewayBin     string
+	gatewayBinErr  error
+)
+
+// gatewayBinary builds the iotgw command once per test run, for tests that kill it with SIGKILL.
+func gatewayBinary(t *testing.T) string {
+	t.Helper()
+	gatewayBinOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "iotgw-bin")
+		if err != nil {
+			gatewayBinErr = err
+			return
+		}
+		gatewayBin = filepath.Join(dir, "iotgw")
+		if out, err := exec.Command("go", "build", "-o", gatewayBin, "github.com/iotgw/iotgw").CombinedOutput(); err != nil {
+			gatewayBinErr = fmt.Errorf("go build iotgw: %v\n%s", err, out)
+		}
+	})
+	if gatewayBinErr != nil {
+		t.Fatal(gatewayBinErr)
+	}
+	return gatewayBin
+}
+
+// gatewayCmd is `iotgw run` as a process on a config file; kill sends SIGKILL.
+type gatewayCmd struct {
+	t    *testing.T
+	bin  string
+	path string
+	cmd  *exec.Cmd
+}
+
+func (g *gatewayCmd) start() {
+	g.t.Helper()
+	g.cmd = exec.Command(g.bin, "run", "-config", g.path)
+	g.cmd.Dir = filepath.Dir(g.path)
+	if testing.Verbose() {
+		g.cmd.Stderr = os.Stderr
+	}
+	if err := g.cmd.Start(); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+func (g *gatewayCmd) kill() {
+	if g.cmd == nil || g.cmd.Process == nil {
+		return
+	}
+	_ = g.cmd.Process.Signal(syscall.SIGKILL)
+	_ = g.cmd.Wait()
+	g.cmd = nil
+}
+
+// TestUplinkGatewayKilledDuringOutage: the hub goes away, then the gateway is killed with SIGKILL and started
+// again while the hub is still away; when the hub is back its stream holds every message IOT_DATA kept across
+// the kill, in order, none lost, none twice.
+func TestUplinkGatewayKilledDuringOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the gateway and a hub as processes; skipped with -short")
+	}
+	bin := gatewayBinary(t)
+	hub := newHub(t)
+	hub.start()
+	hubJS := jsOf(t, hub.url())
+	createHubStream(t, hubJS, "gw1")
+
+	dir := t.TempDir()
+	port := freePort(t)
+	src := strings.Replace(leafConfig(hub, ""), "gateway {\n", fmt.Sprintf("gateway {\n  data_dir = %q\n", filepath.Join(dir, "data")), 1)
+	src = strings.Replace(src, "nats {\n", fmt.Sprintf("nats {\n  port = %d\n", port), 1)
+	path := filepath.Join(dir, "gateway.hcl")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gw := &gatewayCmd{t: t, bin: bin, path: path}
+	gw.start()
+	t.Cleanup(gw.kill)
+	gwURL := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		nc, err := nats.Connect(gwURL)
+		if err != nil {
+			return err
+		}
+		nc.Close()
+		return nil
+	})
+	gwJS := jsOf(t, gwURL)
+	count := func(js jetstream.JetStream, name string) (uint64, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			return 0, err
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return 0, err
+		}
+		return info.State.Msgs, nil
+	}
+	atLeast := func(js jetstream.JetStream, name string, n uint64) func() error {
+		return func() error {
+			got, err := count(js, name)
+			if err == nil && got < n {
+				err = fmt.Errorf("%s has %d messages, want %d", name, got, n)
+			}
+			return err
+		}
+	}
+	checkFor(t, 30*time.Second, 100*time.Millisecond, atLeast(hubJS, "HUB_gw1", 5))
+
+	hub.stop()
+	down := time.Now()
+	before, err := count(gwJS, StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 30*time.Second, 100*time.Millisecond, atLeast(gwJS, StreamName, before+20))
+	gw.kill()
+	killed, err := count(hubJS, "HUB_gw1") // the hub is down: this fails, and says so
+	if err == nil {
+		t.Fatalf("the hub answered while stopped (%d messages)", killed)
+	}
+	gw.start()
+	checkFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+		n, err := count(gwJS, StreamName)
+		if err == nil && n < before+40 {
+			err = fmt.Errorf("%s has %d messages after the restart, want %d", StreamName, n, before+40)
+		}
+		return err
+	})
+	hub.start()
+	up := time.Now()
+	c := checkSourced(t, gwJS, hubJS, "gw1", down, up)
+	t.Logf("after a SIGKILL of the gateway during the outage the hub has all %d messages (%d points) in order, %d from the outage",
+		c.messages, c.points, c.during)
+}
