@@ -74,6 +74,10 @@ func applyLeafnode(opts *server.Options, gw config.Gateway, cfg config.NATS) err
 	}
 	opts.LeafNode.Remotes = []*server.RemoteLeafOpts{remote}
 	opts.LeafNode.ReconnectInterval = l.ReconnectWait
+	// nats-server logs every failed reconnect by default: at one attempt a second, a day's outage would be 86,400
+	// error lines. Once a minute says the same; the uplink's own state says since when.
+	reports := max(1, int(time.Minute/max(l.ReconnectWait, time.Millisecond)))
+	opts.ConnectErrorReports, opts.ReconnectErrorReports = reports, reports
 	opts.JetStreamDomain = domain
 	return nil
 }

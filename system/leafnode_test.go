@@ -458,3 +458,91 @@ func TestUplinkGatewayKilledDuringOutage(t *testing.T) {
 	t.Logf("after a SIGKILL of the gateway during the outage the hub has all %d messages (%d points) in order, %d from the outage",
 		c.messages, c.points, c.during)
 }
+
+// TestUplinkPermissions: across the link the hub may source IOT_DATA and nothing else it has no business with:
+// without allow_control it cannot reach iot.control.>, it sees none of the gateway's iot traffic (control
+// requests, live data), it cannot publish into the gateway's data or stream, nor delete, purge or read the
+// stream and bucket through the JetStream API; with allow_control = true its control requests are answered.
+func TestUplinkPermissions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a hub nats-server process; skipped with -short")
+	}
+	t.Run("default", func(t *testing.T) {
+		hub := newHub(t)
+		hub.start()
+		hubJS := jsOf(t, hub.url())
+		createHubStream(t, hubJS, "gw1")
+		rt := startRuntime(t, parseConfig(t, leafConfig(hub, "")))
+		waitUplink(t, rt.Bus(), true)
+		hubNC := client(t, hub.url())
+		local := client(t, rt.Bus().URL)
+
+		for _, subj := range []string{SubjectTree, "$JS.gw1.API.STREAM.DELETE." + StreamName, "$JS.gw1.API.STREAM.PURGE." + StreamName,
+			"$JS.gw1.API.DIRECT.GET.KV_" + DevicesBucket, "$JS.gw1.API.INFO"} {
+			if m, err := hubNC.Request(subj, []byte(`{}`), 2*time.Second); err == nil {
+				t.Errorf("the hub's request on %s was answered across the link: %s", subj, m.Data)
+			} else if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, nats.ErrTimeout) {
+				t.Errorf("request %s from the hub: %v, want no responders or a timeout", subj, err)
+			}
+		}
+		// The hub's publishes into the gateway's data subjects stay on the hub.
+		if err := hubNC.Publish("iot.processed.batch.intruder", []byte(`{"points":[{"device_id":"intruder","key":"k","value":1}]}`)); err != nil {
+			t.Fatal(err)
+		}
+		if err := hubNC.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		// The gateway's control traffic is not shown to the hub, and neither is its live data: the hub's data is
+		// its sourced stream (iot.> is closed both ways, see leafDenyImports).
+		spy, err := hubNC.SubscribeSync("iot.>")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := hubNC.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		// A local control request, which the hub must not see either.
+		if _, err := local.Request(SubjectTree, nil, 5*time.Second); err != nil {
+			t.Fatalf("local tree request: %v", err)
+		}
+		// The link carries on for a while after those: sourcing goes on and proves the link is up.
+		from, _ := rt.Bus().Uplink()
+		checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+			if s, _ := rt.Bus().Uplink(); s.Delivered < from.Delivered+10 {
+				return fmt.Errorf("the hub sourced %d, want %d", s.Delivered, from.Delivered+10)
+			}
+			return nil
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		info, err := mustStream(t, rt.Bus().JS).Info(ctx, jetstream.WithSubjectFilter("iot.processed.batch.>"))
+		if err != nil {
+			t.Fatalf("the gateway's stream after the hub's requests: %v", err)
+		}
+		if info.State.FirstSeq != 1 {
+			t.Errorf("the gateway's stream starts at %d: it was purged", info.State.FirstSeq)
+		}
+		for subj := range info.State.Subjects {
+			if subj != "iot.processed.batch.d1" {
+				t.Errorf("the gateway's stream holds %s, published on the hub", subj)
+			}
+		}
+		if m, err := spy.NextMsg(100 * time.Millisecond); err == nil {
+			t.Errorf("the hub saw the gateway's traffic on %s: %s", m.Subject, m.Data)
+		}
+	})
+	t.Run("allow_control", func(t *testing.T) {
+		hub := newHub(t)
+		hub.start()
+		rt := startRuntime(t, parseConfig(t, leafConfig(hub, "allow_control = true")))
+		waitUplink(t, rt.Bus(), true)
+		hubNC := client(t, hub.url())
+		checkFor(t, 20*time.Second, 100*time.Millisecond, func() error {
+			_, err := hubNC.Request(SubjectTree, nil, 2*time.Second)
+			return err
+		})
+		if n := tree(t, hubNC); find(n, GroupDevices+"/d1") == nil {
+			t.Errorf("the tree the hub got lacks devices/d1: %+v", n)
+		}
+	})
+}
