@@ -12,12 +12,15 @@ package system
 // (leafDenyExports).
 
 import (
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,8 +40,11 @@ const CheckUplink = "uplink"
 // hub got them (JSON UplinkDiscarded). The hub can no longer get them: that is the one loss the uplink has.
 const SubjectUplinkDiscarded = "iot.errors.uplink.discarded"
 
-// sourceMetaStream is the metadata key nats-server puts on a source consumer: the sourcing stream's name.
-const sourceMetaStream = "_nats.src.stream"
+// The metadata nats-server puts on a source consumer: the sourcing stream's name and JetStream domain.
+const (
+	sourceMetaStream = "_nats.src.stream"
+	sourceMetaDomain = "_nats.src.domain"
+)
 
 // applyLeafnode makes the embedded server a leaf of the hub, when the config has a leafnode block.
 func applyLeafnode(opts *server.Options, gw config.Gateway, cfg config.NATS) error {
@@ -161,8 +167,8 @@ type uplink struct {
 
 	mu    sync.Mutex
 	state UplinkState
-	// discardedUpTo is the last IOT_DATA sequence counted as discarded, so no message is counted twice.
-	discardedUpTo uint64
+	// counted are the IOT_DATA sequences counted as discarded, so no message is counted twice.
+	counted seqRanges
 
 	stopCh chan struct{}
 	done   chan struct{}
@@ -297,9 +303,15 @@ func (u *uplink) checkProgress() {
 	if stream == nil {
 		return
 	}
-	var hubs []string
-	var least uint64
-	found := false
+	// One hub stream may have two consumers for a while: the one of before an outage lingers until its
+	// inactivity threshold while the new one delivers. The newest speaks for its hub stream; the hub as a whole
+	// has got what its furthest-behind stream has.
+	type progress struct {
+		created time.Time
+		got     uint64
+		skipped [2]uint64 // a range the consumer skipped at its start: gone before it could deliver it
+	}
+	byHub := map[string]progress{}
 	for _, ci := range stream.DirectConsumer {
 		if ci == nil || ci.Config == nil {
 			continue
@@ -308,25 +320,45 @@ func (u *uplink) checkProgress() {
 		if !ok {
 			continue
 		}
-		hubs = append(hubs, hub)
-		got := ci.Delivered.Stream
-		// A consumer the hub made just now starts at its last sequence + 1: that is what it has got, even
-		// before a message was delivered, and even when that sequence is no longer in the stream.
-		if ci.Config.DeliverPolicy == server.DeliverByStartSequence && ci.Config.OptStartSeq > got+1 {
-			got = ci.Config.OptStartSeq - 1
+		hub += "@" + ci.Config.Metadata[sourceMetaDomain]
+		p := progress{created: ci.Created, got: ci.Delivered.Stream}
+		if ci.Config.DeliverPolicy == server.DeliverByStartSequence && ci.Config.OptStartSeq > 0 {
+			// The hub makes its consumer to start at its last sequence + 1: that is what it has got, even
+			// before a message is delivered. The consumer delivers IOT_DATA (no filter, no redelivery) in one
+			// run ending at Delivered.Stream, Delivered.Consumer messages long: whatever lay between the start
+			// asked for and that run's first message was gone before the hub could have it.
+			resume := ci.Config.OptStartSeq
+			p.got = max(p.got, resume-1)
+			if n := ci.Delivered.Consumer; n > 0 && ci.Delivered.Stream >= n {
+				if first := ci.Delivered.Stream - n + 1; first > resume {
+					p.skipped = [2]uint64{resume, first - 1}
+				}
+			}
 		}
-		if !found || got < least {
-			least, found = got, true
+		if prev, seen := byHub[hub]; !seen || p.created.After(prev.created) {
+			byHub[hub] = p
 		}
 	}
+	var hubs []string
+	var least uint64
+	var skipped [][2]uint64
+	for hub, p := range byHub {
+		name, _, _ := strings.Cut(hub, "@")
+		hubs = append(hubs, name)
+		if len(hubs) == 1 || p.got < least {
+			least = p.got
+		}
+		if p.skipped[1] > 0 {
+			skipped = append(skipped, p.skipped)
+		}
+	}
+	slices.Sort(hubs)
+	found := len(hubs) > 0
 	first, last := stream.State.FirstSeq, stream.State.LastSeq
 	u.mu.Lock()
 	if found {
 		u.state.HubStreams = hubs
-		// Delivered only grows: a consumer made again after an outage reports its start.
-		if !u.state.Known || least > u.state.Delivered {
-			u.state.Delivered = least
-		}
+		u.state.Delivered = least
 		u.state.Known = true
 	}
 	var report *UplinkDiscarded
@@ -335,13 +367,25 @@ func (u *uplink) checkProgress() {
 		if last > u.state.Delivered {
 			u.state.Behind = last - u.state.Delivered
 		}
-		// The stream now starts at first: whatever lay between what the hub got and first is gone for it.
-		from := max(u.state.Delivered, u.discardedUpTo) + 1
-		if first > from {
-			n := first - from
+		// The stream now starts at first: whatever lies between what the hub has got and first is gone for it;
+		// and so is what a hub's new consumer skipped at its start. Each sequence is counted once.
+		missing := skipped
+		if first > u.state.Delivered+1 {
+			missing = append(missing, [2]uint64{u.state.Delivered + 1, first - 1})
+		}
+		var n, lo, hi uint64
+		for _, m := range missing {
+			if added := u.counted.add(m[0], m[1]); added > 0 {
+				n += added
+				if lo == 0 || m[0] < lo {
+					lo = m[0]
+				}
+				hi = max(hi, m[1])
+			}
+		}
+		if n > 0 {
 			u.state.Discarded += n
-			u.discardedUpTo = first - 1
-			report = &UplinkDiscarded{Gateway: u.gw, Stream: StreamName, FromSeq: from, ToSeq: first - 1, Count: n,
+			report = &UplinkDiscarded{Gateway: u.gw, Stream: StreamName, FromSeq: lo, ToSeq: hi, Count: n,
 				Total: u.state.Discarded, Timestamp: time.Now().UnixNano()}
 		}
 	}
@@ -355,6 +399,38 @@ func (u *uplink) checkProgress() {
 			}
 		}
 	}
+}
+
+// seqRanges is a set of sequences as sorted, disjoint, non-adjacent ranges. It keeps at most maxSeqRanges; past
+// that the lowest go (the stream's first sequence only grows, so they are not asked about again).
+type seqRanges [][2]uint64
+
+const maxSeqRanges = 64
+
+// add puts lo..hi into the set and returns how many of its sequences were not in it.
+func (r *seqRanges) add(lo, hi uint64) uint64 {
+	if hi < lo {
+		return 0
+	}
+	n := hi - lo + 1
+	var out seqRanges
+	for _, x := range *r {
+		if x[1]+1 < lo || x[0] > hi+1 { // apart: kept as it is
+			out = append(out, x)
+			continue
+		}
+		if a, b := max(x[0], lo), min(x[1], hi); a <= b { // overlap: already counted
+			n -= b - a + 1
+		}
+		lo, hi = min(lo, x[0]), max(hi, x[1])
+	}
+	out = append(out, [2]uint64{lo, hi})
+	slices.SortFunc(out, func(a, b [2]uint64) int { return cmp.Compare(a[0], b[0]) })
+	if len(out) > maxSeqRanges {
+		out = out[len(out)-maxSeqRanges:]
+	}
+	*r = out
+	return n
 }
 
 // snapshot is the uplink's state now.

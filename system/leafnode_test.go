@@ -2,6 +2,7 @@ package system
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -44,16 +45,23 @@ func newHub(t *testing.T) *hubProcess {
 func (h *hubProcess) leafURL() string { return fmt.Sprintf("nats-leaf://127.0.0.1:%d", h.leafPort) }
 func (h *hubProcess) url() string     { return fmt.Sprintf("nats://127.0.0.1:%d", h.port) }
 
-// hubStream is the hub's stream that sources a gateway's IOT_DATA: the README's command, as an API call.
-func hubStream(gw string) jetstream.StreamConfig {
-	return jetstream.StreamConfig{
-		Name:    "HUB_" + gw,
-		Storage: jetstream.FileStorage,
-		Sources: []*jetstream.StreamSource{{
-			Name:     StreamName,
-			External: &jetstream.ExternalStream{APIPrefix: "$JS." + gw + ".API"},
-		}},
+// readmeHubStream is the hub stream configuration the README prints (after <!-- hub-stream -->), for gateway
+// gw1: what operators copy is what the tests run.
+func readmeHubStream(t *testing.T) []byte {
+	t.Helper()
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
 	}
+	_, rest, ok := strings.Cut(string(readme), "<!-- hub-stream -->\n```json\n")
+	if !ok {
+		t.Fatal("README has no hub-stream block")
+	}
+	js, _, ok := strings.Cut(rest, "\n```")
+	if !ok {
+		t.Fatal("README's hub-stream block is not closed")
+	}
+	return []byte(js)
 }
 
 // jsOf connects a client to url and returns its JetStream context; the client reconnects forever.
@@ -66,13 +74,28 @@ func jsOf(t *testing.T, url string) jetstream.JetStream {
 	return js
 }
 
-func createHubStream(t *testing.T, js jetstream.JetStream, gw string) {
+// createHubStream makes the hub's stream HUB_gw1 with the README's JetStream API call.
+func createHubStream(t *testing.T, hubURL string) {
 	t.Helper()
+	nc := client(t, hubURL)
+	cfg := readmeHubStream(t)
 	checkFor(t, 20*time.Second, 100*time.Millisecond, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_, err := js.CreateOrUpdateStream(ctx, hubStream(gw))
-		return err
+		m, err := nc.Request("$JS.API.STREAM.CREATE.HUB_gw1", cfg, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		var resp struct {
+			Error *struct {
+				Description string `json:"description"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(m.Data, &resp); err != nil {
+			return fmt.Errorf("stream create reply %q: %w", m.Data, err)
+		}
+		if resp.Error != nil {
+			return fmt.Errorf("stream create: %s", resp.Error.Description)
+		}
+		return nil
 	})
 }
 
@@ -223,7 +246,7 @@ func TestUplinkHubOutage(t *testing.T) {
 	hub := newHub(t)
 	hub.start()
 	hubJS := jsOf(t, hub.url())
-	createHubStream(t, hubJS, "gw1")
+	createHubStream(t, hub.url())
 
 	rt := startRuntime(t, parseConfig(t, leafConfig(hub, "")))
 	gwJS := rt.Bus().JS
@@ -299,7 +322,7 @@ func TestUplinkHubDownAtStart(t *testing.T) {
 	hub.start()
 	up := time.Now()
 	hubJS := jsOf(t, hub.url())
-	createHubStream(t, hubJS, "gw1")
+	createHubStream(t, hub.url())
 	waitUplink(t, rt.Bus(), true)
 	c := checkSourced(t, gwJS, hubJS, "gw1", down, up)
 	t.Logf("the hub has all %d messages (%d points), %d of them from before it was there", c.messages, c.points, c.during)
@@ -385,7 +408,7 @@ func TestUplinkGatewayKilledDuringOutage(t *testing.T) {
 	hub := newHub(t)
 	hub.start()
 	hubJS := jsOf(t, hub.url())
-	createHubStream(t, hubJS, "gw1")
+	createHubStream(t, hub.url())
 
 	dir := t.TempDir()
 	port := freePort(t)
@@ -470,8 +493,7 @@ func TestUplinkPermissions(t *testing.T) {
 	t.Run("default", func(t *testing.T) {
 		hub := newHub(t)
 		hub.start()
-		hubJS := jsOf(t, hub.url())
-		createHubStream(t, hubJS, "gw1")
+		createHubStream(t, hub.url())
 		rt := startRuntime(t, parseConfig(t, leafConfig(hub, "")))
 		waitUplink(t, rt.Bus(), true)
 		hubNC := client(t, hub.url())
@@ -545,4 +567,129 @@ func TestUplinkPermissions(t *testing.T) {
 			t.Errorf("the tree the hub got lacks devices/d1: %+v", n)
 		}
 	})
+}
+
+// TestUplinkDiscardCounted: an outage longer than IOT_DATA keeps data (max_age = 2s here) loses what the limit
+// discarded before the hub got it — the one loss of the uplink. The gateway counts it exactly: the messages the
+// hub's stream lacks (gaps in the source sequence) are the uplink's discarded count, and the same count was
+// reported on iot.errors.uplink.discarded.{gateway}.
+func TestUplinkDiscardCounted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a hub nats-server process; skipped with -short")
+	}
+	hub := newHub(t)
+	hub.start()
+	hubJS := jsOf(t, hub.url())
+	createHubStream(t, hub.url())
+	src := strings.Replace(leafConfig(hub, ""), "jetstream { enabled = true }", "jetstream {\n    enabled = true\n    max_age = \"2s\"\n  }", 1)
+	rt := startRuntime(t, parseConfig(t, src))
+	reports, err := client(t, rt.Bus().URL).SubscribeSync(SubjectUplinkDiscarded + ".gw1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		if s, _ := rt.Bus().Uplink(); !s.Known || s.Delivered < 5 {
+			return fmt.Errorf("the hub has not sourced 5 messages yet: %+v", s)
+		}
+		return nil
+	})
+	hub.stop()
+	waitUplink(t, rt.Bus(), false)
+	// Away long enough for max_age to discard what the hub had not got.
+	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		if s, _ := rt.Bus().Uplink(); s.Discarded < 10 {
+			return fmt.Errorf("%d discarded before the hub got them, want 10", s.Discarded)
+		}
+		return nil
+	})
+	hub.start()
+	up := time.Now()
+	waitUplink(t, rt.Bus(), true)
+
+	// The hub catches up with what is left; its stream then shows the gap.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var missing, got uint64
+	var s UplinkState
+	checkFor(t, 60*time.Second, 200*time.Millisecond, func() error {
+		s, _ = rt.Bus().Uplink()
+		hs, err := hubJS.Stream(ctx, "HUB_gw1")
+		if err != nil {
+			return err
+		}
+		info, err := hs.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs == 0 {
+			return errors.New("the hub's stream is empty")
+		}
+		msgs, err := streamMsgs(ctx, hubJS, "HUB_gw1", info.State.FirstSeq, info.State.LastSeq)
+		if err != nil {
+			return err
+		}
+		missing, got = 0, uint64(len(msgs))
+		var prev uint64
+		for _, m := range msgs {
+			fields := strings.Fields(m.Header.Get("Nats-Stream-Source"))
+			if len(fields) < 2 {
+				return fmt.Errorf("hub message %d has no source header", m.Sequence)
+			}
+			origin, err := strconv.ParseUint(fields[1], 10, 64)
+			if err != nil || origin <= prev {
+				return fmt.Errorf("hub message %d: origin %s after %d: out of order or twice", m.Sequence, fields[1], prev)
+			}
+			missing += origin - prev - 1
+			prev = origin
+		}
+		if s.Behind > 5 {
+			return fmt.Errorf("the hub is still %d behind", s.Behind)
+		}
+		return nil
+	})
+	t.Logf("the hub caught up %s after it started: it has %d messages; %d are missing from its source sequence; the gateway counted %d discarded before delivery",
+		time.Since(up).Round(time.Millisecond), got, missing, s.Discarded)
+	if missing != s.Discarded {
+		t.Errorf("the hub lacks %d messages, the gateway counted %d", missing, s.Discarded)
+	}
+	var reported uint64
+	for {
+		m, err := reports.NextMsg(time.Second)
+		if err != nil {
+			break
+		}
+		var r UplinkDiscarded
+		if err := json.Unmarshal(m.Data, &r); err != nil {
+			t.Fatalf("report %q: %v", m.Data, err)
+		}
+		reported += r.Count
+		if r.Total != reported || r.ToSeq-r.FromSeq+1 < r.Count {
+			t.Errorf("report %+v does not add up (reported so far %d)", r, reported)
+		}
+	}
+	if reported != s.Discarded {
+		t.Errorf("reported %d discarded on %s, counted %d", reported, SubjectUplinkDiscarded, s.Discarded)
+	}
+}
+
+func TestSeqRanges(t *testing.T) {
+	var r seqRanges
+	for _, tc := range []struct {
+		lo, hi, want uint64
+	}{
+		{10, 19, 10}, {15, 25, 6}, {1, 5, 5}, {6, 9, 4}, {1, 25, 0}, {30, 30, 1}, {27, 29, 3}, {26, 26, 1}, {5, 4, 0},
+	} {
+		if got := r.add(tc.lo, tc.hi); got != tc.want {
+			t.Errorf("add(%d, %d) = %d, want %d (set %v)", tc.lo, tc.hi, got, tc.want, r)
+		}
+	}
+	if len(r) != 1 || r[0] != [2]uint64{1, 30} {
+		t.Errorf("got %v, want [[1 30]]", r)
+	}
+	for i := uint64(0); i < 2*maxSeqRanges; i++ {
+		r.add(100+3*i, 100+3*i)
+	}
+	if len(r) != maxSeqRanges {
+		t.Errorf("%d ranges kept, want at most %d", len(r), maxSeqRanges)
+	}
 }
