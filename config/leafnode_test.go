@@ -205,3 +205,33 @@ func FuzzLeafnode(f *testing.F) {
 		}
 	})
 }
+
+// TestLeafnodeGatewayHCL: the leafnode block gateway.hcl documents (commented out, since it needs a hub) is valid
+// once uncommented, with its credentials file present.
+func TestLeafnodeGatewayHCL(t *testing.T) {
+	src, err := os.ReadFile("../gateway.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(src), "\n  # leafnode {\n")
+	if !ok {
+		t.Fatal("gateway.hcl has no commented leafnode block")
+	}
+	var block strings.Builder
+	block.WriteString("  leafnode {\n")
+	for _, line := range strings.Split(rest, "\n") {
+		if line == "  # }" {
+			break
+		}
+		block.WriteString(strings.TrimPrefix(line, "  # ") + "\n")
+	}
+	block.WriteString("  }\n")
+	body := strings.Replace(block.String(), "/etc/iotgw/hub.creds", credsFile(t), 1)
+	cfg, diags := Parse([]byte("nats {\n  jetstream { enabled = true }\n"+body+"}\n"), "gateway.hcl")
+	if diags.HasErrors() {
+		t.Fatalf("the documented leafnode block:\n%s\n%s", body, diags.Error())
+	}
+	if l := cfg.NATS.Leafnode; len(l.URLs) != 1 || l.URLs[0] != "nats-leaf://hub.example.com:7422" || l.Credentials == "" {
+		t.Errorf("got %+v", l)
+	}
+}

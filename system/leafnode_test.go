@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iotgw/iotgw/internal/testca"
 	"github.com/iotgw/iotgw/isp"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,13 +28,13 @@ type hubProcess struct {
 	leafPort int
 }
 
-func newHub(t *testing.T) *hubProcess {
+func newHub(t *testing.T, leafnodes ...string) *hubProcess {
 	t.Helper()
 	dir := t.TempDir()
 	h := &hubProcess{leafPort: freePort(t)}
 	conf := filepath.Join(dir, "hub.conf")
-	src := fmt.Sprintf("server_name: hub\njetstream {\n  store_dir: %q\n  domain: hub\n}\nleafnodes {\n  listen: \"127.0.0.1:%d\"\n}\n",
-		filepath.Join(dir, "js"), h.leafPort)
+	src := fmt.Sprintf("server_name: hub\njetstream {\n  store_dir: %q\n  domain: hub\n}\nleafnodes {\n  listen: \"127.0.0.1:%d\"\n%s\n}\n",
+		filepath.Join(dir, "js"), h.leafPort, strings.Join(leafnodes, "\n"))
 	if err := os.WriteFile(conf, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -692,4 +693,49 @@ func TestSeqRanges(t *testing.T) {
 	if len(r) != maxSeqRanges {
 		t.Errorf("%d ranges kept, want at most %d", len(r), maxSeqRanges)
 	}
+}
+
+// TestUplinkTLSAndPassword: a hub whose leafnode listener requires TLS with client certificates and a user and
+// password: the gateway's tls block and env() password get it in, and the hub sources through that link; with a
+// wrong password the link never comes up and the gateway is ready all the same.
+func TestUplinkTLSAndPassword(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a hub nats-server process; skipped with -short")
+	}
+	ca := testca.New(t, "hub")
+	hubPair, gwPair := ca.Server("hub"), ca.Client("gw1")
+	leaf := fmt.Sprintf("tls { cert_file: %q, key_file: %q, ca_file: %q, verify: true }\n"+
+		"authorization { users = [ { user: gw1, password: \"right-password-1234\" } ] }", hubPair.Cert, hubPair.Key, ca.CAFile)
+	gwConfig := func(hub *hubProcess) string {
+		return strings.Replace(leafConfig(hub, fmt.Sprintf("user = \"gw1\"\n    password = env(\"IOTGW_TEST_HUB_PASSWORD\")\n"+
+			"    tls {\n      ca   = %q\n      cert = %q\n      key  = %q\n    }", ca.CAFile, gwPair.Cert, gwPair.Key)),
+			"nats-leaf://", "tls://", 1)
+	}
+	t.Run("right", func(t *testing.T) {
+		hub := newHub(t, leaf)
+		hub.start()
+		createHubStream(t, hub.url())
+		t.Setenv("IOTGW_TEST_HUB_PASSWORD", "right-password-1234")
+		rt := startRuntime(t, parseConfig(t, gwConfig(hub)))
+		waitUplink(t, rt.Bus(), true)
+		checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+			if s, _ := rt.Bus().Uplink(); !s.Known || s.Delivered < 5 {
+				return fmt.Errorf("the hub has not sourced 5 messages over TLS yet: %+v", s)
+			}
+			return nil
+		})
+	})
+	t.Run("wrong password", func(t *testing.T) {
+		hub := newHub(t, leaf)
+		hub.start()
+		t.Setenv("IOTGW_TEST_HUB_PASSWORD", "wrong-password-1234")
+		rt := startRuntime(t, parseConfig(t, gwConfig(hub)))
+		time.Sleep(3 * time.Second) // long enough for several attempts at reconnect_wait 200ms
+		if s, _ := rt.Bus().Uplink(); s.Connected || s.Connects != 0 {
+			t.Errorf("uplink %+v with a wrong password, want never connected", s)
+		}
+		if rd := rt.Readiness(); !rd.Ready {
+			t.Errorf("readiness %+v, want ready without the hub", rd)
+		}
+	})
 }
