@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -144,7 +146,8 @@ func streamMsgs(ctx context.Context, js jetstream.JetStream, name string, first,
 // sourcedComparison is what checkSourced found.
 type sourcedComparison struct {
 	messages, points int
-	during           int // gateway messages stored while the hub was away (between down and up)
+	during           int           // gateway messages stored while the hub was away (between down and up)
+	caughtUp         time.Duration // from up until the hub had them all
 }
 
 // checkSourced waits until the hub's stream holds every message the gateway's IOT_DATA had when it was called,
@@ -184,6 +187,7 @@ func checkSourced(t *testing.T, gwJS, hubJS jetstream.JetStream, gw string, down
 		}
 		return nil
 	})
+	caughtUp := time.Since(up)
 	want, err := streamMsgs(ctx, gwJS, StreamName, 1, last)
 	if err != nil {
 		t.Fatal(err)
@@ -213,7 +217,7 @@ func checkSourced(t *testing.T, gwJS, hubJS jetstream.JetStream, gw string, down
 			c.during++
 		}
 	}
-	c.messages = len(want)
+	c.messages, c.caughtUp = len(want), caughtUp
 	return c
 }
 
@@ -281,8 +285,8 @@ func TestUplinkHubOutage(t *testing.T) {
 	}
 
 	c := checkSourced(t, gwJS, hubJS, "gw1", down, up)
-	t.Logf("the hub has all %d messages (%d points) of %s in order, %d of them produced during the %s outage",
-		c.messages, c.points, StreamName, c.during, uplinkOutage)
+	t.Logf("the hub has all %d messages (%d points) of %s in order, %d of them produced during the %s outage; caught up %s after it started",
+		c.messages, c.points, StreamName, c.during, uplinkOutage, c.caughtUp.Round(time.Millisecond))
 	if c.during < 10 {
 		t.Errorf("%d messages produced during the outage, want the device's polls of %s", c.during, uplinkOutage)
 	}
@@ -326,7 +330,8 @@ func TestUplinkHubDownAtStart(t *testing.T) {
 	createHubStream(t, hub.url())
 	waitUplink(t, rt.Bus(), true)
 	c := checkSourced(t, gwJS, hubJS, "gw1", down, up)
-	t.Logf("the hub has all %d messages (%d points), %d of them from before it was there", c.messages, c.points, c.during)
+	t.Logf("the hub has all %d messages (%d points), %d of them from before it was there; caught up %s after it started",
+		c.messages, c.points, c.during, c.caughtUp.Round(time.Millisecond))
 	if c.during < 20 {
 		t.Errorf("%d messages from before the hub came, want 20", c.during)
 	}
@@ -479,8 +484,8 @@ func TestUplinkGatewayKilledDuringOutage(t *testing.T) {
 	hub.start()
 	up := time.Now()
 	c := checkSourced(t, gwJS, hubJS, "gw1", down, up)
-	t.Logf("after a SIGKILL of the gateway during the outage the hub has all %d messages (%d points) in order, %d from the outage",
-		c.messages, c.points, c.during)
+	t.Logf("after a SIGKILL of the gateway during the outage the hub has all %d messages (%d points) in order, %d from the outage; caught up %s after it started",
+		c.messages, c.points, c.during, c.caughtUp.Round(time.Millisecond))
 }
 
 // TestUplinkPermissions: across the link the hub may source IOT_DATA and nothing else it has no business with:
@@ -738,4 +743,126 @@ func TestUplinkTLSAndPassword(t *testing.T) {
 			t.Errorf("readiness %+v, want ready without the hub", rd)
 		}
 	})
+}
+
+// linkCutter is a TCP relay on a loopback port in front of the hub's leafnode listener, which the test cuts (every
+// connection closed, new ones refused) and restores: a WAN outage with both servers running, as on a plant.
+type linkCutter struct {
+	l      net.Listener
+	target string
+	mu     sync.Mutex
+	down   bool
+	conns  []net.Conn
+	wg     sync.WaitGroup
+}
+
+func newLinkCutter(t *testing.T, target string) *linkCutter {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &linkCutter{l: l, target: target}
+	c.wg.Add(1)
+	go c.accept()
+	t.Cleanup(func() {
+		_ = l.Close()
+		c.cut()
+		c.wg.Wait()
+	})
+	return c
+}
+
+func (c *linkCutter) url() string { return "nats-leaf://" + c.l.Addr().String() }
+
+func (c *linkCutter) accept() {
+	defer c.wg.Done()
+	for {
+		in, err := c.l.Accept()
+		if err != nil {
+			return
+		}
+		c.mu.Lock()
+		if c.down {
+			c.mu.Unlock()
+			_ = in.Close()
+			continue
+		}
+		out, err := net.Dial("tcp", c.target)
+		if err != nil {
+			c.mu.Unlock()
+			_ = in.Close()
+			continue
+		}
+		c.conns = append(c.conns, in, out)
+		c.wg.Add(2)
+		go c.pipe(in, out)
+		go c.pipe(out, in)
+		c.mu.Unlock()
+	}
+}
+
+func (c *linkCutter) pipe(dst, src net.Conn) {
+	defer c.wg.Done()
+	_, _ = io.Copy(dst, src)
+	_ = dst.Close()
+	_ = src.Close()
+}
+
+// cut closes every relayed connection and refuses new ones until restore.
+func (c *linkCutter) cut() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.down = true
+	for _, conn := range c.conns {
+		_ = conn.Close()
+	}
+	c.conns = nil
+}
+
+func (c *linkCutter) restore() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.down = false
+}
+
+// TestUplinkLinkCut: the WAN between gateway and hub is cut for 15 s while both run, then restored: the hub's
+// stream ends with every message of IOT_DATA in order, none lost, none twice.
+func TestUplinkLinkCut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a hub nats-server process and a 15 s outage; skipped with -short")
+	}
+	// The hub must not advertise its leafnode listener, or the gateway would reconnect to it directly, around
+	// the relay (nats-server adds the URLs a hub advertises to those it tries).
+	hub := newHub(t, "no_advertise: true")
+	hub.start()
+	createHubStream(t, hub.url())
+	hubJS := jsOf(t, hub.url())
+	wan := newLinkCutter(t, fmt.Sprintf("127.0.0.1:%d", hub.leafPort))
+	rt := startRuntime(t, parseConfig(t, strings.Replace(leafConfig(hub, ""), hub.leafURL(), wan.url(), 1)))
+	waitUplink(t, rt.Bus(), true)
+	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		if s, _ := rt.Bus().Uplink(); !s.Known || s.Delivered < 5 {
+			return fmt.Errorf("the hub has not sourced 5 messages yet: %+v", s)
+		}
+		return nil
+	})
+	wan.cut()
+	down := time.Now()
+	waitUplink(t, rt.Bus(), false)
+	time.Sleep(uplinkOutage - time.Since(down)) // the outage itself; nothing is asserted on its timing
+	during, _ := rt.Bus().Uplink()
+	if during.Connected || during.Disconnects != 1 || during.Behind == 0 {
+		t.Errorf("uplink %+v during the cut, want down since the cut, the hub behind", during)
+	}
+	wan.restore()
+	up := time.Now()
+	s := waitUplink(t, rt.Bus(), true)
+	t.Logf("link back %s after the WAN was restored (%d connects, %d disconnects)", time.Since(up).Round(time.Millisecond), s.Connects, s.Disconnects)
+	c := checkSourced(t, rt.Bus().JS, hubJS, "gw1", down, up)
+	t.Logf("the hub has all %d messages (%d points) in order, %d from the %s cut; caught up %s after the WAN was restored",
+		c.messages, c.points, c.during, uplinkOutage, c.caughtUp.Round(time.Millisecond))
+	if c.during < 10 {
+		t.Errorf("%d messages produced during the cut, want the device's polls of %s", c.during, uplinkOutage)
+	}
 }
