@@ -66,11 +66,12 @@ type NATS struct {
 	PendingMessages int
 	PendingBytes    int64
 	JetStream       JetStream
-	Users           []User    // nats.authorization: the embedded server requires one of them when any is set
-	TLS             *TLS      // the embedded server's client listener; nil: plain TCP
-	ClientTLS       *TLS      // the gateway's connection to an external server (tls:// URLs)
-	Insecure        bool      // acknowledge an embedded server beyond loopback without users and TLS
-	Leafnode        *Leafnode // the uplink to a hub (leafnode.go); nil: none
+	Users           []User // nats.authorization: the embedded server requires one of them when any is set
+	TLS             *TLS   // the embedded server's client listener; nil: plain TCP
+	ClientTLS       *TLS   // the gateway's connection to an external server (tls:// URLs)
+	Insecure        bool   // acknowledge an embedded server beyond loopback without users and TLS
+
+	Leafnode *Leafnode // the uplink to a hub (leafnode.go); nil: none
 }
 
 // JetStream is the `jetstream` block inside `nats`.

@@ -206,8 +206,8 @@ type UplinkDiscarded struct {
 	Timestamp int64  `json:"timestamp"` // Unix ns
 }
 
-// uplinkCheckEvery is how often the watcher looks at the link (a local call) and, every progressEvery ticks, at
-// the source consumers of IOT_DATA (a JetStream request on the gateway's own server).
+// uplinkCheckEvery is how often the watcher looks at the link and, every progressEvery ticks, at the source
+// consumers of IOT_DATA; both are calls into the embedded server, no request over the bus.
 const (
 	uplinkCheckEvery = 250 * time.Millisecond
 	progressEvery    = 8
@@ -243,7 +243,8 @@ func (u *uplink) run() {
 	}
 }
 
-// stop ends the watcher and waits for it; a progress check in flight is bounded by its own timeout.
+// stop ends the watcher and waits for it (a check in flight is a local call into the server); it may be called
+// twice, and on a nil uplink.
 func (u *uplink) stop() {
 	if u == nil {
 		return
