@@ -40,6 +40,19 @@ const CheckUplink = "uplink"
 // hub got them (JSON UplinkDiscarded). The hub can no longer get them: that is the one loss the uplink has.
 const SubjectUplinkDiscarded = "iot.errors.uplink.discarded"
 
+// What the uplink state shows of the hub's streams, which come from the hub's consumer metadata.
+const (
+	maxHubStreams = 16
+	maxHubName    = 255 // nats-server's limit on a stream name
+)
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
 // The metadata nats-server puts on a source consumer: the sourcing stream's name and JetStream domain.
 const (
 	sourceMetaStream = "_nats.src.stream"
@@ -120,7 +133,8 @@ func leafTLS(t *config.TLS) (*tls.Config, error) {
 //     gateway's data, its stream (which keeps iot.processed.batch.>) or its rules;
 //   - the gateway's own inboxes (forged replies), $KV and $O (its buckets: the stored devices), $JS.ACK (the
 //     acknowledgements of its sinks' durable consumers), and the stream and account API of its domain
-//     (deleting or purging IOT_DATA, reading the devices bucket with direct gets, pulling a sink's messages).
+//     (deleting or purging IOT_DATA, reading the devices bucket with direct gets or a consumer, pulling a sink's
+//     messages).
 //
 // What stays open is what sourcing needs: $JS.{domain}.API.CONSUMER.CREATE and .DELETE (the hub makes and
 // removes its source consumer on IOT_DATA) and $JS.FC.> (flow control). A hub account can therefore still make
@@ -133,6 +147,8 @@ func leafDenyImports(domain string, allowControl bool) []string {
 		api + "STREAM.>", api + "DIRECT.>", api + "ACCOUNT.>", api + "META.>", api + "SERVER.>", api + "INFO",
 		api + "CONSUMER.MSG.NEXT.>", api + "CONSUMER.DURABLE.CREATE.>", api + "CONSUMER.LEADER.>",
 		api + "CONSUMER.PAUSE.>", api + "CONSUMER.UNPIN.>",
+		// Consumers of the devices bucket would read the stored device definitions.
+		api + "CONSUMER.CREATE.KV_" + DevicesBucket, api + "CONSUMER.CREATE.KV_" + DevicesBucket + ".>",
 		"iot.raw.>",
 	}
 	deny = append(deny, dataSubjects...)
@@ -343,18 +359,21 @@ func (u *uplink) checkProgress() {
 	var hubs []string
 	var least uint64
 	var skipped [][2]uint64
+	seen := 0
 	for hub, p := range byHub {
-		name, _, _ := strings.Cut(hub, "@")
-		hubs = append(hubs, name)
-		if len(hubs) == 1 || p.got < least {
+		if seen++; seen == 1 || p.got < least {
 			least = p.got
+		}
+		// The metadata comes from the hub: what is shown of it is bounded; every hub stream counts.
+		if name, _, _ := strings.Cut(hub, "@"); len(hubs) < maxHubStreams {
+			hubs = append(hubs, truncate(name, maxHubName))
 		}
 		if p.skipped[1] > 0 {
 			skipped = append(skipped, p.skipped)
 		}
 	}
 	slices.Sort(hubs)
-	found := len(hubs) > 0
+	found := len(byHub) > 0
 	first, last := stream.State.FirstSeq, stream.State.LastSeq
 	u.mu.Lock()
 	if found {
@@ -462,6 +481,13 @@ func (s UplinkState) behindText() string {
 		return "no hub stream has sourced " + StreamName + " since the start"
 	}
 	return fmt.Sprintf("the hub is %d messages behind", s.Behind)
+}
+
+// setUplink shows u on the tree's root (nil: none).
+func (t *Tree) setUplink(u *uplink) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.uplink = u
 }
 
 // Uplink is the uplink's state; ok is false when the gateway has no leafnode block.

@@ -506,7 +506,8 @@ func TestUplinkPermissions(t *testing.T) {
 		local := client(t, rt.Bus().URL)
 
 		for _, subj := range []string{SubjectTree, "$JS.gw1.API.STREAM.DELETE." + StreamName, "$JS.gw1.API.STREAM.PURGE." + StreamName,
-			"$JS.gw1.API.DIRECT.GET.KV_" + DevicesBucket, "$JS.gw1.API.INFO"} {
+			"$JS.gw1.API.DIRECT.GET.KV_" + DevicesBucket, "$JS.gw1.API.INFO", "$JS.gw1.API.CONSUMER.CREATE.KV_" + DevicesBucket,
+			"$JS.gw1.API.CONSUMER.MSG.NEXT." + StreamName + ".any"} {
 			if m, err := hubNC.Request(subj, []byte(`{}`), 2*time.Second); err == nil {
 				t.Errorf("the hub's request on %s was answered across the link: %s", subj, m.Data)
 			} else if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, nats.ErrTimeout) {
@@ -854,6 +855,28 @@ func TestUplinkLinkCut(t *testing.T) {
 	during, _ := rt.Bus().Uplink()
 	if during.Connected || during.Disconnects != 1 || during.Behind == 0 {
 		t.Errorf("uplink %+v during the cut, want down since the cut, the hub behind", during)
+	}
+	// The same state in the tree's root, the health report and /metrics.
+	if n := tree(t, client(t, rt.Bus().URL)); n.Uplink == nil || n.Uplink.Connected || n.Uplink.Disconnects != 1 {
+		t.Errorf("tree root uplink %+v, want down once", n.Uplink)
+	}
+	if h := rt.healthReport(); h.Uplink == nil || h.Uplink.Connected || !h.Ready || !h.Checks[CheckUplink].OK {
+		t.Errorf("health %+v, want ready with the uplink down", h)
+	}
+	mfs, err := rt.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics := map[string]float64{}
+	for _, mf := range mfs {
+		if strings.HasPrefix(mf.GetName(), "iotgw_uplink_") && len(mf.GetMetric()) == 1 {
+			m := mf.GetMetric()[0]
+			metrics[mf.GetName()] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	if metrics["iotgw_uplink_connected"] != 0 || metrics["iotgw_uplink_disconnects_total"] != 1 || metrics["iotgw_uplink_connects_total"] != 1 ||
+		metrics["iotgw_uplink_behind_messages"] < 1 || metrics["iotgw_uplink_discarded_total"] != 0 || metrics["iotgw_uplink_state_since_seconds"] < float64(down.Unix()) {
+		t.Errorf("uplink metrics during the cut: %v", metrics)
 	}
 	wan.restore()
 	up := time.Now()

@@ -31,6 +31,7 @@ type Tree struct {
 	nodes  map[string]*treeEntry
 	seq    int
 	budget *pendingBudget // shown on the root; nil in a tree built alone
+	uplink *uplink        // shown on the root; nil without a leafnode block (leafnode.go)
 }
 
 type treeEntry struct {
@@ -69,7 +70,9 @@ type Node struct {
 	// PendingBudget is on the root only: the gateway-wide budget of buffered bus messages, its share per
 	// subscription and what is buffered against it (each mailbox shows its own part).
 	PendingBudget *PendingBudget `json:"pending_budget,omitempty"`
-	Children      []*Node        `json:"children,omitempty"`
+	// Uplink is on the root only, with a leafnode block: the link to the hub (README "Uplink").
+	Uplink   *UplinkState `json:"uplink,omitempty"`
+	Children []*Node      `json:"children,omitempty"`
 }
 
 func newTree() *Tree { return &Tree{nodes: map[string]*treeEntry{}} }
@@ -172,6 +175,10 @@ func (t *Tree) Snapshot() *Node {
 				root = n
 				if t.budget != nil {
 					root.PendingBudget = t.budget.snapshot()
+				}
+				if t.uplink != nil {
+					s := t.uplink.snapshot()
+					root.Uplink = &s
 				}
 			} else {
 				root.Children = append(root.Children, n)
