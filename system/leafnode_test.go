@@ -19,8 +19,10 @@ import (
 
 	"github.com/iotgw/iotgw/internal/testca"
 	"github.com/iotgw/iotgw/isp"
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 )
 
 // hubProcess is a hub: a separate nats-server process with JetStream in domain "hub" and a leafnode listener,
@@ -888,4 +890,101 @@ func TestUplinkLinkCut(t *testing.T) {
 	if c.during < 10 {
 		t.Errorf("%d messages produced during the cut, want the device's polls of %s", c.during, uplinkOutage)
 	}
+}
+
+// operatorHub makes the JWTs of an operator-mode hub (an operator, an account IOT with JetStream, a user of it)
+// and returns the hub's extra configuration and the user's .creds file: what `nsc` would make.
+func operatorHub(t *testing.T) (conf, creds string) {
+	t.Helper()
+	dir := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	okp, err := nkeys.CreateOperator()
+	must(err)
+	opPub, err := okp.PublicKey()
+	must(err)
+	oc := jwt.NewOperatorClaims(opPub)
+	oc.Name = "test-operator"
+	opJWT, err := oc.Encode(okp)
+	must(err)
+	skp, err := nkeys.CreateAccount() // the system account JetStream needs in operator mode
+	must(err)
+	sysPub, err := skp.PublicKey()
+	must(err)
+	sc := jwt.NewAccountClaims(sysPub)
+	sc.Name = "SYS"
+	sysJWT, err := sc.Encode(okp)
+	must(err)
+	akp, err := nkeys.CreateAccount()
+	must(err)
+	accPub, err := akp.PublicKey()
+	must(err)
+	ac := jwt.NewAccountClaims(accPub)
+	ac.Name = "IOT"
+	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+	accJWT, err := ac.Encode(okp)
+	must(err)
+	ukp, err := nkeys.CreateUser()
+	must(err)
+	userPub, err := ukp.PublicKey()
+	must(err)
+	uc := jwt.NewUserClaims(userPub)
+	uc.Name = "gw1"
+	userJWT, err := uc.Encode(akp)
+	must(err)
+	seed, err := ukp.Seed()
+	must(err)
+	file, err := jwt.FormatUserConfig(userJWT, seed)
+	must(err)
+	creds = filepath.Join(dir, "gw1.creds")
+	must(os.WriteFile(creds, file, 0o600))
+	opFile := filepath.Join(dir, "operator.jwt")
+	must(os.WriteFile(opFile, []byte(opJWT), 0o600))
+	return fmt.Sprintf("operator: %q\nsystem_account: %s\nresolver: MEMORY\nresolver_preload: {\n  %s: %q\n  %s: %q\n}\n",
+		opFile, sysPub, sysPub, sysJWT, accPub, accJWT), creds
+}
+
+// TestUplinkCredentials: a hub in operator mode (JWTs, as nsc makes them) takes the gateway by its .creds file,
+// binds the link to the user's account, and its stream in that account sources IOT_DATA.
+func TestUplinkCredentials(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a hub nats-server process; skipped with -short")
+	}
+	conf, creds := operatorHub(t)
+	hub := newHub(t)
+	// The operator's settings, then the hub's own file (an include is relative to the including file).
+	opConf := filepath.Join(filepath.Dir(hub.args[1]), "operator.conf")
+	if err := os.WriteFile(opConf, []byte(conf+"include \"hub.conf\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hub.args = []string{"-c", opConf}
+	hub.start()
+	if _, err := nats.Connect(hub.url(), nats.NoReconnect()); err == nil {
+		t.Fatal("the hub let a client in without credentials: the test proves nothing")
+	}
+	nc, err := nats.Connect(hub.url(), nats.UserCredentials(creds), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	cfg := readmeHubStream(t)
+	checkFor(t, 20*time.Second, 100*time.Millisecond, func() error {
+		m, err := nc.Request("$JS.API.STREAM.CREATE.HUB_gw1", cfg, 5*time.Second)
+		if err == nil && strings.Contains(string(m.Data), `"error"`) {
+			err = fmt.Errorf("stream create: %s", m.Data)
+		}
+		return err
+	})
+	rt := startRuntime(t, parseConfig(t, leafConfig(hub, fmt.Sprintf("credentials = %q", creds))))
+	waitUplink(t, rt.Bus(), true)
+	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		if s, _ := rt.Bus().Uplink(); !s.Known || s.Delivered < 5 {
+			return fmt.Errorf("the hub has not sourced 5 messages with the gateway's credentials yet: %+v", s)
+		}
+		return nil
+	})
 }
