@@ -236,6 +236,13 @@ func startUplink(ns *server.Server, js bool, nc *nats.Conn, gw config.Gateway, l
 		stopCh: make(chan struct{}), done: make(chan struct{}),
 	}
 	u.state = UplinkState{Since: time.Now(), Domain: u.domain}
+	if l.TLS == nil {
+		for _, s := range l.URLs {
+			if pu, err := url.Parse(s); err == nil && pu.Scheme != "tls" && pu.Scheme != "wss" && !config.IsLoopback(pu.Hostname()) {
+				u.log.Warn().Str("url", pu.Redacted()).Msg("uplink: this hub URL is encrypted only if the hub requires TLS; write a tls:// URL or tls { ca = … } to insist on it")
+			}
+		}
+	}
 	u.log.Info().Str("hub", l.String()).Str("domain", u.domain).Bool("allow_control", l.AllowControl).
 		Msg("uplink: the embedded server is a leaf node of the hub; the hub's stream sources " + StreamName + " through $JS." + u.domain + ".API")
 	go u.run()
