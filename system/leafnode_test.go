@@ -157,7 +157,8 @@ type sourcedComparison struct {
 // IOT_DATA (the Nats-Stream-Source header), none missing, none twice.
 func checkSourced(t *testing.T, gwJS, hubJS jetstream.JetStream, gw string, down, up time.Time) sourcedComparison {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	// Generous: a hub that restarts before the link is up takes about 40 s to resume sourcing (README "Uplink").
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Second)
 	defer cancel()
 	var last uint64
 	checkFor(t, 20*time.Second, 100*time.Millisecond, func() error {
@@ -175,7 +176,7 @@ func checkSourced(t *testing.T, gwJS, hubJS jetstream.JetStream, gw string, down
 		last = info.State.LastSeq
 		return nil
 	})
-	checkFor(t, 60*time.Second, 200*time.Millisecond, func() error {
+	checkFor(t, 150*time.Second, 200*time.Millisecond, func() error {
 		s, err := hubJS.Stream(ctx, "HUB_"+gw)
 		if err != nil {
 			return err
@@ -616,11 +617,11 @@ func TestUplinkDiscardCounted(t *testing.T) {
 	waitUplink(t, rt.Bus(), true)
 
 	// The hub catches up with what is left; its stream then shows the gap.
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Second)
 	defer cancel()
 	var missing, got uint64
 	var s UplinkState
-	checkFor(t, 60*time.Second, 200*time.Millisecond, func() error {
+	checkFor(t, 150*time.Second, 200*time.Millisecond, func() error {
 		s, _ = rt.Bus().Uplink()
 		hs, err := hubJS.Stream(ctx, "HUB_gw1")
 		if err != nil {
