@@ -130,7 +130,9 @@ func leafTLS(t *config.TLS) (*tls.Config, error) {
 //
 //   - iot.control.> unless allow_control: the hub cannot drive the gateway (add devices, inject faults);
 //   - every other iot subject: the hub, or another gateway on the same hub account, must not publish into this
-//     gateway's data, its stream (which keeps iot.processed.batch.>) or its rules;
+//     gateway's data, its stream (which keeps iot.processed.batch.>) or its rules. The hub is told these denies
+//     (nats-server sends them in the leaf's CONNECT) and applies them to the link both ways, so hub subscribers
+//     get no live iot data either: the hub's data is its sourced stream;
 //   - the gateway's own inboxes (forged replies), $KV and $O (its buckets: the stored devices), $JS.ACK (the
 //     acknowledgements of its sinks' durable consumers), and the stream and account API of its domain
 //     (deleting or purging IOT_DATA, reading the devices bucket with direct gets or a consumer, pulling a sink's
