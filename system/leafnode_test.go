@@ -989,3 +989,79 @@ func TestUplinkCredentials(t *testing.T) {
 		return nil
 	})
 }
+
+// TestUplinkTwoGateways: two gateways with the same device id are leaves of one hub account, each in its domain;
+// each hub stream sources its own gateway, and neither gateway's stream takes in the other's data, though both
+// publish on iot.processed.batch.d1.
+func TestUplinkTwoGateways(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a hub nats-server process; skipped with -short")
+	}
+	hub := newHub(t)
+	hub.start()
+	nc := client(t, hub.url())
+	for _, gw := range []string{"gwA", "gwB"} {
+		cfg := strings.ReplaceAll(string(readmeHubStream(t)), "gw1", gw)
+		checkFor(t, 20*time.Second, 100*time.Millisecond, func() error {
+			m, err := nc.Request("$JS.API.STREAM.CREATE.HUB_"+gw, []byte(cfg), 5*time.Second)
+			if err == nil && strings.Contains(string(m.Data), `"error"`) {
+				err = fmt.Errorf("stream create: %s", m.Data)
+			}
+			return err
+		})
+	}
+	runtimes := map[string]*Runtime{}
+	for _, gw := range []string{"gwA", "gwB"} {
+		src := strings.Replace(leafConfig(hub, ""), `id           = "gw1"`, fmt.Sprintf("id           = %q", gw), 1)
+		src = strings.Replace(src, `point "x" { signal = "ramp" }`, fmt.Sprintf(`point "from_%s" { signal = "ramp" }`, gw), 1)
+		runtimes[gw] = startRuntime(t, parseConfig(t, src))
+	}
+	hubJS := jsOf(t, hub.url())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	keys := func(js jetstream.JetStream, stream string) (map[string]int, error) {
+		s, err := js.Stream(ctx, stream)
+		if err != nil {
+			return nil, err
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if info.State.Msgs < 20 {
+			return nil, fmt.Errorf("%s has %d messages, want 20", stream, info.State.Msgs)
+		}
+		msgs, err := streamMsgs(ctx, js, stream, info.State.FirstSeq, info.State.LastSeq)
+		if err != nil {
+			return nil, err
+		}
+		seen := map[string]int{}
+		for _, m := range msgs {
+			pts, err := isp.DecodeBatch(m.Data)
+			if err != nil {
+				return nil, fmt.Errorf("%s seq %d: %w", stream, m.Sequence, err)
+			}
+			for _, p := range pts {
+				seen[p.Key]++
+			}
+		}
+		return seen, nil
+	}
+	for gw, rt := range runtimes {
+		other := map[string]string{"gwA": "gwB", "gwB": "gwA"}[gw]
+		for _, where := range []struct {
+			js     jetstream.JetStream
+			stream string
+		}{{rt.Bus().JS, StreamName}, {hubJS, "HUB_" + gw}} {
+			var seen map[string]int
+			checkFor(t, 60*time.Second, 200*time.Millisecond, func() error {
+				var err error
+				seen, err = keys(where.js, where.stream)
+				return err
+			})
+			if seen["from_"+gw] == 0 || seen["from_"+other] != 0 {
+				t.Errorf("%s of %s holds points %v, want only from_%s", where.stream, gw, seen, gw)
+			}
+		}
+	}
+}
