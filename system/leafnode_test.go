@@ -176,7 +176,7 @@ func checkSourced(t *testing.T, gwJS, hubJS jetstream.JetStream, gw string, down
 		last = info.State.LastSeq
 		return nil
 	})
-	checkFor(t, 150*time.Second, 200*time.Millisecond, func() error {
+	checkFor(t, sourceWait, 200*time.Millisecond, func() error {
 		s, err := hubJS.Stream(ctx, "HUB_"+gw)
 		if err != nil {
 			return err
@@ -240,6 +240,11 @@ func waitUplink(t *testing.T, b *Bus, connected bool) UplinkState {
 	return s
 }
 
+// sourceWait bounds a wait for the hub to source: generous, since a hub whose stream was made, or which started,
+// before the link was up waits 30 s for its lost consumer request and retries after 5 s or more (README
+// "Uplink"), and the machine may be loaded.
+const sourceWait = 150 * time.Second
+
 // uplinkOutage is how long the hub is away: the 15 s.
 const uplinkOutage = 15 * time.Second
 
@@ -254,12 +259,12 @@ func TestUplinkHubOutage(t *testing.T) {
 	hub := newHub(t)
 	hub.start()
 	hubJS := jsOf(t, hub.url())
-	createHubStream(t, hub.url())
 
 	rt := startRuntime(t, parseConfig(t, leafConfig(hub, "")))
 	gwJS := rt.Bus().JS
 	waitUplink(t, rt.Bus(), true)
-	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+	createHubStream(t, hub.url()) // once the link is up: the hub's first request then gets through
+	checkFor(t, sourceWait, 100*time.Millisecond, func() error {
 		if s, _ := rt.Bus().Uplink(); !s.Known || s.Delivered < 5 {
 			return fmt.Errorf("the hub has not sourced 5 messages yet: %+v", s)
 		}
@@ -462,7 +467,7 @@ func TestUplinkGatewayKilledDuringOutage(t *testing.T) {
 			return err
 		}
 	}
-	checkFor(t, 30*time.Second, 100*time.Millisecond, atLeast(hubJS, "HUB_gw1", 5))
+	checkFor(t, sourceWait, 100*time.Millisecond, atLeast(hubJS, "HUB_gw1", 5))
 
 	hub.stop()
 	down := time.Now()
@@ -502,9 +507,9 @@ func TestUplinkPermissions(t *testing.T) {
 	t.Run("default", func(t *testing.T) {
 		hub := newHub(t)
 		hub.start()
-		createHubStream(t, hub.url())
 		rt := startRuntime(t, parseConfig(t, leafConfig(hub, "")))
 		waitUplink(t, rt.Bus(), true)
+		createHubStream(t, hub.url()) // once the link is up: the hub's first request then gets through
 		hubNC := client(t, hub.url())
 		local := client(t, rt.Bus().URL)
 
@@ -539,7 +544,7 @@ func TestUplinkPermissions(t *testing.T) {
 		}
 		// The link carries on for a while after those: sourcing goes on and proves the link is up.
 		from, _ := rt.Bus().Uplink()
-		checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		checkFor(t, sourceWait, 100*time.Millisecond, func() error {
 			if s, _ := rt.Bus().Uplink(); s.Delivered < from.Delivered+10 {
 				return fmt.Errorf("the hub sourced %d, want %d", s.Delivered, from.Delivered+10)
 			}
@@ -590,14 +595,15 @@ func TestUplinkDiscardCounted(t *testing.T) {
 	hub := newHub(t)
 	hub.start()
 	hubJS := jsOf(t, hub.url())
-	createHubStream(t, hub.url())
 	src := strings.Replace(leafConfig(hub, ""), "jetstream { enabled = true }", "jetstream {\n    enabled = true\n    max_age = \"2s\"\n  }", 1)
 	rt := startRuntime(t, parseConfig(t, src))
 	reports, err := client(t, rt.Bus().URL).SubscribeSync(SubjectUplinkDiscarded + ".gw1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+	waitUplink(t, rt.Bus(), true)
+	createHubStream(t, hub.url()) // once the link is up: the hub's first request then gets through
+	checkFor(t, sourceWait, 100*time.Millisecond, func() error {
 		if s, _ := rt.Bus().Uplink(); !s.Known || s.Delivered < 5 {
 			return fmt.Errorf("the hub has not sourced 5 messages yet: %+v", s)
 		}
@@ -621,7 +627,7 @@ func TestUplinkDiscardCounted(t *testing.T) {
 	defer cancel()
 	var missing, got uint64
 	var s UplinkState
-	checkFor(t, 150*time.Second, 200*time.Millisecond, func() error {
+	checkFor(t, sourceWait, 200*time.Millisecond, func() error {
 		s, _ = rt.Bus().Uplink()
 		hs, err := hubJS.Stream(ctx, "HUB_gw1")
 		if err != nil {
@@ -639,15 +645,18 @@ func TestUplinkDiscardCounted(t *testing.T) {
 			return err
 		}
 		missing, got = 0, uint64(len(msgs))
-		var prev uint64
-		for _, m := range msgs {
+		var prev uint64 // gaps within the hub's stream: before its first message the hub's stream did not exist
+		for i, m := range msgs {
 			fields := strings.Fields(m.Header.Get("Nats-Stream-Source"))
 			if len(fields) < 2 {
 				return fmt.Errorf("hub message %d has no source header", m.Sequence)
 			}
 			origin, err := strconv.ParseUint(fields[1], 10, 64)
-			if err != nil || origin <= prev {
+			if err != nil || origin <= prev && i > 0 {
 				return fmt.Errorf("hub message %d: origin %s after %d: out of order or twice", m.Sequence, fields[1], prev)
+			}
+			if i == 0 {
+				prev = origin - 1
 			}
 			missing += origin - prev - 1
 			prev = origin
@@ -723,11 +732,11 @@ func TestUplinkTLSAndPassword(t *testing.T) {
 	t.Run("right", func(t *testing.T) {
 		hub := newHub(t, leaf)
 		hub.start()
-		createHubStream(t, hub.url())
 		t.Setenv("IOTGW_TEST_HUB_PASSWORD", "right-password-1234")
 		rt := startRuntime(t, parseConfig(t, gwConfig(hub)))
 		waitUplink(t, rt.Bus(), true)
-		checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		createHubStream(t, hub.url()) // once the link is up: the hub's first request then gets through
+		checkFor(t, sourceWait, 100*time.Millisecond, func() error {
 			if s, _ := rt.Bus().Uplink(); !s.Known || s.Delivered < 5 {
 				return fmt.Errorf("the hub has not sourced 5 messages over TLS yet: %+v", s)
 			}
@@ -840,12 +849,12 @@ func TestUplinkLinkCut(t *testing.T) {
 	// the relay (nats-server adds the URLs a hub advertises to those it tries).
 	hub := newHub(t, "no_advertise: true")
 	hub.start()
-	createHubStream(t, hub.url())
 	hubJS := jsOf(t, hub.url())
 	wan := newLinkCutter(t, fmt.Sprintf("127.0.0.1:%d", hub.leafPort))
 	rt := startRuntime(t, parseConfig(t, strings.Replace(leafConfig(hub, ""), hub.leafURL(), wan.url(), 1)))
 	waitUplink(t, rt.Bus(), true)
-	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+	createHubStream(t, hub.url()) // once the link is up: the hub's first request then gets through
+	checkFor(t, sourceWait, 100*time.Millisecond, func() error {
 		if s, _ := rt.Bus().Uplink(); !s.Known || s.Delivered < 5 {
 			return fmt.Errorf("the hub has not sourced 5 messages yet: %+v", s)
 		}
@@ -982,7 +991,7 @@ func TestUplinkCredentials(t *testing.T) {
 	})
 	rt := startRuntime(t, parseConfig(t, leafConfig(hub, fmt.Sprintf("credentials = %q", creds))))
 	waitUplink(t, rt.Bus(), true)
-	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+	checkFor(t, sourceWait, 100*time.Millisecond, func() error {
 		if s, _ := rt.Bus().Uplink(); !s.Known || s.Delivered < 5 {
 			return fmt.Errorf("the hub has not sourced 5 messages with the gateway's credentials yet: %+v", s)
 		}
@@ -1017,7 +1026,7 @@ func TestUplinkTwoGateways(t *testing.T) {
 		runtimes[gw] = startRuntime(t, parseConfig(t, src))
 	}
 	hubJS := jsOf(t, hub.url())
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*sourceWait)
 	defer cancel()
 	keys := func(js jetstream.JetStream, stream string) (map[string]int, error) {
 		s, err := js.Stream(ctx, stream)
@@ -1054,7 +1063,7 @@ func TestUplinkTwoGateways(t *testing.T) {
 			stream string
 		}{{rt.Bus().JS, StreamName}, {hubJS, "HUB_" + gw}} {
 			var seen map[string]int
-			checkFor(t, 60*time.Second, 200*time.Millisecond, func() error {
+			checkFor(t, sourceWait, 200*time.Millisecond, func() error {
 				var err error
 				seen, err = keys(where.js, where.stream)
 				return err
