@@ -69,7 +69,7 @@ type leafnodeHCL struct {
 }
 
 // decodeLeafnode turns a decoded leafnode block into n.Leafnode (nil when there is none). It runs after the rest
-// of the nats block, since the uplink needs the embedded server and its JetStream. v is the nats block's.
+// of the nats block, since the uplink needs the embedded server and its JetStream. nv is the nats block's validator.
 func decodeLeafnode(nv *Validator, h *leafnodeHCL, n *NATS) {
 	if h == nil {
 		return
