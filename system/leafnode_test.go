@@ -1074,3 +1074,26 @@ func TestUplinkTwoGateways(t *testing.T) {
 		}
 	}
 }
+
+// TestUplinkWithUsers: with users on the embedded server (authorization), the leaf link, which the gateway's
+// server solicits itself and which logs in on the hub's side only, still carries the hub's sourcing.
+func TestUplinkWithUsers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a hub nats-server process; skipped with -short")
+	}
+	hub := newHub(t)
+	hub.start()
+	src := strings.Replace(leafConfig(hub, ""), "nats {\n", "nats {\n  authorization {\n    user \"reader\" { password = \"reader-secret-1\" }\n  }\n", 1)
+	rt := startRuntime(t, parseConfig(t, src))
+	waitUplink(t, rt.Bus(), true)
+	createHubStream(t, hub.url())
+	checkFor(t, sourceWait, 100*time.Millisecond, func() error {
+		if s, _ := rt.Bus().Uplink(); !s.Known || s.Delivered < 5 {
+			return fmt.Errorf("the hub has not sourced 5 messages from a gateway with users yet: %+v", s)
+		}
+		return nil
+	})
+	if _, err := nats.Connect(rt.Bus().URL, nats.NoReconnect()); err == nil {
+		t.Error("the gateway's server let a client in without a user: the test proves nothing")
+	}
+}
