@@ -154,6 +154,33 @@ nats {
     # least that often). The loss window of a power cut; a crash of the process alone loses nothing stored.
     sync = "2m"
   }
+
+  # The uplink (README "Uplink"): the embedded server joins a hub (a site or cloud NATS cluster) as a leaf node,
+  # with a JetStream domain of its own, and the hub's stream sources IOT_DATA across the link, so a WAN outage
+  # delays data and loses none while IOT_DATA keeps it (max_age, max_file). Needs jetstream { enabled = true }
+  # and the embedded server. Commented out: it needs a hub; the gateway runs without one.
+  # leafnode {
+  #   # The hub's leafnode listener (nats-leaf://, tls://, wss://…); urls = [ … ] for several servers of a
+  #   # cluster, tried in turn.
+  #   url = "nats-leaf://hub.example.com:7422"
+  #   # How the hub knows the gateway: a .creds file (operator/JWT hubs) ...
+  #   credentials = "/etc/iotgw/hub.creds"
+  #   # ... or user and password of the hub's leafnodes authorization; the password only through env().
+  #   # user     = "gw-plant7"
+  #   # password = env("IOTGW_HUB_PASSWORD")
+  #   # TLS to the hub: ca to trust its certificate (default: the system's roots), cert and key if the hub asks
+  #   # for a client certificate. tls:// and wss:// URLs use TLS even without this block.
+  #   # tls {
+  #   #   ca = "/etc/iotgw/hub-ca.pem"
+  #   # }
+  #   # The gateway's JetStream domain: the hub reaches its stream as $JS.{domain}.API. Default: the gateway id.
+  #   # domain = "plant7"
+  #   # Let the hub's clients use iot.control.> of this gateway (add devices, inject faults, read the tree).
+  #   # Default false: the link refuses control requests from the hub and hides the gateway's own.
+  #   # allow_control = false
+  #   # Between attempts to reach the hub.
+  #   # reconnect_wait = "1s"
+  # }
 }
 
 supervisor {

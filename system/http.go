@@ -83,6 +83,9 @@ func (r *Runtime) Readiness() Readiness {
 	default:
 		add(CheckNATS, Check{OK: true, Detail: "connected to " + r.bus.Conn.ConnectedUrlRedacted()})
 	}
+	if r.bus != nil && r.bus.uplink != nil {
+		add(CheckUplink, r.bus.uplink.check()) // never fails: see CheckUplink
+	}
 	nodes := flatten(r.tree.Snapshot(), nil)
 	byPath := make(map[string]*Node, len(nodes))
 	disconnected := map[string][]string{} // group → "path (last error)"

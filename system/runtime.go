@@ -113,6 +113,7 @@ func (r *Runtime) Start(ctx context.Context) error {
 		return err
 	}
 	r.bus = bus
+	r.tree.setUplink(bus.uplink)
 	r.started = time.Now()
 	r.faults = newFaultManager(r)
 	if err := r.openDeviceStore(ctx); err != nil {

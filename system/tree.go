@@ -32,6 +32,7 @@ type Tree struct {
 	nodes  map[string]*treeEntry
 	seq    int
 	budget *pendingBudget // shown on the root; nil in a tree built alone
+	uplink *uplink        // shown on the root; nil without a leafnode block (leafnode.go)
 }
 
 type treeEntry struct {
@@ -76,8 +77,10 @@ type Node struct {
 	// subscription and what is buffered against it (each mailbox shows its own part).
 	PendingBudget *PendingBudget `json:"pending_budget,omitempty"`
 	// Rule is a rule actor's figures (points in, out, dropped, errors, eval time, alerts); see rules.go.
-	Rule     *rule.Stats `json:"rule,omitempty"`
-	Children []*Node     `json:"children,omitempty"`
+	Rule *rule.Stats `json:"rule,omitempty"`
+	// Uplink is on the root only, with a leafnode block: the link to the hub (README "Uplink").
+	Uplink   *UplinkState `json:"uplink,omitempty"`
+	Children []*Node      `json:"children,omitempty"`
 }
 
 func newTree() *Tree { return &Tree{nodes: map[string]*treeEntry{}} }
@@ -180,6 +183,10 @@ func (t *Tree) Snapshot() *Node {
 				root = n
 				if t.budget != nil {
 					root.PendingBudget = t.budget.snapshot()
+				}
+				if t.uplink != nil {
+					s := t.uplink.snapshot()
+					root.Uplink = &s
 				}
 			} else {
 				root.Children = append(root.Children, n)

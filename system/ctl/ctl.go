@@ -658,8 +658,25 @@ func renderTree(w io.Writer, reply []byte, color bool) error {
 		line := pad(r.name, width[0]) + pad(r.kind, width[1]) + state + pad(r.restarts, width[3]) + r.lastError
 		b.WriteString(strings.TrimRight(line, " ") + "\n")
 	}
+	if u := root.Uplink; u != nil {
+		b.WriteString(uplinkLine(u) + "\n")
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// uplinkLine is the leaf link to the hub under the tree (README "Uplink").
+func uplinkLine(u *system.UplinkState) string {
+	state := fmt.Sprintf("hub %s connected since %s", orDash(u.Hub), u.Since.UTC().Format(time.RFC3339))
+	if !u.Connected {
+		state = "hub not connected since " + u.Since.UTC().Format(time.RFC3339)
+	}
+	behind := "behind: unknown"
+	if u.Known {
+		behind = fmt.Sprintf("behind: %d messages", u.Behind)
+	}
+	return fmt.Sprintf("uplink (domain %s): %s; %s; discarded before delivery: %d; connects %d, disconnects %d",
+		u.Domain, state, behind, u.Discarded, u.Connects, u.Disconnects)
 }
 
 // ctlPaint colours a state cell on a terminal: red for failed, yellow for restarting and disconnected.

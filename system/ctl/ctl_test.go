@@ -452,6 +452,20 @@ func TestCtlTreeColour(t *testing.T) {
 	}
 }
 
+// TestCtlTreeUplink: a tree with the uplink on its root shows it under the actors.
+func TestCtlTreeUplink(t *testing.T) {
+	reply := `{"name":"root","path":"root","kind":"supervisor","state":"running","restarts":0,` +
+		`"uplink":{"connected":false,"since":"2026-12-01T22:15:14Z","domain":"gw1","connects":1,"disconnects":1,"known":true,"behind":139,"discarded":0}}`
+	var out bytes.Buffer
+	if err := renderTree(&out, []byte(reply), false); err != nil {
+		t.Fatal(err)
+	}
+	want := "uplink (domain gw1): hub not connected since 2026-12-01T22:15:14Z; behind: 139 messages; discarded before delivery: 0; connects 1, disconnects 1\n"
+	if !strings.HasSuffix(out.String(), want) {
+		t.Errorf("got\n%s\nwant it to end with\n%s", out.String(), want)
+	}
+}
+
 func TestCtlNoResponders(t *testing.T) {
 	url := startCtlServer(t, server.Options{}).ClientURL()
 	tests := []struct {
