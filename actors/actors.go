@@ -147,6 +147,9 @@ type Env struct {
 	// Endpoint is the actor of the shared endpoint a device's driver declared (config.EndpointSettings), started
 	// before the device; nil for other actors.
 	Endpoint *actor.PID
+	// DataDir is the gateway's data_dir, where an actor keeps what it makes once and reuses (the OPC UA driver's
+	// generated client certificate); "" when the actor is built without a runtime (then it must not need one).
+	DataDir string
 }
 
 // Headers that travel with bus messages (DESIGN.md: trace id, source and schema version are NATS headers, so a

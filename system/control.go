@@ -47,7 +47,7 @@ func newControl(rt *Runtime) actor.Producer {
 func (c *control) Inboxes() []actors.Inbox {
 	subjects := []string{SubjectPing, SubjectTree, SubjectDevicesList, SubjectDevicesGet, SubjectDevicesAdd,
 		SubjectDevicesUpdate, SubjectDevicesRemove, SubjectFaultsInject, SubjectFaultsClear, SubjectFaultsList, SubjectReload,
-		SubjectActorsRestart, SubjectDevicesWrite, SubjectSinksList, SubjectSinksGet}
+		SubjectActorsRestart, SubjectDevicesWrite, SubjectDevicesBrowse, SubjectSinksList, SubjectSinksGet}
 	subjects = append(subjects, ruleSubjects...) // rules.go
 	in := make([]actors.Inbox, len(subjects))
 	for i, s := range subjects {
@@ -77,6 +77,10 @@ func (c *control) Receive(ctx actor.Context) {
 	}
 	if id, ok := writeTarget(msg.Subject); ok { // see writes.go
 		c.routeWrite(ctx, msg, id)
+		return
+	}
+	if id, ok := browseTarget(msg.Subject); ok { // see browse.go
+		c.routeBrowse(ctx, msg, id)
 		return
 	}
 	var reply any

@@ -113,6 +113,7 @@ func (r *Runtime) Start(ctx context.Context) error {
 		return err
 	}
 	r.bus = bus
+	r.tree.setUplink(bus.uplink)
 	r.started = time.Now()
 	r.faults = newFaultManager(r)
 	if err := r.openDeviceStore(ctx); err != nil {
@@ -240,6 +241,7 @@ func (r *Runtime) env(component string) actors.Env {
 		LogFormat:     r.cfg.Gateway.LogFormat,
 		Metrics:       r.mon.actorMetrics(),
 		LinkState:     func(state, detail string) { r.tree.link(component, state, detail) },
+		DataDir:       r.cfg.Gateway.DataDir,
 	}
 }
 
