@@ -41,6 +41,9 @@ http {
   # }
   # Accept serving beyond loopback without TLS and a token; the gateway warns at every start.
   insecure = false
+  # The same server streams bus subjects to browsers: GET /ws?subject=iot.alerts.> (README, "The WebSocket
+  # endpoint"): data subjects only, never iot.control.>, $JS, $SYS or inboxes; the token above applies; a client
+  # that does not keep up is closed with 1008 "slow consumer"; at most 64 connections.
 }
 
 nats {
@@ -683,4 +686,30 @@ sink "alerts" {
 #   max_bytes = "1GB"               # default 1GB
 #   discard   = "old"               # old | new
 #   storage   = "file"              # file | memory
+# }
+
+# Publish to an MQTT broker (needs one: commented out so that this file runs on one machine). It reads a durable
+# inbox of its own and acks each delivery after the broker's PUBACK/PUBCOMP, so while the broker is away the data
+# waits in IOT_DATA and arrives in order when it is back (README, "The MQTT sink").
+# sink "plant-broker" {
+#   type               = "mqtt"
+#   broker             = "tcp://127.0.0.1:1883"   # tcp:// mqtt:// | TLS: ssl:// tls:// mqtts://
+#   protocol           = "3.1.1"                  # 3.1.1 | 5
+#   subjects           = ["iot.processed.batch.>"]
+#   topic              = "plant/{device}/{key}"   # {device} {key} {gateway} {sink}; without {key}: a message per batch
+#   payload            = "value"                  # json (the point) | batch ({"points":[…]}, topic without {key}) | value
+#   qos                = 1                        # 0 | 1 | 2: acked to the stream after the broker's acknowledgement
+#   retain             = true                     # a new subscriber gets the last value of each topic
+#   client_id          = "iotgw-gw-1-plant"       # default iotgw-{gateway}-{sink}
+#   persistent_session = false                    # clean_session = false (3.1.1), session_expiry (5)
+#   keep_alive         = "30s"
+#   timeout            = "10s"                    # connect and acknowledgement
+#   max_ack_pending    = 1024                     # deliveries (and 3.1.1 publishes) in flight
+#   # username = "gateway"
+#   # password = env("IOTGW_MQTT_PASSWORD")
+#   # tls {
+#   #   ca   = "/etc/iotgw/broker-ca.pem"         # else the system's roots
+#   #   cert = "/etc/iotgw/mqtt-client.pem"       # a client certificate, with its key
+#   #   key  = "/etc/iotgw/mqtt-client-key.pem"
+#   # }
 # }
