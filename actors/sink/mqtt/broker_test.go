@@ -489,3 +489,39 @@ func TestTLSAndCredentials(t *testing.T) {
 		}
 	}
 }
+
+// TestBrokerRefusesATopic: MQTT 5 tells a publisher that it may not publish on a topic (PUBACK reason 0x87, here
+// by mosquitto's ACL); such a message goes to the dead letters with the broker's reason, and the sink goes on
+// with the next instead of retrying it for ever.
+func TestBrokerRefusesATopic(t *testing.T) {
+	acl := filepath.Join(t.TempDir(), "acl")
+	if err := os.WriteFile(acl, []byte("topic readwrite plant/#\ntopic read secret/#\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	broker := testenv.MosquittoSink(t, "acl_file "+acl)
+	sub := broker.Subscribe(t, "plant/#", "plant/probe", "checker", 1)
+	rt := startGateway(t, sinkHCL("up", broker.URL(), "  protocol = \"5\"\n  topic = \"{device}/{key}\"\n  payload = \"value\""))
+	nc, js := jsClient(t, rt)
+	dead, err := nc.SubscribeSync("iot.deadletter.up")
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishRaw(t, js, "iot.processed.batch.plant", `{"points":[{"key":"a","value":1}]}`)
+	publishRaw(t, js, "iot.processed.batch.secret", `{"points":[{"key":"b","value":2}]}`)
+	publishRaw(t, js, "iot.processed.batch.plant", `{"points":[{"key":"c","value":3}]}`)
+	m, err := dead.NextMsg(30 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := m.Header.Get("Iot-Dead-Reason"); !strings.Contains(r, "refused") || !strings.Contains(r, "0x87") {
+		t.Errorf("reason %q, want the broker's refusal 0x87", r)
+	}
+	if lines := sub.WaitLines(t, 2, 30*time.Second); strings.Join(lines, "|") != "plant/a 1|plant/c 3" {
+		t.Fatalf("broker got %q", lines)
+	}
+	// mosquitto 2.0.11 also drops the connection after the refusal; the sink reconnects, and the refused message
+	// is not published again (one dead letter, not a retry loop).
+	if info := sinkInfo(t, rt, "up"); info.DeadLetters != 1 || info.Pending != 0 {
+		t.Errorf("figures %+v: want one dead letter and nothing pending", info)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -241,12 +242,15 @@ func connackReason(ca *paho5.Connack) string {
 // amortises it).
 func (c *client5) publish(ctx context.Context, topic string, payload []byte, qos byte, retain bool) (waiter, error) {
 	resp, err := c.c.Publish(ctx, &paho5.Publish{Topic: topic, QoS: qos, Retain: retain, Payload: payload})
-	if err == nil && resp != nil && resp.ReasonCode >= 0x80 {
+	if resp != nil && resp.ReasonCode >= 0x80 { // paho.golang returns the PUBACK/PUBREC with an error then
 		why := ""
 		if resp.Properties != nil {
 			why = resp.Properties.ReasonString
 		}
-		err = fmt.Errorf("%w: reason %#x %s", errRefused, resp.ReasonCode, why)
+		if err != nil {
+			why = strings.TrimSpace(why + " " + err.Error())
+		}
+		err = fmt.Errorf("%w: topic %q: reason %#x %s", errRefused, topic, resp.ReasonCode, why)
 	}
 	return func(<-chan struct{}, time.Duration) error { return err }, nil
 }

@@ -235,14 +235,34 @@ func (k *sink) confirmLoop(done <-chan struct{}, _ func(any)) error {
 		case <-done:
 			return nil
 		case s := <-k.inflight:
+			var refused error
 			for _, w := range s.waiters {
-				if err := w(done, k.cfg.Timeout); err != nil {
-					if errors.Is(err, errStopped) {
-						return nil
+				err := w(done, k.cfg.Timeout)
+				switch {
+				case err == nil:
+				case errors.Is(err, errStopped):
+					return nil
+				case errors.Is(err, errRefused):
+					// The broker took the connection and refused this message for good (MQTT 5: not authorised
+					// for the topic, quota, payload format): retrying would refuse it again, so it goes to the
+					// dead letters and the sink goes on. Messages of the same delivery it accepted stay published.
+					if refused == nil {
+						refused = err
 					}
+				default:
 					k.env.Metrics.Error(k.path, "publish")
 					return actors.PeerFailure(fmt.Errorf("mqtt sink %q: broker %s: %w", k.name, k.cfg.Broker, err))
 				}
+			}
+			if refused != nil {
+				k.env.Metrics.Error(k.path, "refused")
+				k.env.Log.Warn().Err(refused).Str("sink", k.name).Msg("mqtt sink: message refused by the broker")
+				if s.job.d != nil {
+					if err := s.job.d.Term(refused.Error()); err != nil {
+						k.env.Log.Warn().Err(err).Str("sink", k.name).Msg("mqtt sink: term")
+					}
+				}
+				continue
 			}
 			if s.job.d != nil {
 				if err := s.job.d.Ack(); err != nil {
