@@ -98,6 +98,8 @@ type Env struct {
 	PointSubjects bool
 	// Stdout is where a sink that prints (console) writes; logs go elsewhere.
 	Stdout io.Writer
+	// DataDir is the gateway's data_dir, where a sink that writes files keeps them by default.
+	DataDir string
 	// LogFormat is the gateway's log format ("console" or "json"); the console sink follows it by default.
 	LogFormat string
 	// Metrics are the gateway's Prometheus collectors; nil-safe, so an actor built without them still works.
