@@ -205,9 +205,12 @@ func (k *sink) deliver(d *actors.Delivery) {
 		k.pending = append(k.pending, d)
 		k.pendingPoints += n
 		// Sync before the runtime's window is full, so the consumer never stalls waiting for the interval.
-		if len(k.pending) >= max(1, k.cfg.MaxAckPending/2) {
-			k.settle(k.w.sync())
+		if len(k.pending) >= max(1, k.cfg.MaxAckPending/2) && !k.settle(k.w.sync()) {
+			return // handed back with the others
 		}
+	}
+	if d.Seq == k.resumeAt {
+		k.resumeAt = 0 // the delivery it waited for is written: the later ones may follow
 	}
 	if k.down && k.resumeAt == 0 {
 		k.recovered()
@@ -234,8 +237,8 @@ func (k *sink) plain(msg *nats.Msg) {
 }
 
 // settle acknowledges the pending deliveries after a sync that succeeded, or hands them back after one that
-// failed.
-func (k *sink) settle(syncErr error) {
+// failed; it says whether the sync succeeded.
+func (k *sink) settle(syncErr error) bool {
 	if syncErr != nil {
 		k.failed(syncErr)
 	}
@@ -252,6 +255,7 @@ func (k *sink) settle(syncErr error) {
 	}
 	k.pending = k.pending[:0]
 	k.pendingPoints = 0
+	return syncErr == nil
 }
 
 func (k *sink) ack(d *actors.Delivery, points int) {

@@ -49,10 +49,14 @@ type writer struct {
 }
 
 type openFile struct {
-	path    string
-	f       *os.File
-	buf     []byte // written to f at flush, or when it reaches bufferSize
-	size    int64  // the file's size with buf
+	path string
+	f    *os.File
+	info os.FileInfo // of f when opened: the path must still name this file when the sink acks what it wrote
+	buf  []byte      // written to f at flush, or when it reaches bufferSize
+	size int64       // the file's size with buf
+	// good is the file's size at its last sync that succeeded: what is beyond it is not acknowledged yet, and is
+	// cut off again when a write, an fsync or the check fails, so the deliveries handed back leave no copy.
+	good    int64
 	opened  time.Time
 	used    time.Time
 	dirty   bool // in writer.dirty
@@ -164,7 +168,8 @@ func (w *writer) open(path string, now time.Time) (*openFile, error) {
 		return nil, fmt.Errorf("file sink: %s is not a regular file", path)
 	}
 	of := w.reuse()
-	*of = openFile{path: path, f: f, buf: of.buf[:0], size: info.Size(), opened: now, used: now, newFile: info.Size() == 0}
+	*of = openFile{path: path, f: f, info: info, buf: of.buf[:0], size: info.Size(), good: info.Size(), opened: now, used: now,
+		newFile: info.Size() == 0}
 	if of.size > 0 {
 		// A torn last line (a power cut during a write) is closed with a newline, so the next line starts clean.
 		var last [1]byte
@@ -208,36 +213,59 @@ func (w *writer) flushFile(of *openFile) error {
 		of.unsync = true
 	}
 	if err != nil {
-		// What was written stays (a torn line at worst, closed by the next open); the rest is dropped with the
-		// file: the deliveries it held are not acknowledged and come again.
-		w.drop(of)
+		w.fail(of)
 		return fmt.Errorf("file sink: write %s: %w", of.path, err)
 	}
 	of.buf = of.buf[:0]
 	return nil
 }
 
-// syncFile flushes of and, when the sink fsyncs, makes it durable (and its directory, for a new file).
+// syncFile flushes of and, when the sink fsyncs, makes it durable (and its directory, for a new file); then it
+// checks that the path still names the file written, since a file moved or removed while open takes writes that
+// nobody will find. After it returns nil, what was written to of is at its path (and on disk, unless never).
 func (w *writer) syncFile(of *openFile) error {
 	if err := w.flushFile(of); err != nil {
 		return err
 	}
-	if !w.fsync || !of.unsync {
+	if !of.unsync {
 		return nil
 	}
-	if err := of.f.Sync(); err != nil {
-		w.drop(of)
-		return fmt.Errorf("file sink: fsync %s: %w", of.path, err)
+	if w.fsync {
+		if err := of.f.Sync(); err != nil {
+			w.fail(of)
+			return fmt.Errorf("file sink: fsync %s: %w", of.path, err)
+		}
+		if of.newFile {
+			if err := syncDir(filepath.Dir(of.path)); err != nil {
+				w.fail(of)
+				return err
+			}
+			of.newFile = false
+		}
+	}
+	if info, err := os.Stat(of.path); err != nil || !os.SameFile(info, of.info) {
+		w.fail(of)
+		if err == nil {
+			err = ErrMoved
+		}
+		return fmt.Errorf("file sink: %s: %w", of.path, err)
 	}
 	of.unsync = false
-	if of.newFile {
-		if err := syncDir(filepath.Dir(of.path)); err != nil {
-			w.drop(of)
-			return err
-		}
-		of.newFile = false
-	}
+	of.good = of.size
 	return nil
+}
+
+// ErrMoved is the error of a file that was replaced, moved or removed under the sink while it was open.
+var ErrMoved = errors.New("the file was moved or replaced while open")
+
+// fail closes of after a failed write, fsync or check, first cutting it back to its last good sync (best
+// effort: after an I/O error the truncate may fail too), so that the deliveries handed back, which come again,
+// are not also left in it; a torn line at worst stays, closed by the next open.
+func (w *writer) fail(of *openFile) {
+	if of.f != nil {
+		_ = of.f.Truncate(of.good)
+	}
+	w.drop(of)
 }
 
 // sync flushes every file written since the last sync and, unless sync is never, fsyncs it: what was written
@@ -258,22 +286,8 @@ func (w *writer) sync() error {
 	return first
 }
 
-// flush writes every buffer to its file without fsync (sync never).
-func (w *writer) flush() error {
-	var first error
-	for _, of := range w.dirty {
-		of.dirty = false
-		if of.f == nil {
-			continue
-		}
-		if err := w.flushFile(of); err != nil && first == nil {
-			first = err
-		}
-	}
-	clear(w.dirty)
-	w.dirty = w.dirty[:0]
-	return first
-}
+// flush is sync for sync never: the same writes and checks, without fsync (w.fsync is false then).
+func (w *writer) flush() error { return w.sync() }
 
 // rotate syncs and closes of, renames it to its backup name and hands the path to the mill.
 func (w *writer) rotate(of *openFile) error {
