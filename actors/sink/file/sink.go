@@ -48,6 +48,7 @@ type sink struct {
 	line    []byte
 	paths   []byte // the paths of a delivery's points, back to back
 	pathEnd []int
+	checked string // the last path found inside base
 
 	// pending are the deliveries written since the last sync (sync interval), acknowledged by the next.
 	pending       []*actors.Delivery
@@ -233,6 +234,10 @@ func (k *sink) plain(msg *nats.Msg) {
 		k.env.Log.Warn().Err(err).Str("sink", k.name).Msg("file sink: message not written (not durable: dropped)")
 		return
 	}
+	if k.cfg.Sync == SyncInterval {
+		k.pendingPoints += n // counted as written at the sync, like the deliveries
+		return
+	}
 	k.env.Metrics.PointsOut(k.path, n)
 }
 
@@ -334,8 +339,11 @@ func (k *sink) write(msg *nats.Msg) (int, error) {
 		if k.paths, err = k.cfg.tmpl.appendPath(k.paths, k.bind, device, ts); err != nil {
 			return 0, err
 		}
-		if !within(k.base, string(k.paths[start:])) {
-			return 0, fmt.Errorf("%w: %q is outside %s", ErrPath, k.paths[start:], k.base)
+		if path := k.paths[start:]; string(path) != k.checked {
+			if !within(k.base, string(path)) {
+				return 0, fmt.Errorf("%w: %q is outside %s", ErrPath, path, k.base)
+			}
+			k.checked = string(path) // a batch's points, and the next batch of the device, share one path
 		}
 		k.pathEnd = append(k.pathEnd, len(k.paths))
 	}

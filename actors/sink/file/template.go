@@ -168,6 +168,17 @@ func (t *template) fill(s segment, b binding, device string, ts time.Time) strin
 	return ""
 }
 
+// appendSeg is fill without allocating, for the path of every point.
+func (t *template) appendSeg(dst []byte, s segment, b binding, device string, ts time.Time) []byte {
+	switch s.ph {
+	case phDate:
+		return ts.AppendFormat(dst, "2006-01-02")
+	case phHour:
+		return ts.AppendFormat(dst, "15")
+	}
+	return append(dst, t.fill(s, b, device, ts)...)
+}
+
 // ErrPath is the error of a path that the template would give outside its directory, or from a device id that
 // cannot be a file name. Such a point can never be written (the delivery is terminated, not retried).
 var ErrPath = errors.New("unsafe file path")
@@ -180,7 +191,7 @@ func (t *template) appendPath(dst []byte, b binding, device string, ts time.Time
 	}
 	ts = ts.UTC()
 	for _, s := range t.segs {
-		dst = append(dst, t.fill(s, b, device, ts)...)
+		dst = t.appendSeg(dst, s, b, device, ts)
 	}
 	return dst, nil
 }
