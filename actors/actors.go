@@ -8,11 +8,14 @@
 package actors
 
 import (
+	"context"
+	"errors"
 	"io"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -88,9 +91,31 @@ type Publisher interface {
 
 var _ Publisher = (*nats.Conn)(nil)
 
+// StreamPublisher publishes into a JetStream stream and says, through the future, whether the stream stored the
+// message: the acknowledged publishes of the processing stage. jetstream.JetStream's PublishMsgAsync, behind the
+// runtime's check that JetStream is there.
+type StreamPublisher interface {
+	// PublishMsgAsync returns ErrStreamNotReady while JetStream is configured but not there yet (the server was
+	// not there at start): publish on Bus meanwhile.
+	PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
+	// Window bounds the publishes awaiting their acknowledgement; DuplicateWindow is how long the stream drops a
+	// retry with the same message id (Nats-Msg-Id), so a retry is safe only within it.
+	Window() int
+	DuplicateWindow() time.Duration
+}
+
+// ErrStreamNotReady: JetStream is configured, not there yet.
+var ErrStreamNotReady = errors.New("jetstream not ready yet")
+
 // Env is what the runtime hands to every actor constructor.
 type Env struct {
-	Bus       Publisher
+	Bus Publisher
+	// Stream is the acknowledged publisher into JetStream; nil when JetStream is off.
+	Stream StreamPublisher
+	// JetStream returns the gateway's JetStream context once it is there (at once, unless the server was not
+	// there at start), or ctx's error; nil when JetStream is off. For a kind that manages streams (the jetstream
+	// sink), never for consuming: that is the durable inbox's.
+	JetStream func(ctx context.Context) (jetstream.JetStream, error)
 	Log       zerolog.Logger
 	GatewayID string
 	// PointSubjects makes the processing stage publish every point on iot.processed.{device}.{key} beside the

@@ -47,7 +47,7 @@ func newControl(rt *Runtime) actor.Producer {
 func (c *control) Inboxes() []actors.Inbox {
 	subjects := []string{SubjectPing, SubjectTree, SubjectDevicesList, SubjectDevicesGet, SubjectDevicesAdd,
 		SubjectDevicesUpdate, SubjectDevicesRemove, SubjectFaultsInject, SubjectFaultsClear, SubjectFaultsList, SubjectReload,
-		SubjectActorsRestart, SubjectDevicesWrite}
+		SubjectActorsRestart, SubjectDevicesWrite, SubjectSinksList, SubjectSinksGet}
 	in := make([]actors.Inbox, len(subjects))
 	for i, s := range subjects {
 		in[i] = actors.Inbox{Subject: s}
@@ -107,6 +107,10 @@ func (c *control) Receive(ctx actor.Context) {
 		reply = c.rt.Reload()
 	case SubjectActorsRestart:
 		reply = c.rt.restartRequest(msg.Data)
+	case SubjectSinksList:
+		reply = c.rt.listSinks()
+	case SubjectSinksGet:
+		reply = c.rt.getSink(msg.Data)
 	default:
 		reply = ErrorReply{Error: "unknown control subject " + msg.Subject}
 	}

@@ -64,6 +64,7 @@ func (m *monitor) init() {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newRuntimeCollector(m.rt),
+		&sinkCollector{rt: m.rt}, // sinks.go
 	)
 	m.metrics = actors.NewMetrics(m.reg)
 }

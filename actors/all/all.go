@@ -8,4 +8,5 @@ import (
 	_ "github.com/iotgw/iotgw/actors/device/modbus"
 	_ "github.com/iotgw/iotgw/actors/sink/console"
 	_ "github.com/iotgw/iotgw/actors/sink/file"
+	_ "github.com/iotgw/iotgw/actors/sink/jetstream"
 )
