@@ -213,9 +213,6 @@ func (k *sink) deliver(d *actors.Delivery) {
 	if d.Seq == k.resumeAt {
 		k.resumeAt = 0 // the delivery it waited for is written: the later ones may follow
 	}
-	if k.down && k.resumeAt == 0 {
-		k.recovered()
-	}
 }
 
 // plain writes a message of an inbox that is not durable (there is nobody to acknowledge it to): a failure is
@@ -257,6 +254,9 @@ func (k *sink) settle(syncErr error) bool {
 	}
 	if syncErr == nil {
 		k.env.Metrics.PointsOut(k.path, k.pendingPoints)
+		if k.down && len(k.pending) > 0 && k.resumeAt == 0 {
+			k.recovered() // up again once a sync has covered a delivery, not at the first write into a buffer
+		}
 	}
 	k.pending = k.pending[:0]
 	k.pendingPoints = 0
@@ -268,6 +268,9 @@ func (k *sink) ack(d *actors.Delivery, points int) {
 		k.env.Log.Warn().Err(err).Str("sink", k.name).Uint64("seq", d.Seq).Msg("file sink: ack (it will come again)")
 	}
 	k.env.Metrics.PointsOut(k.path, points)
+	if k.down && k.cfg.Sync != SyncInterval && (k.resumeAt == 0 || d.Seq == k.resumeAt) {
+		k.recovered()
+	}
 }
 
 func (k *sink) nak(d *actors.Delivery) {
@@ -283,6 +286,7 @@ func (k *sink) nak(d *actors.Delivery) {
 // failed marks the target down: the pending deliveries go back (a write after them would reorder the file),
 // the tree shows the sink disconnected with the error.
 func (k *sink) failed(err error) {
+	k.w.abort() // what the pending deliveries wrote goes with them
 	pending := k.pending
 	k.pending = nil
 	k.pendingPoints = 0

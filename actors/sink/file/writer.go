@@ -286,6 +286,22 @@ func (w *writer) sync() error {
 	return first
 }
 
+// abort discards what was written since the last good sync, in every file (each is cut back and closed): the
+// deliveries it belonged to were handed back and will come again, so no copy of them may stay behind — in a
+// file that is still open and would otherwise be flushed later, or in one moved away that comes back.
+func (w *writer) abort() {
+	for _, of := range w.dirty {
+		of.dirty = false
+	}
+	clear(w.dirty)
+	w.dirty = w.dirty[:0]
+	for _, of := range w.files {
+		if len(of.buf) > 0 || of.size != of.good {
+			w.fail(of)
+		}
+	}
+}
+
 // flush is sync for sync never: the same writes and checks, without fsync (w.fsync is false then).
 func (w *writer) flush() error { return w.sync() }
 
