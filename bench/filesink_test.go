@@ -294,9 +294,11 @@ func catchUpRun(tb testing.TB, liveRate int, outage time.Duration) catchUp {
 	w0 := written.Load()
 	backlog := p.sent - w0
 	deadline := restored.Add(10*outage + time.Minute)
-	for written.Load() < p.sent { // devices keep publishing while the sink catches up
+	// Caught up: the lag is down to what the live path holds anyway (half a second of points, the sink's sync
+	// interval and the stream's hand-offs), since the devices keep publishing while the sink catches up.
+	for p.sent-written.Load() > int64(liveRate/2) {
 		if time.Now().After(deadline) {
-			tb.Fatalf("catch-up: %d of %d points written", written.Load(), p.sent)
+			tb.Fatalf("catch-up: %d of %d points written after %s", written.Load(), p.sent, time.Since(restored))
 		}
 		select {
 		case <-tick.C:
@@ -341,8 +343,9 @@ func fileSinkSection(t *testing.T, n int, log func(result) result) string {
 		c.Outage, c.LiveRate, c.CatchUpRate, c.CatchUpRate/c.LiveRate, c.Backlog, c.Took)
 	fmt.Fprintf(&sb, "\nCatch-up: devices publishing %.0f points/s (Telegraf's 100 × 30 every 100 ms), the sink's directory replaced\n", c.LiveRate)
 	fmt.Fprintf(&sb, "by a regular file for %s (IOTGW_BENCH_OUTAGE sets it), then restored while the devices go on: %d points\n", c.Outage, c.Backlog)
-	fmt.Fprintf(&sb, "waited in the stream, and the sink caught up in %s at %.0f points/s, **%.1f× the live rate**.\n",
-		c.Took.Round(time.Millisecond), c.CatchUpRate, c.CatchUpRate/c.LiveRate)
+	fmt.Fprintf(&sb, "waited in the stream, and the sink caught up (its lag back under half a second of points) in %s at %.0f\n",
+		c.Took.Round(time.Millisecond), c.CatchUpRate)
+	fmt.Fprintf(&sb, "points/s, **%.1f× the live rate** (the aim: at least 5× after a 60 s outage).\n", c.CatchUpRate/c.LiveRate)
 	return sb.String()
 }
 
@@ -352,4 +355,16 @@ func BenchmarkFileSink(b *testing.B) {
 			fileSinkRun(b, "file sink", max(b.N, 30_000), su).report(b)
 		})
 	}
+}
+
+// BenchmarkFileSinkCatchUp is the catch-up row alone (outage IOTGW_BENCH_OUTAGE, default 10s); one iteration.
+func BenchmarkFileSinkCatchUp(b *testing.B) {
+	outage := 10 * time.Second
+	if d, err := time.ParseDuration(os.Getenv("IOTGW_BENCH_OUTAGE")); err == nil {
+		outage = d
+	}
+	c := catchUpRun(b, 30_000, outage)
+	b.ReportMetric(c.CatchUpRate, "catch-up-points/s")
+	b.ReportMetric(c.CatchUpRate/c.LiveRate, "×live")
+	b.ReportMetric(float64(c.Backlog), "backlog-points")
 }
