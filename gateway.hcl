@@ -167,7 +167,7 @@ device "boiler-1" {
   tags = { site = "plant-a", line = "1" }
 
   point "temperature" {
-    # sine | ramp | random | constant | step (required)
+    # sine | ramp | random | constant | step | counter (by one from min at every poll) (required)
     signal = "sine"
     # Published value type: float64 | int64 | bool.
     type   = "float64"

@@ -365,3 +365,26 @@ func TestMovedFileIsReportedAndCutBack(t *testing.T) {
 		t.Fatalf("got %q, want each line once", got)
 	}
 }
+
+// After a failure the pending deliveries are handed back, so abort cuts every file back to its last good sync,
+// the ones that did not fail too: nothing of what will come again stays behind.
+func TestAbortCutsEveryFileBack(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.jsonl"), filepath.Join(dir, "b.jsonl")
+	w := newWriter(testSettings(t, nil), time.Now, nil)
+	must(0, w.write([]byte(a), []byte("a1\n")))
+	must(0, w.write([]byte(b), []byte("b1\n")))
+	must(0, w.sync())
+	must(0, w.write([]byte(a), []byte("a2\n")))
+	must(0, w.write([]byte(b), []byte("b2\n")))
+	must(0, w.flushFile(w.files[a])) // a2 reached the file, b2 is still buffered
+	w.abort()
+	must(0, w.write([]byte(a), []byte("a2\n")))
+	must(0, w.write([]byte(b), []byte("b2\n")))
+	must(0, w.closeAll())
+	for path, want := range map[string]string{a: "a1\na2\n", b: "b1\nb2\n"} {
+		if got, _ := os.ReadFile(path); string(got) != want {
+			t.Errorf("%s: got %q, want %q", filepath.Base(path), got, want)
+		}
+	}
+}
