@@ -59,7 +59,7 @@ var brokenCases = []struct {
 	{"unknown driver", "device \"d1\" {\n  driver = \"modbus-rtu\"\n}\n", "broken.hcl:2:12", `Invalid value for "driver": unknown driver "modbus-rtu"; known: mock`},
 	{"missing driver", "device \"d1\" {\n  point \"p\" { signal = \"sine\" }\n}\n", "broken.hcl:1:1", `Invalid device "d1": The driver attribute is required; known: mock, modbus.`},
 	{"unknown sink type", "sink \"s\" {\n  type = \"kafka\"\n}\n", "broken.hcl:2:10", `unknown type "kafka"; known: console`},
-	{"missing sink type", "sink \"s\" {\n  format = \"json\"\n}\n", "broken.hcl:1:1", `Invalid sink "s": The type attribute is required; known: console.`},
+	{"missing sink type", "sink \"s\" {\n  format = \"json\"\n}\n", "broken.hcl:1:1", `Invalid sink "s": The type attribute is required; known: console`}, // and the kinds registered from their folders
 	{"unknown strategy", "supervisor {\n  strategy = \"rest_for_one\"\n}\n", "broken.hcl:2:14", `unknown strategy "rest_for_one"; known: one_for_one, all_for_one`},
 	{"negative max_restarts", "supervisor {\n  max_restarts = -1\n}\n", "broken.hcl:2:18", `max_restarts is -1, must be >= 0`},
 	{"backoff initial > max", "supervisor {\n  backoff {\n    initial = \"20s\"\n    max = \"10s\"\n  }\n}\n", "broken.hcl:3:15", `Invalid value for "initial": initial (20s) is greater than max (10s)`},
