@@ -32,37 +32,52 @@ type Inbox struct {
 	Durable *Durable
 }
 
-// Durable names a durable inbox and bounds it.
+// Durable names a durable inbox and bounds it. Inboxes of one actor with the same Name share one consumer (its
+// subjects are all of theirs, and must be in one stream). Zero values take the runtime's defaults.
 type Durable struct {
-	// Name is the consumer's durable name (a sink uses its own name), unique per gateway.
+	// Name is the consumer's durable name (a sink uses its own name), unique per gateway and a valid subject token.
 	Name string
-	// MaxAckPending bounds the deliveries handed to the actor and not yet acknowledged (its window).
+	// MaxAckPending bounds the deliveries handed to the actor and not yet settled (its window); default 1000.
+	// It is also the duplicate window after a crash: at most this many accepted messages come again.
 	MaxAckPending int
-	// MaxDeliver is how many times a message is delivered before it goes to the dead-letter stream.
+	// MaxDeliver is how many deliveries of a message may end without a settlement (the actor crashed on it, or did
+	// not settle it within AckWait) before it goes to the dead-letter stream; Naks do not count. Default 10;
+	// -1: no limit.
 	MaxDeliver int
-	// AckWait is how long a delivery may stay unacknowledged before it is delivered again.
+	// AckWait is how long a delivery may stay unsettled before it is delivered again; default 30 s.
 	AckWait time.Duration
 }
 
 // Delivery is one message of a durable inbox with its acknowledgement handle. Exactly one of Ack, Nak or Term
-// should be called once the actor knows the outcome; Ack may be called from a worker goroutine (after an fsync,
-// say). The implementation is the runtime's (JetStream, or the memory buffer without it).
+// should be called once the actor knows the outcome; each may be called from a worker goroutine (after an fsync,
+// say). A second settlement returns an error and changes nothing. The implementation is the runtime's (JetStream,
+// or the memory buffer without it).
+//
+// What the runtime guarantees an actor: deliveries come in stream order (Seq increasing), also after a Nak (the
+// messages after a Nak'ed one are held back until it has come again) and after a restart of the actor (what it
+// held unsettled comes again, first); a message is delivered again until it is Ack'ed or Term'ed; at most
+// MaxAckPending are unsettled at once. A delivery the actor neither settles nor naks comes again after AckWait and
+// may then follow newer ones.
 type Delivery struct {
 	Msg *nats.Msg
 	// Seq is the message's sequence in its stream (or in the memory buffer), increasing in delivery order.
 	Seq uint64
-	// NumDelivered is 1 on the first delivery and counts redeliveries after it.
+	// NumDelivered is 1 on the first delivery and counts redeliveries after it (Naks included).
 	NumDelivered uint64
 	Acker        Acker
 }
 
 // Acker settles deliveries; implemented by the runtime.
 type Acker interface {
-	// Ack: the target accepted the message; it is not delivered again.
+	// Ack: the target accepted the message; it is not delivered again (the acknowledgement is not waited for: lost
+	// in a crash right after, the message comes again).
 	Ack(d *Delivery) error
-	// Nak: the target could not take it now (down, full); it is delivered again after delay, in order.
+	// Nak: the target could not take it now (down, full); it is delivered again after delay, before anything after
+	// it. It does not count towards MaxDeliver, so an outage of the target never dead-letters data.
 	Nak(d *Delivery, delay time.Duration) error
-	// Term: the target refused it for good (reason says why); it goes to the dead-letter stream.
+	// Term: the target refused it for good (reason says why); it goes to the dead-letter stream with the reason in
+	// its headers, stored before the message is settled. When it cannot be stored the message is Nak'ed instead and
+	// the error returned: nothing is lost.
 	Term(d *Delivery, reason string) error
 }
 

@@ -59,6 +59,7 @@ type jetStreamHCL struct {
 	PublishWindow      *int    `hcl:"publish_window,optional"`
 	PublishTimeout     *string `hcl:"publish_timeout,optional"`
 	Buffer             *int    `hcl:"buffer,optional"`
+	Sync               *string `hcl:"sync,optional"`
 }
 
 type supervisorHCL struct {
@@ -245,6 +246,17 @@ func decodeNATS(block *hcl.Block, ctx *hcl.EvalContext, n *NATS, diags *hcl.Diag
 	}
 	if hj.PublishTimeout != nil && j.PublishTimeout == 0 {
 		js.Errorf("publish_timeout", "publish_timeout must be > 0")
+	}
+	if hj.Sync != nil {
+		j.Sync = *hj.Sync
+		if j.Sync == "always" {
+			j.SyncAlways, j.SyncInterval = true, 0
+		} else if d, ok := js.Duration("sync", j.Sync); ok {
+			if d == 0 {
+				js.Errorf("sync", `sync must be "always" or a duration > 0 (an fsync at least that often)`)
+			}
+			j.SyncInterval = d
+		}
 	}
 	if j.Buffer < 1 || j.Buffer > 10_000_000 {
 		js.Errorf("buffer", "buffer is %d: from 1 to 10000000 messages per durable inbox (used when JetStream is off)", j.Buffer)

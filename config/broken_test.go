@@ -55,11 +55,13 @@ var brokenCases = []struct {
 	{"negative buffer", "nats {\n  jetstream {\n    buffer = -5\n  }\n}\n", "broken.hcl:3:14", `buffer is -5: from 1 to 10000000 messages`},
 	{"buffer not a number", "nats {\n  jetstream {\n    buffer = \"many\"\n  }\n}\n", "broken.hcl:3:15", `Unsuitable value type`},
 	{"dead letters zero bytes", "nats {\n  jetstream {\n    dead_letter_max_bytes = \"0\"\n  }\n}\n", "broken.hcl:3:29", `dead_letter_max_bytes must be > 0`},
+	{"sync never", "nats {\n  jetstream {\n    sync = \"never\"\n  }\n}\n", "broken.hcl:3:12", `"never" is not a duration`},
+	{"sync zero", "nats {\n  jetstream {\n    sync = \"0s\"\n  }\n}\n", "broken.hcl:3:12", `sync must be "always" or a duration > 0`},
 	{"discard truncated", "nats {\n  jetstream {\n    discard = \"ne", "broken.hcl:3:18", `Unterminated template string`},
 	{"unknown driver", "device \"d1\" {\n  driver = \"modbus-rtu\"\n}\n", "broken.hcl:2:12", `Invalid value for "driver": unknown driver "modbus-rtu"; known: mock`},
 	{"missing driver", "device \"d1\" {\n  point \"p\" { signal = \"sine\" }\n}\n", "broken.hcl:1:1", `Invalid device "d1": The driver attribute is required; known: mock, modbus.`},
-	{"unknown sink type", "sink \"s\" {\n  type = \"kafka\"\n}\n", "broken.hcl:2:10", `unknown type "kafka"; known: console`},
-	{"missing sink type", "sink \"s\" {\n  format = \"json\"\n}\n", "broken.hcl:1:1", `Invalid sink "s": The type attribute is required; known: console`}, // and the kinds registered from their folders
+	{"unknown sink type", "sink \"s\" {\n  type = \"kafka\"\n}\n", "broken.hcl:2:10", `unknown type "kafka"; known: console, file, jetstream`},
+	{"missing sink type", "sink \"s\" {\n  format = \"json\"\n}\n", "broken.hcl:1:1", `Invalid sink "s": The type attribute is required; known: console, file, jetstream.`},
 	{"unknown strategy", "supervisor {\n  strategy = \"rest_for_one\"\n}\n", "broken.hcl:2:14", `unknown strategy "rest_for_one"; known: one_for_one, all_for_one`},
 	{"negative max_restarts", "supervisor {\n  max_restarts = -1\n}\n", "broken.hcl:2:18", `max_restarts is -1, must be >= 0`},
 	{"backoff initial > max", "supervisor {\n  backoff {\n    initial = \"20s\"\n    max = \"10s\"\n  }\n}\n", "broken.hcl:3:15", `Invalid value for "initial": initial (20s) is greater than max (10s)`},
@@ -223,7 +225,7 @@ sink "s" {
 		`unknown.hcl:13:1: Duplicate device id: Device ids must be unique: "a.b" is already used; the first is at unknown.hcl:4,1-13.`,
 		`unknown.hcl:17:1: Invalid device "untyped": The driver attribute is required; known: mock, modbus.`,
 		`unknown.hcl:18:14: Invalid value for "interval": "0s" is too short: at least 1ms`,
-		`unknown.hcl:21:11: Invalid value for "type": unknown type "kafka"; known: console`,
+		`unknown.hcl:21:11: Invalid value for "type": unknown type "kafka"; known: console, file, jetstream`,
 		`unknown.hcl:22:26: Invalid function argument: Invalid value for "default" parameter: env takes a variable name and an optional default, not 3 arguments.`,
 	}
 	lines := strings.Split((&Error{Diags: diags}).Error(), "\n")

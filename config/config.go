@@ -95,6 +95,13 @@ type JetStream struct {
 	PublishTimeout time.Duration
 	// Buffer bounds, in messages, the memory buffer of each durable inbox when JetStream is off.
 	Buffer int
+	// Sync is how the embedded server's store reaches the disk: "always" (fsync every write) or a duration (an
+	// fsync at least that often; nats-server's default is 2m). It is the loss window of a power cut, not of a
+	// crash of the process (the kernel keeps what was written).
+	Sync string
+	// SyncInterval is Sync parsed ("always": 0, with SyncAlways).
+	SyncInterval time.Duration
+	SyncAlways   bool
 }
 
 // Discard policies of a stream.
@@ -174,6 +181,8 @@ func Default() *Config {
 				PublishWindow:      256,
 				PublishTimeout:     5 * time.Second,
 				Buffer:             10000,
+				Sync:               "2m",
+				SyncInterval:       2 * time.Minute,
 			},
 		},
 		Supervisor: Supervisor{

@@ -26,7 +26,7 @@ func TestFullConfig(t *testing.T) {
 			ReconnectWait: 250 * time.Millisecond, Timeout: 3 * time.Second, PingInterval: time.Second, MaxPingsOut: 4, InProcess: true,
 			PendingMessages: 5000, PendingBytes: 16 << 20,
 			JetStream: JetStream{Enabled: true, StoreDir: "/tmp/js", MaxMemory: 512 << 20, MaxFile: 2 << 30, MaxAge: time.Hour,
-				MaxBytes: (2 << 30) / 4 * 3, Discard: "old", DuplicateWindow: 2 * time.Minute, DeadLetterMaxAge: 7 * 24 * time.Hour,
+				MaxBytes: (2 << 30) / 4 * 3, Sync: "2m", SyncInterval: 2 * time.Minute, Discard: "old", DuplicateWindow: 2 * time.Minute, DeadLetterMaxAge: 7 * 24 * time.Hour,
 				DeadLetterMaxBytes: 128 << 20, PublishWindow: 256, PublishTimeout: 5 * time.Second, Buffer: 10000},
 		},
 		Supervisor: Supervisor{
@@ -130,6 +130,7 @@ func TestDefaults(t *testing.T) {
 		{"NATS.JetStream.DuplicateWindow", cfg.NATS.JetStream.DuplicateWindow, 2 * time.Minute},
 		{"NATS.JetStream.PublishWindow", cfg.NATS.JetStream.PublishWindow, 256},
 		{"NATS.JetStream.Buffer", cfg.NATS.JetStream.Buffer, 10000},
+		{"NATS.JetStream.SyncInterval", cfg.NATS.JetStream.SyncInterval, 2 * time.Minute},
 		{"Supervisor.Strategy", cfg.Supervisor.Strategy, "one_for_one"},
 		{"Supervisor.MaxRestarts", cfg.Supervisor.MaxRestarts, 10},
 		{"Supervisor.Within", cfg.Supervisor.Within, time.Minute},

@@ -65,6 +65,16 @@ func (b *Bus) Publisher() actors.Publisher {
 	return b.Conn
 }
 
+// jetStreamNow is JS once it is set, else nil: safe from any goroutine (JS is written before jsReady is closed).
+func (b *Bus) jetStreamNow() jetstream.JetStream {
+	select {
+	case <-b.jsReady:
+		return b.JS
+	default:
+		return nil
+	}
+}
+
 // JetStreamReady is closed once JS is set (at once when the server was there at start).
 func (b *Bus) JetStreamReady() <-chan struct{} { return b.jsReady }
 
@@ -356,6 +366,7 @@ func startEmbedded(gw config.Gateway, cfg config.NATS, internal *server.User, lo
 		}
 		opts.JetStreamMaxMemory = cfg.JetStream.MaxMemory
 		opts.JetStreamMaxStore = cfg.JetStream.MaxFile
+		opts.SyncInterval, opts.SyncAlways = cfg.JetStream.SyncInterval, cfg.JetStream.SyncAlways
 	}
 	if cfg.Port > 0 {
 		// nats-server reports a taken port only in its log and then never becomes ready: say it plainly, at once.

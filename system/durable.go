@@ -133,6 +133,7 @@ type track struct {
 	// remains of NumDelivered are the attempts that ended without a settlement.
 	base, skipped uint64
 	heldAt        time.Time
+	heldFor       time.Duration // the delay of the Nak that holds it
 }
 
 // durableInbox is one durable consumer of an actor: its source, the ordering hold and the settlement of deliveries.
@@ -193,14 +194,16 @@ func (in *durableInbox) open(deliver func(*actors.Delivery) bool) error {
 		ms, err := newMemorySource(bus.Conn, in, in.env.buffer)
 		if err != nil {
 			cancel()
+			in.cancel = nil // nothing runs: close has nothing to wait for
 			return err
 		}
 		src = ms
 		in.setSource(ms, "memory", "")
-	case bus.JS != nil:
-		js, stream, err := openConsumer(ctx, bus.JS, in.cfg, in.subjects)
+	case bus.jetStreamNow() != nil:
+		js, stream, err := openConsumer(ctx, bus.jetStreamNow(), in.cfg, in.subjects)
 		if err != nil {
 			cancel()
+			in.cancel = nil
 			return fmt.Errorf("durable inbox %q: %w", in.name, err)
 		}
 		src = js
@@ -319,13 +322,14 @@ func (in *durableInbox) take(d *actors.Delivery) bool {
 	for len(in.held) > 0 && d.Seq > in.held[0] {
 		head := in.tracks[in.held[0]]
 		// A held message that does not come back (the stream's limits discarded it) must not hold for ever.
-		if head == nil || time.Since(head.heldAt) > in.holdDelay+2*in.cfg.AckWait+5*time.Second {
+		if head == nil || time.Since(head.heldAt) > head.heldFor+2*in.cfg.AckWait+5*time.Second {
+			delete(in.tracks, in.held[0])
 			in.held = in.held[1:]
 			continue
 		}
 		t.d = nil
 		t.skipped++
-		t.heldAt = time.Now()
+		t.heldAt, t.heldFor = time.Now(), in.holdDelay
 		in.hold(d.Seq)
 		h, delay, src := t.handle, in.holdDelay, in.src
 		in.mu.Unlock()
@@ -352,7 +356,7 @@ func (in *durableInbox) restarted() {
 	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
 	for _, seq := range seqs {
 		t := in.tracks[seq]
-		t.d, t.heldAt = nil, time.Now()
+		t.d, t.heldAt, t.heldFor = nil, time.Now(), 0
 		t.skipped++
 		in.hold(seq)
 		hs = append(hs, t.handle)
@@ -421,7 +425,7 @@ func (in *durableInbox) Nak(d *actors.Delivery, delay time.Duration) error {
 		in.mu.Unlock()
 		return ErrSettled
 	}
-	t.d, t.heldAt = nil, time.Now()
+	t.d, t.heldAt, t.heldFor = nil, time.Now(), max(delay, 0)
 	t.skipped++
 	in.hold(d.Seq)
 	in.holdDelay = max(delay, 0)
@@ -457,11 +461,11 @@ func (in *durableInbox) deadLetter(d *actors.Delivery, h any, reason string) err
 	m.Header.Set(HeaderDeadDeliveries, strconv.FormatUint(d.NumDelivered, 10))
 	bus := in.env.bus
 	var err error
-	if stream != "" && bus.JS != nil {
+	if js := bus.jetStreamNow(); stream != "" && js != nil {
 		m.Header.Set(HeaderDeadStream, stream)
 		m.Header.Set(jetstream.MsgIDHeader, in.name+"."+stream+"."+strconv.FormatUint(d.Seq, 10))
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err = bus.JS.PublishMsg(ctx, m)
+		_, err = js.PublishMsg(ctx, m)
 		cancel()
 	} else {
 		err = bus.Conn.PublishMsg(m) // without JetStream a dead letter is published, not kept

@@ -159,6 +159,11 @@ func (p *confirmedPublisher) run() {
 func (p *confirmedPublisher) write() {
 	for {
 		p.rewindIfDisconnected()
+		if !p.nc.IsConnected() {
+			// Disconnected (or not yet connected): the queue keeps everything, and nothing goes into nats.go's own
+			// reconnect buffer, which would send it once more before the replay. The tick tries again.
+			return
+		}
 		p.mu.Lock()
 		if p.sent >= len(p.queue) {
 			p.mu.Unlock()
@@ -223,10 +228,13 @@ func (p *confirmedPublisher) close(wait time.Duration) {
 		p.log.Warn().Msg("publisher queue not written out in time")
 	}
 	p.mu.Lock()
-	unconfirmed := len(p.queue)
+	unconfirmed, unsent := len(p.queue), len(p.queue)-p.sent
 	p.mu.Unlock()
 	if unconfirmed > 0 && p.nc.IsConnected() {
 		_ = p.nc.FlushTimeout(wait)
+	}
+	if unsent > 0 {
+		p.log.Warn().Int("messages", unsent).Msg("stopped with messages never written to the server (it was not reachable): lost")
 	}
 }
 

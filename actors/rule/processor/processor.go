@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -62,11 +63,14 @@ type processor struct {
 	acks    chan *pending
 	retries []*pending
 	store   StoreStats
+	// stored and duplicates are counted by the acks worker.
+	stored, duplicates atomic.Uint64
 }
 
-// StoreStats count the processing stage's acknowledged publishes (metrics: iotgw_errors_total{kind=store_*}).
+// StoreStats count an incarnation's acknowledged publishes, logged when it stops (the metrics have the totals:
+// iotgw_errors_total{kind=store_*}).
 type StoreStats struct {
-	Stored, Duplicates, Retried, Lost uint64
+	Retried, Lost uint64
 }
 
 // pending is one batch published into the stream and not yet acknowledged.
@@ -78,17 +82,11 @@ type pending struct {
 	first    time.Time
 }
 
-// Messages from the acks worker.
-type (
-	pubAcked struct {
-		p   *pending
-		ack *jetstream.PubAck
-	}
-	pubFailed struct {
-		p   *pending
-		err error
-	}
-)
+// pubFailed is the acks worker's report of a publish the stream did not acknowledge.
+type pubFailed struct {
+	p   *pending
+	err error
+}
 
 var _ actors.Listener = (*processor)(nil)
 
@@ -112,12 +110,6 @@ func (p *processor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *nats.Msg:
 		p.process(m)
-	case *pubAcked:
-		if m.ack.Duplicate {
-			p.store.Duplicates++ // a retry of one the stream had stored: dropped by its message id
-			p.env.Metrics.Error(actorPath, "store_duplicate")
-		}
-		p.store.Stored++
 	case *pubFailed:
 		p.storeFailed(m.p, m.err)
 	case *actors.Tick:
@@ -127,8 +119,14 @@ func (p *processor) Receive(ctx actor.Context) {
 		p.start(ctx)
 	case *actor.Stopping, *actor.Restarting:
 		p.workers.Stop()
-		if n := len(p.acks) + len(p.retries); n > 0 {
-			p.env.Log.Warn().Int("unacknowledged", n).Msg("processing stage stopped with publishes not acknowledged by the stream yet")
+		if p.env.Stream != nil {
+			ev := p.env.Log.Info()
+			n := len(p.acks) + len(p.retries)
+			if n > 0 || p.store.Lost > 0 {
+				ev = p.env.Log.Warn()
+			}
+			ev.Uint64("stored", p.stored.Load()).Uint64("duplicates", p.duplicates.Load()).Uint64("retried", p.store.Retried).
+				Uint64("lost", p.store.Lost).Int("unacknowledged", n).Msg("processing stage: acknowledged publishes of this incarnation")
 		}
 	}
 }
@@ -154,7 +152,12 @@ func (p *processor) start(ctx actor.Context) {
 				case <-done:
 					return nil
 				case ack := <-pd.future.Ok():
-					send(&pubAcked{p: pd, ack: ack})
+					// Counted here: a message to the actor for every stored batch would cost a hand-off per poll.
+					p.stored.Add(1)
+					if ack.Duplicate {
+						p.duplicates.Add(1) // a retry of one the stream had stored: dropped by its message id
+						p.env.Metrics.Error(actorPath, "store_duplicate")
+					}
 				case err := <-pd.future.Err():
 					send(&pubFailed{p: pd, err: err})
 				}
@@ -318,9 +321,6 @@ func (p *processor) retryNow() {
 		p.publishAsync(pd)
 	}
 }
-
-// Store returns the counts of the acknowledged publishes (tests).
-func (p *processor) Store() StoreStats { return p.store }
 
 // StoreEvent is published on iot.errors.processor.store for a batch the stream did not store.
 type StoreEvent struct {

@@ -33,7 +33,7 @@ import (
 )
 
 func init() {
-	actors.RegisterSink("jetstream", actors.SinkKind{Settings: NewSettings, New: New})
+	actors.RegisterSink("jetstream", actors.SinkKind{Settings: config.NewJetStreamSink, New: New})
 }
 
 // ErrNoJetStream: the sink is configured on a gateway with JetStream off.
@@ -43,7 +43,7 @@ var ErrNoJetStream = errors.New("the jetstream sink needs JetStream: nats { jets
 // server refuses (a state, shown as the link: disconnected with the error), and is done once it is declared.
 type sink struct {
 	name    string
-	cfg     *Settings
+	cfg     *config.JetStreamSink
 	env     actors.Env
 	workers actors.Workers
 }
@@ -56,7 +56,7 @@ type declared struct {
 
 // New returns the producer of a jetstream sink's actor.
 func New(s config.Sink, env actors.Env) actor.Producer {
-	cfg := s.Settings.(*Settings)
+	cfg := s.Settings.(*config.JetStreamSink)
 	return func() actor.Actor { return &sink{name: s.Name, cfg: cfg, env: env} }
 }
 
@@ -66,7 +66,6 @@ func (s *sink) Receive(ctx actor.Context) {
 		if s.env.JetStream == nil {
 			panic(fmt.Errorf("sink %q: %w", s.name, ErrNoJetStream))
 		}
-		s.env.Link(actors.LinkDisconnected, "declaring stream "+s.cfg.Stream)
 		s.workers.Go(ctx, "declare", s.declareLoop)
 	case *declared:
 		s.env.Link(actors.LinkConnected, "")
@@ -113,7 +112,7 @@ func (s *sink) attempt(ctx context.Context) (*declared, error) {
 }
 
 func (s *sink) declare(ctx context.Context, js natsjs.JetStream) (*declared, error) {
-	if s.cfg.Stream == DefaultStream {
+	if s.cfg.Stream == config.DefaultJetStreamSinkStream {
 		return s.extendDefault(ctx, js)
 	}
 	var subjects []string
@@ -136,8 +135,8 @@ func (s *sink) declare(ctx context.Context, js natsjs.JetStream) (*declared, err
 		Description: "iotgw jetstream sink " + s.name,
 		Subjects:    subjects,
 		Sources:     sources,
-		MaxAge:      s.cfg.maxAge,
-		MaxBytes:    s.cfg.maxBytes,
+		MaxAge:      s.cfg.Age,
+		MaxBytes:    s.cfg.Bytes,
 		Discard:     natsjs.DiscardOld,
 		Storage:     natsjs.FileStorage,
 	}
@@ -155,9 +154,9 @@ func (s *sink) declare(ctx context.Context, js natsjs.JetStream) (*declared, err
 
 // extendDefault adds the sink's subjects to IOT_DATA's, those it does not keep already.
 func (s *sink) extendDefault(ctx context.Context, js natsjs.JetStream) (*declared, error) {
-	st, err := js.Stream(ctx, DefaultStream)
+	st, err := js.Stream(ctx, config.DefaultJetStreamSinkStream)
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", DefaultStream, err)
+		return nil, fmt.Errorf("stream %s: %w", config.DefaultJetStreamSinkStream, err)
 	}
 	cfg := st.CachedInfo().Config
 	added := false
@@ -169,10 +168,10 @@ func (s *sink) extendDefault(ctx context.Context, js natsjs.JetStream) (*declare
 	}
 	if added {
 		if _, err := js.UpdateStream(ctx, cfg); err != nil {
-			return nil, fmt.Errorf("stream %s: add subjects %q: %w", DefaultStream, s.cfg.Subjects, err)
+			return nil, fmt.Errorf("stream %s: add subjects %q: %w", config.DefaultJetStreamSinkStream, s.cfg.Subjects, err)
 		}
 	}
-	return &declared{stream: DefaultStream}, nil
+	return &declared{stream: config.DefaultJetStreamSinkStream}, nil
 }
 
 // SubjectCovers says whether every subject matching sub matches pattern too (both may have wildcards).

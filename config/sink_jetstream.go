@@ -1,20 +1,19 @@
-package jetstream
+package config
 
 import (
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/iotgw/iotgw/config"
 )
 
-// DefaultStream is the gateway's own stream (system.StreamName): a jetstream sink without a stream of its own
-// adds its subjects to it rather than keeping a second copy.
-const DefaultStream = "IOT_DATA"
+// DefaultJetStreamSinkStream is the gateway's own stream (system.StreamName): a jetstream sink without a stream of
+// its own adds its subjects to it rather than keeping a second copy.
+const DefaultJetStreamSinkStream = "IOT_DATA"
 
-// Settings are a `sink "name" { type = "jetstream" … }` block. The schema lives here, beside its actor, and
-// registers with it (actors.RegisterSink): config decodes the block into it and calls Validate.
-type Settings struct {
+// JetStreamSink is sink type "jetstream" (actors/sink/jetstream). Its schema lives here beside the console's, not
+// in the kind's folder, so that this package's test of the shipped gateway.hcl, which has a jetstream sink, can
+// decode it (a test here cannot import the actors).
+type JetStreamSink struct {
 	// Subjects the stream keeps, wildcards allowed, all below iot. (the gateway's own subjects).
 	Subjects []string `hcl:"subjects"`
 	// Stream is the stream's name; default IOT_DATA, whose limits are those of nats { jetstream { … } }.
@@ -26,33 +25,33 @@ type Settings struct {
 	Discard  string  `hcl:"discard,optional"`
 	Storage  string  `hcl:"storage,optional"`
 
-	// Parsed by Validate.
-	maxAge   time.Duration
-	maxBytes int64
+	// Age and Bytes are MaxAge and MaxBytes parsed by Validate (with their defaults).
+	Age   time.Duration
+	Bytes int64
 }
 
-// NewSettings returns a block's settings with their defaults.
-func NewSettings() config.SinkSettings {
-	return &Settings{Stream: DefaultStream, Discard: "old", Storage: "file", maxAge: 24 * time.Hour, maxBytes: 1 << 30}
+// NewJetStreamSink returns the settings of a jetstream sink block with their defaults.
+func NewJetStreamSink() SinkSettings {
+	return &JetStreamSink{Stream: DefaultJetStreamSinkStream, Discard: "old", Storage: "file", Age: 24 * time.Hour, Bytes: 1 << 30}
 }
 
-// MaxStreamName is JetStream's bound on a stream name that is also a file name on every file system.
+// MaxStreamName bounds a stream name (JetStream's names are file names too).
 const MaxStreamName = 64
 
-// Validate implements config.SinkSettings.
-func (s *Settings) Validate(v *config.Validator) {
+// Validate implements SinkSettings.
+func (s *JetStreamSink) Validate(v *Validator) {
 	if len(s.Subjects) == 0 {
 		v.Errorf("subjects", `A jetstream sink needs at least one subject, like ["iot.alerts.>"].`)
 	}
 	for i, subj := range s.Subjects {
-		if err := checkSubject(subj); err != nil {
+		if err := checkSinkSubject(subj); err != nil {
 			v.ErrorfIndex("subjects", i, "%v", err)
 		}
 	}
 	if err := checkStreamName(s.Stream); err != nil {
 		v.Errorf("stream", "%v", err)
 	}
-	own := s.Stream != DefaultStream
+	own := s.Stream != DefaultJetStreamSinkStream
 	for _, attr := range []string{"max_age", "max_bytes", "discard", "storage"} {
 		if !own && v.Has(attr) {
 			v.Errorf(attr, "%s is a limit of a stream of the sink's own: IOT_DATA's limits are set in nats { jetstream { … } }", attr)
@@ -60,18 +59,18 @@ func (s *Settings) Validate(v *config.Validator) {
 	}
 	if s.MaxAge != nil {
 		if d, ok := v.Duration("max_age", *s.MaxAge); ok {
-			s.maxAge = d
+			s.Age = d
 		}
 	}
 	if s.MaxBytes != nil {
-		n, err := config.ParseSize(*s.MaxBytes)
+		n, err := ParseSize(*s.MaxBytes)
 		switch {
 		case err != nil:
 			v.Errorf("max_bytes", "%v", err)
 		case n < 1:
 			v.Errorf("max_bytes", "max_bytes must be > 0: the stream is bounded in bytes")
 		default:
-			s.maxBytes = n
+			s.Bytes = n
 		}
 	}
 	if s.Discard != "old" && s.Discard != "new" {
@@ -84,8 +83,8 @@ func (s *Settings) Validate(v *config.Validator) {
 
 // checkSubject admits the gateway's data subjects only: a stream that captured ">" or "$JS.>" would swallow the
 // JetStream API and the gateway's own replies, and iot.control.> carries requests, not data.
-func checkSubject(s string) error {
-	if err := config.ValidSubject(s, true); err != nil {
+func checkSinkSubject(s string) error {
+	if err := ValidSubject(s, true); err != nil {
 		return err
 	}
 	if !strings.HasPrefix(s, "iot.") || s == "iot.>" || strings.HasPrefix(s, "iot.*") {

@@ -1,36 +1,34 @@
-package jetstream
+package config
 
 import (
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/iotgw/iotgw/config"
 )
 
-func TestSettingsDefaults(t *testing.T) {
-	cfg, diags := config.Parse([]byte("sink \"a\" {\n  type     = \"jetstream\"\n  subjects = [\"iot.alerts.>\"]\n}\n"), "ok.hcl")
+func TestJetStreamSinkDefaults(t *testing.T) {
+	cfg, diags := Parse([]byte("sink \"a\" {\n  type     = \"jetstream\"\n  subjects = [\"iot.alerts.>\"]\n}\n"), "ok.hcl")
 	if diags.HasErrors() {
 		t.Fatal(diags.Error())
 	}
-	s := cfg.Sinks[0].Settings.(*Settings)
-	if s.Stream != DefaultStream || s.maxAge != 24*time.Hour || s.maxBytes != 1<<30 || s.Discard != "old" || s.Storage != "file" {
+	s := cfg.Sinks[0].Settings.(*JetStreamSink)
+	if s.Stream != DefaultJetStreamSinkStream || s.Age != 24*time.Hour || s.Bytes != 1<<30 || s.Discard != "old" || s.Storage != "file" {
 		t.Errorf("defaults %+v", s)
 	}
-	cfg, diags = config.Parse([]byte("sink \"a\" {\n  type      = \"jetstream\"\n  stream    = \"ARCHIVE\"\n  subjects  = [\"iot.alerts.>\"]\n"+
+	cfg, diags = Parse([]byte("sink \"a\" {\n  type      = \"jetstream\"\n  stream    = \"ARCHIVE\"\n  subjects  = [\"iot.alerts.>\"]\n"+
 		"  max_age   = \"720h\"\n  max_bytes = \"2GB\"\n  discard   = \"new\"\n  storage   = \"memory\"\n}\n"), "ok.hcl")
 	if diags.HasErrors() {
 		t.Fatal(diags.Error())
 	}
-	s = cfg.Sinks[0].Settings.(*Settings)
-	if s.maxAge != 720*time.Hour || s.maxBytes != 2<<30 || s.Discard != "new" || s.Storage != "memory" {
+	s = cfg.Sinks[0].Settings.(*JetStreamSink)
+	if s.Age != 720*time.Hour || s.Bytes != 2<<30 || s.Discard != "new" || s.Storage != "memory" {
 		t.Errorf("settings %+v", s)
 	}
 }
 
 // TestSettingsBroken: each bad block is reported at its value, with what is wrong.
-func TestSettingsBroken(t *testing.T) {
+func TestJetStreamSinkBroken(t *testing.T) {
 	block := func(body string) string { return "sink \"a\" {\n  type = \"jetstream\"\n" + body + "}\n" }
 	for _, tc := range []struct{ name, src, pos, want string }{
 		{"no subjects", block(""), "b.hcl:1:10", `The argument "subjects" is required`},
@@ -56,7 +54,7 @@ func TestSettingsBroken(t *testing.T) {
 		{"truncated", "sink \"a\" {\n  type = \"jetstream\"\n  subjects = [\"iot.a\"", "b.hcl:3:14", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, diags := config.Parse([]byte(tc.src), "b.hcl")
+			_, diags := Parse([]byte(tc.src), "b.hcl")
 			if !diags.HasErrors() {
 				t.Fatalf("no error, want one at %s containing %q", tc.pos, tc.want)
 			}
@@ -76,36 +74,22 @@ func TestSettingsBroken(t *testing.T) {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
-func TestSubjectCovers(t *testing.T) {
+func TestJetStreamSync(t *testing.T) {
 	for _, tc := range []struct {
-		pattern, sub string
-		want         bool
+		src      string
+		always   bool
+		interval time.Duration
 	}{
-		{"iot.processed.batch.>", "iot.processed.batch.d1", true},
-		{"iot.processed.batch.>", "iot.processed.batch.>", true},
-		{"iot.processed.batch.>", "iot.processed.>", false},
-		{"iot.alerts.*.d1", "iot.alerts.high.d1", true},
-		{"iot.alerts.*.d1", "iot.alerts.*.d1", true},
-		{"iot.alerts.*", "iot.alerts.>", false},
-		{"iot.rules.>", "iot.rules", false},
-		{"iot.a", "iot.a", true},
-		{"iot.a", "iot.a.b", false},
+		{"", false, 2 * time.Minute},
+		{`sync = "always"`, true, 0},
+		{`sync = "1s"`, false, time.Second},
 	} {
-		if got := SubjectCovers(tc.pattern, tc.sub); got != tc.want {
-			t.Errorf("SubjectCovers(%q, %q) = %v, want %v", tc.pattern, tc.sub, got, tc.want)
+		cfg, diags := Parse([]byte("nats {\n  jetstream {\n    "+tc.src+"\n  }\n}\n"), "sync.hcl")
+		if diags.HasErrors() {
+			t.Fatalf("%s: %s", tc.src, diags.Error())
+		}
+		if j := cfg.NATS.JetStream; j.SyncAlways != tc.always || j.SyncInterval != tc.interval {
+			t.Errorf("%s: got always %v interval %s, want %v %s", tc.src, j.SyncAlways, j.SyncInterval, tc.always, tc.interval)
 		}
 	}
-}
-
-// FuzzSubjectCovers: a pattern always covers itself, and never panics on anything.
-func FuzzSubjectCovers(f *testing.F) {
-	f.Add("iot.a.>", "iot.a.b")
-	f.Add("*", ">")
-	f.Add("", "..")
-	f.Fuzz(func(t *testing.T, pattern, sub string) {
-		_ = SubjectCovers(pattern, sub)
-		if config.ValidSubject(pattern, true) == nil && !SubjectCovers(pattern, pattern) {
-			t.Fatalf("%q does not cover itself", pattern)
-		}
-	})
 }
