@@ -50,9 +50,13 @@ type sink struct {
 	pathEnd []int
 	checked string // the last path found inside base
 
-	// pending are the deliveries written since the last sync (sync interval), acknowledged by the next.
+	// pending are the deliveries written since the last sync (sync interval), acknowledged by the next; the
+	// files each wrote to are pendingPaths[pendingEnd[i-1]:pendingEnd[i]].
 	pending       []*actors.Delivery
+	pendingPaths  []string
+	pendingEnd    []int
 	pendingPoints int
+	touched       []string // the files of the delivery being written
 
 	// While the target cannot be written, resumeAt is the lowest sequence handed back (Nak): later deliveries
 	// are handed back unwritten until it comes again, so the file keeps the stream's order.
@@ -204,6 +208,8 @@ func (k *sink) deliver(d *actors.Delivery) {
 		k.ack(d, n)
 	default:
 		k.pending = append(k.pending, d)
+		k.pendingPaths = append(k.pendingPaths, k.touched...)
+		k.pendingEnd = append(k.pendingEnd, len(k.pendingPaths))
 		k.pendingPoints += n
 		// Sync before the runtime's window is full, so the consumer never stalls waiting for the interval.
 		if len(k.pending) >= max(1, k.cfg.MaxAckPending/2) && !k.settle(k.w.sync()) {
@@ -242,14 +248,26 @@ func (k *sink) plain(msg *nats.Msg) {
 // failed; it says whether the sync succeeded.
 func (k *sink) settle(syncErr error) bool {
 	if syncErr != nil {
+		// What wrote only to files that synced is in place and acknowledged; what touched a file that failed
+		// goes back (and failed() cuts that file back). Order holds per file: every later delivery to a failed
+		// file goes back too, and later ones are held back until the first comes again.
+		start := 0
+		for i, d := range k.pending {
+			end := k.pendingEnd[i]
+			if touchesAny(k.pendingPaths[start:end], k.w.failed) {
+				k.nak(d)
+			} else {
+				k.ack(d, 0)
+			}
+			start = end
+			k.pending[i] = nil
+		}
+		k.clearPending()
 		k.failed(syncErr)
+		return false
 	}
 	for i, d := range k.pending {
-		if syncErr != nil {
-			k.nak(d)
-		} else {
-			k.ack(d, 0)
-		}
+		k.ack(d, 0)
 		k.pending[i] = nil
 	}
 	if syncErr == nil {
@@ -258,9 +276,27 @@ func (k *sink) settle(syncErr error) bool {
 			k.recovered() // up again once a sync has covered a delivery, not at the first write into a buffer
 		}
 	}
+	k.clearPending()
+	return true
+}
+
+func (k *sink) clearPending() {
+	clear(k.pending)
 	k.pending = k.pending[:0]
+	k.pendingPaths = k.pendingPaths[:0]
+	k.pendingEnd = k.pendingEnd[:0]
 	k.pendingPoints = 0
-	return syncErr == nil
+}
+
+func touchesAny(paths, failed []string) bool {
+	for _, p := range paths {
+		for _, f := range failed {
+			if p == f {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (k *sink) ack(d *actors.Delivery, points int) {
@@ -287,12 +323,10 @@ func (k *sink) nak(d *actors.Delivery) {
 // the tree shows the sink disconnected with the error.
 func (k *sink) failed(err error) {
 	k.w.abort() // what the pending deliveries wrote goes with them
-	pending := k.pending
-	k.pending = nil
-	k.pendingPoints = 0
-	for _, d := range pending {
+	for _, d := range k.pending {
 		k.nak(d)
 	}
+	k.clearPending()
 	k.env.Metrics.Error(k.path, "write")
 	if !k.down || k.downErr != err.Error() {
 		k.env.Log.Warn().Err(err).Str("sink", k.name).Msg("file sink: cannot write; deliveries wait in the stream")
@@ -352,10 +386,14 @@ func (k *sink) write(msg *nats.Msg) (int, error) {
 		k.pathEnd = append(k.pathEnd, len(k.paths))
 	}
 	start := 0
+	k.touched = k.touched[:0]
 	for i := range k.points {
 		k.line = appendLine(k.line[:0], k.cfg.Format, &k.points[i])
 		if err := k.w.write(k.paths[start:k.pathEnd[i]], k.line); err != nil {
 			return i, err
+		}
+		if p := k.w.last.path; len(k.touched) == 0 || k.touched[len(k.touched)-1] != p {
+			k.touched = append(k.touched, p) // a batch's points share a file: usually one entry
 		}
 		start = k.pathEnd[i]
 	}

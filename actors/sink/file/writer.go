@@ -46,6 +46,9 @@ type writer struct {
 	last   *openFile           // the file of the previous line: a batch usually goes to one
 	dirty  []*openFile         // files written since the last sync or flush
 	closed []*openFile         // reused structs
+	// failed are the paths whose sync failed in the last sync: the others made it, and the deliveries that
+	// wrote only to them may be acknowledged (a directory can go away between two files of one sync).
+	failed []string
 }
 
 type openFile struct {
@@ -272,13 +275,17 @@ func (w *writer) fail(of *openFile) {
 // before it returns nil is on disk. On an error it still tries the other files, and returns the first error.
 func (w *writer) sync() error {
 	var first error
+	w.failed = w.failed[:0]
 	for _, of := range w.dirty {
 		of.dirty = false
 		if of.f == nil {
 			continue // dropped after an error: its failure was reported then
 		}
-		if err := w.syncFile(of); err != nil && first == nil {
-			first = err
+		if err := w.syncFile(of); err != nil {
+			w.failed = append(w.failed, of.path)
+			if first == nil {
+				first = err
+			}
 		}
 	}
 	clear(w.dirty)
