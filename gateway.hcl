@@ -442,9 +442,11 @@ sink "files" {
   max_open_files = 64
   idle_timeout   = "1m"
   # Deliveries handed to the sink and not yet acknowledged; with sync = "interval" it syncs early at half of it.
-  max_ack_pending = 4096
-  # While the directory cannot be written, each delivery is handed back to come again after retry.
-  retry = "1s"
+  max_ack_pending = 1024
+  # While the directory cannot be written, each delivery is handed back to come again after retry. It also paces
+  # the catch-up afterwards (the runtime restores the order in rounds retry apart): lower is faster to catch up,
+  # and hands back more while the directory is away.
+  retry = "200ms"
 }
 
 # The JetStream sink: keeps chosen subjects in a stream. Without `stream` they go into IOT_DATA (no second

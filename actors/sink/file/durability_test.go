@@ -85,7 +85,7 @@ sink "files" {
   sync            = %q
   sync_interval   = "200ms"
   max_ack_pending = 1024
-  retry           = "250ms"
+  retry           = "50ms"
 }
 `, dataDir, port, sync)
 	for d := range devices {
@@ -478,14 +478,14 @@ func TestTargetDownThirtySecondsLosesNothing(t *testing.T) {
 	}
 	restored := time.Now()
 	var after sinkInfo
-	deadline := time.Now().Add(3 * time.Minute) // the catch-up's speed is the runtime's; this only waits for it
+	deadline := time.Now().Add(5 * time.Minute) // the catch-up's speed is the runtime's; this only waits for it
 	for {
 		var err error
 		if after, err = getSink(t, nc); err == nil && after.Pending == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the sink has not caught up 3 minutes after the directory came back: %+v", after)
+			t.Fatalf("the sink has not caught up 5 minutes after the directory came back: %+v", after)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

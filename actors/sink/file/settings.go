@@ -45,9 +45,11 @@ type Settings struct {
 	MaxOpenFiles int `hcl:"max_open_files,optional"`
 	// A file not written for this long is synced and closed (default "1m").
 	IdleTimeoutText string `hcl:"idle_timeout,optional"`
-	// Deliveries handed to the sink and not yet acknowledged (default 4096).
+	// Deliveries handed to the sink and not yet acknowledged (default 1024).
 	MaxAckPending int `hcl:"max_ack_pending,optional"`
-	// While the directory cannot be written, each delivery is asked again after this delay (default "1s").
+	// While the directory cannot be written, each delivery is asked again after this delay (default "200ms"). It
+	// also paces the catch-up after the outage: the runtime puts the deliveries handed back into order in rounds
+	// this far apart. Lower catches up faster and hands back more while the directory is away.
 	RetryText string `hcl:"retry,optional"`
 
 	RotateSize   int64
@@ -72,8 +74,8 @@ func NewSettings() config.SinkSettings {
 		SyncIntervalText: "1s",
 		MaxOpenFiles:     64,
 		IdleTimeoutText:  "1m",
-		MaxAckPending:    4096,
-		RetryText:        "1s",
+		MaxAckPending:    1024,
+		RetryText:        "200ms",
 	}
 }
 

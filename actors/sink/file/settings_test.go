@@ -30,7 +30,7 @@ func TestSettingsDefaults(t *testing.T) {
 	}
 	if s.Path != "{data_dir}/points/{date}/{device}.jsonl" || s.Format != FormatJSONL || s.Sync != SyncInterval ||
 		s.SyncInterval != time.Second || s.RotateSize != 64<<20 || s.RotateAge != 24*time.Hour || s.MaxFiles != 10 ||
-		!s.Compress || s.Retry != time.Second || s.tmpl == nil {
+		!s.Compress || s.Retry != 200*time.Millisecond || s.MaxAckPending != 1024 || s.tmpl == nil {
 		t.Fatalf("got %+v, want the documented defaults", s)
 	}
 }
