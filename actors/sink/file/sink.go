@@ -64,6 +64,7 @@ type sink struct {
 	resumeAt  uint64
 	downErr   string
 	lastRetry time.Time // the last delivery at or before resumeAt that came back
+	lastSync  time.Time // the last sync of the interval
 }
 
 var (
@@ -136,6 +137,7 @@ func (k *sink) start(ctx actor.Context) {
 	if k.cfg.Sync == SyncInterval && k.cfg.SyncInterval < every {
 		every = k.cfg.SyncInterval
 	}
+	k.lastSync = k.now()
 	k.tick = k.workers.Tick(ctx, "sync", every)
 }
 
@@ -153,7 +155,10 @@ func (k *sink) stop() {
 
 func (k *sink) onTick() {
 	now := k.now()
-	if k.cfg.Sync == SyncInterval {
+	if k.cfg.Sync == SyncInterval && now.Sub(k.lastSync) >= k.cfg.SyncInterval-k.cfg.SyncInterval/10 {
+		// The tick is at most a second apart (housekeeping), the sync every sync_interval (a tenth early rather
+		// than a tick late, since ticks jitter).
+		k.lastSync = now
 		k.settle(k.w.sync())
 	}
 	if err := k.w.housekeeping(); err != nil {

@@ -129,7 +129,13 @@ func (h *harness) send(d *actors.Delivery) { h.sys.Root.Send(h.pid, d) }
 
 func (h *harness) waitEvents(n int) []string {
 	h.t.Helper()
-	waitFor(h.t, fmt.Sprintf("%d settled deliveries", n), func() bool { return len(h.ack.list()) >= n })
+	deadline := time.Now().Add(20 * time.Second)
+	for len(h.ack.list()) < n {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("timed out waiting for %d settled deliveries; got %v", n, h.ack.list())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	return h.ack.list()
 }
 
@@ -330,5 +336,45 @@ func TestWriteAllocatesNothingPerPoint(t *testing.T) {
 	write()
 	if n := testing.AllocsPerRun(200, write); n > 0.5 {
 		t.Fatalf("%v allocations per batch of 30, want none", n)
+	}
+}
+
+// A sync that fails for one file only (its directory went away between two files of the sync): the deliveries
+// that wrote only to the files that made it are acknowledged, the others handed back, and the failed file keeps
+// nothing of them.
+func TestPartialSyncFailureSettlesPerFile(t *testing.T) {
+	h := startSink(t, func(s *Settings) {
+		s.Path = "{data_dir}/{device}/points.jsonl"
+		s.SyncInterval = time.Hour
+		s.MaxAckPending = 8 // the sync at 4 pending is the one that fails
+	})
+	delivery := func(seq uint64, dev string) *actors.Delivery {
+		pts := []isp.Point{{DeviceID: dev, Key: "n", Value: isp.Int(int64(seq)), Quality: 1, Timestamp: 1700000000000000000}}
+		return h.raw(seq, "iot.processed.batch."+dev, isp.AppendBatch(nil, pts))
+	}
+	h.send(delivery(1, "plc-1"))
+	h.send(delivery(2, "plc-2"))
+	h.send(delivery(3, "plc-1"))
+	waitFor(t, "the files open", func() bool {
+		_, err := os.Stat(filepath.Join(h.dir, "plc-2", "points.jsonl"))
+		return err == nil
+	})
+	away := filepath.Join(h.dir, "plc-2.away")
+	if err := os.Rename(filepath.Join(h.dir, "plc-2"), away); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(h.dir, "plc-2"), nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	h.send(delivery(4, "plc-2"))
+	ev := h.waitEvents(4)
+	if strings.Join(ev, ",") != "ack 1,nak 2,ack 3,nak 4" {
+		t.Fatalf("got %v, want plc-1's deliveries acked and plc-2's handed back", ev)
+	}
+	if got, _ := os.ReadFile(filepath.Join(away, "points.jsonl")); len(got) != 0 {
+		t.Fatalf("the failed file kept %q, want nothing of the deliveries handed back", got)
+	}
+	if got := counters(t, filepath.Join(h.dir, "plc-1", "points.jsonl")); fmt.Sprint(got) != "[1 3]" {
+		t.Fatalf("plc-1's file holds %v, want [1 3]", got)
 	}
 }
