@@ -154,6 +154,33 @@ nats {
     # least that often). The loss window of a power cut; a crash of the process alone loses nothing stored.
     sync = "2m"
   }
+
+  # The uplink (README "Uplink"): the embedded server joins a hub (a site or cloud NATS cluster) as a leaf node,
+  # with a JetStream domain of its own, and the hub's stream sources IOT_DATA across the link, so a WAN outage
+  # delays data and loses none while IOT_DATA keeps it (max_age, max_file). Needs jetstream { enabled = true }
+  # and the embedded server. Commented out: it needs a hub; the gateway runs without one.
+  # leafnode {
+  #   # The hub's leafnode listener (nats-leaf://, tls://, wss://…); urls = [ … ] for several servers of a
+  #   # cluster, tried in turn.
+  #   url = "nats-leaf://hub.example.com:7422"
+  #   # How the hub knows the gateway: a .creds file (operator/JWT hubs) ...
+  #   credentials = "/etc/iotgw/hub.creds"
+  #   # ... or user and password of the hub's leafnodes authorization; the password only through env().
+  #   # user     = "gw-plant7"
+  #   # password = env("IOTGW_HUB_PASSWORD")
+  #   # TLS to the hub: ca to trust its certificate (default: the system's roots), cert and key if the hub asks
+  #   # for a client certificate. tls:// and wss:// URLs use TLS even without this block.
+  #   # tls {
+  #   #   ca = "/etc/iotgw/hub-ca.pem"
+  #   # }
+  #   # The gateway's JetStream domain: the hub reaches its stream as $JS.{domain}.API. Default: the gateway id.
+  #   # domain = "plant7"
+  #   # Let the hub's clients use iot.control.> of this gateway (add devices, inject faults, read the tree).
+  #   # Default false: the link refuses control requests from the hub and hides the gateway's own.
+  #   # allow_control = false
+  #   # Between attempts to reach the hub.
+  #   # reconnect_wait = "1s"
+  # }
 }
 
 supervisor {
@@ -365,6 +392,136 @@ device "boiler-2" {
   }
 }
 
+# driver = "mqtt": subscribes to topic filters on an MQTT broker and maps each message to points, one batch per
+# message on iot.raw.mqtt.{device}. Commented out: it needs a broker (mosquitto on 127.0.0.1:1883, say).
+# device "plant-mqtt" {
+#   driver          = "mqtt"
+#   broker          = "tcp://127.0.0.1:1883"  # tcp:// or mqtt://; ssl://, tls:// or mqtts:// for TLS
+#   protocol        = "3.1.1"                 # 3.1.1 (default) | 5
+#   client_id       = "iotgw-plant"           # default iotgw-{device}; required for a persistent session
+#   username        = "gateway"
+#   password        = env("MQTT_PASSWORD", "")
+#   clean_session   = true                    # false: a persistent session (the broker queues QoS 1 messages while away)
+#   qos             = 1                       # of the subscriptions: 0, 1 or 2
+#   keep_alive      = "30s"
+#   connect_timeout = "10s"
+#   max_payload     = "1MB"                   # a larger message is refused with a too_large event
+#   stale_after     = "1m"                    # a key not received for this long is published bad with stale=true (default: off)
+#   batch_window    = "10ms"                  # one bus batch per window, not per message (default 0s: per message)
+#   tags            = { site = "north" }
+#   devices         = ["press-7", "oven-2"]  # the only ids a +device level may name (default: any valid id)
+#   # tls { ca = "/etc/iotgw/broker-ca.pem"  cert = "/etc/iotgw/gw.pem"  key = "/etc/iotgw/gw-key.pem" }
+#
+#   # Writes (iot.control.devices.plant-mqtt.write {"key":…,"value":…}) publish the value on this topic.
+#   command_topic  = "plant/cmd/{key}"        # {key} is the key written, {device} this device's id
+#   command_qos    = 1
+#   command_retain = false
+#   command_format = "value"                 # value: the value's text (21.5, true, ON) | json: {"setpoint": 21.5}
+#
+#   # A topic filter; +device and +key name the levels that give the point's device and key, any other +name a
+#   # tag, a bare + or a trailing # match without a name. Each subscribe block maps its messages as it says:
+#   subscribe "plant/+device/+key" {
+#     format = "auto"                         # auto (default) | value (a plain number or boolean) | json
+#   }
+#   subscribe "sensors/+device/json" {
+#     format      = "json"
+#     time_field  = "ts"                      # the timestamp; default the arrival time
+#     time_format = "unix_ms"                 # unix | unix_ms (default) | unix_us | unix_ns | rfc3339
+#     max_depth   = 32                        # deeper nesting is refused (a JSON bomb), as are
+#     max_values  = 10000                     # more values than this in one message
+#     # Without field blocks every number and boolean is a point, nested names joined with _ ("data_temp").
+#     field "temperature" {
+#       path = "data.temp"                    # dotted path; array elements by index: "sensors.0.value"
+#       type = "float64"                      # float64 | int64 | bool | string; default as sent
+#     }
+#     field "running" { path = "state.on" }
+#   }
+#   subscribe "meters/+device/power" {
+#     key         = "power"                   # the key of a plain value when the topic names none
+#     value_field = "value"                   # {"value": 1.5, "ts": …}: the one value, keyed by the topic or key
+#     time_field  = "ts"
+#   }
+# }
+
+# driver = "http", mode = "poll": GETs (or POSTs) url every interval and maps the JSON answer like an mqtt subscribe
+# block (the same format, key, type, value_field, time_field, time_format, max_depth, max_values and field blocks).
+# Commented out: it needs a server to poll.
+# device "weather" {
+#   driver       = "http"
+#   url          = "http://127.0.0.1:8081/status.json"
+#   method       = "GET"                      # GET (default) | POST
+#   # body       = "{\"read\":\"all\"}"         # the body of a POST, sent as application/json
+#   headers      = { "X-Site" = "north" }
+#   username     = "gateway"                  # basic auth; or bearer_token = env("WEATHER_TOKEN")
+#   password     = env("WEATHER_PASSWORD", "")
+#   interval     = "10s"                      # one poll at a time: a slow server delays the next poll
+#   timeout      = "5s"
+#   max_body     = "1MB"                      # a larger answer fails the poll (too_large)
+#   stale_after  = "30s"                      # default 3 × interval
+#   # tls { ca = "/etc/iotgw/weather-ca.pem" }  # https:// with a private CA (default: the system's roots)
+#   field "outside" {
+#     path = "current.temperature"
+#     type = "float64"
+#   }
+# }
+
+# driver = "http", mode = "push": the device POSTs points to the gateway's HTTP server (gateway.http_address),
+# POST /api/v1/points/{device} with a point {"key":…,"value":…} or a batch {"points":[…]}, with the http block's
+# bearer token when one is set. Only a device declared like this takes pushes.
+# device "meter-push" {
+#   driver      = "http"
+#   mode        = "push"
+#   max_body    = "1MB"                       # a larger push is refused with 413
+#   stale_after = "1m"                        # a key not pushed for this long is published bad with stale=true (default: off)
+#   tags        = { site = "north" }
+# }
+
+# driver = "opcua": an OPC UA server read with gopcua by the device's own actor, on an interval (mode = "poll": one
+# Read of every node each interval) or through a subscription (mode = "subscribe": one monitored item per node, the
+# server sends changes). Each read or notification is one batch on iot.raw.opcua.{device}; problems go to
+# iot.errors.opcua.{device}. A lost session (the server restarted, the link dropped) is retried at the supervisor's
+# backoff with a new session and a new subscription, for ever. Find node ids with
+#   nats req iot.control.devices.line-1.browse '{"node_id":"i=85","depth":2}'
+# Commented out: it needs an OPC UA server (the tests start one: actors/device/opcua/testdata/server, node server.js).
+# device "line-1" {
+#   driver   = "opcua"
+#   endpoint = "opc.tcp://127.0.0.1:4840"        # opc.tcp://host:port[/path], port required
+#   mode     = "poll"                            # poll | subscribe
+#   interval = "1s"                              # poll interval, or the subscription's publishing interval
+#   timeout  = "5s"                              # dial and request timeout
+#   # stale_after = "3s"                         # default 3 × interval: a point without a good value that long is stale
+#   security_policy = "None"                     # None | Basic256Sha256
+#   security_mode   = "None"                     # None (with None) | Sign | SignAndEncrypt (with Basic256Sha256)
+#   # The server's certificate, checked on a signed channel (required with Sign or SignAndEncrypt): trusted as it is
+#   # when named here (PEM or DER), or when signed by server_ca. One that does not verify is refused with its
+#   # thumbprint in the event, never trusted silently.
+#   # server_certificates = ["/etc/iotgw/plc-1.der"]
+#   # server_ca           = "/etc/iotgw/plant-ca.pem"
+#   # The gateway's client certificate (PEM or DER) and RSA key; left out, one is generated at the first start into
+#   # <data_dir>/opcua/client_certificate.der (+ client_key.pem, mode 0600) and reused: trust that file on the server.
+#   # certificate = "/etc/iotgw/client.der"
+#   # private_key = "/etc/iotgw/client.pem"
+#   auth = "anonymous"                           # anonymous | username (username, password) | certificate
+#   # username = "operator"
+#   # password = env("OPCUA_PASSWORD")
+#   tags = { line = "1" }
+#   node "temperature" {
+#     node_id = "ns=1;s=Temperature"             # ns=<index>;<i|s|g|b>=<identifier>
+#     type    = "float64"                        # float64 (any number) | int64 (an integer) | bool | string
+#     unit    = "°C"
+#     # scale  = 1.0                             # value × scale + offset; a scaled int64 is published as float64
+#     # offset = 0.0
+#     # Mode subscribe only:
+#     # sampling_interval = "1s"                 # default: the device's interval
+#     # deadband          = 0.5                  # report only changes larger than this
+#     # deadband_type     = "absolute"           # absolute | percent (of the node's EURange)
+#   }
+#   # Writable through iot.control.devices.line-1.write: {"key":"setpoint","value":75.5}
+#   node "setpoint" {
+#     node_id = "ns=1;s=Setpoint"
+#   }
+# }
+
 # A sidecar: a separate program speaking ISP (README, "Writing a sidecar"), one actor under the "sidecars"
 # supervisor. Either the gateway launches it (plugin, from gateway.plugins_dir; killed with the gateway) or it runs
 # already (address). A sidecar that is unreachable, hangs up, goes silent or exits is retried for as long as it is
@@ -400,6 +557,101 @@ device "boiler-2" {
 #     }
 #   }
 # }
+
+# Rules: one actor each under the "rules" supervisor, after the built-in processor (README, "Rules"). A rule reads
+# the processed batches (iot.processed.batch.>), or with from = "rule" another rule's output, picks points with
+# match and when, and publishes what it makes: iot.rules.{rule}.{device} (filter, transform, forward: one batch per
+# device), iot.alerts.{level}.{device} (alert events), iot.aggregated.{device}.{key} (window results). Expressions
+# (when, clear_when, value) are expr-lang/expr over value, is_number, text, device, key, quality, tags, timestamp,
+# type and values.KEY, with math, time and string functions and changed(), delta(), rate(); they are compiled and
+# type-checked at load, and a mistake is reported at its line and column. A point that makes an expression fail
+# is an event on iot.errors.rules; the rule goes on.
+rule "boiler-hot" {
+  type = "alert"
+  match {
+    # Patterns: * is any run of characters. Each list is alternatives; devices, keys and tags must all match.
+    devices = ["boiler-*"]
+    keys    = ["temperature"]
+    # tags  = { site = "plant-a" }
+  }
+  # The condition; pending → firing once it has held for `for`, resolved when it clears.
+  when     = "value > 85"
+  for      = "5s"
+  # Hysteresis: resolve only below 85 − 3 (or write clear_when = "value < 82" instead).
+  deadband = 3
+  # info | warning | critical: the {level} of iot.alerts.{level}.{device}.
+  level    = "warning"
+  # Placeholders: {rule} {device} {key} {value} {level} {condition} {tag:NAME}.
+  message  = "{device} {key} is {value} {tag:unit}"
+  # One alert per key (default "{rule}:{device}:{key}:{condition}"); must hold {device} or a {tag:NAME}.
+  dedup_key = "{rule}:{device}:{key}:{condition}"
+  # Send a firing alert again every repeat until it is acknowledged (iot.control.alerts.ack); "0s": once.
+  repeat   = "10m"
+  # The least time between the end of an alert and the next firing of its key (it waits pending); "0s": off.
+  throttle = "1m"
+  # Also alert when a matched series sends nothing for no_data, and while its points have bad quality.
+  no_data     = "30s"
+  bad_quality = true
+  # partition = "device": the default for alerts and aggregates: gateways sharing the rule each own whole
+  # devices (never round-robin), so the state of a device is in one place. "none": any gateway takes any batch.
+}
+
+rule "temperature-f" {
+  type   = "transform"
+  match { keys = ["temperature"] }
+  # A new value from an expression (a number); or scale = 0.1 and offset = -40 (value × scale + offset).
+  value  = "value * 1.8 + 32"
+  rename = "temperature_f"
+  unit   = "°F"
+  # value_type = "float64"   # float64 | int64 | bool | string
+  # A derived point from several keys of one device in the same batch (every key it reads must be in it):
+  # derive "power" {
+  #   value = "values.voltage * values.current"
+  #   unit  = "W"
+  # }
+  # Several gateways on one NATS cluster share a stateless rule in this queue group (default iotgw.rules.{name}).
+  # queue = "iotgw.rules.temperature-f"
+}
+
+rule "speed-changes" {
+  type  = "filter"
+  match {
+    devices = ["mixer-1"]
+    keys    = ["speed"]
+  }
+  # Pass only a change of more than 50 from the last value passed (deadband_percent = 5: relative), and at most
+  # one point per device and key every rate_limit. A when = "…" drops what it does not hold for.
+  deadband   = 50
+  rate_limit = "1s"
+}
+
+rule "boiler-1m" {
+  type      = "aggregate"
+  match {
+    devices = ["boiler-1"]
+    keys    = ["temperature", "pressure"]
+  }
+  # tumbling (size) | hopping (size, hop) | sliding (size) | count (count) | session (gap, size: its longest).
+  window    = "tumbling"
+  size      = "1m"
+  # avg min max sum count first last stddev, and percentiles p50 … p99.9.
+  functions = ["avg", "min", "max", "p95"]
+  # processing (when a point arrives; the default) | event (its timestamp, with lateness for late points).
+  time      = "processing"
+  # group_by = "line"   # per value of that tag and key, instead of per device and key
+  # max_points = 10000  # values kept per window for percentiles and sliding windows
+}
+
+rule "temperature-out" {
+  type    = "forward"
+  # Read another rule's output (chains are checked for cycles at load).
+  from    = "temperature-f"
+  # {rule}, {device}, {key} as whole tokens; with {key} every point is its own message. Without a subject the
+  # batches go on iot.rules.{rule}.{device}, for another rule to read. The control plane, $JS, $KV, $SYS, inboxes
+  # and iot.raw, iot.processed and iot.errors are refused.
+  subject = "plant.{device}.{key}"
+  # rename = "temp_f"
+}
 
 # A sink: one actor under the "sinks" supervisor. type = "console" prints one line per point on stdout.
 sink "console" {

@@ -138,8 +138,6 @@ type Env struct {
 	PointSubjects bool
 	// Stdout is where a sink that prints (console) writes; logs go elsewhere.
 	Stdout io.Writer
-	// DataDir is the gateway's data_dir, where a sink that writes files keeps them by default.
-	DataDir string
 	// LogFormat is the gateway's log format ("console" or "json"); the console sink follows it by default.
 	LogFormat string
 	// Metrics are the gateway's Prometheus collectors; nil-safe, so an actor built without them still works.
@@ -149,6 +147,10 @@ type Env struct {
 	// Endpoint is the actor of the shared endpoint a device's driver declared (config.EndpointSettings), started
 	// before the device; nil for other actors.
 	Endpoint *actor.PID
+	// DataDir is the gateway's data_dir, where an actor keeps what it makes once and reuses (the OPC UA driver's
+	// generated client certificate) and where the file sink writes by default ({data_dir}); "" when the actor is
+	// built without a runtime (then it must not need one, or, the file sink, takes the working directory).
+	DataDir string
 }
 
 // Headers that travel with bus messages (DESIGN.md: trace id, source and schema version are NATS headers, so a

@@ -43,6 +43,7 @@ type natsHCL struct {
 	Insecure      *bool             `hcl:"insecure,optional"`
 	TLS           *tlsHCL           `hcl:"tls,block"`
 	ClientTLS     *tlsHCL           `hcl:"client_tls,block"`
+	Leafnode      *leafnodeHCL      `hcl:"leafnode,block"`
 }
 
 type jetStreamHCL struct {
@@ -261,6 +262,7 @@ func decodeNATS(block *hcl.Block, ctx *hcl.EvalContext, n *NATS, diags *hcl.Diag
 	if j.Buffer < 1 || j.Buffer > 10_000_000 {
 		js.Errorf("buffer", "buffer is %d: from 1 to 10000000 messages per durable inbox (used when JetStream is off)", j.Buffer)
 	}
+	decodeLeafnode(v, h.Leafnode, n) // last: it checks the url and jetstream above
 }
 
 // checkNATSURLs checks a comma-separated list of server URLs, reporting each bad one.

@@ -30,6 +30,7 @@ type Config struct {
 	Sinks      []Sink    // in file order
 	Sidecars   []Sidecar // in file order
 	Simulators []Simulator
+	Rules      []Rule // in file order (rule.go)
 	Faults     Faults
 	HTTP       HTTP
 }
@@ -70,6 +71,8 @@ type NATS struct {
 	TLS             *TLS   // the embedded server's client listener; nil: plain TCP
 	ClientTLS       *TLS   // the gateway's connection to an external server (tls:// URLs)
 	Insecure        bool   // acknowledge an embedded server beyond loopback without users and TLS
+
+	Leafnode *Leafnode // the uplink to a hub (leafnode.go); nil: none
 }
 
 // JetStream is the `jetstream` block inside `nats`.

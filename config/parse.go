@@ -38,6 +38,7 @@ var rootSchema = &hcl.BodySchema{
 		{Type: "simulator", LabelNames: []string{"name"}},
 		{Type: "faults"},
 		{Type: "http"},
+		{Type: "rule", LabelNames: []string{"name"}},
 	},
 }
 
@@ -334,8 +335,14 @@ func decodeRoot(body hcl.Body, diags *hcl.Diagnostics) *Config {
 			duplicate("sink\x00"+sink.Name, block, "Duplicate sink name",
 				fmt.Sprintf("Sink names must be unique: %s is already used", quote(sink.Name)))
 			cfg.Sinks = append(cfg.Sinks, sink)
+		case "rule":
+			rule := decodeRule(block, ctx, diags)
+			duplicate("rule\x00"+rule.Name, block, "Duplicate rule name",
+				fmt.Sprintf("Rule names must be unique: %s is already used", quote(rule.Name)))
+			cfg.Rules = append(cfg.Rules, rule)
 		}
 	}
+	checkRules(cfg.Rules, diags)
 	checkExposure(cfg, first, diags)
 	checkSharedNames(cfg, diags)
 	checkEndpoints(cfg, diags)

@@ -259,3 +259,39 @@ func SharedNameDetail(id string, sidecar hcl.Range) string {
 	return fmt.Sprintf("The sidecar %s at %s has this name: both would publish on iot.processed.batch.%s, "+
 		"and their data could not be told apart. Rename one.", quote(id), sidecar, id)
 }
+
+// ClientTLSBlock is a client's `tls { ca, cert, key }` block in a kind's own schema (a driver that connects to
+// a broker or a server: actors/device/mqtt, actors/device/http); decode it with DecodeClientTLS.
+type ClientTLSBlock = tlsHCL
+
+// DecodeClientTLS checks a client's tls block (v is the block's validator: v.Block("tls", "") of its parent)
+// the way client_tls is checked: ca optional (else the system's roots), cert and key as a pair, files readable.
+// It returns nil when h is nil.
+func DecodeClientTLS(v *Validator, h *ClientTLSBlock) *TLS { return decodeTLS(v, h, tlsClient) }
+
+// ClientConfig is the crypto/tls configuration of a client with this block: the CA it verifies the server with
+// (the system's roots without one) and the certificate it presents, if any. serverName is checked against the
+// server's certificate. The files were checked by validation; reading them again here can still fail (they
+// changed since), which the caller reports.
+func (t *TLS) ClientConfig(serverName string) (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
+	if t.CA != "" {
+		pem, err := os.ReadFile(t.CA)
+		if err != nil {
+			return nil, fmt.Errorf("tls ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls ca %s: no PEM certificate", t.CA)
+		}
+		c.RootCAs = pool
+	}
+	if t.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+		if err != nil {
+			return nil, fmt.Errorf("tls cert: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}

@@ -49,6 +49,7 @@ type Bus struct {
 	jsReady   chan struct{} // closed when JS is set
 	// confirmed is what actors publish through in client mode (replay.go); nil with the embedded server.
 	confirmed atomic.Pointer[confirmedPublisher]
+	uplink    *uplink // the leaf link's watcher (leafnode.go); nil without a leafnode block
 }
 
 // Publisher is what actors publish through: the embedded server's connection, or, with an external server, the
@@ -214,6 +215,9 @@ func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerol
 			return nil, err
 		}
 	}
+	if cfg.Leafnode != nil && b.Server != nil {
+		b.uplink = startUplink(b.Server, cfg.JetStream.Enabled, b.Conn, gw, cfg.Leafnode, b.log)
+	}
 	return b, nil
 }
 
@@ -279,6 +283,9 @@ func startEmbedded(gw config.Gateway, cfg config.NATS, internal *server.User, lo
 		opts.JetStreamMaxMemory = cfg.JetStream.MaxMemory
 		opts.JetStreamMaxStore = cfg.JetStream.MaxFile
 		opts.SyncInterval, opts.SyncAlways = cfg.JetStream.SyncInterval, cfg.JetStream.SyncAlways
+	}
+	if err := applyLeafnode(opts, gw, cfg); err != nil {
+		return nil, err
 	}
 	if cfg.Port > 0 {
 		// nats-server reports a taken port only in its log and then never becomes ready: say it plainly, at once.
@@ -404,6 +411,7 @@ func (b *Bus) Close() {
 	if c := b.confirmed.Load(); c != nil {
 		c.close(time.Second)
 	}
+	b.uplink.stop()
 	if b.Conn != nil && !b.Conn.IsClosed() {
 		if b.Conn.IsConnected() { // a flush while reconnecting would only wait out its timeout
 			_ = b.Conn.FlushTimeout(time.Second)

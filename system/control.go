@@ -47,7 +47,8 @@ func newControl(rt *Runtime) actor.Producer {
 func (c *control) Inboxes() []actors.Inbox {
 	subjects := []string{SubjectPing, SubjectTree, SubjectDevicesList, SubjectDevicesGet, SubjectDevicesAdd,
 		SubjectDevicesUpdate, SubjectDevicesRemove, SubjectFaultsInject, SubjectFaultsClear, SubjectFaultsList, SubjectReload,
-		SubjectActorsRestart, SubjectDevicesWrite, SubjectSinksList, SubjectSinksGet}
+		SubjectActorsRestart, SubjectDevicesWrite, SubjectDevicesBrowse, SubjectSinksList, SubjectSinksGet}
+	subjects = append(subjects, ruleSubjects...) // rules.go
 	in := make([]actors.Inbox, len(subjects))
 	for i, s := range subjects {
 		in[i] = actors.Inbox{Subject: s}
@@ -78,6 +79,10 @@ func (c *control) Receive(ctx actor.Context) {
 		c.routeWrite(ctx, msg, id)
 		return
 	}
+	if id, ok := browseTarget(msg.Subject); ok { // see browse.go
+		c.routeBrowse(ctx, msg, id)
+		return
+	}
 	var reply any
 	switch msg.Subject {
 	case SubjectPing:
@@ -86,7 +91,7 @@ func (c *control) Receive(ctx actor.Context) {
 			UptimeS: time.Since(c.rt.started).Seconds(), Timestamp: time.Now().UnixNano(),
 		}
 	case SubjectTree:
-		reply = c.rt.tree.Snapshot()
+		reply = c.rt.withRuleFigures(c.rt.tree.Snapshot()) // rules.go
 	case SubjectDevicesList:
 		reply = c.rt.listDevices()
 	case SubjectDevicesGet:
@@ -112,7 +117,10 @@ func (c *control) Receive(ctx actor.Context) {
 	case SubjectSinksGet:
 		reply = c.rt.getSink(msg.Data)
 	default:
-		reply = ErrorReply{Error: "unknown control subject " + msg.Subject}
+		var ok bool
+		if reply, ok = c.rt.controlRules(msg.Subject, msg.Data); !ok { // rules.go
+			reply = ErrorReply{Error: "unknown control subject " + msg.Subject}
+		}
 	}
 	c.respond(msg, reply)
 }

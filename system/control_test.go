@@ -164,8 +164,8 @@ device "d1" {
 		{"malformed JSON", SubjectDevicesAdd, `{"id": "x", `, "want {"},
 		{"JSON without id", SubjectDevicesAdd, `{"driver":"mock"}`, `missing "id"`},
 		{"unknown driver", SubjectDevicesAdd, `device "x" {
-  driver = "opcua"
-}`, `unknown driver "opcua"`},
+  driver = "profibus"
+}`, `unknown driver "profibus"`},
 		{"missing points", SubjectDevicesAdd, `{"id":"x","driver":"mock"}`, "at least one point"},
 		{"unknown attribute", SubjectDevicesAdd, `{"id":"x","driver":"mock","colour":"red","point":{"p":{"signal":"sine"}}}`, `"colour"`},
 		{"bad interval", SubjectDevicesAdd, `{"id":"x","driver":"mock","interval":"often","point":{"p":{"signal":"sine"}}}`, `"often" is not a duration`},
@@ -490,9 +490,9 @@ func TestReload(t *testing.T) {
 	before := keepSince()
 
 	// A broken file changes nothing.
-	write("device \"x\" {\n  driver = \"opcua\"\n}\n")
+	write("device \"x\" {\n  driver = \"profibus\"\n}\n")
 	r := ask(t, nc, SubjectReload, "")
-	if r.OK || len(r.Diagnostics) == 0 || !strings.Contains(r.Diagnostics[0].Summary+r.Diagnostics[0].Detail, "opcua") {
+	if r.OK || len(r.Diagnostics) == 0 || !strings.Contains(r.Diagnostics[0].Summary+r.Diagnostics[0].Detail, "profibus") {
 		t.Fatalf("reload of a broken file: %+v", r)
 	}
 

@@ -14,10 +14,13 @@ import (
 
 // Nested block types of a device block, labeled (`point "t" {…}`) or not (`serial {…}`). A JSON request writes a
 // labeled block as an object of label → body.
-var (
-	labeledBlocks   = map[string]bool{"point": true, "register": true, "group": true}
-	unlabeledBlocks = map[string]bool{"serial": true}
-)
+var deviceBlocks = blockKinds{
+	labeled:   map[string]bool{"point": true, "register": true, "group": true},
+	unlabeled: map[string]bool{"serial": true},
+}
+
+// blockKinds are the nested block types of a block a JSON request describes (a device's, a rule's: rules_json.go).
+type blockKinds struct{ labeled, unlabeled map[string]bool }
 
 // errDeviceJSON is a JSON device request that is not an object with an "id".
 var errDeviceJSON = errors.New(`want {"id": "…", "driver": "…", …} or the HCL text of a device block`)
@@ -38,23 +41,24 @@ func deviceHCL(body []byte) ([]byte, error) {
 	delete(obj, "id")
 	f := hclwrite.NewEmptyFile()
 	dev := f.Body().AppendNewBlock("device", []string{id}).Body()
-	if err := writeBody(dev, obj, true); err != nil {
+	if err := writeBody(dev, obj, deviceBlocks); err != nil {
 		return nil, err
 	}
 	return f.Bytes(), nil
 }
 
-func writeBody(b *hclwrite.Body, obj map[string]json.RawMessage, top bool) error {
+func writeBody(b *hclwrite.Body, obj map[string]json.RawMessage, kinds blockKinds) error {
 	keys := make([]string, 0, len(obj))
 	for k := range obj {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys) // attributes in a stable order; "driver" first reads best
-	sort.SliceStable(keys, func(i, j int) bool { return keys[i] == "driver" && keys[j] != "driver" })
+	first := func(k string) bool { return k == "driver" || k == "type" }
+	sort.SliceStable(keys, func(i, j int) bool { return first(keys[i]) && !first(keys[j]) })
 	for _, k := range keys {
 		raw := obj[k]
 		switch {
-		case labeledBlocks[k]:
+		case kinds.labeled[k]:
 			var byLabel map[string]map[string]json.RawMessage
 			if err := json.Unmarshal(raw, &byLabel); err != nil {
 				return fmt.Errorf("%q: want an object of name → block: %v", k, err)
@@ -65,16 +69,16 @@ func writeBody(b *hclwrite.Body, obj map[string]json.RawMessage, top bool) error
 			}
 			sort.Strings(labels)
 			for _, l := range labels {
-				if err := writeBody(b.AppendNewBlock(k, []string{l}).Body(), byLabel[l], false); err != nil {
+				if err := writeBody(b.AppendNewBlock(k, []string{l}).Body(), byLabel[l], kinds); err != nil {
 					return fmt.Errorf("%s %q: %w", k, l, err)
 				}
 			}
-		case unlabeledBlocks[k]:
+		case kinds.unlabeled[k]:
 			var inner map[string]json.RawMessage
 			if err := json.Unmarshal(raw, &inner); err != nil {
 				return fmt.Errorf("%q: want an object: %v", k, err)
 			}
-			if err := writeBody(b.AppendNewBlock(k, nil).Body(), inner, false); err != nil {
+			if err := writeBody(b.AppendNewBlock(k, nil).Body(), inner, kinds); err != nil {
 				return fmt.Errorf("%s: %w", k, err)
 			}
 		default:

@@ -83,6 +83,9 @@ func (r *Runtime) Readiness() Readiness {
 	default:
 		add(CheckNATS, Check{OK: true, Detail: "connected to " + r.bus.Conn.ConnectedUrlRedacted()})
 	}
+	if r.bus != nil && r.bus.uplink != nil {
+		add(CheckUplink, r.bus.uplink.check()) // never fails: see CheckUplink
+	}
 	nodes := flatten(r.tree.Snapshot(), nil)
 	byPath := make(map[string]*Node, len(nodes))
 	disconnected := map[string][]string{} // group → "path (last error)"
@@ -154,7 +157,7 @@ func (m *monitor) handler() http.Handler {
 	// GET patterns also answer HEAD; other methods get 405 and unknown paths 404 from the mux.
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "iotgw %s (gateway %s)\n/healthz\n/readyz\n/metrics\n", Version, m.rt.cfg.Gateway.ID)
+		fmt.Fprintf(w, "iotgw %s (gateway %s)\n/healthz\n/readyz\n/metrics\nPOST %s{device}\n", Version, m.rt.cfg.Gateway.ID, PushPathPrefix)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -175,6 +178,8 @@ func (m *monitor) handler() http.Handler {
 		}
 		_, _ = w.Write(append(body, '\n'))
 	})
+	// Points pushed by devices declared with driver = "http" and mode = "push" (push.go).
+	mux.HandleFunc("POST "+PushPathPrefix+"{device}", m.push)
 	mux.Handle("GET /metrics", promhttp.InstrumentMetricHandler(m.reg, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
 		ErrorLog:            m.stdLogger(),
 		ErrorHandling:       promhttp.ContinueOnError, // a partial scrape beats none

@@ -131,8 +131,9 @@ func (r *Runtime) sidecarSpec(sc config.Sidecar, pluginsDir string) ChildSpec {
 	return ChildSpec{Name: sc.Name, Kind: kind, Producer: actorsidecar.NewConn(sc, pluginsDir, r.env("sidecars/"+sc.Name))}
 }
 
-// ruleSpecs is the rule stage: for now the built-in processor, which validates raw points and republishes them as
-// processed data. Its name is reserved among rules.
+// ruleSpecs is the rule stage: the built-in processor, which validates raw points and republishes them as
+// processed data (its name is reserved among rules), then one actor per rule (rules.go).
 func (r *Runtime) ruleSpecs() []ChildSpec {
-	return []ChildSpec{{Name: "processor", Kind: "processor", Producer: processor.New(r.env("rules/processor"))}}
+	return append([]ChildSpec{{Name: "processor", Kind: "processor", Producer: processor.New(r.env("rules/processor"))}},
+		r.ruleActorSpecs()...)
 }

@@ -384,6 +384,8 @@ func (a *mailboxActor) Receive(ctx actor.Context) {
 		}
 	case *device.Write:
 		a.tree.writeTaken(a.path)
+	case *device.Browse:
+		a.tree.browseTaken(a.path)
 	case *actors.WorkerFailed:
 		panic(m)
 	case *actors.Fault:

@@ -64,7 +64,9 @@ func (m *monitor) init() {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newRuntimeCollector(m.rt),
+		rulesCollector{rt: m.rt}, // rules_metrics.go
 		&sinkCollector{rt: m.rt}, // sinks.go
+		uplinkCollector{m.rt},
 	)
 	m.metrics = actors.NewMetrics(m.reg)
 }
@@ -154,6 +156,7 @@ type HealthReport struct {
 	Checks    map[string]Check `json:"checks"`
 	Actors    ActorCounts      `json:"actors"`
 	NATS      NATSHealth       `json:"nats"`
+	Uplink    *UplinkState     `json:"uplink,omitempty"` // the leaf link to the hub, with a leafnode block
 	UptimeS   float64          `json:"uptime_s"`
 	Timestamp int64            `json:"timestamp"` // Unix ns
 }
@@ -231,6 +234,9 @@ func (r *Runtime) healthReport() HealthReport {
 	h.NATS = NATSHealth{
 		Connected: nc.IsConnected(), Status: nc.Status().String(), URL: nc.ConnectedUrlRedacted(),
 		Reconnects: nc.Stats().Reconnects, Embedded: r.bus.Server != nil,
+	}
+	if s, ok := r.bus.Uplink(); ok {
+		h.Uplink = &s
 	}
 	return h
 }

@@ -203,6 +203,7 @@ func (r *Runtime) Reload() ControlReply {
 	}
 	r.pruneEndpoints()
 	r.devices.mu.Unlock()
+	r.reloadRules(next.Rules, res, applied) // rules.go
 	r.restartStopped(res, applied)
 	r.log.Info().Strs("added", res.Added).Strs("changed", res.Changed).Strs("removed", res.Removed).
 		Strs("failed", res.Failed).Strs("restart_needed", res.Restart).Strs("restarted", res.Restarted).Msg("config reloaded")

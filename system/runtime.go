@@ -59,7 +59,8 @@ type Runtime struct {
 	endpoints   endpointSet     // the endpoint actors that run, by key
 	fileDevices []config.Device // the device blocks of the file as last loaded (not the stored ones): what a reload compares
 	faults      *faultManager
-	mon         *monitor // health, metrics and the HTTP server (metrics.go, http.go)
+	rules       *ruleRegistry // the rules group's rules and their stores (rules.go)
+	mon         *monitor      // health, metrics and the HTTP server (metrics.go, http.go)
 	// incarnations numbers every incarnation of every actor (mailboxActor.incarnation).
 	incarnations atomic.Uint64
 	// quit is closed when Stop begins: a supervisor waiting for a child to start stops waiting.
@@ -112,6 +113,7 @@ func (r *Runtime) Start(ctx context.Context) error {
 		return err
 	}
 	r.bus = bus
+	r.tree.setUplink(bus.uplink)
 	r.started = time.Now()
 	r.faults = newFaultManager(r)
 	if err := r.openDeviceStore(ctx); err != nil {

@@ -272,6 +272,7 @@ func (s *supervisor) start(ctx actor.Context, c *child) error {
 	first := spec.Producer()
 	_, c.reconnector = first.(actors.Reconnector)
 	_, writer := first.(device.Writer)
+	_, browser := first.(device.Browser)
 	c.mb = nil
 	if l, ok := first.(actors.Listener); ok {
 		if in := l.Inboxes(); len(in) > 0 {
@@ -281,6 +282,9 @@ func (s *supervisor) start(ctx actor.Context, c *child) error {
 	s.rt.tree.add(c.path, spec.Kind, c.mb)
 	if writer {
 		s.rt.tree.update(c.path, func(e *treeEntry) { e.takesWrites = true })
+	}
+	if browser {
+		s.rt.tree.update(c.path, func(e *treeEntry) { e.takesBrowse = true })
 	}
 	started := make(chan error, 1)
 	var once sync.Once
@@ -319,6 +323,9 @@ func (s *supervisor) start(ctx actor.Context, c *child) error {
 	s.byID[pid.Id] = c
 	if writer {
 		s.rt.tree.update(c.path, func(e *treeEntry) { e.writer = pid })
+	}
+	if browser {
+		s.rt.tree.update(c.path, func(e *treeEntry) { e.browser = pid })
 	}
 	// Wait until it listens: its subscriptions go out on the shared connection before anything a later sibling
 	// publishes, so a sink or the processor never misses a device's first poll.

@@ -2,6 +2,7 @@ package system
 
 import (
 	"fmt"
+	"github.com/iotgw/iotgw/actors/rule"
 	"sort"
 	"strings"
 	"sync"
@@ -31,6 +32,7 @@ type Tree struct {
 	nodes  map[string]*treeEntry
 	seq    int
 	budget *pendingBudget // shown on the root; nil in a tree built alone
+	uplink *uplink        // shown on the root; nil without a leafnode block (leafnode.go)
 }
 
 type treeEntry struct {
@@ -51,6 +53,11 @@ type treeEntry struct {
 	takesWrites bool
 	writer      *actor.PID
 	writes      int
+	// browser is the actor of a device that answers browse requests (device.Browser); browses counts those
+	// forwarded and not yet taken, bounded like writes.
+	takesBrowse bool
+	browser     *actor.PID
+	browses     int
 }
 
 // Node is one actor in a tree snapshot.
@@ -69,7 +76,11 @@ type Node struct {
 	// PendingBudget is on the root only: the gateway-wide budget of buffered bus messages, its share per
 	// subscription and what is buffered against it (each mailbox shows its own part).
 	PendingBudget *PendingBudget `json:"pending_budget,omitempty"`
-	Children      []*Node        `json:"children,omitempty"`
+	// Rule is a rule actor's figures (points in, out, dropped, errors, eval time, alerts); see rules.go.
+	Rule *rule.Stats `json:"rule,omitempty"`
+	// Uplink is on the root only, with a leafnode block: the link to the hub (README "Uplink").
+	Uplink   *UplinkState `json:"uplink,omitempty"`
+	Children []*Node      `json:"children,omitempty"`
 }
 
 func newTree() *Tree { return &Tree{nodes: map[string]*treeEntry{}} }
@@ -173,6 +184,10 @@ func (t *Tree) Snapshot() *Node {
 				if t.budget != nil {
 					root.PendingBudget = t.budget.snapshot()
 				}
+				if t.uplink != nil {
+					s := t.uplink.snapshot()
+					root.Uplink = &s
+				}
 			} else {
 				root.Children = append(root.Children, n)
 			}
@@ -232,6 +247,32 @@ func (t *Tree) forwardWrite(path string) (pid *actor.PID, busy string) {
 	}
 	e.writes++
 	return e.writer, ""
+}
+
+// forwardBrowse is forwardWrite for browse requests (device.Browser).
+func (t *Tree) forwardBrowse(path string) (pid *actor.PID, busy string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.nodes[path]
+	switch {
+	case !ok || !e.takesBrowse || e.state == StateFailed || e.state == StateStopped:
+		return nil, ""
+	case e.browser == nil:
+		return nil, "is starting: try again"
+	case e.browses >= maxWaitingBrowses:
+		return nil, fmt.Sprintf("has %d browse requests waiting: try again later", e.browses)
+	}
+	e.browses++
+	return e.browser, ""
+}
+
+// browseTaken counts a forwarded browse request that the device actor has taken from its mailbox.
+func (t *Tree) browseTaken(path string) {
+	t.update(path, func(e *treeEntry) {
+		if e.browses > 0 {
+			e.browses--
+		}
+	})
 }
 
 // writeTaken counts a forwarded write that the device actor has taken from its mailbox.

@@ -4,8 +4,11 @@
 package all
 
 import (
+	_ "github.com/iotgw/iotgw/actors/device/http"
 	_ "github.com/iotgw/iotgw/actors/device/mock"
 	_ "github.com/iotgw/iotgw/actors/device/modbus"
+	_ "github.com/iotgw/iotgw/actors/device/mqtt"
+	_ "github.com/iotgw/iotgw/actors/device/opcua"
 	_ "github.com/iotgw/iotgw/actors/sink/console"
 	_ "github.com/iotgw/iotgw/actors/sink/file"
 	_ "github.com/iotgw/iotgw/actors/sink/jetstream"

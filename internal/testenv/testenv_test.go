@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -34,5 +35,29 @@ func TestCheckPymodbusNamesWhatIsMissing(t *testing.T) {
 				t.Errorf("got %q, want it to contain %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestCheckNodeOPCUANamesWhatIsMissing: without node_modules the check says to run npm ci in the server's folder.
+func TestCheckNodeOPCUANamesWhatIsMissing(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "server.js"), []byte("// test\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, problem := checkNodeOPCUA(dir); problem != "" && !strings.Contains(problem, "npm ci in "+dir) && !strings.Contains(problem, "install Debian's nodejs") {
+		t.Errorf("got %q, want it to name npm ci in %s (or Debian's nodejs)", problem, dir)
+	} else if problem == "" {
+		t.Errorf("got no problem for a folder without node_modules")
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "node_modules", "node-opcua"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "node_modules", "node-opcua", "package.json"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exec.LookPath("node"); err == nil {
+		if _, script, problem := checkNodeOPCUA(dir); problem != "" || script != filepath.Join(dir, "server.js") {
+			t.Errorf("got %q, %q; want no problem and the script", script, problem)
+		}
 	}
 }

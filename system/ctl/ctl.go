@@ -39,6 +39,8 @@ Commands:
   devices update -f dev.hcl             replace a device with the block's new definition
   devices remove ID
   devices write ID KEY VALUE            write a register; VALUE is JSON (75, 7.5, true, "text") or else a string
+  devices browse ID [NODE_ID] [-depth 1] [-max 1000]
+                                        an OPC UA device's server: the nodes below NODE_ID (default the Objects folder)
   fault inject KIND TARGET [-for 30s] [-probability 0.5] [-latency 200ms]
                                         KIND: crash, stop, drop, latency, error, bad_quality, kill; TARGET: devices/plc-1
   fault clear [ID|TARGET]               one fault (f-N), the faults on a target, or all of them
@@ -46,6 +48,11 @@ Commands:
   reload                                re-read the config and apply the differences
   restart PATH                          restart an actor of the tree (failed, stopped or running): devices/plc-1
   sidecars status NAME
+  rules list                            the rules with their figures: points in, out, dropped, errors, eval time
+  rules get NAME                        a rule's state, figures and (added at run time) its HCL
+  rules add -f rule.hcl                 add a rule from one rule "name" { … } block; rules update -f; rules remove NAME
+  alerts list                           the pending and firing alerts
+  alerts ack KEY                        acknowledge an alert (it stays until it resolves, but is not repeated)
   sinks list                            every sink: state, lag (pending), unacknowledged, dead letters, last delivery
   sinks get NAME                        one sink, with each of its durable inboxes
 
@@ -91,6 +98,7 @@ type ctlFlags struct {
 	file              string // devices add/update -f
 	duration, latency string // fault inject -for, -latency
 	probability       float64
+	depth, maxNodes   int // devices browse -depth, -max
 }
 
 // Main runs `iotgw ctl` with the words after "ctl" and returns the exit status: 0 ok, 1 the request failed,
@@ -174,6 +182,8 @@ func newCtlFlagSet(f *ctlFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.duration, "for", "", "fault inject: how long the fault lasts")
 	fs.Float64Var(&f.probability, "probability", 0, "fault inject: the probability that the fault hits")
 	fs.StringVar(&f.latency, "latency", "", "fault inject: the added latency")
+	fs.IntVar(&f.depth, "depth", 0, "devices browse: levels below the node (default 1)")
+	fs.IntVar(&f.maxNodes, "max", 0, "devices browse: nodes at most (default 1000)")
 	return fs
 }
 
@@ -300,6 +310,23 @@ func ctlBuild(fs *flag.FlagSet, f *ctlFlags, words []string) (ctlRequest, error)
 		}{args[1], value})
 		return ctlRequest{subject: "devices." + args[0] + ".write", body: body, render: renderWrite,
 			hint: fmt.Sprintf("is there a Modbus device %q?", args[0])}, nil
+	case "devices browse":
+		if len(args) < 1 || len(args) > 2 {
+			return ctlRequest{}, ctlUsagef("devices browse wants ID [NODE_ID]")
+		}
+		if !ctlToken(args[0]) {
+			return ctlRequest{}, ctlUsagef("device id %q cannot be part of a subject", args[0])
+		}
+		req := struct {
+			NodeID   string `json:"node_id,omitempty"`
+			Depth    int    `json:"depth,omitempty"`
+			MaxNodes int    `json:"max_nodes,omitempty"`
+		}{Depth: f.depth, MaxNodes: f.maxNodes}
+		if len(args) == 2 {
+			req.NodeID = args[1]
+		}
+		return ctlRequest{subject: "devices." + args[0] + ".browse", body: ctlJSON(req), render: renderBrowse,
+			hint: fmt.Sprintf("is there an OPC UA device %q?", args[0])}, nil
 	case "fault inject":
 		return ctlFaultInject(f, args)
 	case "fault clear":
@@ -337,14 +364,19 @@ func ctlBuild(fs *flag.FlagSet, f *ctlFlags, words []string) (ctlRequest, error)
 		return ctlRequest{subject: "sidecars." + args[0] + ".status", render: renderSidecar,
 			hint: fmt.Sprintf("is there a sidecar %q?", args[0])}, nil
 	}
+	if req, ok, err := ctlRules(f, cmd, args); ok { // rules.go
+		return req, err
+	}
 	return ctlRequest{}, ctlUsagef("unknown command %q", cmd)
 }
 
 // ctlGroups are the commands that take a subcommand.
 var ctlGroups = map[string]string{
-	"devices":  "list, get, add, update, remove, write",
+	"devices":  "list, get, add, update, remove, write, browse",
 	"fault":    "inject, clear, list",
 	"sidecars": "status",
+	"rules":    "list, get, add, update, remove",
+	"alerts":   "list, ack",
 	"sinks":    "list, get",
 }
 
@@ -352,7 +384,10 @@ var ctlGroups = map[string]string{
 var ctlCommandFlags = map[string][]string{
 	"devices add":    {"f"},
 	"devices update": {"f"},
+	"devices browse": {"depth", "max"},
 	"fault inject":   {"for", "probability", "latency"},
+	"rules add":      {"f"},
+	"rules update":   {"f"},
 }
 
 var ctlConnFlags = map[string]bool{"s": true, "json": true, "timeout": true, "user": true, "password": true, "creds": true, "nkey": true,
@@ -623,8 +658,25 @@ func renderTree(w io.Writer, reply []byte, color bool) error {
 		line := pad(r.name, width[0]) + pad(r.kind, width[1]) + state + pad(r.restarts, width[3]) + r.lastError
 		b.WriteString(strings.TrimRight(line, " ") + "\n")
 	}
+	if u := root.Uplink; u != nil {
+		b.WriteString(uplinkLine(u) + "\n")
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// uplinkLine is the leaf link to the hub under the tree (README "Uplink").
+func uplinkLine(u *system.UplinkState) string {
+	state := fmt.Sprintf("hub %s connected since %s", orDash(u.Hub), u.Since.UTC().Format(time.RFC3339))
+	if !u.Connected {
+		state = "hub not connected since " + u.Since.UTC().Format(time.RFC3339)
+	}
+	behind := "behind: unknown"
+	if u.Known {
+		behind = fmt.Sprintf("behind: %d messages", u.Behind)
+	}
+	return fmt.Sprintf("uplink (domain %s): %s; %s; discarded before delivery: %d; connects %d, disconnects %d",
+		u.Domain, state, behind, u.Discarded, u.Connects, u.Disconnects)
 }
 
 // ctlPaint colours a state cell on a terminal: red for failed, yellow for restarting and disconnected.
@@ -716,6 +768,39 @@ func renderWrite(w io.Writer, reply []byte, _ bool) error {
 	}
 	_, err := fmt.Fprintf(w, "wrote %s %s = %s\n", r.Device, r.Key, r.Value)
 	return err
+}
+
+// renderBrowse lists the nodes a browse found, one a line: what to put in a node block.
+func renderBrowse(w io.Writer, reply []byte, _ bool) error {
+	var r struct {
+		Nodes []struct {
+			NodeID   string `json:"node_id"`
+			Class    string `json:"class"`
+			DataType string `json:"data_type"`
+			Path     string `json:"path"`
+		} `json:"nodes"`
+		Truncated bool `json:"truncated"`
+	}
+	if err := json.Unmarshal(reply, &r); err != nil {
+		return err
+	}
+	if len(r.Nodes) == 0 {
+		_, err := fmt.Fprintln(w, "no nodes")
+		return err
+	}
+	tw := ctlTable(w)
+	fmt.Fprintln(tw, "NODE ID\tCLASS\tDATA TYPE\tPATH")
+	for _, n := range r.Nodes {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.NodeID, n.Class, orDash(n.DataType), n.Path)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if r.Truncated {
+		_, err := fmt.Fprintln(w, "(truncated at -max: narrow NODE_ID or -depth)")
+		return err
+	}
+	return nil
 }
 
 // ctlFault is an active fault as faults.inject and faults.list return it.

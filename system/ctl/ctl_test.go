@@ -223,6 +223,23 @@ func TestCtlCommands(t *testing.T) {
 			wantCode: 1, wantErr: "iotgw ctl: unknown key \"x\"\n",
 		},
 		{
+			name: "devices browse", args: []string{"devices", "browse", "line-1", "ns=1;s=Plant", "-depth", "2"},
+			reply: `{"ok":true,"device":"line-1","node_id":"ns=1;s=Plant","nodes":[` +
+				`{"node_id":"ns=1;s=Line1","browse_name":"1:Line1","class":"Object","path":"1:Line1","depth":1},` +
+				`{"node_id":"ns=1;s=Temperature","browse_name":"1:Temperature","class":"Variable","data_type":"Double","path":"1:Line1/1:Temperature","depth":2}],"truncated":true}`,
+			wantSubject: "iot.control.devices.line-1.browse", wantBody: `{"node_id":"ns=1;s=Plant","depth":2}`,
+			wantOut: "NODE ID             CLASS     DATA TYPE  PATH\n" +
+				"ns=1;s=Line1        Object    -          1:Line1\n" +
+				"ns=1;s=Temperature  Variable  Double     1:Line1/1:Temperature\n" +
+				"(truncated at -max: narrow NODE_ID or -depth)\n",
+		},
+		{
+			name: "devices browse refused", args: []string{"devices", "browse", "m1", "-max", "5"},
+			reply:       `{"ok":false,"device":"m1","error":"driver mock does not support browsing"}`,
+			wantSubject: "iot.control.devices.m1.browse", wantBody: `{"max_nodes":5}`,
+			wantCode: 1, wantErr: "iotgw ctl: driver mock does not support browsing\n",
+		},
+		{
 			name: "fault inject with flags after the arguments",
 			args: []string{"fault", "inject", "crash", "devices/plc-1", "--for", "30s", "--probability", "0.5", "--latency=200ms"},
 			reply: `{"ok":true,"fault":{"id":"f-1","kind":"crash","target":"devices/plc-1","until":"2025-01-02T03:04:35Z",` +
@@ -370,6 +387,9 @@ func TestCtlCommands(t *testing.T) {
 		{name: "extra argument", args: []string{"ping", "now"}, wantCode: 2, wantErr: "ping wants no arguments"},
 		{name: "get without id", args: []string{"devices", "get"}, wantCode: 2, wantErr: "devices get wants a device id"},
 		{name: "write without value", args: []string{"devices", "write", "b", "k"}, wantCode: 2, wantErr: "devices write wants ID KEY VALUE"},
+		{name: "browse without id", args: []string{"devices", "browse"}, wantCode: 2, wantErr: "devices browse wants ID [NODE_ID]"},
+		{name: "browse a dotted id", args: []string{"devices", "browse", "a.b"}, wantCode: 2, wantErr: `device id "a.b" cannot be part of a subject`},
+		{name: "browse with -f", args: []string{"devices", "browse", "a", "-f", "x"}, wantCode: 2, wantErr: `-f does not apply to "devices browse"`},
 		{name: "write to a dotted id", args: []string{"devices", "write", "a.b", "k", "1"}, wantCode: 2, wantErr: `device id "a.b" cannot be part of a subject`},
 		{name: "add without -f", args: []string{"devices", "add"}, wantCode: 2, wantErr: "devices add wants -f FILE"},
 		{name: "inject without target", args: []string{"fault", "inject", "crash"}, wantCode: 2, wantErr: "fault inject wants KIND TARGET"},
@@ -429,6 +449,20 @@ func TestCtlTreeColour(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "\x1b[31mrunning") || strings.Contains(out.String(), "\x1b[33mrunning") {
 		t.Errorf("running is coloured:\n%q", out.String())
+	}
+}
+
+// TestCtlTreeUplink: a tree with the uplink on its root shows it under the actors.
+func TestCtlTreeUplink(t *testing.T) {
+	reply := `{"name":"root","path":"root","kind":"supervisor","state":"running","restarts":0,` +
+		`"uplink":{"connected":false,"since":"2026-12-01T22:15:14Z","domain":"gw1","connects":1,"disconnects":1,"known":true,"behind":139,"discarded":0}}`
+	var out bytes.Buffer
+	if err := renderTree(&out, []byte(reply), false); err != nil {
+		t.Fatal(err)
+	}
+	want := "uplink (domain gw1): hub not connected since 2026-12-01T22:15:14Z; behind: 139 messages; discarded before delivery: 0; connects 1, disconnects 1\n"
+	if !strings.HasSuffix(out.String(), want) {
+		t.Errorf("got\n%s\nwant it to end with\n%s", out.String(), want)
 	}
 }
 

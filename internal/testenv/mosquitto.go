@@ -1,0 +1,187 @@
+package testenv
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Debian's programs of the MQTT tests.
+const (
+	MosquittoBinary = "/usr/sbin/mosquitto"
+	MosquittoPub    = "/usr/bin/mosquitto_pub"
+)
+
+// missing skips the test with msg, or fails it when CI is set.
+func missing(t testing.TB, msg string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s (CI is set: a missing test program fails the run)", msg)
+	}
+	t.Skip(msg)
+}
+
+// MosquittoBroker is Debian's broker, started by a test on a free loopback port with a config file the test writes,
+// and stopped when the test ends.
+type MosquittoBroker struct {
+	t      testing.TB
+	dir    string
+	conf   string
+	Port   int
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+	// Starts counts the broker's starts (1 after Mosquitto, 2 after a Restart).
+	Starts int
+}
+
+// Addr is host:port of the broker's listener.
+func (m *MosquittoBroker) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(m.Port)) }
+
+// URL is the broker's tcp:// URL.
+func (m *MosquittoBroker) URL() string { return "tcp://" + m.Addr() }
+
+// Mosquitto starts Debian's mosquitto on a free loopback port; extra is appended to its config file (after
+// "listener {port} 127.0.0.1", "allow_anonymous true", no persistence). Without it the test is skipped naming
+// Debian's mosquitto package, or fails with CI set.
+func Mosquitto(t testing.TB, extra string) *MosquittoBroker {
+	t.Helper()
+	if _, err := os.Stat(MosquittoBinary); err != nil {
+		missing(t, fmt.Sprintf("%s not found: install Debian package mosquitto", MosquittoBinary))
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "mosquitto.conf")
+	text := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n", port)
+	if os.Geteuid() == 0 {
+		// Started as root, mosquitto drops to the user mosquitto, who cannot read the test's files (the
+		// password file, the certificates in t.TempDir()): stay the user that started it.
+		text += "user root\n"
+	}
+	text += extra + "\n"
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := &MosquittoBroker{t: t, dir: dir, conf: conf, Port: port}
+	m.start()
+	t.Cleanup(m.Stop)
+	return m
+}
+
+func (m *MosquittoBroker) start() {
+	m.t.Helper()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cmd := exec.Command(MosquittoBinary, "-c", m.conf)
+	cmd.Stderr = &prefixWriter{t: m.t, prefix: "mosquitto: "}
+	if err := cmd.Start(); err != nil {
+		m.t.Fatalf("start mosquitto: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }() // reaps the process: ends with it
+	m.cmd, m.exited = cmd, exited
+	m.Starts++
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", m.Addr(), time.Second)
+		if err == nil {
+			_ = c.Close()
+			return
+		}
+		select {
+		case <-exited:
+			m.t.Fatalf("mosquitto exited at start (port %d taken?)", m.Port)
+		default:
+		}
+		if time.Now().After(deadline) {
+			m.t.Fatalf("mosquitto does not listen on %s after 30s: %v", m.Addr(), err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop kills the broker and waits for it to exit (nothing happens when it is not running).
+func (m *MosquittoBroker) Stop() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd == nil {
+		return
+	}
+	_ = m.cmd.Process.Kill()
+	<-m.exited
+	m.cmd = nil
+}
+
+// Restart stops the broker and starts it again on the same port: without persistence it forgets every session
+// and subscription, as a broker restarted after a crash does.
+func (m *MosquittoBroker) Restart() {
+	m.t.Helper()
+	m.Stop()
+	m.start()
+}
+
+// Publish publishes payload on topic with Debian's mosquitto_pub (a real client, independent of the gateway's);
+// a nil payload is a zero-length message.
+func (m *MosquittoBroker) Publish(t testing.TB, topic string, payload []byte, args ...string) {
+	t.Helper()
+	if _, err := os.Stat(MosquittoPub); err != nil {
+		missing(t, fmt.Sprintf("%s not found: install Debian package mosquitto-clients", MosquittoPub))
+	}
+	full := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(m.Port), "-t", topic}
+	if payload == nil {
+		full = append(full, "-n") // a zero-length message
+	} else {
+		full = append(full, "-s") // the message from stdin: any size, any bytes
+	}
+	cmd := exec.Command(MosquittoPub, append(full, args...)...)
+	cmd.Stdin = bytes.NewReader(payload)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub -t %s: %v: %s", topic, err, out)
+	}
+}
+
+// PublishLines publishes each line as one message on topic, all from one mosquitto_pub -l (one connection, as
+// fast as it goes).
+func (m *MosquittoBroker) PublishLines(t testing.TB, topic string, lines []string, args ...string) {
+	t.Helper()
+	if _, err := os.Stat(MosquittoPub); err != nil {
+		missing(t, fmt.Sprintf("%s not found: install Debian package mosquitto-clients", MosquittoPub))
+	}
+	full := append([]string{"-h", "127.0.0.1", "-p", strconv.Itoa(m.Port), "-t", topic, "-l"}, args...)
+	cmd := exec.Command(MosquittoPub, full...)
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub -l -t %s: %v: %s", topic, err, out)
+	}
+}
+
+// prefixWriter logs a program's output into the test log, line by line.
+type prefixWriter struct {
+	t      testing.TB
+	prefix string
+	mu     sync.Mutex
+}
+
+func (w *prefixWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		if line != "" {
+			w.t.Log(w.prefix + line)
+		}
+	}
+	return len(p), nil
+}
