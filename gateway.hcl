@@ -221,7 +221,7 @@ device "boiler-1" {
   tags = { site = "plant-a", line = "1" }
 
   point "temperature" {
-    # sine | ramp | random | constant | step (required)
+    # sine | ramp | random | constant | step | counter (by one from min at every poll) (required)
     signal = "sine"
     # Published value type: float64 | int64 | bool.
     type   = "float64"
@@ -666,6 +666,42 @@ sink "console" {
   format   = "auto"
   # Optional queue group: several gateways sharing one NATS cluster print each message once.
   queue    = ""
+}
+
+# type = "file" writes every point to files, one per line, under data_dir by default. It reads its subjects from a
+# durable consumer of its own (named after the sink) when JetStream is on, and acknowledges a delivery only once
+# its points are in the file (and fsynced, per sync): while the directory cannot be written the data waits in
+# the stream and comes again in order (README, "The file sink", says what each sync mode risks).
+sink "files" {
+  type     = "file"
+  # Subjects to write; default ["iot.processed.batch.>"]: every point once.
+  subjects = ["iot.processed.batch.>"]
+  # Where each point goes: {data_dir} (only at the start), {sink}, {device} (the point's device id), {date}
+  # (2006-01-02) and {hour} (00-23) of the point's own timestamp, in UTC. A ".." element is refused; a device id
+  # that is not a valid token is never put into a path (the message goes to the dead letters).
+  path     = "{data_dir}/points/{date}/{device}.jsonl"
+  # jsonl (one point's JSON per line, as on the bus) | influx (InfluxDB line protocol) | csv (with a header).
+  format   = "jsonl"
+  # Rotate a file before it passes rotate_size ("0": never by size) or rotate_age after it was opened ("0s":
+  # never by age); rotated files are renamed {name}-{UTC time}{ext}, gzipped when compress is on, and at most
+  # max_files of them are kept per path (the oldest removed first).
+  rotate_size = "64MB"
+  rotate_age  = "24h"
+  max_files   = 10
+  compress    = true
+  # always: fsync each delivery, then ack it. interval: fsync every sync_interval, then ack what it covered.
+  # never: ack once written to the operating system (a power cut can lose what it had not written back yet).
+  sync          = "interval"
+  sync_interval = "1s"
+  # Files kept open at once (the least recently written is closed past it), and how long an idle one stays open.
+  max_open_files = 64
+  idle_timeout   = "1m"
+  # Deliveries handed to the sink and not yet acknowledged; with sync = "interval" it syncs early at half of it.
+  max_ack_pending = 1024
+  # While the directory cannot be written, each delivery is handed back to come again after retry. It also paces
+  # the catch-up afterwards (the runtime restores the order in rounds retry apart): lower is faster to catch up,
+  # and hands back more while the directory is away.
+  retry = "200ms"
 }
 
 # The JetStream sink: keeps chosen subjects in a stream. Without `stream` they go into IOT_DATA (no second

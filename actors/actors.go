@@ -148,7 +148,8 @@ type Env struct {
 	// before the device; nil for other actors.
 	Endpoint *actor.PID
 	// DataDir is the gateway's data_dir, where an actor keeps what it makes once and reuses (the OPC UA driver's
-	// generated client certificate); "" when the actor is built without a runtime (then it must not need one).
+	// generated client certificate) and where the file sink writes by default ({data_dir}); "" when the actor is
+	// built without a runtime (then it must not need one, or, the file sink, takes the working directory).
 	DataDir string
 }
 

@@ -81,7 +81,8 @@ func TestReport(t *testing.T) {
 	rulesReport(t, &sb)                  // bench/rules_test.go
 	sb.WriteString(southboundSection(t)) // mqtt and http devices (southbound_test.go)
 	opcuaReport(t, &sb)
-	sb.WriteString(mqttReport(t, 300_000)) // bench/mqtt_test.go
+	sb.WriteString(fileSinkSection(t, 600_000, run)) // bench/filesink_test.go
+	sb.WriteString(mqttReport(t, 300_000))           // bench/mqtt_test.go
 	if err := os.WriteFile("REPORT.md", []byte(sb.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -236,6 +236,9 @@ func decodeNATS(block *hcl.Block, ctx *hcl.EvalContext, n *NATS, diags *hcl.Diag
 	if hj.DuplicateWindow != nil && j.DuplicateWindow == 0 {
 		js.Errorf("duplicate_window", "duplicate_window must be > 0: retried publishes are dropped by their message id within it")
 	}
+	if hj.DuplicateWindow == nil && j.MaxAge > 0 && j.DuplicateWindow > j.MaxAge {
+		j.DuplicateWindow = j.MaxAge // the default window follows a shorter max_age (JetStream refuses a longer one)
+	}
 	if j.MaxAge > 0 && j.DuplicateWindow > j.MaxAge {
 		js.Errorf("duplicate_window", "duplicate_window (%s) is longer than max_age (%s)", j.DuplicateWindow, j.MaxAge)
 	}

@@ -60,8 +60,8 @@ var brokenCases = []struct {
 	{"discard truncated", "nats {\n  jetstream {\n    discard = \"ne", "broken.hcl:3:18", `Unterminated template string`},
 	{"unknown driver", "device \"d1\" {\n  driver = \"modbus-rtu\"\n}\n", "broken.hcl:2:12", `Invalid value for "driver": unknown driver "modbus-rtu"; known: mock`},
 	{"missing driver", "device \"d1\" {\n  point \"p\" { signal = \"sine\" }\n}\n", "broken.hcl:1:1", `Invalid device "d1": The driver attribute is required; known: mock, modbus.`},
-	{"unknown sink type", "sink \"s\" {\n  type = \"kafka\"\n}\n", "broken.hcl:2:10", `unknown type "kafka"; known: console, jetstream`},
-	{"missing sink type", "sink \"s\" {\n  format = \"json\"\n}\n", "broken.hcl:1:1", `Invalid sink "s": The type attribute is required; known: console, jetstream.`},
+	{"unknown sink type", "sink \"s\" {\n  type = \"kafka\"\n}\n", "broken.hcl:2:10", `unknown type "kafka"; known: console, file, jetstream`},
+	{"missing sink type", "sink \"s\" {\n  format = \"json\"\n}\n", "broken.hcl:1:1", `Invalid sink "s": The type attribute is required; known: console, file, jetstream.`},
 	{"unknown strategy", "supervisor {\n  strategy = \"rest_for_one\"\n}\n", "broken.hcl:2:14", `unknown strategy "rest_for_one"; known: one_for_one, all_for_one`},
 	{"negative max_restarts", "supervisor {\n  max_restarts = -1\n}\n", "broken.hcl:2:18", `max_restarts is -1, must be >= 0`},
 	{"backoff initial > max", "supervisor {\n  backoff {\n    initial = \"20s\"\n    max = \"10s\"\n  }\n}\n", "broken.hcl:3:15", `Invalid value for "initial": initial (20s) is greater than max (10s)`},
@@ -225,7 +225,7 @@ sink "s" {
 		`unknown.hcl:13:1: Duplicate device id: Device ids must be unique: "a.b" is already used; the first is at unknown.hcl:4,1-13.`,
 		`unknown.hcl:17:1: Invalid device "untyped": The driver attribute is required; known: mock, modbus.`,
 		`unknown.hcl:18:14: Invalid value for "interval": "0s" is too short: at least 1ms`,
-		`unknown.hcl:21:11: Invalid value for "type": unknown type "kafka"; known: console, jetstream`,
+		`unknown.hcl:21:11: Invalid value for "type": unknown type "kafka"; known: console, file, jetstream`,
 		`unknown.hcl:22:26: Invalid function argument: Invalid value for "default" parameter: env takes a variable name and an optional default, not 3 arguments.`,
 	}
 	lines := strings.Split((&Error{Diags: diags}).Error(), "\n")

@@ -144,7 +144,7 @@ func TestLeafnodeBroken(t *testing.T) {
 		{"unknown attribute", leafSrc(u + "    account = \"IOT\"\n"), "leaf.hcl:5:5", `An argument named "account" is not expected here`},
 		{"two leafnode blocks", "nats {\n  jetstream { enabled = true }\n  leafnode {\n" + u + "  }\n  leafnode {\n" + u + "  }\n}\n", "leaf.hcl:6:3", "Duplicate leafnode block"},
 		{"external server", "nats {\n  url = \"nats://a:4222\"\n  jetstream { enabled = true }\n  leafnode {\n" + u + "  }\n}\n", "leaf.hcl:4:3", "The leafnode block is for the embedded server"},
-		{"without jetstream", "nats {\n  leafnode {\n" + u + "  }\n}\n", "leaf.hcl:2:3", "The uplink needs jetstream { enabled = true }"},
+		{"jetstream off", "nats {\n  jetstream { enabled = false }\n  leafnode {\n" + u + "  }\n}\n", "leaf.hcl:3:3", "The uplink needs jetstream { enabled = true }"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -239,9 +239,9 @@ func (r *Runtime) env(component string) actors.Env {
 		PointSubjects: r.cfg.Gateway.PointSubjects,
 		Stdout:        r.stdout,
 		LogFormat:     r.cfg.Gateway.LogFormat,
+		DataDir:       r.cfg.Gateway.DataDir,
 		Metrics:       r.mon.actorMetrics(),
 		LinkState:     func(state, detail string) { r.tree.link(component, state, detail) },
-		DataDir:       r.cfg.Gateway.DataDir,
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	_ "github.com/iotgw/iotgw/actors/device/mqtt"
 	_ "github.com/iotgw/iotgw/actors/device/opcua"
 	_ "github.com/iotgw/iotgw/actors/sink/console"
+	_ "github.com/iotgw/iotgw/actors/sink/file"
 	_ "github.com/iotgw/iotgw/actors/sink/jetstream"
 	_ "github.com/iotgw/iotgw/actors/sink/mqtt"
 )
