@@ -34,7 +34,8 @@ import (
 // Grafana Live in not coalescing messages (a dropped client reconnects and continues live).
 const (
 	wsMaxConns     = 64
-	wsQueue        = 4096 // messages per connection
+	wsQueue        = 4096    // messages per connection
+	wsQueueBytes   = 4 << 20 // and their bodies' bytes: 64 connections hold at most 256 MiB
 	wsWriteTimeout = 10 * time.Second
 	wsPing         = 30 * time.Second // a ping keeps proxies from closing an idle stream, and finds dead peers
 )
@@ -126,6 +127,7 @@ func (m *monitor) streamWS(reqCtx context.Context, c *websocket.Conn, nc *nats.C
 	h := m.ws
 	queue := make(chan *nats.Msg, wsQueue)
 	var slow atomic.Bool
+	var queued atomic.Int64 // bytes in queue
 	overflow := make(chan struct{})
 	var overflowOnce sync.Once
 	var subs []*nats.Subscription
@@ -137,6 +139,11 @@ func (m *monitor) streamWS(reqCtx context.Context, c *websocket.Conn, nc *nats.C
 	for _, f := range filters {
 		s, err := nc.Subscribe(f, func(msg *nats.Msg) {
 			if slow.Load() {
+				return
+			}
+			if queued.Add(int64(len(msg.Data))) > wsQueueBytes {
+				slow.Store(true)
+				overflowOnce.Do(func() { close(overflow) })
 				return
 			}
 			select {
@@ -181,6 +188,7 @@ func (m *monitor) streamWS(reqCtx context.Context, c *websocket.Conn, nc *nats.C
 				return
 			}
 		case msg := <-queue:
+			queued.Add(-int64(len(msg.Data)))
 			frame = wsfilter.AppendFrame(frame[:0], msg.Subject, msg.Data)
 			if err := write(frame); err != nil {
 				if errors.Is(err, context.DeadlineExceeded) {
