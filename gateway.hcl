@@ -121,14 +121,38 @@ nats {
   # }
 
   jetstream {
-    # Persistence: the IOT_DATA stream keeps the batches (iot.processed.batch.>, one message per poll or DATA
-    # frame) and iot.rules.> for max_age; not the per-point subjects, which carry the same points again.
-    enabled    = false
-    # Default: <data_dir>/jetstream.
+    # Persistence, on by default: the IOT_DATA stream keeps the batches (iot.processed.batch.>, one message per
+    # poll or DATA frame) and iot.rules.>; not the per-point subjects, which carry the same points again. The
+    # processing stage's publishes into it are acknowledged, and every sink but the console reads a durable
+    # consumer of it (README: Durability). false: sinks keep a bounded memory buffer each instead (`buffer`).
+    # With an external server (url), that server must run JetStream (nats-server -js), or set false.
+    enabled    = true
+    # Default: <data_dir>/jetstream. The embedded server's store: its limits for all its streams together.
     store_dir  = "./data/jetstream"
     max_memory = "1GB"
     max_file   = "10GB"
+    # IOT_DATA's limits, in age and bytes (default: three quarters of max_file); what they discard is counted
+    # (iotgw_stream_discarded_total) and reported on iot.errors.jetstream.discarded.
     max_age    = "24h"
+    max_bytes  = "7680MB"
+    # When IOT_DATA is full: "old" deletes its oldest messages (a sink that lags that far loses them, counted as
+    # above); "new" refuses new ones, which the processing stage counts and reports (iot.errors.processor.store).
+    discard    = "old"
+    # How long the stream drops a publish retried with the same message id (the processing stage retries an
+    # unacknowledged publish within it).
+    duplicate_window = "2m"
+    # The processing stage's acknowledged publishes in flight, and how long one waits for its acknowledgement
+    # before it is published again.
+    publish_window  = 256
+    publish_timeout = "5s"
+    # IOT_DEADLETTER: what a sink gave up on (Term, or max_deliver attempts), with the reason in its headers.
+    dead_letter_max_age   = "168h"
+    dead_letter_max_bytes = "256MB"
+    # JetStream off: the bound, in messages, of each durable inbox's memory buffer (oldest dropped past it, counted).
+    buffer = 10000
+    # How the embedded server's store reaches the disk: "always" (an fsync per write) or a duration (an fsync at
+    # least that often). The loss window of a power cut; a crash of the process alone loses nothing stored.
+    sync = "2m"
   }
 }
 
@@ -167,7 +191,7 @@ device "boiler-1" {
   tags = { site = "plant-a", line = "1" }
 
   point "temperature" {
-    # sine | ramp | random | constant | step (required)
+    # sine | ramp | random | constant | step | counter (by one from min at every poll) (required)
     signal = "sine"
     # Published value type: float64 | int64 | bool.
     type   = "float64"
@@ -483,3 +507,57 @@ sink "console" {
   # Optional queue group: several gateways sharing one NATS cluster print each message once.
   queue    = ""
 }
+
+# type = "file" writes every point to files, one per line, under data_dir by default. It reads its subjects from a
+# durable consumer of its own (named after the sink) when JetStream is on, and acknowledges a delivery only once
+# its points are in the file (and fsynced, per sync): while the directory cannot be written the data waits in
+# the stream and comes again in order (README, "The file sink", says what each sync mode risks).
+sink "files" {
+  type     = "file"
+  # Subjects to write; default ["iot.processed.batch.>"]: every point once.
+  subjects = ["iot.processed.batch.>"]
+  # Where each point goes: {data_dir} (only at the start), {sink}, {device} (the point's device id), {date}
+  # (2006-01-02) and {hour} (00-23) of the point's own timestamp, in UTC. A ".." element is refused; a device id
+  # that is not a valid token is never put into a path (the message goes to the dead letters).
+  path     = "{data_dir}/points/{date}/{device}.jsonl"
+  # jsonl (one point's JSON per line, as on the bus) | influx (InfluxDB line protocol) | csv (with a header).
+  format   = "jsonl"
+  # Rotate a file before it passes rotate_size ("0": never by size) or rotate_age after it was opened ("0s":
+  # never by age); rotated files are renamed {name}-{UTC time}{ext}, gzipped when compress is on, and at most
+  # max_files of them are kept per path (the oldest removed first).
+  rotate_size = "64MB"
+  rotate_age  = "24h"
+  max_files   = 10
+  compress    = true
+  # always: fsync each delivery, then ack it. interval: fsync every sync_interval, then ack what it covered.
+  # never: ack once written to the operating system (a power cut can lose what it had not written back yet).
+  sync          = "interval"
+  sync_interval = "1s"
+  # Files kept open at once (the least recently written is closed past it), and how long an idle one stays open.
+  max_open_files = 64
+  idle_timeout   = "1m"
+  # Deliveries handed to the sink and not yet acknowledged; with sync = "interval" it syncs early at half of it.
+  max_ack_pending = 4096
+  # While the directory cannot be written, each delivery is handed back to come again after retry.
+  retry = "1s"
+}
+
+# The JetStream sink: keeps chosen subjects in a stream. Without `stream` they go into IOT_DATA (no second
+# copy), here the alerts, which IOT_DATA does not keep by default.
+sink "alerts" {
+  type     = "jetstream"
+  # Subjects below iot. (not iot.control.> or iot.deadletter.>), wildcards allowed.
+  subjects = ["iot.alerts.>"]
+}
+
+# A stream of its own, with its own limits: a subject that IOT_DATA keeps already is copied from it by the server
+# (the stream sources IOT_DATA, filtered), any other is captured directly.
+# sink "archive" {
+#   type      = "jetstream"
+#   stream    = "IOT_ARCHIVE"       # letters, digits, '_' and '-'
+#   subjects  = ["iot.processed.batch.>"]
+#   max_age   = "720h"              # default 24h; "0s" keeps for ever
+#   max_bytes = "1GB"               # default 1GB
+#   discard   = "old"               # old | new
+#   storage   = "file"              # file | memory
+# }

@@ -8,11 +8,14 @@
 package actors
 
 import (
+	"context"
+	"errors"
 	"io"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -29,37 +32,52 @@ type Inbox struct {
 	Durable *Durable
 }
 
-// Durable names a durable inbox and bounds it.
+// Durable names a durable inbox and bounds it. Inboxes of one actor with the same Name share one consumer (its
+// subjects are all of theirs, and must be in one stream). Zero values take the runtime's defaults.
 type Durable struct {
-	// Name is the consumer's durable name (a sink uses its own name), unique per gateway.
+	// Name is the consumer's durable name (a sink uses its own name), unique per gateway and a valid subject token.
 	Name string
-	// MaxAckPending bounds the deliveries handed to the actor and not yet acknowledged (its window).
+	// MaxAckPending bounds the deliveries handed to the actor and not yet settled (its window); default 1000.
+	// It is also the duplicate window after a crash: at most this many accepted messages come again.
 	MaxAckPending int
-	// MaxDeliver is how many times a message is delivered before it goes to the dead-letter stream.
+	// MaxDeliver is how many deliveries of a message may end without a settlement (the actor crashed on it, or did
+	// not settle it within AckWait) before it goes to the dead-letter stream; Naks do not count. Default 10;
+	// -1: no limit.
 	MaxDeliver int
-	// AckWait is how long a delivery may stay unacknowledged before it is delivered again.
+	// AckWait is how long a delivery may stay unsettled before it is delivered again; default 30 s.
 	AckWait time.Duration
 }
 
 // Delivery is one message of a durable inbox with its acknowledgement handle. Exactly one of Ack, Nak or Term
-// should be called once the actor knows the outcome; Ack may be called from a worker goroutine (after an fsync,
-// say). The implementation is the runtime's (JetStream, or the memory buffer without it).
+// should be called once the actor knows the outcome; each may be called from a worker goroutine (after an fsync,
+// say). A second settlement returns an error and changes nothing. The implementation is the runtime's (JetStream,
+// or the memory buffer without it).
+//
+// What the runtime guarantees an actor: deliveries come in stream order (Seq increasing), also after a Nak (the
+// messages after a Nak'ed one are held back until it has come again) and after a restart of the actor (what it
+// held unsettled comes again, first); a message is delivered again until it is Ack'ed or Term'ed; at most
+// MaxAckPending are unsettled at once. A delivery the actor neither settles nor naks comes again after AckWait and
+// may then follow newer ones.
 type Delivery struct {
 	Msg *nats.Msg
 	// Seq is the message's sequence in its stream (or in the memory buffer), increasing in delivery order.
 	Seq uint64
-	// NumDelivered is 1 on the first delivery and counts redeliveries after it.
+	// NumDelivered is 1 on the first delivery and counts redeliveries after it (Naks included).
 	NumDelivered uint64
 	Acker        Acker
 }
 
 // Acker settles deliveries; implemented by the runtime.
 type Acker interface {
-	// Ack: the target accepted the message; it is not delivered again.
+	// Ack: the target accepted the message; it is not delivered again (the acknowledgement is not waited for: lost
+	// in a crash right after, the message comes again).
 	Ack(d *Delivery) error
-	// Nak: the target could not take it now (down, full); it is delivered again after delay, in order.
+	// Nak: the target could not take it now (down, full); it is delivered again after delay, before anything after
+	// it. It does not count towards MaxDeliver, so an outage of the target never dead-letters data.
 	Nak(d *Delivery, delay time.Duration) error
-	// Term: the target refused it for good (reason says why); it goes to the dead-letter stream.
+	// Term: the target refused it for good (reason says why); it goes to the dead-letter stream with the reason in
+	// its headers, stored before the message is settled. When it cannot be stored the message is Nak'ed instead and
+	// the error returned: nothing is lost.
 	Term(d *Delivery, reason string) error
 }
 
@@ -88,9 +106,31 @@ type Publisher interface {
 
 var _ Publisher = (*nats.Conn)(nil)
 
+// StreamPublisher publishes into a JetStream stream and says, through the future, whether the stream stored the
+// message: the acknowledged publishes of the processing stage. jetstream.JetStream's PublishMsgAsync, behind the
+// runtime's check that JetStream is there.
+type StreamPublisher interface {
+	// PublishMsgAsync returns ErrStreamNotReady while JetStream is configured but not there yet (the server was
+	// not there at start): publish on Bus meanwhile.
+	PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
+	// Window bounds the publishes awaiting their acknowledgement; DuplicateWindow is how long the stream drops a
+	// retry with the same message id (Nats-Msg-Id), so a retry is safe only within it.
+	Window() int
+	DuplicateWindow() time.Duration
+}
+
+// ErrStreamNotReady: JetStream is configured, not there yet.
+var ErrStreamNotReady = errors.New("jetstream not ready yet")
+
 // Env is what the runtime hands to every actor constructor.
 type Env struct {
-	Bus       Publisher
+	Bus Publisher
+	// Stream is the acknowledged publisher into JetStream; nil when JetStream is off.
+	Stream StreamPublisher
+	// JetStream returns the gateway's JetStream context once it is there (at once, unless the server was not
+	// there at start), or ctx's error; nil when JetStream is off. For a kind that manages streams (the jetstream
+	// sink), never for consuming: that is the durable inbox's.
+	JetStream func(ctx context.Context) (jetstream.JetStream, error)
 	Log       zerolog.Logger
 	GatewayID string
 	// PointSubjects makes the processing stage publish every point on iot.processed.{device}.{key} beside the
@@ -98,6 +138,8 @@ type Env struct {
 	PointSubjects bool
 	// Stdout is where a sink that prints (console) writes; logs go elsewhere.
 	Stdout io.Writer
+	// DataDir is the gateway's data_dir, where a sink that writes files keeps them by default.
+	DataDir string
 	// LogFormat is the gateway's log format ("console" or "json"); the console sink follows it by default.
 	LogFormat string
 	// Metrics are the gateway's Prometheus collectors; nil-safe, so an actor built without them still works.

@@ -130,7 +130,8 @@ func modbusRun(tb testing.TB, devices int, interval, d time.Duration) modbusResu
 	raw, per := rawModbusRate(tb, addr, time.Second)
 
 	var src strings.Builder
-	fmt.Fprintf(&src, "gateway { point_subjects = false }\n")
+	// JetStream off: the path as measured before it was on by default (issue 11).
+	fmt.Fprintf(&src, "gateway { point_subjects = false }\nnats {\n  jetstream { enabled = false }\n}\n")
 	for i := 0; i < devices; i++ {
 		fmt.Fprintf(&src, "device \"meter-%d\" {\n  driver = \"modbus\"\n  address = %q\n  unit_id = 2\n  interval = %q\n", i, addr, interval)
 		for r := 0; r < 30; r++ {

@@ -128,6 +128,9 @@ type setup struct {
 func startGateway(b testing.TB, pointSubjects, inProcess bool) *system.Runtime {
 	b.Helper()
 	cfg := config.Default()
+	// The path without durability, as measured before JetStream was on by default (issue 11): the JetStream
+	// comparison is a benchmark of its own.
+	cfg.NATS.JetStream.Enabled = false
 	cfg.NATS.Port = -1
 	cfg.Gateway.HTTPAddress = "" // measured: the gateway's data path, not its HTTP server
 	cfg.Gateway.DataDir = b.TempDir()

@@ -35,6 +35,9 @@ func sidecarRun(tb testing.TB, name string, n, batchSize int) result {
 	defer func() { _ = srv.Stop() }()
 
 	cfg := config.Default()
+	// The path without durability, as measured before JetStream was on by default (issue 11): the JetStream
+	// comparison is a benchmark of its own.
+	cfg.NATS.JetStream.Enabled = false
 	cfg.NATS.Port = -1
 	cfg.Gateway.HTTPAddress = "" // measured: the gateway's data path, not its HTTP server
 	cfg.Gateway.DataDir = tb.TempDir()

@@ -46,11 +46,20 @@ type natsHCL struct {
 }
 
 type jetStreamHCL struct {
-	Enabled   *bool   `hcl:"enabled,optional"`
-	StoreDir  *string `hcl:"store_dir,optional"`
-	MaxMemory *string `hcl:"max_memory,optional"`
-	MaxFile   *string `hcl:"max_file,optional"`
-	MaxAge    *string `hcl:"max_age,optional"`
+	Enabled            *bool   `hcl:"enabled,optional"`
+	StoreDir           *string `hcl:"store_dir,optional"`
+	MaxMemory          *string `hcl:"max_memory,optional"`
+	MaxFile            *string `hcl:"max_file,optional"`
+	MaxAge             *string `hcl:"max_age,optional"`
+	MaxBytes           *string `hcl:"max_bytes,optional"`
+	Discard            *string `hcl:"discard,optional"`
+	DuplicateWindow    *string `hcl:"duplicate_window,optional"`
+	DeadLetterMaxAge   *string `hcl:"dead_letter_max_age,optional"`
+	DeadLetterMaxBytes *string `hcl:"dead_letter_max_bytes,optional"`
+	PublishWindow      *int    `hcl:"publish_window,optional"`
+	PublishTimeout     *string `hcl:"publish_timeout,optional"`
+	Buffer             *int    `hcl:"buffer,optional"`
+	Sync               *string `hcl:"sync,optional"`
 }
 
 type supervisorHCL struct {
@@ -198,6 +207,59 @@ func decodeNATS(block *hcl.Block, ctx *hcl.EvalContext, n *NATS, diags *hcl.Diag
 	}
 	if hj.MaxFile != nil && j.MaxFile == 0 {
 		js.Errorf("max_file", "max_file must be > 0")
+	}
+	setSize(js, "max_bytes", &j.MaxBytes, hj.MaxBytes)
+	set(&j.Discard, hj.Discard)
+	setDuration(js, "duplicate_window", &j.DuplicateWindow, hj.DuplicateWindow)
+	setDuration(js, "dead_letter_max_age", &j.DeadLetterMaxAge, hj.DeadLetterMaxAge)
+	setSize(js, "dead_letter_max_bytes", &j.DeadLetterMaxBytes, hj.DeadLetterMaxBytes)
+	set(&j.PublishWindow, hj.PublishWindow)
+	setDuration(js, "publish_timeout", &j.PublishTimeout, hj.PublishTimeout)
+	set(&j.Buffer, hj.Buffer)
+	// The defaults follow a smaller max_file: the embedded server reserves every stream's max_bytes in it.
+	if hj.MaxBytes == nil {
+		j.MaxBytes = min(j.MaxBytes, j.MaxFile/4*3)
+	}
+	if hj.DeadLetterMaxBytes == nil {
+		j.DeadLetterMaxBytes = min(j.DeadLetterMaxBytes, j.MaxFile/16)
+	}
+	if j.MaxBytes < 1 {
+		js.Errorf("max_bytes", "max_bytes must be > 0: the stream is bounded in bytes (and by max_age)")
+	} else if n.URL == "embedded" && j.MaxBytes+j.DeadLetterMaxBytes > j.MaxFile {
+		js.Errorf("max_bytes", "max_bytes (%d bytes) and dead_letter_max_bytes (%d bytes) are more than max_file (%d bytes), the embedded server's room for all its file streams",
+			j.MaxBytes, j.DeadLetterMaxBytes, j.MaxFile)
+	}
+	if !isOneOf(j.Discard, DiscardPolicies) {
+		js.Errorf("discard", "unknown discard policy %s; known: %s (old deletes the oldest messages, new refuses new ones)", quote(j.Discard), oneOf(DiscardPolicies))
+	}
+	if hj.DuplicateWindow != nil && j.DuplicateWindow == 0 {
+		js.Errorf("duplicate_window", "duplicate_window must be > 0: retried publishes are dropped by their message id within it")
+	}
+	if j.MaxAge > 0 && j.DuplicateWindow > j.MaxAge {
+		js.Errorf("duplicate_window", "duplicate_window (%s) is longer than max_age (%s)", j.DuplicateWindow, j.MaxAge)
+	}
+	if j.DeadLetterMaxBytes < 1 {
+		js.Errorf("dead_letter_max_bytes", "dead_letter_max_bytes must be > 0")
+	}
+	if j.PublishWindow < 1 || j.PublishWindow > 65536 {
+		js.Errorf("publish_window", "publish_window is %d: from 1 to 65536 acknowledged publishes in flight", j.PublishWindow)
+	}
+	if hj.PublishTimeout != nil && j.PublishTimeout == 0 {
+		js.Errorf("publish_timeout", "publish_timeout must be > 0")
+	}
+	if hj.Sync != nil {
+		j.Sync = *hj.Sync
+		if j.Sync == "always" {
+			j.SyncAlways, j.SyncInterval = true, 0
+		} else if d, ok := js.Duration("sync", j.Sync); ok {
+			if d == 0 {
+				js.Errorf("sync", `sync must be "always" or a duration > 0 (an fsync at least that often)`)
+			}
+			j.SyncInterval = d
+		}
+	}
+	if j.Buffer < 1 || j.Buffer > 10_000_000 {
+		js.Errorf("buffer", "buffer is %d: from 1 to 10000000 messages per durable inbox (used when JetStream is off)", j.Buffer)
 	}
 }
 

@@ -77,10 +77,36 @@ type NATS struct {
 type JetStream struct {
 	Enabled   bool
 	StoreDir  string        // "" means <data_dir>/jetstream, resolved by the runtime
-	MaxMemory int64         // bytes
-	MaxFile   int64         // bytes
+	MaxMemory int64         // bytes, the embedded server's limit for memory streams
+	MaxFile   int64         // bytes, the embedded server's limit for file streams (all of them together)
 	MaxAge    time.Duration // max age of the IOT_DATA stream; 0 keeps data forever
+	// MaxBytes bounds the IOT_DATA stream on disk; Discard says what a full stream does: "old" deletes its oldest
+	// messages (counted and reported), "new" refuses new ones (the processor's acknowledged publishes fail, counted
+	// and reported).
+	MaxBytes int64
+	Discard  string
+	// DuplicateWindow is how long the stream remembers message ids (Nats-Msg-Id) to drop a retried publish.
+	DuplicateWindow time.Duration
+	// DeadLetterMaxAge and DeadLetterMaxBytes bound the dead-letter stream IOT_DEADLETTER.
+	DeadLetterMaxAge   time.Duration
+	DeadLetterMaxBytes int64
+	// PublishWindow bounds the processing stage's acknowledged publishes in flight; PublishTimeout is how long one
+	// waits for its acknowledgement before it is retried (same message id, so the stream keeps it once).
+	PublishWindow  int
+	PublishTimeout time.Duration
+	// Buffer bounds, in messages, the memory buffer of each durable inbox when JetStream is off.
+	Buffer int
+	// Sync is how the embedded server's store reaches the disk: "always" (fsync every write) or a duration (an
+	// fsync at least that often; nats-server's default is 2m). It is the loss window of a power cut, not of a
+	// crash of the process (the kernel keeps what was written).
+	Sync string
+	// SyncInterval is Sync parsed ("always": 0, with SyncAlways).
+	SyncInterval time.Duration
+	SyncAlways   bool
 }
+
+// Discard policies of a stream.
+var DiscardPolicies = []string{"old", "new"}
 
 // Supervisor is the `supervisor` block: the restart policy of every supervised actor.
 type Supervisor struct {
@@ -140,10 +166,24 @@ func Default() *Config {
 			// One subscription's nats.go defaults (65,536 messages, 64 MiB) times two, for the whole gateway.
 			PendingMessages: 131072,
 			PendingBytes:    128 << 20,
+			// On by default (issue 11): the stream is the gateway's disk, and every sink but the console reads a
+			// durable consumer of it. Each gateway keeps its store under its own data_dir, so tests that run many
+			// gateways give each a temporary data_dir (startRuntime does).
 			JetStream: JetStream{
-				MaxMemory: 1 << 30,
-				MaxFile:   10 << 30,
-				MaxAge:    24 * time.Hour,
+				Enabled:            true,
+				MaxMemory:          1 << 30,
+				MaxFile:            10 << 30,
+				MaxAge:             24 * time.Hour,
+				MaxBytes:           (10 << 30) / 4 * 3, // three quarters of max_file
+				Discard:            "old",
+				DuplicateWindow:    2 * time.Minute,
+				DeadLetterMaxAge:   7 * 24 * time.Hour,
+				DeadLetterMaxBytes: 256 << 20,
+				PublishWindow:      256,
+				PublishTimeout:     5 * time.Second,
+				Buffer:             10000,
+				Sync:               "2m",
+				SyncInterval:       2 * time.Minute,
 			},
 		},
 		Supervisor: Supervisor{

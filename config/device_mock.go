@@ -7,7 +7,7 @@ import "time"
 func NewMockDevice() DriverSettings { return &MockDevice{IntervalText: "1s", FailMode: "receive"} }
 
 // MockDevice is driver "mock": a simulated device whose points follow a signal (sine, ramp, random, constant,
-// step). It runs without hardware, so it is the default in gateway.hcl and the work-horse of the tests.
+// step, counter). It runs without hardware, so it is the default in gateway.hcl and the work-horse of the tests.
 //
 // The fields with `hcl` tags are decoded as written; Validate then parses the *Text fields into their
 // durations and fills the defaults that depend on what was written.
@@ -43,7 +43,7 @@ type MockPoint struct {
 }
 
 var (
-	mockSignals   = []string{"sine", "ramp", "random", "constant", "step"}
+	mockSignals   = []string{"sine", "ramp", "random", "constant", "step", "counter"}
 	mockTypes     = []string{"float64", "int64", "bool"}
 	mockFailModes = []string{"receive", "worker"}
 )

@@ -6,4 +6,5 @@ func init() {
 	RegisterDriver("mock", NewMockDevice)
 	RegisterDriver("modbus", NewModbusDevice)
 	RegisterSink("console", NewConsoleSink)
+	RegisterSink("jetstream", NewJetStreamSink)
 }

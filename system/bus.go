@@ -41,21 +41,38 @@ type Bus struct {
 	// was not, it is set once the gateway has connected and set the stream up, before JetStreamReady is closed.
 	JS  jetstream.JetStream
 	URL string // what a client (nats sub, iotgw ctl) connects to
+	// jetStream: the config enables JetStream (JS may still be nil: the server was not there at start).
+	jetStream bool
 
 	log       zerolog.Logger
 	connected chan struct{} // closed at the first connection to the server
 	jsReady   chan struct{} // closed when JS is set
 	early     *earlyPublisher
+	// confirmed is what actors publish through in client mode (replay.go); nil with the embedded server.
+	confirmed atomic.Pointer[confirmedPublisher]
 }
 
 // Publisher is what actors publish through: the connection, or, when the server was not there at start, the
 // connection behind a queue for the messages with headers published before the first connection (see
 // earlyPublisher).
 func (b *Bus) Publisher() actors.Publisher {
+	if c := b.confirmed.Load(); c != nil {
+		return c
+	}
 	if b.early != nil {
 		return b.early
 	}
 	return b.Conn
+}
+
+// jetStreamNow is JS once it is set, else nil: safe from any goroutine (JS is written before jsReady is closed).
+func (b *Bus) jetStreamNow() jetstream.JetStream {
+	select {
+	case <-b.jsReady:
+		return b.JS
+	default:
+		return nil
+	}
 }
 
 // JetStreamReady is closed once JS is set (at once when the server was there at start).
@@ -80,7 +97,8 @@ var ErrBusStart = errors.New("nats: embedded server did not start")
 // subscriptions go out when it connects, and /readyz is not ready until then. With JetStream on, the stream is set
 // up at the first connection (awaitJetStream); the runtime opens the devices bucket then.
 func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerolog.Logger) (*Bus, error) {
-	b := &Bus{log: log.With().Str("component", "nats").Logger(), connected: make(chan struct{}), jsReady: make(chan struct{})}
+	b := &Bus{log: log.With().Str("component", "nats").Logger(), connected: make(chan struct{}), jsReady: make(chan struct{}),
+		jetStream: cfg.JetStream.Enabled}
 	var firstConnect sync.Once
 	var lastReason string // of the failed first connects; used by nats.go's one callback goroutine
 	markConnected := func() { firstConnect.Do(func() { close(b.connected) }) }
@@ -141,6 +159,9 @@ func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerol
 				return // our own Close
 			}
 			b.log.Warn().Err(err).Msg("disconnected from NATS; reconnecting")
+			if c := b.confirmed.Load(); c != nil {
+				c.disconnected()
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			markConnected()
@@ -188,6 +209,7 @@ func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerol
 			b.early.flush()
 		default:
 		}
+		b.startConfirmed()
 		ev := b.log.Warn().Str("url", redact(url)).Stringer("retry_every", cfg.ReconnectWait).
 			Str("buffer", fmt.Sprintf("%d MiB", reconnectBuffer>>20))
 		if cfg.JetStream.Enabled {
@@ -197,6 +219,7 @@ func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerol
 		return b, nil
 	}
 	markConnected()
+	b.startConfirmed()
 
 	if cfg.JetStream.Enabled {
 		if err := b.setupJetStream(ctx, cfg.JetStream); err != nil {
@@ -343,6 +366,7 @@ func startEmbedded(gw config.Gateway, cfg config.NATS, internal *server.User, lo
 		}
 		opts.JetStreamMaxMemory = cfg.JetStream.MaxMemory
 		opts.JetStreamMaxStore = cfg.JetStream.MaxFile
+		opts.SyncInterval, opts.SyncAlways = cfg.JetStream.SyncInterval, cfg.JetStream.SyncAlways
 	}
 	if cfg.Port > 0 {
 		// nats-server reports a taken port only in its log and then never becomes ready: say it plainly, at once.
@@ -367,23 +391,42 @@ func startEmbedded(gw config.Gateway, cfg config.NATS, internal *server.User, lo
 	return ns, nil
 }
 
+// streamPublisher is the processing stage's acknowledged publisher (actors.StreamPublisher).
+type streamPublisher struct {
+	bus *Bus
+	cfg config.JetStream
+}
+
+var _ actors.StreamPublisher = (*streamPublisher)(nil)
+
+func (p *streamPublisher) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	select {
+	case <-p.bus.jsReady:
+	default:
+		return nil, actors.ErrStreamNotReady
+	}
+	return p.bus.JS.PublishMsgAsync(m, opts...)
+}
+
+func (p *streamPublisher) Window() int { return p.cfg.PublishWindow }
+
+func (p *streamPublisher) DuplicateWindow() time.Duration { return p.cfg.DuplicateWindow }
+
 func (b *Bus) setupJetStream(ctx context.Context, cfg config.JetStream) error {
-	js, err := jetstream.New(b.Conn)
+	// The async publish window and the ack timeout bound the processing stage's acknowledged publishes
+	// (nats.go PublishAsyncMaxPending; a future that sees no ack within the timeout fails and is retried).
+	js, err := jetstream.New(b.Conn, jetstream.WithPublishAsyncMaxPending(max(cfg.PublishWindow, 1)),
+		jetstream.WithPublishAsyncTimeout(cfg.PublishTimeout))
 	if err != nil {
 		return fmt.Errorf("nats: jetstream: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        StreamName,
-		Description: "iotgw processed data and rule results",
-		Subjects:    streamSubjects,
-		Storage:     jetstream.FileStorage,
-		MaxAge:      cfg.MaxAge,
-		Discard:     jetstream.DiscardOld,
-	})
-	if err != nil {
+	if _, err = js.CreateOrUpdateStream(ctx, dataStreamConfig(cfg)); err != nil {
 		return fmt.Errorf("nats: jetstream stream %s: %w", StreamName, err)
+	}
+	if _, err = js.CreateOrUpdateStream(ctx, deadLetterStreamConfig(cfg)); err != nil {
+		return fmt.Errorf("nats: jetstream stream %s: %w", DeadLetterStream, err)
 	}
 	b.JS = js
 	close(b.jsReady)
@@ -391,8 +434,68 @@ func (b *Bus) setupJetStream(ctx context.Context, cfg config.JetStream) error {
 	return nil
 }
 
+// dataStreamConfig is IOT_DATA's: file storage, bounded in bytes and age, with the configured discard policy and
+// a duplicate window for the processing stage's message ids.
+func dataStreamConfig(cfg config.JetStream) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        StreamName,
+		Description: "iotgw processed data and rule results",
+		Subjects:    streamSubjects,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      cfg.MaxAge,
+		MaxBytes:    cfg.MaxBytes,
+		Discard:     discardPolicy(cfg.Discard),
+		Duplicates:  cfg.DuplicateWindow,
+	}
+}
+
+// deadLetterStreamConfig is IOT_DEADLETTER's: what durable inboxes gave up on, with the reason in headers. Discard
+// old: a dead letter must never make a sink's Term fail for want of room.
+func deadLetterStreamConfig(cfg config.JetStream) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        DeadLetterStream,
+		Description: "iotgw dead letters: messages a durable inbox gave up on (Iot-Dead-Reason says why)",
+		Subjects:    []string{SubjectDeadLetterPrefix + ">"},
+		Storage:     jetstream.FileStorage,
+		MaxAge:      cfg.DeadLetterMaxAge,
+		MaxBytes:    cfg.DeadLetterMaxBytes,
+		Discard:     jetstream.DiscardOld,
+		Duplicates:  time.Minute,
+	}
+}
+
+func discardPolicy(s string) jetstream.DiscardPolicy {
+	if s == "new" {
+		return jetstream.DiscardNew
+	}
+	return jetstream.DiscardOld
+}
+
+// startConfirmed puts the confirmed publisher in front of an external server's connection (replay.go).
+func (b *Bus) startConfirmed() {
+	if b.Server != nil {
+		return
+	}
+	var next actors.Publisher = b.Conn
+	if b.early != nil {
+		next = b.early
+	}
+	b.confirmed.Store(newConfirmedPublisher(b.Conn, next, reconnectBuffer, b.log))
+}
+
+// replayed is how many messages the confirmed publisher wrote again after disconnects.
+func (b *Bus) replayed() uint64 {
+	if c := b.confirmed.Load(); c != nil {
+		return c.replays.Load()
+	}
+	return 0
+}
+
 // Close flushes what the gateway published, closes the connection and shuts the embedded server down.
 func (b *Bus) Close() {
+	if c := b.confirmed.Load(); c != nil {
+		c.close(time.Second)
+	}
 	if b.Conn != nil && !b.Conn.IsClosed() {
 		if b.Conn.IsConnected() { // a flush while reconnecting would only wait out its timeout
 			_ = b.Conn.FlushTimeout(time.Second)

@@ -107,6 +107,7 @@ nats {
   url            = %q
   reconnect_wait = "100ms"
   ping_interval  = "1s"
+  jetstream { enabled = false } # the server runs without -js
 }
 device "d1" {
   driver   = "mock"

@@ -47,8 +47,12 @@ func newControl(rt *Runtime) actor.Producer {
 func (c *control) Inboxes() []actors.Inbox {
 	subjects := []string{SubjectPing, SubjectTree, SubjectDevicesList, SubjectDevicesGet, SubjectDevicesAdd,
 		SubjectDevicesUpdate, SubjectDevicesRemove, SubjectFaultsInject, SubjectFaultsClear, SubjectFaultsList, SubjectReload,
+<<<<<<< HEAD
 		SubjectActorsRestart, SubjectDevicesWrite}
 	subjects = append(subjects, ruleSubjects...) // rules.go
+=======
+		SubjectActorsRestart, SubjectDevicesWrite, SubjectSinksList, SubjectSinksGet}
+>>>>>>> file
 	in := make([]actors.Inbox, len(subjects))
 	for i, s := range subjects {
 		in[i] = actors.Inbox{Subject: s}
@@ -108,6 +112,10 @@ func (c *control) Receive(ctx actor.Context) {
 		reply = c.rt.Reload()
 	case SubjectActorsRestart:
 		reply = c.rt.restartRequest(msg.Data)
+	case SubjectSinksList:
+		reply = c.rt.listSinks()
+	case SubjectSinksGet:
+		reply = c.rt.getSink(msg.Data)
 	default:
 		var ok bool
 		if reply, ok = c.rt.controlRules(msg.Subject, msg.Data); !ok { // rules.go

@@ -35,7 +35,8 @@ func ask(t *testing.T, nc *nats.Conn, subject string, body string) ControlReply 
 func TestHotAddDevices(t *testing.T) {
 	sim := startSim(t, modbussim.Demo())
 	dataDir := t.TempDir()
-	cfg := parseConfig(t, `gateway { point_subjects = false }`)
+	// The file store of devices (devices.json): JetStream, on by default, would keep them in a bucket.
+	cfg := parseConfig(t, "gateway { point_subjects = false }\nnats {\n  jetstream { enabled = false }\n}")
 	start := func() *Runtime {
 		cfg.NATS.Port = -1
 		cfg.Gateway.HTTPAddress = "127.0.0.1:0"

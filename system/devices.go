@@ -307,6 +307,8 @@ type ControlReply struct {
 	Faults      []FaultInfo   `json:"faults,omitzero"`
 	Cleared     *int          `json:"cleared,omitempty"`
 	Reload      *ReloadResult `json:"reload,omitempty"`
+	Sink        *SinkInfo     `json:"sink,omitempty"`
+	Sinks       []SinkInfo    `json:"sinks,omitzero"`
 }
 
 func failure(format string, args ...any) ControlReply {

@@ -370,6 +370,7 @@ nats {
   url            = "nats://127.0.0.1:%d"
   reconnect_wait = "100ms"
   ping_interval  = "1s"
+  jetstream { enabled = false } # the server runs without -js
 }
 device "d1" {
   driver   = "mock"

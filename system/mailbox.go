@@ -10,6 +10,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
 	"github.com/iotgw/iotgw/actors/device"
+	"github.com/iotgw/iotgw/config"
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 )
@@ -35,6 +36,8 @@ type MailboxStats struct {
 	// subscriptions hold, summed.
 	PendingLimit      int   `json:"pending_limit"`
 	PendingLimitBytes int64 `json:"pending_limit_bytes"`
+	// Durable are the figures of the actor's durable inboxes (see durable.go), without the live lag.
+	Durable []DurableStats `json:"durable,omitempty"`
 }
 
 // subjectMailbox is the one mechanism by which bus messages reach an actor (DESIGN.md: actors use NATS subjects as
@@ -57,8 +60,13 @@ type subjectMailbox struct {
 	delivered atomic.Uint64
 	blocked   atomic.Uint64
 
-	mu   sync.Mutex
-	subs []*nats.Subscription
+	mu     sync.Mutex
+	subs   []*nats.Subscription
+	opened bool
+	// durables are the durable inboxes, one per Durable.Name (inboxes that share a name share the consumer);
+	// denv is what they need of the runtime (set by the supervisor; nil when the actor has none).
+	durables []*durableInbox
+	denv     *durableEnv
 }
 
 func newSubjectMailbox(nc *nats.Conn, inboxes []actors.Inbox, capacity int, budget *pendingBudget) *subjectMailbox {
@@ -72,12 +80,53 @@ func newSubjectMailbox(nc *nats.Conn, inboxes []actors.Inbox, capacity int, budg
 	}
 }
 
+// withDurable gives the mailbox what its durable inboxes need and groups them by name.
+func (m *subjectMailbox) withDurable(env durableEnv) *subjectMailbox {
+	m.denv = &env
+	byName := map[string]*durableInbox{}
+	for _, in := range m.inboxes {
+		if in.Durable == nil {
+			continue
+		}
+		d := byName[in.Durable.Name]
+		if d == nil {
+			d = newDurableInbox(*in.Durable, nil, env)
+			byName[in.Durable.Name] = d
+			m.durables = append(m.durables, d)
+		}
+		d.subjects = append(d.subjects, in.Subject)
+	}
+	return m
+}
+
+// errDurableName: a durable inbox without a valid name.
+var errDurableName = errors.New("a durable inbox needs a name that is a valid subject token")
+
+// validateInboxes checks what an actor declared before anything subscribes.
+func validateInboxes(inboxes []actors.Inbox) error {
+	for _, in := range inboxes {
+		if in.Durable == nil {
+			continue
+		}
+		if err := config.ValidToken(in.Durable.Name); err != nil {
+			return fmt.Errorf("inbox %q: %w: %v", in.Subject, errDurableName, err)
+		}
+		if in.Queue != "" {
+			return fmt.Errorf("inbox %q: a durable inbox has no queue group (its consumer is shared by name)", in.Subject)
+		}
+	}
+	return nil
+}
+
 func (m *subjectMailbox) subjects() []string {
 	out := make([]string, len(m.inboxes))
 	for i, in := range m.inboxes {
 		out[i] = in.Subject
 		if in.Queue != "" {
 			out[i] += " (queue " + in.Queue + ")"
+		}
+		if in.Durable != nil {
+			out[i] += " (durable " + in.Durable.Name + ")"
 		}
 	}
 	return out
@@ -88,7 +137,7 @@ func (m *subjectMailbox) subjects() []string {
 func (m *subjectMailbox) open(root *actor.RootContext, pid *actor.PID) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.subs != nil {
+	if m.opened {
 		return nil
 	}
 	select {
@@ -96,7 +145,10 @@ func (m *subjectMailbox) open(root *actor.RootContext, pid *actor.PID) error {
 		return errMailboxClosed
 	default:
 	}
-	deliver := func(msg *nats.Msg) {
+	if err := validateInboxes(m.inboxes); err != nil {
+		return err
+	}
+	push := func(msg any) bool {
 		select {
 		case m.slots <- struct{}{}:
 		default:
@@ -104,14 +156,27 @@ func (m *subjectMailbox) open(root *actor.RootContext, pid *actor.PID) error {
 			select {
 			case m.slots <- struct{}{}:
 			case <-m.done:
-				return
+				return false
 			}
 		}
 		m.delivered.Add(1)
 		root.Send(pid, msg)
+		return true
+	}
+	deliver := func(msg *nats.Msg) { push(msg) }
+	for i, d := range m.durables {
+		if err := d.open(func(dl *actors.Delivery) bool { return push(dl) }); err != nil {
+			for _, o := range m.durables[:i] {
+				o.close(time.Second)
+			}
+			return err
+		}
 	}
 	subs := make([]*nats.Subscription, 0, len(m.inboxes))
 	for _, in := range m.inboxes {
+		if in.Durable != nil {
+			continue
+		}
 		var sub *nats.Subscription
 		var err error
 		if in.Queue != "" {
@@ -123,6 +188,7 @@ func (m *subjectMailbox) open(root *actor.RootContext, pid *actor.PID) error {
 			for _, s := range subs {
 				_ = s.Unsubscribe()
 			}
+			m.closeDurables()
 			return fmt.Errorf("subscribe %q: %w", in.Subject, err)
 		}
 		subs = append(subs, sub)
@@ -132,9 +198,10 @@ func (m *subjectMailbox) open(root *actor.RootContext, pid *actor.PID) error {
 		for _, s := range subs {
 			_ = s.Unsubscribe()
 		}
+		m.closeDurables()
 		return err
 	}
-	m.subs = subs
+	m.subs, m.opened = subs, true
 	// A round trip, so the server has the subscriptions when the actor counts as started: a producer started
 	// next, or a client told the actor runs, cannot publish before it listens. Disconnected, the client resends
 	// them when it reconnects, so a failed flush is not an error, and none is tried (it would wait out its timeout).
@@ -145,6 +212,26 @@ func (m *subjectMailbox) open(root *actor.RootContext, pid *actor.PID) error {
 }
 
 var errMailboxClosed = errors.New("subject mailbox closed")
+
+// isOpen says whether open has succeeded once: a Started after it is a restart.
+func (m *subjectMailbox) isOpen() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.opened
+}
+
+// restarted gives the durable inboxes a restart of their actor: what it held unsettled comes again, in order.
+func (m *subjectMailbox) restarted() {
+	for _, d := range m.durables {
+		d.restarted()
+	}
+}
+
+func (m *subjectMailbox) closeDurables() {
+	for _, d := range m.durables {
+		d.close(time.Second)
+	}
+}
 
 // received frees the slot of one message the actor has taken from its mailbox.
 func (m *subjectMailbox) received() {
@@ -161,6 +248,11 @@ func (m *subjectMailbox) drain(timeout time.Duration) {
 	m.mu.Lock()
 	subs := m.subs
 	m.mu.Unlock()
+	// A durable inbox stops taking new messages: what it has not delivered stays in the stream for the next start
+	// (without JetStream, its buffer is still delivered until the actor stops).
+	for _, d := range m.durables {
+		d.stopIntake()
+	}
 	deadline := time.After(timeout)
 	for _, s := range subs {
 		closed := s.StatusChanged(nats.SubscriptionClosed)
@@ -178,6 +270,7 @@ func (m *subjectMailbox) drain(timeout time.Duration) {
 // close unsubscribes at once and releases any delivery blocked on a full mailbox. Idempotent.
 func (m *subjectMailbox) close() {
 	m.closeOnce.Do(func() { close(m.done) })
+	m.closeDurables()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, s := range m.subs {
@@ -205,6 +298,9 @@ func (m *subjectMailbox) stats() MailboxStats {
 		if n, err := s.Dropped(); err == nil {
 			st.Dropped += uint64(n)
 		}
+	}
+	for _, d := range m.durables {
+		st.Durable = append(st.Durable, d.stats(false))
 	}
 	return st
 }
@@ -251,6 +347,14 @@ func (a *mailboxActor) Receive(ctx actor.Context) {
 		if a.mb != nil {
 			a.mb.received()
 		}
+	case *actors.Delivery:
+		if a.mb != nil {
+			a.mb.received()
+		}
+		// Settled or superseded meanwhile, or held back behind an earlier Nak'ed message: not the actor's now.
+		if in, ok := m.Acker.(*durableInbox); ok && !in.take(m) {
+			return
+		}
 	case *actor.Started:
 		if a.started != nil {
 			defer func() {
@@ -261,7 +365,11 @@ func (a *mailboxActor) Receive(ctx actor.Context) {
 				a.started(nil)
 			}()
 		}
+		restart := a.mb != nil && a.mb.isOpen()
 		a.inner.Receive(ctx)
+		if restart {
+			a.mb.restarted()
+		}
 		if a.mb != nil {
 			if err := a.mb.open(ctx.ActorSystem().Root, ctx.Self()); err != nil {
 				panic(fmt.Errorf("%s: %w", a.path, err))

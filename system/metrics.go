@@ -65,6 +65,7 @@ func (m *monitor) init() {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newRuntimeCollector(m.rt),
 		rulesCollector{rt: m.rt}, // rules_metrics.go
+		&sinkCollector{rt: m.rt}, // sinks.go
 	)
 	m.metrics = actors.NewMetrics(m.reg)
 }

@@ -61,16 +61,15 @@ device "d1" {
 	if _, ok := rt.Tree().Get(GroupDevices + "/stored-1"); ok {
 		t.Error("the stored device runs before the bucket could be read")
 	}
-	// It polls and keeps what it publishes (the data messages have headers, which nats.go alone would refuse).
-	early := rt.Bus().early
-	if early == nil {
+	// It polls and keeps what it publishes (the data messages have headers, which nats.go alone would refuse): in
+	// client mode the confirmed publisher's queue holds it until the first connection (replay.go).
+	queued := rt.Bus().confirmed.Load()
+	if queued == nil {
 		t.Fatal("no queue for what is published before the first connection")
 	}
 	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		early.mu.Lock()
-		defer early.mu.Unlock()
-		if len(early.queue) < 3 {
-			return fmt.Errorf("%d messages kept, want polls buffered while the server is down", len(early.queue))
+		if n := queued.depth(); n < 3 {
+			return fmt.Errorf("%d messages kept, want polls buffered while the server is down", n)
 		}
 		return nil
 	})

@@ -20,6 +20,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
 	"github.com/iotgw/iotgw/config"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
 
@@ -65,6 +66,9 @@ type Runtime struct {
 	// quit is closed when Stop begins: a supervisor waiting for a child to start stops waiting.
 	quit     chan struct{}
 	quitOnce sync.Once
+	// streams counts what the streams' limits discard (streams.go); nil with JetStream off.
+	streams             *streamWatch
+	streamWatchInterval time.Duration // 0: StreamWatchInterval
 }
 
 // Option configures a Runtime.
@@ -151,6 +155,7 @@ func (r *Runtime) Start(ctx context.Context) error {
 		return err
 	}
 	r.startLate() // NATS was not there with JetStream on: the device bucket is opened at the first connection
+	r.startStreamWatch()
 	r.log.Info().Str("gateway", r.cfg.Gateway.ID).Str("nats", r.bus.URL).Int("devices", len(r.cfg.Devices)).
 		Int("sinks", len(r.cfg.Sinks)).Msg("gateway started")
 	return nil
@@ -165,6 +170,7 @@ func (r *Runtime) Stop() error {
 	r.quitOnce.Do(func() { close(r.quit) })
 	r.mon.stop() // the HTTP server and the bus reports end first: they read what is stopped next
 	r.stopLate()
+	r.stopStreamWatch()
 	r.stopBy.Store(time.Now().Add(r.stopTimeout - r.stopTimeout/8).UnixNano())
 	defer r.stopBy.Store(0)
 	f := r.sys.Root.PoisonFuture(r.root)
@@ -203,15 +209,36 @@ func (r *Runtime) Run(ctx context.Context) error {
 	return r.Stop()
 }
 
+// durableEnv is what the durable inboxes of the subject mailboxes need.
+func (r *Runtime) durableEnv() durableEnv {
+	return durableEnv{bus: r.bus, buffer: r.cfg.NATS.JetStream.Buffer, log: r.log}
+}
+
 // env is what every actor constructor gets.
 func (r *Runtime) env(component string) actors.Env {
+	var stream actors.StreamPublisher
+	var js func(ctx context.Context) (jetstream.JetStream, error)
+	if r.cfg.NATS.JetStream.Enabled {
+		stream = &streamPublisher{bus: r.bus, cfg: r.cfg.NATS.JetStream}
+		js = func(ctx context.Context) (jetstream.JetStream, error) {
+			select {
+			case <-r.bus.JetStreamReady():
+				return r.bus.JS, nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+	}
 	return actors.Env{
 		Bus:           r.bus.Publisher(),
+		Stream:        stream,
+		JetStream:     js,
 		Log:           r.log.With().Str("actor", component).Logger(),
 		GatewayID:     r.cfg.Gateway.ID,
 		PointSubjects: r.cfg.Gateway.PointSubjects,
 		Stdout:        r.stdout,
 		LogFormat:     r.cfg.Gateway.LogFormat,
+		DataDir:       r.cfg.Gateway.DataDir,
 		Metrics:       r.mon.actorMetrics(),
 		LinkState:     func(state, detail string) { r.tree.link(component, state, detail) },
 	}

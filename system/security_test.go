@@ -389,6 +389,9 @@ func TestEnvRefusedInStoredDevices(t *testing.T) {
 		t.Run(store, func(t *testing.T) {
 			dataDir := t.TempDir()
 			src := `gateway { http_address = "" }`
+			if store == "file" { // JetStream is on by default
+				src += "\nnats {\n  jetstream { enabled = false }\n}"
+			}
 			if store == "jetstream" {
 				src += "\nnats {\n  jetstream { enabled = true }\n" + securityUsers + "}"
 			}

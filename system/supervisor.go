@@ -275,7 +275,7 @@ func (s *supervisor) start(ctx actor.Context, c *child) error {
 	c.mb = nil
 	if l, ok := first.(actors.Listener); ok {
 		if in := l.Inboxes(); len(in) > 0 {
-			c.mb = newSubjectMailbox(s.rt.bus.Conn, in, spec.Mailbox, s.rt.budget)
+			c.mb = newSubjectMailbox(s.rt.bus.Conn, in, spec.Mailbox, s.rt.budget).withDurable(s.rt.durableEnv())
 		}
 	}
 	s.rt.tree.add(c.path, spec.Kind, c.mb)

@@ -116,6 +116,7 @@ func TestExternalServerTLS(t *testing.T) {
 	rt := startRuntime(t, parseConfig(t, fmt.Sprintf(`
 nats {
   url = %q
+  jetstream { enabled = false } # the server runs without -js
   client_tls {
     ca   = %q
     cert = %q

@@ -92,15 +92,20 @@ func TestWriteSubscriptionsDoNotGrowPerDevice(t *testing.T) {
 	subs := map[int]int{}
 	for _, n := range []int{1, 10} {
 		rt := startRuntime(t, parseConfig(t, devices(n)))
-		subs[n] = rt.Bus().Conn.NumSubscriptions()
 		nc := client(t, rt.Bus().URL)
 		id := fmt.Sprintf("plc-%d", n-1)
 		checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
 			if node, _ := rt.Tree().Get("devices/" + id); node == nil || node.State != StateRunning {
 				return errNotYet
 			}
+			// JetStream is on by default: the processing stage's first acknowledged publish opens the reply
+			// subscription of its acknowledgements; count once it has, in both runs.
+			if info, err := rt.Bus().JS.Stream(t.Context(), StreamName); err != nil || info.CachedInfo().State.Msgs == 0 {
+				return errNotYet
+			}
 			return nil
 		})
+		subs[n] = rt.Bus().Conn.NumSubscriptions()
 		m, err := nc.Request(device.WriteSubject(id), []byte(`{"key":"setpoint","value":42}`), 5*time.Second)
 		if err != nil {
 			t.Fatalf("write to %s: %v", id, err)

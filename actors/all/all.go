@@ -7,4 +7,6 @@ import (
 	_ "github.com/iotgw/iotgw/actors/device/mock"
 	_ "github.com/iotgw/iotgw/actors/device/modbus"
 	_ "github.com/iotgw/iotgw/actors/sink/console"
+	_ "github.com/iotgw/iotgw/actors/sink/file"
+	_ "github.com/iotgw/iotgw/actors/sink/jetstream"
 )

@@ -46,11 +46,16 @@ Commands:
   reload                                re-read the config and apply the differences
   restart PATH                          restart an actor of the tree (failed, stopped or running): devices/plc-1
   sidecars status NAME
+<<<<<<< HEAD
   rules list                            the rules with their figures: points in, out, dropped, errors, eval time
   rules get NAME                        a rule's state, figures and (added at run time) its HCL
   rules add -f rule.hcl                 add a rule from one rule "name" { … } block; rules update -f; rules remove NAME
   alerts list                           the pending and firing alerts
   alerts ack KEY                        acknowledge an alert (it stays until it resolves, but is not repeated)
+=======
+  sinks list                            every sink: state, lag (pending), unacknowledged, dead letters, last delivery
+  sinks get NAME                        one sink, with each of its durable inboxes
+>>>>>>> file
 
 Flags may follow the command words. -s defaults to $NATS_URL, else nats://127.0.0.1:4222.
 Replies come to the inbox _INBOX.{user} with -user (a non-admin may read no other); give -inbox-prefix with
@@ -320,6 +325,16 @@ func ctlBuild(fs *flag.FlagSet, f *ctlFlags, words []string) (ctlRequest, error)
 		return ctlRequest{subject: "faults.clear", body: ctlJSON(body), render: renderCleared, hint: ctlFaultsHint}, nil
 	case "fault list":
 		return ctlRequest{subject: "faults.list", render: renderFaults, hint: ctlFaultsHint}, want(0, "no arguments")
+	case "sinks list":
+		return ctlRequest{subject: "sinks.list", render: renderSinks}, want(0, "no arguments")
+	case "sinks get":
+		if err := want(1, "a sink name"); err != nil {
+			return ctlRequest{}, err
+		}
+		if !ctlToken(args[0]) {
+			return ctlRequest{}, ctlUsagef("sink name %q is not a sink block's name", args[0])
+		}
+		return ctlRequest{subject: "sinks.get", body: ctlJSON(map[string]string{"name": args[0]}), render: renderSink}, nil
 	case "sidecars status":
 		if err := want(1, "a sidecar name"); err != nil {
 			return ctlRequest{}, err
@@ -341,8 +356,12 @@ var ctlGroups = map[string]string{
 	"devices":  "list, get, add, update, remove, write",
 	"fault":    "inject, clear, list",
 	"sidecars": "status",
+<<<<<<< HEAD
 	"rules":    "list, get, add, update, remove",
 	"alerts":   "list, ack",
+=======
+	"sinks":    "list, get",
+>>>>>>> file
 }
 
 // ctlCommandFlags are the flags of each command beyond the connection flags.
@@ -889,4 +908,56 @@ func renderSidecar(w io.Writer, reply []byte, _ bool) error {
 		}
 	}
 	return tw.Flush()
+}
+
+func renderSinks(w io.Writer, reply []byte, _ bool) error {
+	var r struct {
+		Sinks []system.SinkInfo `json:"sinks"`
+	}
+	if err := json.Unmarshal(reply, &r); err != nil {
+		return err
+	}
+	if len(r.Sinks) == 0 {
+		_, err := fmt.Fprintln(w, "no sinks")
+		return err
+	}
+	tw := ctlTable(w)
+	fmt.Fprintln(tw, "NAME\tTYPE\tSTATE\tPENDING\tUNACKED\tREDELIVERED\tDEAD\tDROPPED\tLAST DELIVERED\tLAST ERROR")
+	for _, s := range r.Sinks {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", s.Name, orDash(s.Type), orDash(s.State), s.Pending,
+			s.AckPending, s.Redeliveries, s.DeadLetters, s.Dropped, orDash(s.LastDelivered), orDash(ctlShorten([]byte(s.LastError))))
+	}
+	return tw.Flush()
+}
+
+func renderSink(w io.Writer, reply []byte, _ bool) error {
+	var r struct {
+		Sink *system.SinkInfo `json:"sink"`
+	}
+	if err := json.Unmarshal(reply, &r); err != nil {
+		return err
+	}
+	if r.Sink == nil {
+		return errors.New(`no "sink" in the reply`)
+	}
+	s := r.Sink
+	tw := ctlTable(w)
+	fmt.Fprintf(tw, "name:\t%s\ntype:\t%s\nstate:\t%s\nrestarts:\t%d\npending:\t%d\nunacked:\t%d\ndelivered:\t%d\nacked:\t%d\n"+
+		"redelivered:\t%d\ndead letters:\t%d\ndropped:\t%d\nlast delivered:\t%s\nlast error:\t%s\n",
+		s.Name, orDash(s.Type), orDash(s.State), s.Restarts, s.Pending, s.AckPending, s.Delivered, s.Acked,
+		s.Redeliveries, s.DeadLetters, s.Dropped, orDash(s.LastDelivered), orDash(s.LastError))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, d := range s.Durable {
+		where := d.Backend
+		if d.Stream != "" {
+			where += " " + d.Stream
+		}
+		if _, err := fmt.Fprintf(w, "\ninbox %s (%s): %s, subjects %s, pending %d, unacked %d, naked %d\n",
+			d.Name, where, d.State, strings.Join(d.Subjects, ", "), d.Pending, d.AckPending, d.Naked); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -315,6 +315,41 @@ func TestCtlCommands(t *testing.T) {
 			wantOut: "{\n  \"error\": \"not connected\"\n}\n", wantErr: "iotgw ctl: not connected\n",
 		},
 		{
+			name: "sinks list", args: []string{"sinks", "list"},
+			reply: `{"ok":true,"sinks":[{"name":"archive","type":"file","state":"running","pending":120,"ack_pending":8,` +
+				`"redeliveries":3,"dead_letters":1,"dropped":0,"last_delivered":"2025-01-02T03:04:05Z","last_error":"disk full"},` +
+				`{"name":"out","type":"console","state":"running"}]}`,
+			wantSubject: "iot.control.sinks.list",
+			wantOut: "NAME     TYPE     STATE    PENDING  UNACKED  REDELIVERED  DEAD  DROPPED  LAST DELIVERED        LAST ERROR\n" +
+				"archive  file     running  120      8        3            1     0        2025-01-02T03:04:05Z  disk full\n" +
+				"out      console  running  0        0        0            0     0        -                     -\n",
+		},
+		{
+			name: "sinks list empty", args: []string{"sinks", "list"}, reply: `{"ok":true}`,
+			wantSubject: "iot.control.sinks.list", wantOut: "no sinks\n",
+		},
+		{
+			name: "sinks get", args: []string{"sinks", "get", "archive"},
+			reply: `{"ok":true,"sink":{"name":"archive","type":"file","state":"running","pending":2,"acked":40,` +
+				`"durable":[{"name":"archive","backend":"jetstream","stream":"IOT_DATA","subjects":["iot.processed.batch.>"],"state":"holding","pending":2,"naked":5}]}}`,
+			wantSubject: "iot.control.sinks.get", wantBody: `{"name":"archive"}`,
+			wantOut: "name:            archive\ntype:            file\nstate:           running\nrestarts:        0\npending:         2\n" +
+				"unacked:         0\ndelivered:       0\nacked:           40\nredelivered:     0\ndead letters:    0\ndropped:         0\n" +
+				"last delivered:  -\nlast error:      -\n\n" +
+				"inbox archive (jetstream IOT_DATA): holding, subjects iot.processed.batch.>, pending 2, unacked 0, naked 5\n",
+		},
+		{
+			name: "sinks get unknown", args: []string{"sinks", "get", "nope"}, reply: `{"ok":false,"error":"no sink \"nope\""}`,
+			wantSubject: "iot.control.sinks.get", wantBody: `{"name":"nope"}`, wantCode: 1, wantErr: "iotgw ctl: no sink \"nope\"\n",
+		},
+		{
+			name: "sinks get hostile name", args: []string{"sinks", "get", "a.>"}, wantCode: 2,
+			wantErr: `sink name "a.>" is not a sink block's name`,
+		},
+		{
+			name: "sinks get without a name", args: []string{"sinks", "get"}, wantCode: 2, wantErr: "sinks get wants a sink name",
+		},
+		{
 			name: "malformed reply", args: []string{"ping"}, reply: `pong!`,
 			wantSubject: "iot.control.ping", wantCode: 1, wantErr: `malformed reply on iot.control.ping: "pong!"`,
 		},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -14,12 +15,17 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// mock is a simulated device: each point follows a signal (sine, ramp, random, constant, step) and is "polled" at
-// its interval; every poll of a group of points with the same interval becomes one batch on iot.raw.mock.{device}.
+// mock is a simulated device: each point follows a signal (sine, ramp, random, constant, step, counter) and is
+// "polled" at its interval; every poll of a group of points with the same interval becomes one batch on
+// iot.raw.mock.{device}.
 type mock struct {
 	id  string
 	cfg *config.MockDevice
 	env actors.Env
+	// counts are the counter signals' polls so far, one per point, shared by the device's incarnations: a counter
+	// counts by one from min at every poll for the gateway's life, across restarts of the actor, so a test can
+	// count what was lost or duplicated downstream.
+	counts []atomic.Int64
 
 	workers   actors.Workers
 	groups    map[*actors.Tick][]int // a ticker per distinct interval → the points it polls
@@ -52,8 +58,9 @@ func init() {
 // New returns the producer of a mock device's actor.
 func New(dev config.Device, env actors.Env) actor.Producer {
 	cfg := dev.Settings.(*config.MockDevice)
+	counts := make([]atomic.Int64, len(cfg.Points))
 	return func() actor.Actor {
-		return &mock{id: dev.ID, cfg: cfg, env: env}
+		return &mock{id: dev.ID, cfg: cfg, env: env, counts: counts}
 	}
 }
 
@@ -124,7 +131,7 @@ func (m *mock) poll(idx []int) {
 		m.batch = append(m.batch, isp.Point{
 			DeviceID:  m.id,
 			Key:       p.Key,
-			Value:     signal(p, now),
+			Value:     m.value(i, now),
 			Type:      p.Type,
 			Quality:   quality,
 			Timestamp: ts,
@@ -150,6 +157,23 @@ func (m *mock) tags(i int) []isp.Tag {
 		}
 	}
 	return m.pointTags[i]
+}
+
+// value is point i's value at time now: the counter counts its polls, the other signals follow the clock.
+func (m *mock) value(i int, now time.Time) isp.Value {
+	p := &m.cfg.Points[i]
+	if p.Signal != "counter" {
+		return signal(p, now)
+	}
+	n := float64(m.counts[i].Add(1) - 1)
+	switch p.Type {
+	case "int64":
+		return isp.Int(int64(p.Min) + int64(n))
+	case "bool":
+		return isp.Bool(int64(n)%2 == 1)
+	default:
+		return isp.Float(p.Min + n)
+	}
 }
 
 // signal is a point's value at time now. Phases follow the wall clock, so a restarted device continues its curve.

@@ -1,0 +1,383 @@
+// Package file is the file sink: it writes the points of its subjects to files, one point per line (JSON lines,
+// Influx line protocol or CSV), in a path made from a template with the device and the date, rotated by size
+// and age, the old ones gzipped and bounded in number. It consumes a durable inbox and acknowledges a delivery
+// only once its points are in the file, and, per the sync mode, fsynced.
+//
+// It must never write outside the directory its path template names (device ids come off the bus and are
+// checked here), and never acknowledge what it has not written.
+package file
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/iotgw/iotgw/actors"
+	"github.com/iotgw/iotgw/config"
+	"github.com/iotgw/iotgw/isp"
+	"github.com/nats-io/nats.go"
+)
+
+func init() {
+	actors.RegisterSink("file", actors.SinkKind{Settings: NewSettings, New: New})
+}
+
+// ackWait is how long a delivery may stay unacknowledged before it is delivered again: longer than any sync
+// interval and fsync the sink waits for, so a slow disk does not cause redeliveries.
+const ackWait = 30 * time.Second
+
+// sink is the file sink's actor.
+type sink struct {
+	name string
+	cfg  *Settings
+	env  actors.Env
+	path string // sinks/{name}, the metrics label
+	bind binding
+	base string // the directory every path lies in
+	now  func() time.Time
+
+	workers actors.Workers
+	w       *writer
+	mill    *mill
+	tick    *actors.Tick
+
+	dec     isp.Decoder
+	points  []isp.Point
+	line    []byte
+	paths   []byte // the paths of a delivery's points, back to back
+	pathEnd []int
+	checked string // the last path found inside base
+
+	// pending are the deliveries written since the last sync (sync interval), acknowledged by the next.
+	pending       []*actors.Delivery
+	pendingPoints int
+
+	// While the target cannot be written, resumeAt is the lowest sequence handed back (Nak): later deliveries
+	// are handed back unwritten until it comes again, so the file keeps the stream's order.
+	down      bool
+	resumeAt  uint64
+	downErr   string
+	lastRetry time.Time // the last delivery at or before resumeAt that came back
+}
+
+var (
+	_ actors.Listener = (*sink)(nil)
+	_ actor.Actor     = (*sink)(nil)
+)
+
+// New returns the producer of a file sink's actor.
+func New(s config.Sink, env actors.Env) actor.Producer {
+	cfg := s.Settings.(*Settings)
+	return func() actor.Actor {
+		return newSink(s.Name, cfg, env, time.Now)
+	}
+}
+
+func newSink(name string, cfg *Settings, env actors.Env, now func() time.Time) *sink {
+	k := &sink{name: name, cfg: cfg, env: env, path: "sinks/" + name, now: now,
+		bind: binding{dataDir: env.DataDir, sink: name}}
+	if k.bind.dataDir == "" {
+		k.bind.dataDir = "."
+	}
+	return k
+}
+
+// Inboxes: one durable inbox per subject, the consumer named after the sink (and the subject's position when
+// there are several, since one durable consumer reads one filter here).
+func (k *sink) Inboxes() []actors.Inbox {
+	in := make([]actors.Inbox, len(k.cfg.Subjects))
+	for i, s := range k.cfg.Subjects {
+		name := k.name
+		if i > 0 {
+			name = fmt.Sprintf("%s_%d", k.name, i)
+		}
+		in[i] = actors.Inbox{Subject: s, Durable: &actors.Durable{
+			Name:          name,
+			MaxAckPending: k.cfg.MaxAckPending,
+			AckWait:       ackWait,
+		}}
+	}
+	return in
+}
+
+func (k *sink) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		k.start(ctx)
+	case *actor.Stopping, *actor.Restarting:
+		k.stop()
+	case *actors.Delivery:
+		k.deliver(msg)
+	case *nats.Msg:
+		k.plain(msg)
+	case *actors.Tick:
+		msg.Ack()
+		if msg == k.tick {
+			k.onTick()
+		}
+	}
+}
+
+func (k *sink) start(ctx actor.Context) {
+	k.base = k.cfg.tmpl.base(k.bind)
+	k.mill = newMill(k.cfg.Compress, k.cfg.MaxFiles, func(err error) {
+		k.env.Metrics.Error(k.path, "rotate")
+		k.env.Log.Warn().Err(err).Str("sink", k.name).Msg("file sink: rotated file left as it is")
+	})
+	k.w = newWriter(k.cfg, k.now, k.mill.add)
+	k.workers.Go(ctx, "mill", func(done <-chan struct{}, _ func(any)) error { return k.mill.run(done) })
+	every := time.Second // rotation by age, idle files, and the end of an outage
+	if k.cfg.Sync == SyncInterval && k.cfg.SyncInterval < every {
+		every = k.cfg.SyncInterval
+	}
+	k.tick = k.workers.Tick(ctx, "sync", every)
+}
+
+// stop syncs what was written and settles the pending deliveries, then closes the files. Nothing pending is
+// left unsettled: acknowledged when synced, handed back otherwise.
+func (k *sink) stop() {
+	if k.w != nil {
+		k.settle(k.w.sync())
+		if err := k.w.closeAll(); err != nil {
+			k.env.Log.Warn().Err(err).Str("sink", k.name).Msg("file sink: close")
+		}
+	}
+	k.workers.Stop()
+}
+
+func (k *sink) onTick() {
+	now := k.now()
+	if k.cfg.Sync == SyncInterval {
+		k.settle(k.w.sync())
+	}
+	if err := k.w.housekeeping(); err != nil {
+		k.failed(err)
+	}
+	// The delivery at resumeAt normally comes back after retry; one that never does (terminated by the runtime,
+	// or past its max_deliver) must not stop the sink for ever.
+	if k.down && k.resumeAt != 0 && now.Sub(k.lastRetry) > 10*k.cfg.Retry+ackWait {
+		k.env.Log.Warn().Uint64("seq", k.resumeAt).Str("sink", k.name).
+			Msg("file sink: the delivery it waited for did not come back; going on with the next")
+		k.resumeAt = 0
+	}
+}
+
+// deliver writes one delivery's points and acknowledges it per the sync mode.
+func (k *sink) deliver(d *actors.Delivery) {
+	if k.resumeAt != 0 {
+		if d.Seq > k.resumeAt {
+			k.nak(d) // an earlier delivery waits: keep the order
+			return
+		}
+		k.lastRetry = k.now()
+	}
+	n, err := k.write(d.Msg)
+	switch {
+	case errors.Is(err, errNotPoints) || errors.Is(err, ErrPath):
+		k.env.Metrics.Error(k.path, "refused")
+		k.env.Log.Warn().Err(err).Str("sink", k.name).Str("subject", d.Msg.Subject).Msg("file sink: message refused")
+		if terr := d.Term(err.Error()); terr != nil {
+			k.env.Log.Warn().Err(terr).Str("sink", k.name).Msg("file sink: term")
+		}
+		return
+	case err != nil:
+		k.failed(err)
+		k.nak(d)
+		return
+	}
+	switch k.cfg.Sync {
+	case SyncAlways:
+		if err := k.w.sync(); err != nil {
+			k.failed(err)
+			k.nak(d)
+			return
+		}
+		k.ack(d, n)
+	case SyncNever:
+		if err := k.w.flush(); err != nil {
+			k.failed(err)
+			k.nak(d)
+			return
+		}
+		k.ack(d, n)
+	default:
+		k.pending = append(k.pending, d)
+		k.pendingPoints += n
+		// Sync before the runtime's window is full, so the consumer never stalls waiting for the interval.
+		if len(k.pending) >= max(1, k.cfg.MaxAckPending/2) && !k.settle(k.w.sync()) {
+			return // handed back with the others
+		}
+	}
+	if d.Seq == k.resumeAt {
+		k.resumeAt = 0 // the delivery it waited for is written: the later ones may follow
+	}
+}
+
+// plain writes a message of an inbox that is not durable (there is nobody to acknowledge it to): a failure is
+// counted and logged, the message lost. The runtime gives this sink durable inboxes, so this is only a fallback.
+func (k *sink) plain(msg *nats.Msg) {
+	n, err := k.write(msg)
+	if err == nil {
+		if k.cfg.Sync == SyncAlways {
+			err = k.w.sync()
+		} else if k.cfg.Sync == SyncNever {
+			err = k.w.flush()
+		}
+	}
+	if err != nil {
+		k.env.Metrics.Error(k.path, "dropped")
+		k.env.Log.Warn().Err(err).Str("sink", k.name).Msg("file sink: message not written (not durable: dropped)")
+		return
+	}
+	if k.cfg.Sync == SyncInterval {
+		k.pendingPoints += n // counted as written at the sync, like the deliveries
+		return
+	}
+	k.env.Metrics.PointsOut(k.path, n)
+}
+
+// settle acknowledges the pending deliveries after a sync that succeeded, or hands them back after one that
+// failed; it says whether the sync succeeded.
+func (k *sink) settle(syncErr error) bool {
+	if syncErr != nil {
+		k.failed(syncErr)
+	}
+	for i, d := range k.pending {
+		if syncErr != nil {
+			k.nak(d)
+		} else {
+			k.ack(d, 0)
+		}
+		k.pending[i] = nil
+	}
+	if syncErr == nil {
+		k.env.Metrics.PointsOut(k.path, k.pendingPoints)
+		if k.down && len(k.pending) > 0 && k.resumeAt == 0 {
+			k.recovered() // up again once a sync has covered a delivery, not at the first write into a buffer
+		}
+	}
+	k.pending = k.pending[:0]
+	k.pendingPoints = 0
+	return syncErr == nil
+}
+
+func (k *sink) ack(d *actors.Delivery, points int) {
+	if err := d.Ack(); err != nil {
+		k.env.Log.Warn().Err(err).Str("sink", k.name).Uint64("seq", d.Seq).Msg("file sink: ack (it will come again)")
+	}
+	k.env.Metrics.PointsOut(k.path, points)
+	if k.down && k.cfg.Sync != SyncInterval && (k.resumeAt == 0 || d.Seq == k.resumeAt) {
+		k.recovered()
+	}
+}
+
+func (k *sink) nak(d *actors.Delivery) {
+	if k.resumeAt == 0 || d.Seq < k.resumeAt {
+		k.resumeAt = d.Seq
+		k.lastRetry = k.now()
+	}
+	if err := d.Nak(k.cfg.Retry); err != nil {
+		k.env.Log.Warn().Err(err).Str("sink", k.name).Uint64("seq", d.Seq).Msg("file sink: nak")
+	}
+}
+
+// failed marks the target down: the pending deliveries go back (a write after them would reorder the file),
+// the tree shows the sink disconnected with the error.
+func (k *sink) failed(err error) {
+	k.w.abort() // what the pending deliveries wrote goes with them
+	pending := k.pending
+	k.pending = nil
+	k.pendingPoints = 0
+	for _, d := range pending {
+		k.nak(d)
+	}
+	k.env.Metrics.Error(k.path, "write")
+	if !k.down || k.downErr != err.Error() {
+		k.env.Log.Warn().Err(err).Str("sink", k.name).Msg("file sink: cannot write; deliveries wait in the stream")
+		k.env.Link(actors.LinkDisconnected, err.Error())
+	}
+	k.down, k.downErr = true, err.Error()
+}
+
+func (k *sink) recovered() {
+	k.down, k.downErr = false, ""
+	k.env.Log.Info().Str("sink", k.name).Msg("file sink: writing again")
+	k.env.Link(actors.LinkConnected, "")
+}
+
+// errNotPoints is the error of a message that is neither a point nor a batch: it can never be written.
+var errNotPoints = errors.New("not a point or a batch")
+
+// write decodes msg and writes its points; all their paths are checked before the first line is written, so a
+// refused message leaves nothing behind. It returns the number of points written.
+func (k *sink) write(msg *nats.Msg) (int, error) {
+	var err error
+	if isBatchSubject(msg.Subject) {
+		k.points, err = k.dec.DecodeBatch(msg.Data, k.points[:0])
+	} else {
+		if cap(k.points) == 0 {
+			k.points = append(k.points, isp.Point{})
+		}
+		k.points = k.points[:1]
+		err = k.dec.DecodePoint(msg.Data, &k.points[0])
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", errNotPoints, err)
+	}
+	k.env.Metrics.PointsIn(k.path, len(k.points))
+	k.paths, k.pathEnd = k.paths[:0], k.pathEnd[:0]
+	now := k.now()
+	for i := range k.points {
+		p := &k.points[i]
+		device := p.DeviceID
+		if device == "" {
+			device = subjectDevice(msg.Subject)
+		}
+		ts := now
+		if p.Timestamp > 0 {
+			ts = time.Unix(0, p.Timestamp)
+		}
+		start := len(k.paths)
+		if k.paths, err = k.cfg.tmpl.appendPath(k.paths, k.bind, device, ts); err != nil {
+			return 0, err
+		}
+		if path := k.paths[start:]; string(path) != k.checked {
+			if !within(k.base, string(path)) {
+				return 0, fmt.Errorf("%w: %q is outside %s", ErrPath, path, k.base)
+			}
+			k.checked = string(path) // a batch's points, and the next batch of the device, share one path
+		}
+		k.pathEnd = append(k.pathEnd, len(k.paths))
+	}
+	start := 0
+	for i := range k.points {
+		k.line = appendLine(k.line[:0], k.cfg.Format, &k.points[i])
+		if err := k.w.write(k.paths[start:k.pathEnd[i]], k.line); err != nil {
+			return i, err
+		}
+		start = k.pathEnd[i]
+	}
+	return len(k.points), nil
+}
+
+// isBatchSubject: the batch subjects carry {"points":[…]}; every other subject a bare point (DESIGN.md).
+func isBatchSubject(subject string) bool {
+	return strings.HasPrefix(subject, "iot.processed.batch.") || strings.HasPrefix(subject, "iot.raw.")
+}
+
+// subjectDevice is the device token of a data subject (iot.processed.batch.{device}, iot.processed.{device}.{key},
+// iot.raw.{protocol}.{device}), for a point without its device_id; "" when there is none.
+func subjectDevice(subject string) string {
+	tok := strings.Split(subject, ".")
+	switch {
+	case len(tok) == 4 && tok[1] == "processed" && tok[2] == "batch":
+		return tok[3]
+	case len(tok) == 4 && tok[1] == "processed":
+		return tok[2]
+	case len(tok) == 4 && tok[1] == "raw":
+		return tok[3]
+	}
+	return ""
+}
