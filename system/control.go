@@ -47,12 +47,8 @@ func newControl(rt *Runtime) actor.Producer {
 func (c *control) Inboxes() []actors.Inbox {
 	subjects := []string{SubjectPing, SubjectTree, SubjectDevicesList, SubjectDevicesGet, SubjectDevicesAdd,
 		SubjectDevicesUpdate, SubjectDevicesRemove, SubjectFaultsInject, SubjectFaultsClear, SubjectFaultsList, SubjectReload,
-<<<<<<< HEAD
-		SubjectActorsRestart, SubjectDevicesWrite}
-	subjects = append(subjects, ruleSubjects...) // rules.go
-=======
 		SubjectActorsRestart, SubjectDevicesWrite, SubjectSinksList, SubjectSinksGet}
->>>>>>> file
+	subjects = append(subjects, ruleSubjects...) // rules.go
 	in := make([]actors.Inbox, len(subjects))
 	for i, s := range subjects {
 		in[i] = actors.Inbox{Subject: s}

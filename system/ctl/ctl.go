@@ -46,16 +46,13 @@ Commands:
   reload                                re-read the config and apply the differences
   restart PATH                          restart an actor of the tree (failed, stopped or running): devices/plc-1
   sidecars status NAME
-<<<<<<< HEAD
   rules list                            the rules with their figures: points in, out, dropped, errors, eval time
   rules get NAME                        a rule's state, figures and (added at run time) its HCL
   rules add -f rule.hcl                 add a rule from one rule "name" { … } block; rules update -f; rules remove NAME
   alerts list                           the pending and firing alerts
   alerts ack KEY                        acknowledge an alert (it stays until it resolves, but is not repeated)
-=======
   sinks list                            every sink: state, lag (pending), unacknowledged, dead letters, last delivery
   sinks get NAME                        one sink, with each of its durable inboxes
->>>>>>> file
 
 Flags may follow the command words. -s defaults to $NATS_URL, else nats://127.0.0.1:4222.
 Replies come to the inbox _INBOX.{user} with -user (a non-admin may read no other); give -inbox-prefix with
@@ -356,12 +353,9 @@ var ctlGroups = map[string]string{
 	"devices":  "list, get, add, update, remove, write",
 	"fault":    "inject, clear, list",
 	"sidecars": "status",
-<<<<<<< HEAD
 	"rules":    "list, get, add, update, remove",
 	"alerts":   "list, ack",
-=======
 	"sinks":    "list, get",
->>>>>>> file
 }
 
 // ctlCommandFlags are the flags of each command beyond the connection flags.
