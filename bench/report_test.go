@@ -78,11 +78,8 @@ func TestReport(t *testing.T) {
 	fmt.Fprintf(&sb, "status words 12 and 16 registers further on, 4 coils 3 apart): %d requests per poll one per register, %d merging only\n", per, contiguous)
 	fmt.Fprintf(&sb, "contiguous registers, %d with the default gaps (max_gap 10, max_bit_gap 128).\n", coalesced)
 	sb.WriteString(modbusNotes)
-<<<<<<< HEAD
 	rulesReport(t, &sb) // bench/rules_test.go
-=======
 	sb.WriteString(fileSinkSection(t, 600_000, run))
->>>>>>> file
 	if err := os.WriteFile("REPORT.md", []byte(sb.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
