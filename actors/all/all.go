@@ -9,4 +9,5 @@ import (
 	_ "github.com/iotgw/iotgw/actors/sink/console"
 	_ "github.com/iotgw/iotgw/actors/sink/file"
 	_ "github.com/iotgw/iotgw/actors/sink/jetstream"
+	_ "github.com/iotgw/iotgw/actors/sink/redis"
 )
