@@ -129,9 +129,9 @@ type Sink struct {
 	cancel  context.CancelFunc
 	tick    *actors.Tick
 
-	cur      *job   // being filled
-	spare    *job   // written and reset, for reuse
-	inflight *job   // being written
+	cur      *job // being filled
+	spare    *job // written and reset, for reuse
+	inflight *job // being written
 	dec      isp.Decoder
 	points   []isp.Point
 	lastAdd  time.Time

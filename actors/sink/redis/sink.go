@@ -138,7 +138,6 @@ func valueText(v isp.Value) string {
 	return ""
 }
 
-
 // Write implements batch.Target: one pipeline with one HSET per device (its keys' latest values in batch order,
 // so the last point of a key wins), then an XADD and a PUBLISH per point as configured.
 func (t *target) Write(ctx context.Context, bb batch.Batch) error {
