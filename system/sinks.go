@@ -2,6 +2,7 @@ package system
 
 import (
 	"encoding/json"
+	"github.com/iotgw/iotgw/actors"
 	"sort"
 	"strings"
 	"time"
@@ -60,6 +61,9 @@ func (r *Runtime) sinkInfos(live bool) []SinkInfo {
 	for _, en := range entries {
 		e := en.e
 		info := SinkInfo{Name: en.name, Type: strings.TrimPrefix(e.kind, "sink/"), State: e.state, Restarts: e.restarts, LastError: e.lastError}
+		if info.State == StateRunning && e.link == actors.LinkDisconnected {
+			info.State = StateDisconnected // a sink whose target is down (Env.Link), as the tree shows it
+		}
 		if mb := e.mailbox; mb != nil {
 			for _, d := range mb.durables {
 				st := d.stats(live)

@@ -8,6 +8,7 @@ import (
 	_ "github.com/iotgw/iotgw/actors/device/modbus"
 	_ "github.com/iotgw/iotgw/actors/sink/console"
 	_ "github.com/iotgw/iotgw/actors/sink/file"
+	_ "github.com/iotgw/iotgw/actors/sink/influxdb"
 	_ "github.com/iotgw/iotgw/actors/sink/jetstream"
 	_ "github.com/iotgw/iotgw/actors/sink/redis"
 )
