@@ -63,6 +63,8 @@ type SinkFigures struct {
 	Acked       uint64 `json:"acked"`
 	DeadLetters uint64 `json:"dead_letters"`
 	LastError   string `json:"last_error"`
+	// Raw is the whole reply, for a test's log.
+	Raw string `json:"-"`
 }
 
 // Sink asks the gateway at nc for the figures of sink name.
@@ -83,5 +85,6 @@ func Sink(nc *nats.Conn, name string) (SinkFigures, error) {
 	if !reply.OK || reply.Sink == nil {
 		return SinkFigures{}, fmt.Errorf("sinks.get %s: %s (%s)", name, reply.Error, msg.Data)
 	}
+	reply.Sink.Raw = string(msg.Data)
 	return *reply.Sink, nil
 }
