@@ -80,6 +80,8 @@ func TestReport(t *testing.T) {
 	sb.WriteString(modbusNotes)
 	rulesReport(t, &sb) // bench/rules_test.go
 	sb.WriteString(fileSinkSection(t, 600_000, run))
+	sb.WriteString(redisSection(t, 300_000))  // bench/redis_test.go
+	sb.WriteString(influxSection(t, 300_000)) // bench/influxdb_test.go
 	if err := os.WriteFile("REPORT.md", []byte(sb.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
