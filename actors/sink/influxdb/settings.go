@@ -79,14 +79,15 @@ func (s *Settings) Validate(v *config.Validator) {
 	}
 	s.v2 = s.Bucket != "" || s.Org != "" || s.Token != ""
 	if s.v2 {
-		for attr, val := range map[string]string{"org": s.Org, "bucket": s.Bucket, "token": s.Token} {
-			if val == "" {
-				v.Errorf(attr, "InfluxDB 2.x (org, bucket, token) needs %s too.", attr)
+		for _, a := range []struct{ attr, val string }{{"org", s.Org}, {"bucket", s.Bucket}, {"token", s.Token}} {
+			if a.val == "" {
+				v.Errorf(a.attr, "InfluxDB 2.x (org, bucket, token) needs %s too.", a.attr)
 			}
 		}
-		for attr, val := range map[string]string{"database": s.Database, "retention_policy": s.RetentionPolicy, "username": s.Username, "password": s.Password} {
-			if val != "" {
-				v.Errorf(attr, "%s is for InfluxDB 1.x; with bucket, org and token (2.x) leave it out.", attr)
+		for _, a := range []struct{ attr, val string }{{"database", s.Database}, {"retention_policy", s.RetentionPolicy},
+			{"username", s.Username}, {"password", s.Password}} {
+			if a.val != "" {
+				v.Errorf(a.attr, "%s is for InfluxDB 1.x; with bucket, org and token (2.x) leave it out.", a.attr)
 			}
 		}
 	} else if s.Database == "" {
@@ -102,10 +103,10 @@ func (s *Settings) Validate(v *config.Validator) {
 	if s.field, err = parseTemplate(s.Field); err != nil {
 		v.Errorf("field", "%v", err)
 	}
-	for attr, val := range map[string]string{"device_tag": s.DeviceTag, "key_tag": s.KeyTag} {
-		if val != "" {
-			if err := checkName(attr, val); err != nil {
-				v.Errorf(attr, "%v", err)
+	for _, a := range []struct{ attr, val string }{{"device_tag", s.DeviceTag}, {"key_tag", s.KeyTag}} {
+		if a.val != "" {
+			if err := checkName(a.attr, a.val); err != nil {
+				v.Errorf(a.attr, "%v", err)
 			}
 		}
 	}

@@ -72,9 +72,9 @@ func (s *Settings) Validate(v *config.Validator) {
 	if s.DB < 0 || s.DB > 1<<20 {
 		v.Errorf("db", "db is %d: a database number from 0", s.DB)
 	}
-	for attr, p := range map[string]string{"hash_prefix": s.HashPrefix, "stream_prefix": s.StreamPrefix, "channel_prefix": s.ChannelPrefix} {
-		if len(p) > maxPrefix || strings.ContainsAny(p, "\x00\r\n") {
-			v.Errorf(attr, "%s must be at most %d characters, without NUL or line breaks", attr, maxPrefix)
+	for _, a := range []struct{ attr, val string }{{"hash_prefix", s.HashPrefix}, {"stream_prefix", s.StreamPrefix}, {"channel_prefix", s.ChannelPrefix}} {
+		if len(a.val) > maxPrefix || strings.ContainsAny(a.val, "\x00\r\n") {
+			v.Errorf(a.attr, "%s must be at most %d characters, without NUL or line breaks", a.attr, maxPrefix)
 		}
 	}
 	if s.HashPrefix == "" && s.StreamPrefix == "" && s.ChannelPrefix == "" {
