@@ -94,7 +94,7 @@ func FuzzTemplate(f *testing.F) {
 			return
 		}
 		if strings.ContainsRune(s, 0) {
-			return // NUL marks the placeholders below; line protocol refuses none, so any literal may come
+			return // NUL marks the placeholders in this check, so it may not be part of a literal here
 		}
 		got := tm.expand("\x00D\x00", "\x00K\x00")
 		back := strings.NewReplacer("\x00D\x00", "{device}", "\x00K\x00", "{key}").Replace(got)
