@@ -213,7 +213,9 @@ func (k *Sink) stop() {
 			continue
 		}
 		for _, d := range j.ds {
-			_ = d.Nak(0)
+			if d != nil {
+				_ = d.Nak(0)
+			}
 		}
 		j.ds = j.ds[:0]
 	}
@@ -297,12 +299,23 @@ func (k *Sink) full() bool {
 // a fallback, and a message it cannot write is counted and logged.
 func (k *Sink) plain(msg *nats.Msg) {
 	points, err := k.decode(msg)
+	n := 0
 	if err == nil {
-		_, err = k.cur.b.Add(msg.Subject, points)
+		n, err = k.cur.b.Add(msg.Subject, points)
 	}
 	if err != nil {
 		k.env.Metrics.Error(k.path, "dropped")
 		k.env.Log.Warn().Err(err).Str("sink", k.name).Msgf("%s sink: message not written (not durable: dropped)", k.kind)
+		return
+	}
+	if len(k.cur.ds) == 0 {
+		k.lastAdd = k.now()
+	}
+	k.cur.ds = append(k.cur.ds, nil) // nobody to settle, but its entries keep their place in the batch
+	k.cur.counts = append(k.cur.counts, n)
+	k.cur.points += n
+	if k.full() {
+		k.flush()
 	}
 }
 
@@ -383,6 +396,10 @@ func (k *Sink) settleRefused(j *job, r *Refused) {
 			written += j.counts[i]
 			continue
 		}
+		if d == nil {
+			k.env.Metrics.Error(k.path, "dropped")
+			continue
+		}
 		reason := strings.Join(reasons, "; ")
 		if len(reason) > 1024 {
 			reason = reason[:1024] + "…"
@@ -398,6 +415,9 @@ func (k *Sink) settleRefused(j *job, r *Refused) {
 }
 
 func (k *Sink) ack(d *actors.Delivery) {
+	if d == nil {
+		return // a message of an inbox that is not durable
+	}
 	if err := d.Ack(); err != nil {
 		k.env.Log.Warn().Err(err).Str("sink", k.name).Uint64("seq", d.Seq).Msgf("%s sink: ack (it will come again)", k.kind)
 	}
@@ -413,6 +433,10 @@ func (k *Sink) delay() time.Duration {
 }
 
 func (k *Sink) nak(d *actors.Delivery) {
+	if d == nil {
+		k.env.Metrics.Error(k.path, "dropped") // not durable: nothing to hand it back to
+		return
+	}
 	if k.resumeAt == 0 || d.Seq < k.resumeAt {
 		k.resumeAt = d.Seq
 		k.lastRetry = k.now()
