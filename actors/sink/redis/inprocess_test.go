@@ -3,6 +3,7 @@ package redis_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -58,9 +59,15 @@ sink "r" {
 	})
 	nc := rt.Bus().Conn
 	const batches = 300
+	var before int
 	for i := range batches {
 		if i == batches/3 {
+			time.Sleep(200 * time.Millisecond)
+			before = runtime.NumGoroutine()
 			srv.Stop()
+		}
+		if i == batches/2 {
+			time.Sleep(3 * time.Second) // some 20 failed writes and reconnects at the capped backoff
 		}
 		if i == 2*batches/3 {
 			srv.Start()
@@ -86,6 +93,12 @@ sink "r" {
 		}
 		return total >= 2*batches
 	})
+	// No goroutine growth from the failed reconnects (go-redis dials again at the next write; its pool's dial
+	// retrier ends once a dial succeeds).
+	testenv.WaitFor(t, "the goroutines back to their number before the outage", time.Minute, func() bool {
+		return runtime.NumGoroutine() <= before+3
+	})
+	t.Logf("goroutines: %d before the outage, %d after", before, runtime.NumGoroutine())
 	if err := rt.Stop(); err != nil {
 		t.Fatal(err)
 	}

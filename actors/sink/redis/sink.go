@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
@@ -23,6 +24,7 @@ import (
 	"github.com/iotgw/iotgw/config"
 	"github.com/iotgw/iotgw/isp"
 	goredis "github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
 )
 
 func init() {
@@ -42,10 +44,19 @@ var (
 // New returns the producer of a redis sink's actor.
 func New(s config.Sink, env actors.Env) actor.Producer {
 	cfg := s.Settings.(*Settings)
+	routeLogs.Do(func() { goredis.SetLogger(zlog{env.Log.With().Str("library", "go-redis").Logger()}) })
 	return func() actor.Actor {
 		return sink{batch.New(s.Name, "redis", cfg.opts, env, func() (batch.Target, error) { return newTarget(cfg), nil })}
 	}
 }
+
+// routeLogs sends go-redis's own log lines (a pool that cannot dial, say) into the gateway's zerolog: its logger
+// is one per process, so the first redis sink's logger takes them for all.
+var routeLogs sync.Once
+
+type zlog struct{ log zerolog.Logger }
+
+func (z zlog) Printf(_ context.Context, format string, v ...any) { z.log.Debug().Msgf(format, v...) }
 
 // target writes batches to one Redis server.
 type target struct {
