@@ -174,6 +174,30 @@ func TestPartialWrite(t *testing.T) {
 	}
 }
 
+// TestNoDatabase: a database that does not exist (404 from a real influxd) keeps the data for a retry, naming
+// InfluxDB's words; once it exists the same batch is written.
+func TestNoDatabase(t *testing.T) {
+	srv := testenv.Influxd(t)
+	cfg := testSettings(t, func(s *Settings) { s.URL = "http://" + srv.Addr; s.Database = "later" })
+	tg, _ := newTarget("sinks/x", cfg, actors.Env{Log: zerolog.Nop()})
+	b := tg.NewBatch()
+	if _, err := b.Add("s", []isp.Point{{DeviceID: "d", Key: "k", Value: isp.Float(1), Timestamp: 5}}); err != nil {
+		t.Fatal(err)
+	}
+	err := tg.Write(context.Background(), b)
+	var r *batch.Refused
+	if err == nil || errors.As(err, &r) || !strings.Contains(err.Error(), "database not found") {
+		t.Fatalf("got %v, want a failure to retry naming the missing database", err)
+	}
+	influxQL(t, srv.Addr, "", "CREATE DATABASE later")
+	if err := tg.Write(context.Background(), b); err != nil {
+		t.Fatalf("after CREATE DATABASE: %v", err)
+	}
+	if got := influxQL(t, srv.Addr, "later", `SELECT * FROM d`); len(got) != 1 || len(got[0].Values) != 1 {
+		t.Fatalf("got %+v, want the point", got)
+	}
+}
+
 // TestServerDown: a server that is not there is a failure to try again, not a refusal.
 func TestServerDown(t *testing.T) {
 	cfg := testSettings(t, func(s *Settings) { s.URL = fmt.Sprintf("http://127.0.0.1:%d", testenv.FreePort(t)); s.Database = "t" })
