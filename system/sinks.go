@@ -38,6 +38,11 @@ type SinkInfo struct {
 	LastDelivered string         `json:"last_delivered,omitempty"` // RFC 3339, the last Ack
 	LastError     string         `json:"last_error,omitempty"`
 	Durable       []DurableStats `json:"durable,omitempty"`
+	// The sink's own counts (actors.Metrics, also in /metrics): points written (points_out), failed writes
+	// (errors of kind "write"), outages of its target (kind "disconnect": each is followed by a reconnect).
+	Written    uint64 `json:"written"`
+	Failed     uint64 `json:"failed"`
+	Reconnects uint64 `json:"reconnects"`
 }
 
 // sinkInfos returns every sink, sorted by name; live asks JetStream for each consumer's lag.
@@ -63,6 +68,11 @@ func (r *Runtime) sinkInfos(live bool) []SinkInfo {
 		info := SinkInfo{Name: en.name, Type: strings.TrimPrefix(e.kind, "sink/"), State: e.state, Restarts: e.restarts, LastError: e.lastError}
 		if info.State == StateRunning && e.link == actors.LinkDisconnected {
 			info.State = StateDisconnected // a sink whose target is down (Env.Link), as the tree shows it
+		}
+		if m := r.mon.actorMetrics(); m != nil {
+			var errs map[string]uint64
+			_, info.Written, errs = m.Counted("sinks/" + en.name)
+			info.Failed, info.Reconnects = errs["write"], errs["disconnect"]
 		}
 		if mb := e.mailbox; mb != nil {
 			for _, d := range mb.durables {

@@ -63,6 +63,9 @@ type SinkFigures struct {
 	Acked       uint64 `json:"acked"`
 	DeadLetters uint64 `json:"dead_letters"`
 	LastError   string `json:"last_error"`
+	Written     uint64 `json:"written"`
+	Failed      uint64 `json:"failed"`
+	Reconnects  uint64 `json:"reconnects"`
 	// Raw is the whole reply, for a test's log.
 	Raw string `json:"-"`
 }

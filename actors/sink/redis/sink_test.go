@@ -203,10 +203,17 @@ func TestRedisDown(t *testing.T) {
 		ns := counters(t, rc, "d0")
 		return len(ns) > 0 && ns[len(ns)-1] >= want
 	})
+	var after testenv.SinkFigures
 	testenv.WaitFor(t, "the sink connected again", time.Minute, func() bool {
-		f, err := testenv.Sink(nc, "latest")
-		return err == nil && f.State == "running"
+		var err error
+		after, err = testenv.Sink(nc, "latest")
+		return err == nil && after.State == "running"
 	})
+	if after.Reconnects != 1 || after.Failed == 0 || after.Written < uint64(want)*10 {
+		t.Errorf("figures after the outage: %d reconnects, %d failed writes, %d points written; want 1, some, at least %d",
+			after.Reconnects, after.Failed, after.Written, want*10)
+	}
+	t.Logf("figures after the outage: %d points written, %d failed writes, %d reconnects", after.Written, after.Failed, after.Reconnects)
 	for d := range devices {
 		dev := fmt.Sprintf("d%d", d)
 		last, dups := check(t, dev, counters(t, rc, dev))
