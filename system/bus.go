@@ -47,20 +47,16 @@ type Bus struct {
 	log       zerolog.Logger
 	connected chan struct{} // closed at the first connection to the server
 	jsReady   chan struct{} // closed when JS is set
-	early     *earlyPublisher
 	// confirmed is what actors publish through in client mode (replay.go); nil with the embedded server.
 	confirmed atomic.Pointer[confirmedPublisher]
 }
 
-// Publisher is what actors publish through: the connection, or, when the server was not there at start, the
-// connection behind a queue for the messages with headers published before the first connection (see
-// earlyPublisher).
+// Publisher is what actors publish through: the embedded server's connection, or, with an external server, the
+// confirmed publisher in front of it (replay.go), which also keeps what is published before the first connection
+// (nats.go would refuse the messages with headers, all data, until the server's first INFO says it takes them).
 func (b *Bus) Publisher() actors.Publisher {
 	if c := b.confirmed.Load(); c != nil {
 		return c
-	}
-	if b.early != nil {
-		return b.early
 	}
 	return b.Conn
 }
@@ -93,8 +89,8 @@ var ErrBusStart = errors.New("nats: embedded server did not start")
 // bench/REPORT.md). nats { in_process = false } goes back to TCP loopback.
 //
 // An external server that is not there at start does not stop the gateway: the connection retries every
-// reconnect_wait (nats.go RetryOnFailedConnect), what actors publish meanwhile waits in the reconnect buffer, the
-// subscriptions go out when it connects, and /readyz is not ready until then. With JetStream on, the stream is set
+// reconnect_wait (nats.go RetryOnFailedConnect), what actors publish meanwhile waits in the confirmed publisher's
+// queue (replay.go), the subscriptions go out when it connects, and /readyz is not ready until then. With JetStream on, the stream is set
 // up at the first connection (awaitJetStream); the runtime opens the devices bucket then.
 func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerolog.Logger) (*Bus, error) {
 	b := &Bus{log: log.With().Str("component", "nats").Logger(), connected: make(chan struct{}), jsReady: make(chan struct{}),
@@ -138,9 +134,6 @@ func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerol
 		nats.ConnectHandler(func(nc *nats.Conn) {
 			markConnected()
 			b.log.Info().Str("url", nc.ConnectedUrlRedacted()).Msg("connected to NATS")
-			if b.early != nil {
-				b.early.flush()
-			}
 		}),
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
 			select {
@@ -203,19 +196,13 @@ func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerol
 	}
 	b.Conn = nc
 	if !nc.IsConnected() {
-		b.early = &earlyPublisher{nc: nc, log: b.log}
-		select {
-		case <-b.connected: // it connected in between: the handler found no queue to flush
-			b.early.flush()
-		default:
-		}
 		b.startConfirmed()
 		ev := b.log.Warn().Str("url", redact(url)).Stringer("retry_every", cfg.ReconnectWait).
 			Str("buffer", fmt.Sprintf("%d MiB", reconnectBuffer>>20))
 		if cfg.JetStream.Enabled {
 			ev = ev.Str("jetstream", "set up at the first connection")
 		}
-		ev.Msg("NATS server not reachable at start: the gateway runs, keeps what it publishes in the reconnect buffer and connects when the server is there; /readyz is not ready until then")
+		ev.Msg("NATS server not reachable at start: the gateway runs, keeps what it publishes (bounded) and connects when the server is there; /readyz is not ready until then")
 		return b, nil
 	}
 	markConnected()
@@ -228,81 +215,6 @@ func StartBus(ctx context.Context, gw config.Gateway, cfg config.NATS, log zerol
 		}
 	}
 	return b, nil
-}
-
-// earlyPublisher holds the messages with headers published before the first connection to a server that was not
-// there at start: nats.go refuses them (ErrHeadersNotSupported) until the server's first INFO says it takes
-// headers, and every data message has headers. It keeps copies, bounded by reconnectBuffer, and publishes them in
-// order at the first connection; after that it passes everything straight through, and nats.go's own reconnect
-// buffer covers later outages. Messages without headers go to that buffer at once, so they may arrive before the
-// queued ones.
-type earlyPublisher struct {
-	nc   *nats.Conn
-	log  zerolog.Logger
-	open atomic.Bool // connected once: straight through
-
-	mu      sync.Mutex
-	queue   []*nats.Msg
-	bytes   int
-	dropped uint64
-}
-
-var _ actors.Publisher = (*earlyPublisher)(nil)
-
-func (p *earlyPublisher) Publish(subject string, data []byte) error {
-	return p.nc.Publish(subject, data)
-}
-
-func (p *earlyPublisher) PublishMsg(m *nats.Msg) error {
-	if p.open.Load() || len(m.Header) == 0 {
-		return p.nc.PublishMsg(m)
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.open.Load() {
-		return p.nc.PublishMsg(m)
-	}
-	size := len(m.Subject) + len(m.Data)
-	for k, vs := range m.Header {
-		for _, v := range vs {
-			size += len(k) + len(v) + 4
-		}
-	}
-	if p.bytes+size > reconnectBuffer {
-		p.dropped++
-		return nats.ErrReconnectBufExceeded
-	}
-	// A copy: actors reuse their messages and buffers.
-	c := &nats.Msg{Subject: m.Subject, Reply: m.Reply, Data: append([]byte(nil), m.Data...), Header: make(nats.Header, len(m.Header))}
-	for k, vs := range m.Header {
-		c.Header[k] = append([]string(nil), vs...)
-	}
-	p.queue = append(p.queue, c)
-	p.bytes += size
-	return nil
-}
-
-// flush publishes the queue and opens the way; called at the first connection.
-func (p *earlyPublisher) flush() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.open.Load() {
-		return
-	}
-	failed := 0
-	for _, m := range p.queue {
-		if err := p.nc.PublishMsg(m); err != nil {
-			failed++
-		}
-	}
-	ev := p.log.Info()
-	if failed > 0 || p.dropped > 0 {
-		ev = p.log.Warn()
-	}
-	ev.Int("sent", len(p.queue)-failed).Int("failed", failed).Uint64("dropped_buffer_full", p.dropped).
-		Msg("messages published before the first connection to NATS sent")
-	p.queue, p.bytes = nil, 0
-	p.open.Store(true)
 }
 
 // reconnectBuffer bounds what the client keeps of what actors publish while it is not connected; past it a
@@ -476,11 +388,7 @@ func (b *Bus) startConfirmed() {
 	if b.Server != nil {
 		return
 	}
-	var next actors.Publisher = b.Conn
-	if b.early != nil {
-		next = b.early
-	}
-	b.confirmed.Store(newConfirmedPublisher(b.Conn, next, reconnectBuffer, b.log))
+	b.confirmed.Store(newConfirmedPublisher(b.Conn, b.Conn, reconnectBuffer, b.log))
 }
 
 // replayed is how many messages the confirmed publisher wrote again after disconnects.

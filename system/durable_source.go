@@ -317,10 +317,18 @@ func (s *memorySource) lag(context.Context) (uint64, error) {
 	return uint64(len(s.entries) - s.inflight), nil
 }
 
+// dropped counts what the buffer dropped, and what NATS dropped before it (a slow consumer: the subscription's
+// callback only appends, so this stays 0 unless the process is starved).
 func (s *memorySource) dropped() uint64 {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.drops
+	n := s.drops
+	s.mu.Unlock()
+	for _, sub := range s.subs {
+		if d, err := sub.Dropped(); err == nil {
+			n += uint64(d)
+		}
+	}
+	return n
 }
 
 // stopIntake unsubscribes: nothing new comes in; what the buffer holds is still delivered (a drain).

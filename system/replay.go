@@ -35,7 +35,7 @@ import (
 // publishes (its reconnect buffer only holds what is published after the client noticed the disconnect).
 type confirmedPublisher struct {
 	nc    *nats.Conn
-	next  actors.Publisher // the connection, or the early publisher before the first connection
+	next  actors.Publisher // the connection
 	log   zerolog.Logger
 	limit int // bytes queued, sent or not
 
