@@ -749,3 +749,60 @@ sink "alerts" {
 #   #   key  = "/etc/iotgw/mqtt-client-key.pem"
 #   # }
 # }
+
+# type = "redis" writes the latest value of every device's keys into a hash per device (and optionally a stream per
+# device and PUBLISH), pipelined, from a durable consumer of its own: a delivery is acknowledged once its pipeline
+# succeeded; while Redis is down the data waits in the stream and comes again in order (README, "The network
+# sinks"). Commented out: it needs a Redis server.
+# sink "latest" {
+#   type           = "redis"
+#   address        = "127.0.0.1:6379"   # host:port (required)
+#   # username     = "iotgw"            # ACL user and password (AUTH), optional
+#   # password     = env("REDIS_PASSWORD")
+#   db             = 0                  # SELECT
+#   subjects       = ["iot.processed.batch.>"]
+#   # Hash {hash_prefix}{device}: field {key} = the latest value, {key}.ts its Unix ns time, {key}.q its quality.
+#   hash_prefix    = "iot:latest:"      # "" for no hash
+#   # Stream {stream_prefix}{device}, one entry per point (key, value, ts, q, tag.{name}), trimmed with MAXLEN ~.
+#   stream_prefix  = ""                 # e.g. "iot:stream:"; "" for none
+#   stream_max_len = 100000
+#   # PUBLISH {channel_prefix}{device} with each point's JSON.
+#   channel_prefix = ""                 # e.g. "iot:points:"; "" for none
+#   batch_size      = 1000              # points per pipeline, at most
+#   flush_interval  = "100ms"           # a batch that is not full is written after this long
+#   max_ack_pending = 4096              # deliveries handed to the sink and not yet acknowledged
+#   retry           = "500ms"           # while Redis is down: first delay of a delivery handed back,
+#   max_retry       = "30s"             #   doubling up to this
+#   timeout         = "5s"              # one pipeline
+# }
+
+# type = "influxdb" writes line protocol to InfluxDB 1.x (/write) or 2.x (/api/v2/write), batched by size and time,
+# gzipped, from a durable consumer of its own; a batch is acknowledged on InfluxDB's 204, and the messages of lines
+# it refuses (a field type conflict, say) go to the dead letters with its reason. Commented out: it needs an
+# InfluxDB server.
+# sink "tsdb" {
+#   type             = "influxdb"
+#   url              = "http://127.0.0.1:8086"   # the server's base URL (required)
+#   # InfluxDB 1.x: database (required), retention_policy, username/password (basic authentication).
+#   database         = "iot"
+#   # retention_policy = "autogen"
+#   # username       = "iotgw"
+#   # password       = env("INFLUX_PASSWORD")
+#   # InfluxDB 2.x instead: org, bucket and token (all three; then leave the 1.x keys out).
+#   # org            = "plant"
+#   # bucket         = "iot"
+#   # token          = env("INFLUX_TOKEN")
+#   subjects         = ["iot.processed.batch.>"]
+#   # Measurement and field of each point: {device}, {key} and literal text. The point's tags are tags.
+#   measurement      = "{device}"
+#   field            = "{key}"
+#   device_tag       = ""                # e.g. "device": the device id as a tag too; "" for none
+#   key_tag          = ""
+#   gzip             = true
+#   batch_size       = 5000              # lines per request, at most
+#   flush_interval   = "1s"
+#   max_ack_pending  = 4096
+#   retry            = "1s"              # while InfluxDB is down: first delay, doubling up to max_retry
+#   max_retry        = "30s"
+#   timeout          = "10s"             # one request
+# }

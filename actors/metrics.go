@@ -177,3 +177,33 @@ func ModbusErrorKind(err error) string {
 	}
 	return mb.ErrorKind(err)
 }
+
+// Counted returns what actor has counted so far: points in and out, and its errors by kind; for the control
+// plane's figures of one actor (iot.control.sinks.*), read from the same counters /metrics shows.
+func (m *Metrics) Counted(actor string) (in, out uint64, errs map[string]uint64) {
+	if m == nil {
+		return 0, 0, nil
+	}
+	errs = map[string]uint64{}
+	read := func(v *prometheus.CounterVec, each func(labels map[string]string, value uint64)) {
+		ch := make(chan prometheus.Metric, 64)
+		go func() { v.Collect(ch); close(ch) }()
+		for pm := range ch {
+			var d dto.Metric
+			if pm.Write(&d) != nil || d.Counter == nil {
+				continue
+			}
+			labels := map[string]string{}
+			for _, l := range d.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["actor"] == actor {
+				each(labels, uint64(d.Counter.GetValue()))
+			}
+		}
+	}
+	read(m.pointsIn, func(_ map[string]string, v uint64) { in = v })
+	read(m.pointsOut, func(_ map[string]string, v uint64) { out = v })
+	read(m.errors, func(l map[string]string, v uint64) { errs[l["kind"]] = v })
+	return in, out, errs
+}

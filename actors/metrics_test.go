@@ -110,3 +110,24 @@ func TestModbusErrorKind(t *testing.T) {
 		t.Error("WithKind of nil is not nil")
 	}
 }
+
+func TestCounted(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	m.PointsIn("sinks/a", 3)
+	m.PointsOut("sinks/a", 2)
+	m.PointsOut("sinks/b", 7)
+	m.Error("sinks/a", "write")
+	m.Error("sinks/a", "write")
+	m.Error("sinks/a", "disconnect")
+	in, out, errs := m.Counted("sinks/a")
+	if in != 3 || out != 2 || errs["write"] != 2 || errs["disconnect"] != 1 || len(errs) != 2 {
+		t.Fatalf("got in %d out %d errors %v; want 3, 2, write 2 and disconnect 1", in, out, errs)
+	}
+	if in, out, errs := m.Counted("sinks/none"); in != 0 || out != 0 || len(errs) != 0 {
+		t.Fatalf("an actor that counted nothing: got %d %d %v", in, out, errs)
+	}
+	var nilM *Metrics
+	if in, out, errs := nilM.Counted("x"); in != 0 || out != 0 || errs != nil {
+		t.Fatal("nil Metrics counted something")
+	}
+}

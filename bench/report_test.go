@@ -83,6 +83,8 @@ func TestReport(t *testing.T) {
 	opcuaReport(t, &sb)
 	sb.WriteString(fileSinkSection(t, 600_000, run)) // bench/filesink_test.go
 	sb.WriteString(mqttReport(t, 300_000))           // bench/mqtt_test.go
+	sb.WriteString(redisSection(t, 300_000))         // bench/redis_test.go
+	sb.WriteString(influxSection(t, 300_000))        // bench/influxdb_test.go
 	if err := os.WriteFile("REPORT.md", []byte(sb.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package system
 
 import (
 	"encoding/json"
+	"github.com/iotgw/iotgw/actors"
 	"sort"
 	"strings"
 	"time"
@@ -67,6 +68,9 @@ func (r *Runtime) sinkInfos(live bool) []SinkInfo {
 		e := en.e
 		info := SinkInfo{Name: en.name, Type: strings.TrimPrefix(e.kind, "sink/"), State: e.state, Restarts: e.restarts, LastError: e.lastError,
 			Reconnects: max(e.connects-1, 0)}
+		if info.State == StateRunning && e.link == actors.LinkDisconnected {
+			info.State = StateDisconnected // a sink whose target is down (Env.Link), as the tree shows it
+		}
 		if r.mon != nil {
 			info.Written, info.Failed = r.mon.metrics.PointsOutOf(GroupSinks+"/"+en.name), r.mon.metrics.ErrorsOf(GroupSinks+"/"+en.name)
 		}

@@ -11,6 +11,8 @@ import (
 	_ "github.com/iotgw/iotgw/actors/device/opcua"
 	_ "github.com/iotgw/iotgw/actors/sink/console"
 	_ "github.com/iotgw/iotgw/actors/sink/file"
+	_ "github.com/iotgw/iotgw/actors/sink/influxdb"
 	_ "github.com/iotgw/iotgw/actors/sink/jetstream"
 	_ "github.com/iotgw/iotgw/actors/sink/mqtt"
+	_ "github.com/iotgw/iotgw/actors/sink/redis"
 )
