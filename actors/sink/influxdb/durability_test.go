@@ -107,7 +107,7 @@ func check(t *testing.T, dev string, ns []int64) int64 {
 // counts with InfluxQL: every poll arrives, in order.
 func TestInfluxDown(t *testing.T) {
 	if testing.Short() {
-		t.Skip("a 30 s outage")
+		t.Skip("a 30 s outage; skipped with -short (CI runs it: test.sh does not pass -short)")
 	}
 	srv, nc := setupGateway(t)
 	testenv.WaitFor(t, "50 polls of d0", 2*time.Minute, func() bool { return len(counters(t, srv.Addr, "d0")) >= 50 })

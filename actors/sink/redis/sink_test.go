@@ -175,7 +175,7 @@ func TestHashStreamAndPublish(t *testing.T) {
 // counts: every poll arrives, in order.
 func TestRedisDown(t *testing.T) {
 	if testing.Short() {
-		t.Skip("a 30 s outage")
+		t.Skip("a 30 s outage; skipped with -short (CI runs it: test.sh does not pass -short)")
 	}
 	srv, rc, nc := setup(t)
 	testenv.WaitFor(t, "50 polls of d0 in its stream", 2*time.Minute, func() bool { return len(counters(t, rc, "d0")) >= 50 })
