@@ -18,16 +18,39 @@ const SubjectDevicesWrite = "iot.control.devices.*.write"
 const maxWaitingWrites = 64
 
 // writeTarget returns the device id of a write subject.
-func writeTarget(subject string) (id string, ok bool) {
+func writeTarget(subject string) (id string, ok bool) { return deviceTarget(subject, ".write") }
+
+// deviceTarget returns the device id of a per-device control subject, iot.control.devices.{id}{suffix}: a write
+// (here) or a browse (browse.go).
+func deviceTarget(subject, suffix string) (id string, ok bool) {
 	rest, ok := strings.CutPrefix(subject, "iot.control.devices.")
 	if !ok {
 		return "", false
 	}
-	id, ok = strings.CutSuffix(rest, ".write")
+	id, ok = strings.CutSuffix(rest, suffix)
 	if !ok || id == "" || strings.Contains(id, ".") {
 		return "", false
 	}
 	return id, true
+}
+
+// unrouted says why a per-device request (a write, a browse) was not forwarded to device id: busy is what the
+// tree said (too many waiting), nobody is what to say of a failed or stopped device, unsupported of a driver
+// without the capability.
+func (c *control) unrouted(id, busy, nobody, unsupported string) string {
+	c.rt.devices.mu.Lock()
+	e, known := c.rt.devices.entries[id]
+	c.rt.devices.mu.Unlock()
+	switch {
+	case busy != "":
+		return fmt.Sprintf("device %q %s", id, busy)
+	case !known:
+		return fmt.Sprintf("no device %q", id)
+	}
+	if info := c.rt.deviceInfo(e); info.State == StateFailed || info.State == StateStopped {
+		return fmt.Sprintf("device %q is %s: %s", id, info.State, nobody)
+	}
+	return fmt.Sprintf("driver %s %s", e.dev.Driver, unsupported)
 }
 
 // routeWrite forwards a write to the actor of the device it names when that is a device.Writer that runs (or
@@ -41,19 +64,6 @@ func (c *control) routeWrite(ctx actor.SenderContext, msg *nats.Msg, id string) 
 		ctx.Send(pid, &device.Write{Msg: msg})
 		return
 	}
-	reply := device.WriteReply{Device: id, Error: fmt.Sprintf("no device %q", id)}
-	c.rt.devices.mu.Lock()
-	e, known := c.rt.devices.entries[id]
-	c.rt.devices.mu.Unlock()
-	switch {
-	case busy != "":
-		reply.Error = fmt.Sprintf("device %q %s", id, busy)
-	case known:
-		info := c.rt.deviceInfo(e)
-		reply.Error = fmt.Sprintf("device %q is %s: nothing takes its writes", id, info.State)
-		if info.State != StateFailed && info.State != StateStopped {
-			reply.Error = fmt.Sprintf("driver %s does not support writes", e.dev.Driver)
-		}
-	}
+	reply := device.WriteReply{Device: id, Error: c.unrouted(id, busy, "nothing takes its writes", "does not support writes")}
 	c.respond(msg, reply)
 }
