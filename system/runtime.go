@@ -151,12 +151,13 @@ func (r *Runtime) Start(ctx context.Context) error {
 		r.stopAfterFailedStart()
 		return ctx.Err()
 	}
+	// The stream watcher is set before the HTTP server serves: a scrape of /metrics reads it (collectStreams).
+	r.startStreamWatch()
 	if err := r.mon.start(); err != nil {
 		r.stopAfterFailedStart()
 		return err
 	}
 	r.startLate() // NATS was not there with JetStream on: the device bucket is opened at the first connection
-	r.startStreamWatch()
 	r.log.Info().Str("gateway", r.cfg.Gateway.ID).Str("nats", r.bus.URL).Int("devices", len(r.cfg.Devices)).
 		Int("sinks", len(r.cfg.Sinks)).Msg("gateway started")
 	return nil
