@@ -95,6 +95,10 @@ type Expr struct {
 	UsesSeries bool
 	// UsesText says it reads text: formatting a number as text costs an allocation per point.
 	UsesText bool
+
+	// The fast path (rule_fast.go), when the whole expression is in its subset: EvalBool and EvalNumber use it.
+	fastBool func(*RuleEnv) bool
+	fastNum  func(*RuleEnv) float64
 }
 
 // MarshalJSON writes the expression as its source: what it means, not its bytecode.
@@ -142,6 +146,7 @@ func CompileExpr(src string, kind ExprKind) (*Expr, error) {
 	node := program.Node()
 	ast.Walk(&node, uses)
 	e.UsesTags, e.UsesValues, e.UsesSeries, e.UsesText = uses.tags, uses.values, uses.series, uses.text
+	fastCompile(e, node, kind)
 	return e, nil
 }
 

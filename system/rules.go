@@ -699,6 +699,9 @@ type alertKV struct {
 	bus  *Bus
 	log  zerolog.Logger
 	once sync.Once
+
+	streamMu sync.Mutex
+	stream   jetstream.Stream // the bucket's stream, for listing a rule's keys
 }
 
 func (a *alertKV) kv(ctx context.Context) (jetstream.KeyValue, error) {
@@ -719,12 +722,12 @@ func (a *alertKV) Load(ctx context.Context, rl string) ([]rule.Alert, error) {
 	if err != nil {
 		return nil, err
 	}
-	keys, err := kv.ListKeysFiltered(ctx, base64.RawURLEncoding.EncodeToString([]byte(rl))+".*")
+	keys, err := a.keys(ctx, rl)
 	if err != nil {
 		return nil, err
 	}
 	var out []rule.Alert
-	for key := range keys.Keys() {
+	for _, key := range keys {
 		e, err := kv.Get(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue
@@ -740,6 +743,36 @@ func (a *alertKV) Load(ctx context.Context, rl string) ([]rule.Alert, error) {
 		out = append(out, al)
 	}
 	return out, nil
+}
+
+// keys are the keys a rule has in the bucket, from one STREAM.INFO request with the rule's subjects: kv's
+// ListKeysFiltered creates and deletes a consumer for it, which at the start of 200 alert rules on an empty bucket
+// was most of the time a gateway took to start (bench/rules_test.go BenchmarkRulesLoaded). A key purged since
+// (its marker still has a message) is a key here; Get then finds nothing and Load skips it.
+func (a *alertKV) keys(ctx context.Context, rl string) ([]string, error) {
+	a.streamMu.Lock()
+	st := a.stream
+	a.streamMu.Unlock()
+	if st == nil {
+		s, err := a.bus.JS.Stream(ctx, "KV_"+AlertsBucket)
+		if err != nil {
+			return nil, err
+		}
+		a.streamMu.Lock()
+		a.stream, st = s, s
+		a.streamMu.Unlock()
+	}
+	prefix := "$KV." + AlertsBucket + "."
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(prefix+base64.RawURLEncoding.EncodeToString([]byte(rl))+".*"))
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, 0, len(info.State.Subjects))
+	for subject := range info.State.Subjects {
+		keys = append(keys, strings.TrimPrefix(subject, prefix))
+	}
+	sort.Strings(keys) // the order of the stored alerts does not depend on a map's
+	return keys, nil
 }
 
 func (a *alertKV) Put(ctx context.Context, al *rule.Alert) error {

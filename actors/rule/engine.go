@@ -87,7 +87,7 @@ type Engine struct {
 	// no-data checks and restored alerts are for owned devices only.
 	owns func(device string) bool
 
-	machine                        vm.VM // reused: vm.Run would make a VM (and its stack) per evaluation
+	machine                        vm.VM // reused: vm.Run would make a VM (and its stack) per evaluation (expressions without a fast path)
 	needTags, needValues, needText bool  // what the rule's expressions read
 }
 
@@ -319,22 +319,20 @@ func (e *Engine) when(p *isp.Point) bool {
 }
 
 func (e *Engine) evalBool(x *config.Expr, p *isp.Point) (result, ok bool) {
-	out, err := e.machine.Run(x.Program, &e.env)
+	b, err := x.EvalBool(&e.machine, &e.env)
 	if err != nil {
 		e.exprError(x, p, err)
 		return false, false
 	}
-	b, _ := out.(bool)
 	return b, true
 }
 
 func (e *Engine) evalNumber(x *config.Expr, p *isp.Point) (float64, bool) {
-	out, err := e.machine.Run(x.Program, &e.env)
+	f, err := x.EvalNumber(&e.machine, &e.env)
 	if err != nil {
 		e.exprError(x, p, err)
 		return 0, false
 	}
-	f, _ := out.(float64)
 	return f, true
 }
 

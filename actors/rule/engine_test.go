@@ -658,3 +658,35 @@ func TestErrorEventsAreBounded(t *testing.T) {
 		t.Errorf("stats: %+v", s)
 	}
 }
+
+// TestWindowSpanningAChangeOfOwner pins what README "Window state does not move with its device" promises when a
+// gateway B joins and takes device d1 from A in the middle of a window: A closes the window on its clock with the
+// points it took before the change, B with those after; the same start and end, counts that add up to the whole.
+func TestWindowSpanningAChangeOfOwner(t *testing.T) {
+	const src = `rule "w" {
+  type      = "aggregate"
+  window    = "tumbling"
+  size      = "10s"
+  functions = ["sum", "count"]
+}`
+	recA, recB := &recorder{}, &recorder{}
+	a, b := NewEngine(parseRule(t, src), recA), NewEngine(parseRule(t, src), recB)
+	ownedByA := true
+	a.SetOwner(func(string) bool { return ownedByA })
+	b.SetOwner(func(string) bool { return !ownedByA })
+	a.Process(batch(pt("d1", "t", 1, 1), pt("d1", "t", 2, 3)), at(3))
+	ownedByA = false // B's "up": from here the actor hands d1's batches to B only
+	b.Process(batch(pt("d1", "t", 4, 5), pt("d1", "t", 8, 7)), at(7))
+	a.Tick(at(10))
+	b.Tick(at(10))
+	window := func(sum, count int) string {
+		return fmt.Sprintf(`iot.aggregated.d1.t {"rule":"w","device_id":"d1","key":"t","window":"tumbling","start":%d,"end":%d,"count":%d,"values":{"sum":%d,"count":%d}}`,
+			ns(0), ns(10), count, sum, count)
+	}
+	if got := recA.take(); len(got) != 1 || got[0] != window(3, 2) {
+		t.Errorf("A emitted %q, want %q", got, window(3, 2))
+	}
+	if got := recB.take(); len(got) != 1 || got[0] != window(12, 2) {
+		t.Errorf("B emitted %q, want %q", got, window(12, 2))
+	}
+}
