@@ -27,7 +27,6 @@ const (
 	testToken     = "dashboard-test-token-0123456789"
 	adminPassword = "admin-password-1"
 	viewerPass    = "viewer-password-1"
-	domTimeout    = 60 * time.Second
 )
 
 // browserConfig: two mock devices, one of them hot enough to fire the alert rule, a console sink, faults on, an
@@ -97,72 +96,21 @@ func startGateway(t testing.TB, src string) *system.Runtime {
 	return rt
 }
 
-// browser starts a headless chromium for the test, with a fresh profile.
-func browser(t testing.TB) context.Context {
-	t.Helper()
-	exe := testenv.Chromium(t)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe),
-		chromedp.NoSandbox, // the tests may run as root, where chromium's sandbox refuses to start
-		chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1400, 900),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancel(); cancelAlloc() })
-	if err := chromedp.Do(ctx); err != nil { // starts the browser
-		t.Fatalf("start %s: %v", exe, err)
-	}
-	return ctx
-}
-
-func run(t testing.TB, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
-	t.Helper()
-	c, cancel := context.WithTimeout(ctx, 2*domTimeout)
-	defer cancel()
-	if err := chromedp.Do(c, steps...); err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-}
-
-// waitJS waits until expression (JavaScript) is true on the page.
-func waitJS(t testing.TB, ctx context.Context, what, expression string) {
-	t.Helper()
-	c, cancel := context.WithTimeout(ctx, 2*domTimeout)
-	defer cancel()
-	if _, err := chromedp.Run(c, chromedp.Poll[bool](expression, chromedp.WithPollingTimeout(domTimeout), chromedp.WithPollingInterval(100*time.Millisecond))); err != nil {
-		t.Fatalf("wait for %s: %v", what, err)
-	}
-}
-
-// evalJS evaluates expression on the page, awaiting it when it is a promise.
-func evalJS[T any](t testing.TB, ctx context.Context, expression string) T {
-	t.Helper()
-	c, cancel := context.WithTimeout(ctx, 2*domTimeout)
-	defer cancel()
-	v, err := chromedp.Run(c, chromedp.Evaluate[T](expression, chromedp.EvalAwaitPromise))
-	if err != nil {
-		t.Fatalf("evaluate %s: %v", expression, err)
-	}
-	return v
-}
-
 func signIn(t testing.TB, ctx context.Context, base, user, password string) {
 	t.Helper()
-	run(t, ctx, "open the page", chromedp.Navigate(base+"/"))
-	waitJS(t, ctx, "the sign-in form", `!document.getElementById("login").hidden`)
-	run(t, ctx, "sign in as "+user,
+	testenv.BrowserDo(t, ctx, "open the page", chromedp.Navigate(base+"/"))
+	testenv.WaitJS(t, ctx, "the sign-in form", `!document.getElementById("login").hidden`)
+	testenv.BrowserDo(t, ctx, "sign in as "+user,
 		chromedp.SetValue(chromedp.ID("login-user"), user),
 		chromedp.SetValue(chromedp.ID("login-password"), password),
 		chromedp.Click(chromedp.ID("login-submit")))
-	waitJS(t, ctx, "the page, live", `!document.getElementById("app").hidden && document.getElementById("conn").textContent === "live"`)
+	testenv.WaitJS(t, ctx, "the page, live", `!document.getElementById("app").hidden && document.getElementById("conn").textContent === "live"`)
 }
 
 func tab(t testing.TB, ctx context.Context, view string) {
 	t.Helper()
-	run(t, ctx, "open the "+view+" tab", chromedp.Click(chromedp.CSS(`#tabs button[data-view="`+view+`"]`)))
-	waitJS(t, ctx, "the "+view+" view", `!document.getElementById("view-`+view+`").hidden`)
+	testenv.BrowserDo(t, ctx, "open the "+view+" tab", chromedp.Click(chromedp.CSS(`#tabs button[data-view="`+view+`"]`)))
+	testenv.WaitJS(t, ctx, "the "+view+" view", `!document.getElementById("view-`+view+`").hidden`)
 }
 
 // screenshot writes docs/dashboard-{name}.png when IOTGW_SCREENSHOTS is set (README "Dashboard" shows them).
@@ -171,7 +119,7 @@ func screenshot(t testing.TB, ctx context.Context, name string) {
 	if os.Getenv("IOTGW_SCREENSHOTS") == "" {
 		return
 	}
-	c, cancel := context.WithTimeout(ctx, domTimeout)
+	c, cancel := context.WithTimeout(ctx, testenv.BrowserTimeout)
 	defer cancel()
 	png, err := chromedp.Run(c, chromedp.FullScreenshot(100)) // 100: PNG
 	if err != nil {
@@ -223,13 +171,13 @@ func TestDashboardInABrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts chromium (CI runs it)")
 	}
-	ctx := browser(t)
+	ctx := testenv.Browser(t)
 	rt := startGateway(t, browserConfig(""))
 	base := "http://" + rt.HTTPAddr()
 	nc := adminConn(t, rt)
 
 	signIn(t, ctx, base, "admin", adminPassword)
-	if !evalJS[bool](t, ctx, `!document.getElementById("tab-faults").hidden`) {
+	if !testenv.EvalJS[bool](t, ctx, `!document.getElementById("tab-faults").hidden`) {
 		t.Fatal("an admin sees no fault panel")
 	}
 
@@ -241,45 +189,45 @@ func TestDashboardInABrowser(t *testing.T) {
 		}
 	}
 	js, _ := json.Marshal(paths)
-	waitJS(t, ctx, "every actor in the tree view", fmt.Sprintf(`%s.every(p => [...document.querySelectorAll("#tree tbody tr")].some(tr => tr.dataset.path === p))`, js))
-	waitJS(t, ctx, "the devices running", `[...document.querySelectorAll("#tree tbody tr")].filter(tr => tr.dataset.path.startsWith("devices/") && tr.querySelector(".state").textContent === "running").length === 2`)
+	testenv.WaitJS(t, ctx, "every actor in the tree view", fmt.Sprintf(`%s.every(p => [...document.querySelectorAll("#tree tbody tr")].some(tr => tr.dataset.path === p))`, js))
+	testenv.WaitJS(t, ctx, "the devices running", `[...document.querySelectorAll("#tree tbody tr")].filter(tr => tr.dataset.path.startsWith("devices/") && tr.querySelector(".state").textContent === "running").length === 2`)
 	screenshot(t, ctx, "tree")
 
 	// A device's value changes on screen.
 	tab(t, ctx, "devices")
 	valueJS := `(document.querySelector('#devices tr[data-device="boiler-1"] .point[data-key="temperature"] .value') || {}).textContent`
-	waitJS(t, ctx, "a value of boiler-1", valueJS+` !== undefined`)
-	first := evalJS[string](t, ctx, valueJS)
-	waitJS(t, ctx, "boiler-1's value to change from "+first, valueJS+` !== undefined && `+valueJS+` !== `+jsString(first))
-	waitJS(t, ctx, "a sparkline", `!!document.querySelector('#devices tr[data-device="boiler-1"] .spark canvas')`)
+	testenv.WaitJS(t, ctx, "a value of boiler-1", valueJS+` !== undefined`)
+	first := testenv.EvalJS[string](t, ctx, valueJS)
+	testenv.WaitJS(t, ctx, "boiler-1's value to change from "+first, valueJS+` !== undefined && `+valueJS+` !== `+jsString(first))
+	testenv.WaitJS(t, ctx, "a sparkline", `!!document.querySelector('#devices tr[data-device="boiler-1"] .spark canvas')`)
 	screenshot(t, ctx, "devices")
 
 	// An alert appears and is acknowledged.
 	tab(t, ctx, "alerts")
-	waitJS(t, ctx, "the furnace alert", `!!document.querySelector('#alerts tr[data-key^="furnace-hot:furnace-1"] button.ack')`)
+	testenv.WaitJS(t, ctx, "the furnace alert", `!!document.querySelector('#alerts tr[data-key^="furnace-hot:furnace-1"] button.ack')`)
 	screenshot(t, ctx, "alerts")
-	run(t, ctx, "acknowledge", chromedp.Click(chromedp.CSS(`#alerts tr[data-key^="furnace-hot:furnace-1"] button.ack`)))
-	waitJS(t, ctx, "the alert acknowledged by admin", `(document.querySelector('#alerts tr[data-key^="furnace-hot:furnace-1"] .acked') || {}).textContent === "by admin"`)
+	testenv.BrowserDo(t, ctx, "acknowledge", chromedp.Click(chromedp.CSS(`#alerts tr[data-key^="furnace-hot:furnace-1"] button.ack`)))
+	testenv.WaitJS(t, ctx, "the alert acknowledged by admin", `(document.querySelector('#alerts tr[data-key^="furnace-hot:furnace-1"] .acked') || {}).textContent === "by admin"`)
 
 	// A crash injected from the fault panel: the actor restarts, then runs.
 	tab(t, ctx, "faults")
-	run(t, ctx, "inject a crash",
+	testenv.BrowserDo(t, ctx, "inject a crash",
 		chromedp.SetValue(chromedp.ID("fault-target"), "devices/boiler-1"),
 		chromedp.SetValue(chromedp.ID("fault-kind"), "crash"),
 		chromedp.Click(chromedp.ID("fault-inject")))
-	waitJS(t, ctx, "the injection confirmed", `document.getElementById("fault-result").textContent.startsWith("injected")`)
+	testenv.WaitJS(t, ctx, "the injection confirmed", `document.getElementById("fault-result").textContent.startsWith("injected")`)
 	screenshot(t, ctx, "faults")
 	tab(t, ctx, "tree")
-	waitJS(t, ctx, "boiler-1 seen restarting", `iotgwStats.transitions.includes("devices/boiler-1 running→restarting")`)
+	testenv.WaitJS(t, ctx, "boiler-1 seen restarting", `iotgwStats.transitions.includes("devices/boiler-1 running→restarting")`)
 	screenshot(t, ctx, "restarting")
 	rowJS := `document.querySelector('#tree tr[data-path="devices/boiler-1"]')`
-	waitJS(t, ctx, "boiler-1 running again after one restart", rowJS+`.querySelector(".state").textContent === "running" && `+rowJS+`.querySelector(".restarts").textContent === "1"`)
+	testenv.WaitJS(t, ctx, "boiler-1 running again after one restart", rowJS+`.querySelector(".state").textContent === "running" && `+rowJS+`.querySelector(".restarts").textContent === "1"`)
 
 	// Sinks and rules have their figures.
 	tab(t, ctx, "sinks")
-	waitJS(t, ctx, "the console sink", `(document.querySelector('#sinks tr[data-sink="console"] .state') || {}).textContent === "running"`)
+	testenv.WaitJS(t, ctx, "the console sink", `(document.querySelector('#sinks tr[data-sink="console"] .state') || {}).textContent === "running"`)
 	tab(t, ctx, "rules")
-	waitJS(t, ctx, "the rule's figures", `+((document.querySelector('#rules tr[data-rule="furnace-hot"] td.num') || {}).textContent || 0) > 0`)
+	testenv.WaitJS(t, ctx, "the rule's figures", `+((document.querySelector('#rules tr[data-rule="furnace-hot"] td.num') || {}).textContent || 0) > 0`)
 	screenshot(t, ctx, "rules")
 }
 
@@ -289,20 +237,20 @@ func TestDashboardReadOnlyUser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts chromium (CI runs it)")
 	}
-	ctx := browser(t)
+	ctx := testenv.Browser(t)
 	rt := startGateway(t, browserConfig(""))
 	base := "http://" + rt.HTTPAddr()
 
 	signIn(t, ctx, base, "viewer", viewerPass)
-	if got := evalJS[string](t, ctx, `document.getElementById("who").textContent`); got != "viewer (read-only)" {
+	if got := testenv.EvalJS[string](t, ctx, `document.getElementById("who").textContent`); got != "viewer (read-only)" {
 		t.Errorf("who: %q", got)
 	}
-	if !evalJS[bool](t, ctx, `document.getElementById("tab-faults").hidden`) {
+	if !testenv.EvalJS[bool](t, ctx, `document.getElementById("tab-faults").hidden`) {
 		t.Error("a read-only user sees the fault panel")
 	}
 	tab(t, ctx, "alerts")
-	waitJS(t, ctx, "the furnace alert", `!!document.querySelector('#alerts tr[data-key^="furnace-hot:furnace-1"]')`)
-	if evalJS[bool](t, ctx, `!!document.querySelector("#alerts button.ack")`) {
+	testenv.WaitJS(t, ctx, "the furnace alert", `!!document.querySelector('#alerts tr[data-key^="furnace-hot:furnace-1"]')`)
+	if testenv.EvalJS[bool](t, ctx, `!!document.querySelector("#alerts button.ack")`) {
 		t.Error("a read-only user is offered acknowledge")
 	}
 	// The writes, from the page's own origin with its cookie, as a hostile viewer would send them.
@@ -311,7 +259,7 @@ func TestDashboardReadOnlyUser(t *testing.T) {
 		{"/api/dash/alerts/ack", `{"dedup_key":"furnace-hot:furnace-1:temperature:when"}`},
 		{"/api/dash/faults/clear", `{"target":"devices/boiler-1"}`},
 	} {
-		status := evalJS[float64](t, ctx, fmt.Sprintf(`(async () => (await fetch(%s, {method: "POST", headers: {"X-Iotgw": "1", "Content-Type": "application/json"}, body: %s})).status)()`,
+		status := testenv.EvalJS[float64](t, ctx, fmt.Sprintf(`(async () => (await fetch(%s, {method: "POST", headers: {"X-Iotgw": "1", "Content-Type": "application/json"}, body: %s})).status)()`,
 			jsString(w.path), jsString(w.body)))
 		if status != http.StatusForbidden {
 			t.Errorf("viewer POST %s: status %v, want 403", w.path, status)
@@ -337,7 +285,7 @@ func TestDashboardReconnectsAfterARestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts chromium (CI runs it)")
 	}
-	ctx := browser(t)
+	ctx := testenv.Browser(t)
 	port := testenv.FreePort(t)
 	src := strings.Replace(browserConfig(""), `http_address = "127.0.0.1:0"`, fmt.Sprintf(`http_address = "127.0.0.1:%d"`, port), 1)
 	rt := startGateway(t, src)
@@ -346,14 +294,14 @@ func TestDashboardReconnectsAfterARestart(t *testing.T) {
 	if err := rt.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(t, ctx, "the page to see the gateway gone", `document.getElementById("conn").textContent !== "live"`)
+	testenv.WaitJS(t, ctx, "the page to see the gateway gone", `document.getElementById("conn").textContent !== "live"`)
 	startGateway(t, src)
-	waitJS(t, ctx, "the sign-in form again", `!document.getElementById("login").hidden`)
-	run(t, ctx, "sign in again",
+	testenv.WaitJS(t, ctx, "the sign-in form again", `!document.getElementById("login").hidden`)
+	testenv.BrowserDo(t, ctx, "sign in again",
 		chromedp.SetValue(chromedp.ID("login-user"), "admin"),
 		chromedp.SetValue(chromedp.ID("login-password"), adminPassword),
 		chromedp.Click(chromedp.ID("login-submit")))
-	waitJS(t, ctx, "the page live again", `document.getElementById("conn").textContent === "live" && iotgwStats.connects >= 2`)
+	testenv.WaitJS(t, ctx, "the page live again", `document.getElementById("conn").textContent === "live" && iotgwStats.connects >= 2`)
 }
 
 func jsString(s string) string {

@@ -31,7 +31,12 @@
   };
   // Figures the benchmark (bench/dashboard_test.go) and the tests read.
   const stats = (window.iotgwStats = { firstRender: 0, messages: 0, points: 0, renders: 0, connects: 0, loaded: false,
-    transitions: [] }); // the last 200 state changes seen: "devices/plc-1 running→restarting"
+    transitions: [], // the last 200 state changes seen: "devices/plc-1 running→restarting"
+    firstAt: 0, lastAt: 0, longTaskMs: 0, longTasks: 0 }); // first and last message (performance.now), main-thread stalls
+  if (window.PerformanceObserver && PerformanceObserver.supportedEntryTypes && PerformanceObserver.supportedEntryTypes.includes("longtask")) {
+    new PerformanceObserver((l) => { for (const e of l.getEntries()) { stats.longTasks++; stats.longTaskMs += e.duration; } })
+      .observe({ type: "longtask", buffered: true });
+  }
 
   // ---- HTTP ----
   async function api(path, body) {
@@ -236,6 +241,8 @@
     };
     ws.onmessage = (ev) => {
       stats.messages++;
+      stats.lastAt = performance.now();
+      if (!stats.firstAt) stats.firstAt = stats.lastAt;
       let f;
       try { f = JSON.parse(ev.data); } catch (e) { return; }
       onFrame(f.subject, f.data);
@@ -374,7 +381,7 @@
   }
 
   function renderDevices() {
-    for (const d of state.devices.values()) if (d.chart) { d.chart.destroy(); d.chart = null; d.row = null; }
+    for (const d of state.devices.values()) if (d.row) { if (d.chart) d.chart.destroy(); d.chart = null; d.row = null; d.valueEls = null; }
     const rows = visibleDevices().map((id) => {
       const d = state.devices.get(id);
       const tr = document.createElement("tr");
@@ -401,37 +408,67 @@
     state.dirtyDevices.clear();
   }
 
+  // fillDevice brings one visible row up to date in place: the values' text, the age, and the sparkline at most
+  // every SPARK_EVERY ms (a uPlot redraw is the costliest part of an update).
+  const SPARK_EVERY = 500;
+  let sparkTimer = 0;
   function fillDevice(d) {
-    d.stateCell.textContent = d.state || "";
-    d.stateCell.className = "state state-" + (d.state || "unknown");
-    const spans = [];
-    for (const p of d.points.values()) {
-      const s = document.createElement("span");
-      s.className = "point" + (p.quality === 0 ? " quality-bad" : p.quality === -1 ? " quality-unknown" : "");
-      s.dataset.key = p.key;
-      const b = document.createElement("b");
-      b.textContent = p.key + " ";
-      const v = document.createElement("span");
-      v.className = "value";
-      v.textContent = typeof p.value === "number" ? +p.value.toFixed(3) : JSON.stringify(p.value);
-      s.append(b, v);
-      if (p.quality === 0) s.title = "quality 0 (bad)";
-      spans.push(s);
-      if (spans.length >= 8) break;
+    if (d.stateCell.textContent !== (d.state || "")) {
+      d.stateCell.textContent = d.state || "";
+      d.stateCell.className = "state state-" + (d.state || "unknown");
     }
-    d.pointsCell.replaceChildren(...spans);
+    if (!d.valueEls || d.valueEls.size !== Math.min(d.points.size, 8)) {
+      d.valueEls = new Map();
+      const spans = [];
+      for (const p of d.points.values()) {
+        const s = document.createElement("span");
+        s.dataset.key = p.key;
+        const b = document.createElement("b");
+        b.textContent = p.key + " ";
+        const v = document.createElement("span");
+        v.className = "value";
+        s.append(b, v);
+        spans.push(s);
+        d.valueEls.set(p.key, { s, v });
+        if (spans.length >= 8) break;
+      }
+      d.pointsCell.replaceChildren(...spans);
+    }
+    for (const [key, el] of d.valueEls) {
+      const p = d.points.get(key);
+      const text = typeof p.value === "number" ? String(+p.value.toFixed(3)) : JSON.stringify(p.value);
+      if (el.v.textContent !== text) el.v.textContent = text;
+      const cls = "point" + (p.quality === 0 ? " quality-bad" : p.quality === -1 ? " quality-unknown" : "");
+      if (el.s.className !== cls) { el.s.className = cls; el.s.title = p.quality === 0 ? "quality 0 (bad)" : ""; }
+    }
     const stale = d.last && Date.now() + state.clockOffset - d.last > Math.max(10000, STALE_FACTOR * (d.interval || 0));
     d.ageCell.textContent = d.last ? ago(d.last) + (stale ? " (stale)" : "") : "no data yet";
     d.ageCell.className = "age" + (stale ? " stale" : "");
-    if (d.series.t.length >= 2 && window.uPlot) {
-      if (!d.chart) {
-        d.chart = new uPlot({ width: 160, height: 36, class: "spark", cursor: { show: false }, legend: { show: false },
-          select: { show: false }, axes: [{ show: false }, { show: false }], scales: { x: { time: false } },
-          series: [{}, { stroke: "#2b6cb0", width: 1.5, points: { show: false } }] }, [d.series.t, d.series.v], d.sparkCell);
-      } else {
-        d.chart.setData([d.series.t, d.series.v]);
-      }
+    drawSpark(d);
+  }
+
+  function drawSpark(d) {
+    if (d.series.t.length < 2 || !window.uPlot) return;
+    const now = performance.now();
+    if (d.chart && now - d.chartAt < SPARK_EVERY) {
+      d.sparkDue = true;
+      if (!sparkTimer) sparkTimer = setTimeout(flushSparks, SPARK_EVERY);
+      return;
     }
+    d.chartAt = now;
+    d.sparkDue = false;
+    if (!d.chart) {
+      d.chart = new uPlot({ width: 160, height: 36, class: "spark", cursor: { show: false }, legend: { show: false },
+        select: { show: false }, axes: [{ show: false }, { show: false }], scales: { x: { time: false } },
+        series: [{}, { stroke: "#2b6cb0", width: 1.5, points: { show: false } }] }, [d.series.t, d.series.v], d.sparkCell);
+    } else {
+      d.chart.setData([d.series.t, d.series.v]);
+    }
+  }
+
+  function flushSparks() {
+    sparkTimer = 0;
+    for (const d of state.devices.values()) if (d.row && d.sparkDue) drawSpark(d);
   }
 
   $("device-filter").addEventListener("input", (e) => { state.filter = e.target.value; state.page = 0; markDirty("devices"); });
