@@ -207,8 +207,9 @@ func (m *monitor) authorize(token string, next http.Handler) http.Handler {
 			return
 		}
 		// The page and its sign-in are public; a signed-in browser (which cannot set Authorization on a
-		// WebSocket) is let through on its session cookie, and the dashboard's API checks the user's role.
-		if m.dash != nil && (dashboard.Public(r) || m.dash.HasSession(r)) {
+		// WebSocket) is let through to /ws and the dashboard's API on its session cookie; the API checks the
+		// user's role. Everything else (push, /metrics) still wants the token.
+		if m.dash != nil && (dashboard.Public(r) || (dashboard.SessionPath(r.URL.Path) && m.dash.HasSession(r))) {
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -93,8 +93,10 @@ func (m *monitor) start() error {
 	}
 	m.stopPublish, m.published = make(chan struct{}), make(chan struct{})
 	go m.publishLoop(m.stopPublish, m.published)
-	m.stopFeed, m.fed = make(chan struct{}), make(chan struct{})
-	go m.feedLoop(m.stopFeed, m.fed)
+	if m.addr != "" { // the feed is the dashboard's: on with the HTTP server
+		m.stopFeed, m.fed = make(chan struct{}), make(chan struct{})
+		go m.feedLoop(m.stopFeed, m.fed)
+	}
 	return nil
 }
 

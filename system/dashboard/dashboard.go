@@ -132,6 +132,12 @@ func Public(r *http.Request) bool {
 	}
 }
 
+// SessionPath says whether a session cookie opens path: the stream (/ws) and the dashboard's API. The other
+// paths of the HTTP server (push, /metrics) keep wanting the token.
+func SessionPath(path string) bool {
+	return path == "/ws" || strings.HasPrefix(path, "/api/dash/")
+}
+
 // Mount adds the dashboard's routes to mux: GET / (the page, or the text index), GET /index.txt, GET /assets/…,
 // POST /login, POST /logout and /api/dash/….
 func (d *Dashboard) Mount(mux *http.ServeMux) {
