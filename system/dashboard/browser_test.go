@@ -219,6 +219,7 @@ func TestDashboardInABrowser(t *testing.T) {
 	screenshot(t, ctx, "faults")
 	tab(t, ctx, "tree")
 	testenv.WaitJS(t, ctx, "boiler-1 seen restarting", `iotgwStats.transitions.includes("devices/boiler-1 running→restarting")`)
+	testenv.WaitJS(t, ctx, "the supervisor's backoff (3 s ± 20%)", `iotgwStats.backoffs["devices/boiler-1"] >= 2400`)
 	screenshot(t, ctx, "restarting")
 	rowJS := `document.querySelector('#tree tr[data-path="devices/boiler-1"]')`
 	testenv.WaitJS(t, ctx, "boiler-1 running again after one restart", rowJS+`.querySelector(".state").textContent === "running" && `+rowJS+`.querySelector(".restarts").textContent === "1"`)

@@ -32,6 +32,7 @@
   // Figures the benchmark (bench/dashboard_test.go) and the tests read.
   const stats = (window.iotgwStats = { firstRender: 0, messages: 0, points: 0, renders: 0, connects: 0, loaded: false,
     transitions: [], // the last 200 state changes seen: "devices/plc-1 running→restarting"
+    backoffs: {}, // path → the last backoff (ms) of iot.errors.supervisor
     firstAt: 0, lastAt: 0, longTaskMs: 0, longTasks: 0 }); // first and last message (performance.now), main-thread stalls
   if (window.PerformanceObserver && PerformanceObserver.supportedEntryTypes && PerformanceObserver.supportedEntryTypes.includes("longtask")) {
     new PerformanceObserver((l) => { for (const e of l.getEntries()) { stats.longTasks++; stats.longTaskMs += e.duration; } })
@@ -225,7 +226,7 @@
 
   function connect() {
     const s = state.session;
-    const subjects = [s.subject, s.sinks, "iot.processed.batch.>", "iot.alerts.>"];
+    const subjects = [s.subject, s.sinks, "iot.processed.batch.>", "iot.alerts.>", "iot.errors.supervisor.>"];
     const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws?" +
       subjects.map((x) => "subject=" + encodeURIComponent(x)).join("&");
     const ws = new WebSocket(url);
@@ -272,6 +273,10 @@
       onBatch(subject.slice("iot.processed.batch.".length), data.points || []);
     } else if (subject.startsWith("iot.alerts.")) {
       onAlert(data);
+    } else if (subject.startsWith("iot.errors.supervisor.") && typeof data.actor === "string") {
+      // the supervisor's event says how long it waits before the restart (or the next retry of a peer)
+      stats.backoffs[data.actor] = data.backoff_ms || 0;
+      markDirty("tree");
     }
   }
 
@@ -360,6 +365,8 @@
       cell(tr, a.kind);
       stateCell(tr, a.state);
       cell(tr, a.restarts, "num restarts");
+      const bo = stats.backoffs[a.path];
+      cell(tr, a.state !== "running" && bo ? (bo / 1000).toFixed(1) + " s" : "", "num backoff");
       cell(tr, a.state === "running" ? sinceOf(a.since) : "");
       cell(tr, a.capacity ? a.depth + " / " + a.capacity : "", "num");
       cell(tr, (a.faults || []).join(", "));
