@@ -44,6 +44,9 @@ http {
   # The same server streams bus subjects to browsers: GET /ws?subject=iot.alerts.> (README, "The WebSocket
   # endpoint"): data subjects only, never iot.control.>, $JS, $SYS or inboxes; the token above applies; a client
   # that does not keep up is closed with 1008 "slow consumer"; at most 64 connections.
+  # And the dashboard at / in a browser (README, "Dashboard"; no key of its own): open on loopback without a
+  # token (an anonymous visitor is an admin there); with the token, sign in as a user of nats { authorization }
+  # (admins may inject faults and acknowledge alerts, the others only look) or with the token itself.
 }
 
 nats {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/iotgw/iotgw/config"
+	"github.com/iotgw/iotgw/system/dashboard"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 )
@@ -155,10 +156,8 @@ func (r *Runtime) HTTPAddr() string {
 func (m *monitor) handler() http.Handler {
 	mux := http.NewServeMux()
 	// GET patterns also answer HEAD; other methods get 405 and unknown paths 404 from the mux.
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "iotgw %s (gateway %s)\n/healthz\n/readyz\n/metrics\nPOST %s{device}\n/ws?subject=iot.alerts.>\n", Version, m.rt.cfg.Gateway.ID, PushPathPrefix)
-	})
+	// The dashboard at / (a browser; the text index for curl and at /index.txt), its sign-in and API (dashfeed.go).
+	m.dash.Mount(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
@@ -204,6 +203,13 @@ func (m *monitor) authorize(token string, next http.Handler) http.Handler {
 	want := []byte("Bearer " + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if probePaths[r.URL.Path] && loopbackPeer(r.RemoteAddr) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		// The page and its sign-in are public; a signed-in browser (which cannot set Authorization on a
+		// WebSocket) is let through to /ws and the dashboard's API on its session cookie; the API checks the
+		// user's role. Everything else (push, /metrics) still wants the token.
+		if m.dash != nil && (dashboard.Public(r) || (dashboard.SessionPath(r.URL.Path) && m.dash.HasSession(r))) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -266,6 +272,7 @@ func (m *monitor) serve(addr string) error {
 		m.log.Warn().Str("address", addr).Str("missing", missing).Msg("INSECURE: the HTTP server listens beyond loopback without " + missing + " (http { insecure = true })")
 	}
 	m.addr = ln.Addr().String()
+	m.dash = m.dashboard()
 	m.srv = &http.Server{
 		Handler:           m.authorize(hc.Token, m.handler()),
 		ReadHeaderTimeout: httpReadHeaderTimeout,

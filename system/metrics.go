@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/iotgw/iotgw/actors"
+	"github.com/iotgw/iotgw/system/dashboard"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -39,6 +40,9 @@ type monitor struct {
 	served chan struct{} // closed when Serve has returned
 
 	ws *wsHub // the /ws endpoint's connections (websocket.go)
+
+	dash          *dashboard.Dashboard // the page at / (dashfeed.go), nil while HTTP is off
+	stopFeed, fed chan struct{}        // the dashboard's feed on iot.metrics.tree and .sinks (dashfeed.go)
 
 	stopPublish chan struct{}
 	published   chan struct{} // closed when the publisher has returned
@@ -89,6 +93,10 @@ func (m *monitor) start() error {
 	}
 	m.stopPublish, m.published = make(chan struct{}), make(chan struct{})
 	go m.publishLoop(m.stopPublish, m.published)
+	if m.addr != "" { // the feed is the dashboard's: on with the HTTP server
+		m.stopFeed, m.fed = make(chan struct{}), make(chan struct{})
+		go m.feedLoop(m.stopFeed, m.fed)
+	}
 	return nil
 }
 
@@ -101,6 +109,11 @@ func (m *monitor) stop() {
 		close(m.stopPublish)
 		<-m.published
 		m.stopPublish = nil
+	}
+	if m.stopFeed != nil {
+		close(m.stopFeed)
+		<-m.fed
+		m.stopFeed = nil
 	}
 	m.shutdownHTTP()
 }

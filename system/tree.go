@@ -33,6 +33,9 @@ type Tree struct {
 	seq    int
 	budget *pendingBudget // shown on the root; nil in a tree built alone
 	uplink *uplink        // shown on the root; nil without a leafnode block (leafnode.go)
+	// changed is signalled (without blocking) whenever an entry is added, removed or updated: the dashboard's
+	// feed publishes the tree on iot.metrics.tree.{gateway} then (dashfeed.go).
+	changed chan struct{}
 }
 
 type treeEntry struct {
@@ -84,7 +87,15 @@ type Node struct {
 	Children []*Node      `json:"children,omitempty"`
 }
 
-func newTree() *Tree { return &Tree{nodes: map[string]*treeEntry{}} }
+func newTree() *Tree { return &Tree{nodes: map[string]*treeEntry{}, changed: make(chan struct{}, 1)} }
+
+// notify signals a change; a signal already pending covers this one too.
+func (t *Tree) notify() {
+	select {
+	case t.changed <- struct{}{}:
+	default:
+	}
+}
 
 // add registers an actor; registering a path again (a child added back) keeps nothing of the old one.
 func (t *Tree) add(path, kind string, mb *subjectMailbox) {
@@ -96,12 +107,14 @@ func (t *Tree) add(path, kind string, mb *subjectMailbox) {
 		e.subjects = mb.subjects()
 	}
 	t.nodes[path] = e
+	t.notify()
 }
 
 func (t *Tree) remove(path string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.nodes, path)
+	t.notify()
 }
 
 func (t *Tree) update(path string, f func(e *treeEntry)) {
@@ -109,6 +122,7 @@ func (t *Tree) update(path string, f func(e *treeEntry)) {
 	defer t.mu.Unlock()
 	if e, ok := t.nodes[path]; ok {
 		f(e)
+		t.notify()
 	}
 }
 
