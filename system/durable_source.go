@@ -311,10 +311,15 @@ func (s *memorySource) nak(h any, delay time.Duration) error {
 	return nil
 }
 
+// lag counts the messages never delivered (what was delivered and is not settled the inbox counts itself).
 func (s *memorySource) lag(context.Context) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return uint64(len(s.entries) - s.inflight), nil
+	n := 0
+	for i := len(s.entries) - 1; i >= 0 && s.entries[i].delivered == 0; i-- {
+		n++ // delivered in order: the ones never delivered are at the end
+	}
+	return uint64(n), nil
 }
 
 // dropped counts what the buffer dropped, and what NATS dropped before it (a slow consumer: the subscription's

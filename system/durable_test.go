@@ -164,6 +164,94 @@ func TestDurableInboxOrderedAfterNaks(t *testing.T) {
 	}
 }
 
+// TestDurableInboxOutageParks: a target that is down (the probe Naks the first message while down is set) makes
+// the inbox park what came after it instead of spinning it: while it lasts, only the Nak'ed message comes again
+// (one redelivery per Nak, none of the parked ones), the lag counts every message not written (none reads 0 for
+// being held), and the state is holding; once the target is back everything is accepted, in order, each once,
+// and nothing is held. On both backends.
+func TestDurableInboxOutageParks(t *testing.T) {
+	const total, window = 60, 8
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			rt := startRuntime(t, parseConfig(t, b.hcl))
+			rec := newRecord()
+			var mu sync.Mutex
+			down := true
+			rec.decide = func(d *actors.Delivery, seen int) string {
+				mu.Lock()
+				defer mu.Unlock()
+				if down {
+					if string(d.Msg.Data) != "m1" {
+						panic(fmt.Sprintf("%s reached the probe while m1 was held", d.Msg.Data))
+					}
+					return "nak"
+				}
+				return "ack"
+			}
+			name := "park_" + b.name
+			addProbe(t, rt, name, &probe{subjects: []string{"iot.processed.batch.park"}, rec: rec,
+				durable: actors.Durable{Name: name, MaxAckPending: window, AckWait: time.Minute}})
+			nc := client(t, rt.Bus().URL)
+			want := publishN(t, nc, "iot.processed.batch.park", "m", 1, total)
+			var s SinkInfo
+			checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+				rec.mu.Lock()
+				naks := rec.seen["m1"]
+				rec.mu.Unlock()
+				infos := rt.sinkInfos(true)
+				if len(infos) != 1 {
+					return fmt.Errorf("sinks %+v", infos)
+				}
+				s = infos[0]
+				if naks < 20 || s.Pending+uint64(s.AckPending) != total || s.Held < window-1 || s.Durable[0].State != "holding" {
+					return fmt.Errorf("m1 Nak'ed %d times; sink %+v", naks, s)
+				}
+				return nil
+			})
+			mu.Lock()
+			down = false
+			naks := rec.seen["m1"]
+			mu.Unlock()
+			// Redeliveries: m1's, one per Nak; the parked ones are not Nak'ed, so they do not come again.
+			if s.Redeliveries > uint64(naks)+1 {
+				t.Errorf("%d redeliveries for %d Naks of m1: the parked messages were delivered again", s.Redeliveries, naks)
+			}
+			waitAccepted(t, rec, want)
+			checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+				s = rt.sinkInfos(true)[0]
+				if s.Pending != 0 || s.Held != 0 || s.AckPending != 0 || s.Durable[0].State != "consuming" {
+					return fmt.Errorf("sink after the outage: %+v", s)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// TestSinkLastErrorCarriesItsTime: a sink's last error stays shown after it recovered, with the time it happened,
+// and the state says it recovered.
+func TestSinkLastErrorCarriesItsTime(t *testing.T) {
+	rt := startRuntime(t, parseConfig(t, ``))
+	rec := newRecord()
+	addProbe(t, rt, "p_err", &probe{subjects: []string{"iot.processed.batch.err"}, rec: rec,
+		durable: actors.Durable{Name: "p_err"}})
+	before := time.Now()
+	rt.tree.link(GroupSinks+"/p_err", actors.LinkDisconnected, "target down")
+	s := rt.sinkInfos(false)[0]
+	if s.State != StateDisconnected || s.LastError != "target down" || s.LastErrorAt == "" {
+		t.Fatalf("sink while down: %+v", s)
+	}
+	at, err := time.Parse(time.RFC3339Nano, s.LastErrorAt)
+	if err != nil || at.Before(before.Add(-time.Second)) || at.After(time.Now().Add(time.Second)) {
+		t.Errorf("last_error_at %q (%v): want the time of the error", s.LastErrorAt, err)
+	}
+	rt.tree.link(GroupSinks+"/p_err", actors.LinkConnected, "")
+	s = rt.sinkInfos(false)[0]
+	if s.State != StateRunning || s.LastError != "target down" || s.LastErrorAt == "" {
+		t.Errorf("sink after it recovered: %+v; want running, with the last error and its time", s)
+	}
+}
+
 // durableStats returns the stats of the first durable inbox of the actor at path.
 func durableStats(t *testing.T, rt *Runtime, path string) DurableStats {
 	t.Helper()
