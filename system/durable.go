@@ -120,6 +120,8 @@ type durableSource interface {
 	ack(h any) error
 	nak(h any, delay time.Duration) error
 	term(h any, reason string) error
+	// progress restarts the AckWait of a delivery that is not settled yet (a parked one).
+	progress(h any) error
 	// lag is the number of messages never delivered (the inbox adds those it holds); JetStream asks the server.
 	lag(ctx context.Context) (uint64, error)
 	dropped() uint64
@@ -162,8 +164,9 @@ type durableInbox struct {
 	backend   string
 	state     string
 	tracks    map[uint64]*track
-	held      []uint64 // sorted: Nak'ed and not delivered again; nothing after held[0] reaches the actor
-	parked    []uint64 // sorted: delivered after held[0], waiting in the inbox for their release
+	held      []uint64  // sorted: Nak'ed and not delivered again; nothing after held[0] reaches the actor
+	parked    []uint64  // sorted: delivered after held[0], waiting in the inbox for their release
+	refreshed time.Time // the last AckWait restart of the parked ones
 	cancel    context.CancelFunc
 	done      chan struct{}
 	counts    struct{ delivered, acked, naked, redelivered, dead uint64 }
@@ -331,15 +334,48 @@ func (in *durableInbox) admit(d *actors.Delivery, h any) bool {
 // settled or superseded meanwhile, or it comes after a message that was Nak'ed and has not come again, or after
 // one that is parked: it is parked, to be released in order).
 func (in *durableInbox) take(d *actors.Delivery) bool {
+	ok, refresh, src := in.takeLocked(d)
+	for _, h := range refresh {
+		if err := src.progress(h); err != nil {
+			in.fail(err)
+			break
+		}
+	}
+	return ok
+}
+
+// takeLocked is take's decision; refresh are the parked deliveries whose AckWait is to be restarted: a parked
+// message waits as long as the outage lasts, and one whose AckWait ran out just as it was released would come
+// again while the actor holds it (a duplicate). The Nak'ed message that comes again once per retry is what calls
+// it, every third of AckWait at most.
+func (in *durableInbox) takeLocked(d *actors.Delivery) (bool, []any, durableSource) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	var refresh []any
+	if len(in.parked) > 0 && time.Since(in.refreshed) > in.cfg.AckWait/3 {
+		in.refreshed = time.Now()
+		for _, seq := range in.parked {
+			if t := in.tracks[seq]; t != nil && t.parked {
+				refresh = append(refresh, t.handle)
+			}
+		}
+	}
+	ok := in.admitToActor(d)
+	return ok, refresh, in.src
+}
+
+// admitToActor says whether d goes to the actor now, parking it otherwise. The caller holds in.mu.
+func (in *durableInbox) admitToActor(d *actors.Delivery) bool {
 	t := in.tracks[d.Seq]
 	if t == nil || t.d != d || t.given == d {
 		return false
 	}
 	in.expireHeld()
 	if (len(in.held) > 0 && d.Seq > in.held[0]) || (len(in.parked) > 0 && d.Seq > in.parked[0]) {
+		// Parked, it is no longer held: it came again (held are the Nak'ed that have not), so it does not stop
+		// the release of the parked ones before it.
 		t.parked = true
+		in.unhold(d.Seq)
 		in.parked = insert(in.parked, d.Seq)
 		return false
 	}

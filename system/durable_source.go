@@ -105,6 +105,8 @@ func (s *jsSource) nak(h any, delay time.Duration) error {
 	return h.(jetstream.Msg).NakWithDelay(delay)
 }
 
+func (s *jsSource) progress(h any) error { return h.(jetstream.Msg).InProgress() }
+
 func (s *jsSource) term(h any, reason string) error {
 	return h.(jetstream.Msg).TermWithReason(reason)
 }
@@ -298,6 +300,16 @@ func (s *memorySource) remove(e *memEntry) {
 func (s *memorySource) ack(h any) error { s.remove(h.(*memEntry)); return nil }
 
 func (s *memorySource) term(h any, _ string) error { s.remove(h.(*memEntry)); return nil }
+
+func (s *memorySource) progress(h any) error {
+	e := h.(*memEntry)
+	s.mu.Lock()
+	if e.inflight {
+		e.due = time.Now().Add(s.ackWait)
+	}
+	s.mu.Unlock()
+	return nil
+}
 
 func (s *memorySource) nak(h any, delay time.Duration) error {
 	e := h.(*memEntry)
