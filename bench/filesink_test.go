@@ -30,11 +30,6 @@ const fileBatch = 30
 type fileSinkSetup struct {
 	jetstream bool
 	sync      string
-	// asyncPersist sets IOT_DATA's persist mode to async (nats-server 2.12+): the server acknowledges a publish
-	// before its write(2), batching the writes. Not the gateway's default, and not offered in its config: a
-	// kill -9 of the gateway (which embeds the server) may then lose acknowledged messages. Measured to show what
-	// the store's write per message costs.
-	asyncPersist bool
 }
 
 func startFileGateway(tb testing.TB, su fileSinkSetup, dataDir string) *system.Runtime {
@@ -73,19 +68,6 @@ sink "files" {
 		case <-rt.Bus().JetStreamReady():
 		case <-time.After(30 * time.Second):
 			tb.Fatal("JetStream not ready")
-		}
-	}
-	if su.asyncPersist {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s, err := rt.Bus().JS.Stream(ctx, system.StreamName)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		cfg := s.CachedInfo().Config
-		cfg.PersistMode = jetstream.AsyncPersistMode
-		if _, err := rt.Bus().JS.UpdateStream(ctx, cfg); err != nil {
-			tb.Fatal(err)
 		}
 	}
 	return rt
@@ -343,18 +325,15 @@ func fileSinkSection(t *testing.T, n int, log func(result) result) string {
 		log(fileSinkRun(t, "file sink, no JetStream, sync interval", n, fileSinkSetup{sync: "interval"})),
 		log(fileSinkRun(t, "file sink, JetStream, sync interval", n, fileSinkSetup{jetstream: true, sync: "interval"})),
 		log(fileSinkRun(t, "file sink, JetStream, sync always", n/4, fileSinkSetup{jetstream: true, sync: "always"})),
-		log(fileSinkRun(t, "file sink, JetStream with async persist (not offered), sync interval", n, fileSinkSetup{jetstream: true, sync: "interval", asyncPersist: true})),
 	}
 	for _, r := range rows {
 		fmt.Fprintf(&sb, "| %s | %.0f | %.2f | %.1f | %.0f |\n", r.Name, r.PointsPerSec,
 			float64(r.CPUPerPoint.Nanoseconds())/1000, r.AllocsPoint, r.BytesPoint)
 	}
-	fmt.Fprintf(&sb, "\nDurability costs %+.2f µs of CPU per point (JetStream beside none, both sync interval); with the stream's\n",
+	fmt.Fprintf(&sb, "\nDurability costs %+.2f µs of CPU per point (JetStream beside none, both sync interval). A CPU profile of the\n",
 		float64(rows[1].CPUPerPoint-rows[0].CPUPerPoint)/1000)
-	fmt.Fprintf(&sb, "writes batched by the server (async persist, which the gateway does not use: it gives up the kill -9 promise)\n")
-	fmt.Fprintf(&sb, "%+.2f µs. CPU profiles put about nine tenths of the difference in nats-server (the stream's store, one write(2)\n",
-		float64(rows[3].CPUPerPoint-rows[0].CPUPerPoint)/1000)
-	sb.WriteString("per message, the consumer's delivery, the acks), not in the gateway's durable inbox.\n")
+	sb.WriteString("JetStream row (README, The file sink) puts about nine tenths of the difference in nats-server (the stream's\n")
+	sb.WriteString("store, one write(2) per message, the consumer's delivery), not in the gateway's durable inbox.\n")
 	outage := catchUpOutage // the aim is after 60 s; IOTGW_BENCH_OUTAGE shortens it
 	if s := os.Getenv("IOTGW_BENCH_OUTAGE"); s != "" {
 		if d, err := time.ParseDuration(s); err == nil {
@@ -373,9 +352,8 @@ func fileSinkSection(t *testing.T, n int, log func(result) result) string {
 }
 
 func BenchmarkFileSink(b *testing.B) {
-	for _, su := range []fileSinkSetup{{sync: "interval"}, {jetstream: true, sync: "interval"}, {jetstream: true, sync: "always"},
-		{jetstream: true, sync: "interval", asyncPersist: true}} {
-		b.Run(fmt.Sprintf("jetstream=%v/sync=%s/async_persist=%v", su.jetstream, su.sync, su.asyncPersist), func(b *testing.B) {
+	for _, su := range []fileSinkSetup{{sync: "interval"}, {jetstream: true, sync: "interval"}, {jetstream: true, sync: "always"}} {
+		b.Run(fmt.Sprintf("jetstream=%v/sync=%s", su.jetstream, su.sync), func(b *testing.B) {
 			fileSinkRun(b, "file sink", max(b.N, 30_000), su).report(b)
 		})
 	}
