@@ -37,9 +37,10 @@ import (
 //     comes back behind the ones delivered meanwhile. Parking rather than Nak'ing the later ones is what keeps a
 //     sink whose target is down quiet (one redelivery per retry, of the first message, instead of MaxAckPending)
 //     and what makes the catch-up immediate once the first message is written (the parked ones follow at once,
-//     instead of each after its own Nak delay). After a restart of the actor its unsettled deliveries are Nak'ed in order, and at
-//     the open of a durable consumer that has unacknowledged messages it is recreated at its ack floor, so they come
-//     again at once and in order instead of after AckWait behind newer ones.
+//     instead of each after its own Nak delay); their AckWait is restarted while they wait. After a restart of the
+//     actor its unsettled deliveries are Nak'ed in order, and at the open of a durable consumer that has
+//     unacknowledged messages it is recreated at its ack floor, so they come again at once and in order instead
+//     of after AckWait behind newer ones.
 //   - at-least-once: a message is delivered again until it is Ack'ed or Term'ed; after a crash, up to MaxAckPending
 //     messages that were accepted but not yet acknowledged are delivered a second time (the duplicate window).
 //   - bounded: at most MaxAckPending deliveries are unsettled; the mailbox slots bound what waits for the actor.
@@ -316,7 +317,7 @@ func (in *durableInbox) admit(d *actors.Delivery, h any) bool {
 	if in.cfg.MaxDeliver > 0 && attempts >= uint64(in.cfg.MaxDeliver) {
 		delete(in.tracks, d.Seq)
 		in.unhold(d.Seq)
-		in.parked = remove(in.parked, d.Seq)
+		in.parked = removeSeq(in.parked, d.Seq)
 		in.mu.Unlock()
 		reason := fmt.Sprintf("delivered %d times without being acknowledged (max_deliver %d)", attempts, in.cfg.MaxDeliver)
 		if err := in.deadLetter(d, h, reason); err != nil {
@@ -376,13 +377,13 @@ func (in *durableInbox) admitToActor(d *actors.Delivery) bool {
 		// the release of the parked ones before it.
 		t.parked = true
 		in.unhold(d.Seq)
-		in.parked = insert(in.parked, d.Seq)
+		in.parked = insertSeq(in.parked, d.Seq)
 		return false
 	}
 	in.unhold(d.Seq)
 	if t.parked {
 		t.parked = false
-		in.parked = remove(in.parked, d.Seq)
+		in.parked = removeSeq(in.parked, d.Seq)
 	}
 	t.given = d
 	return true
@@ -440,7 +441,7 @@ func (in *durableInbox) restarted() {
 		t := in.tracks[seq]
 		t.d, t.heldAt, t.heldFor, t.parked = nil, time.Now(), 0, false
 		t.skipped++
-		in.held = insert(in.held, seq)
+		in.held = insertSeq(in.held, seq)
 		hs = append(hs, t.handle)
 	}
 	src := in.src
@@ -452,8 +453,8 @@ func (in *durableInbox) restarted() {
 	}
 }
 
-// insert adds seq to the sorted list l (once).
-func insert(l []uint64, seq uint64) []uint64 {
+// insertSeq adds seq to the sorted list l (once).
+func insertSeq(l []uint64, seq uint64) []uint64 {
 	i := sort.Search(len(l), func(i int) bool { return l[i] >= seq })
 	if i < len(l) && l[i] == seq {
 		return l
@@ -464,8 +465,8 @@ func insert(l []uint64, seq uint64) []uint64 {
 	return l
 }
 
-// remove takes seq out of the sorted list l.
-func remove(l []uint64, seq uint64) []uint64 {
+// removeSeq takes seq out of the sorted list l.
+func removeSeq(l []uint64, seq uint64) []uint64 {
 	i := sort.Search(len(l), func(i int) bool { return l[i] >= seq })
 	if i < len(l) && l[i] == seq {
 		l = append(l[:i], l[i+1:]...)
@@ -473,7 +474,7 @@ func remove(l []uint64, seq uint64) []uint64 {
 	return l
 }
 
-func (in *durableInbox) unhold(seq uint64) { in.held = remove(in.held, seq) }
+func (in *durableInbox) unhold(seq uint64) { in.held = removeSeq(in.held, seq) }
 
 // settle takes d's message out of the inbox; nil when it is not there (settled already).
 func (in *durableInbox) settle(d *actors.Delivery) (*track, durableSource) {
@@ -486,7 +487,7 @@ func (in *durableInbox) settle(d *actors.Delivery) (*track, durableSource) {
 	delete(in.tracks, d.Seq)
 	in.unhold(d.Seq)
 	if t.parked {
-		in.parked = remove(in.parked, d.Seq)
+		in.parked = removeSeq(in.parked, d.Seq)
 	}
 	return t, in.src
 }
@@ -517,7 +518,7 @@ func (in *durableInbox) Nak(d *actors.Delivery, delay time.Duration) error {
 	}
 	t.d, t.heldAt, t.heldFor = nil, time.Now(), max(delay, 0)
 	t.skipped++
-	in.held = insert(in.held, d.Seq)
+	in.held = insertSeq(in.held, d.Seq)
 	in.counts.naked++
 	src, h := in.src, t.handle
 	in.mu.Unlock()
