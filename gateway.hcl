@@ -701,9 +701,9 @@ sink "files" {
   idle_timeout   = "1m"
   # Deliveries handed to the sink and not yet acknowledged; with sync = "interval" it syncs early at half of it.
   max_ack_pending = 1024
-  # While the directory cannot be written, each delivery is handed back to come again after retry. It also paces
-  # the catch-up afterwards (the runtime restores the order in rounds retry apart): lower is faster to catch up,
-  # and hands back more while the directory is away.
+  # While the directory cannot be written, the first delivery is handed back to come again after retry, doubling
+  # per failure up to 1s (the runtime parks the later ones meanwhile: one redelivery per retry); once it is written
+  # the parked ones follow at once.
   retry = "200ms"
 }
 

@@ -31,11 +31,16 @@ import (
 // The delivery contract, the same for both (and what the README's durability section promises):
 //
 //   - ordered: the actor receives an inbox's messages in stream order, and a Nak holds every later message back
-//     until the Nak'ed one has come again (the runtime Naks the later ones itself, the actor never sees them out of
-//     order). JetStream alone does not give this with MaxAckPending > 1: a Nak'ed message comes back behind the
-//     ones delivered meanwhile. After a restart of the actor its unsettled deliveries are Nak'ed in order, and at
-//     the open of a durable consumer that has unacknowledged messages it is recreated at its ack floor, so they come
-//     again at once and in order instead of after AckWait behind newer ones.
+//     until the Nak'ed one has come again: the runtime parks the later ones (they stay unacknowledged in the
+//     source, so MaxAckPending stops the consumer from pulling more) and hands them to the actor, in order, right
+//     after the Nak'ed one (release). JetStream alone does not give this with MaxAckPending > 1: a Nak'ed message
+//     comes back behind the ones delivered meanwhile. Parking rather than Nak'ing the later ones is what keeps a
+//     sink whose target is down quiet (one redelivery per retry, of the first message, instead of MaxAckPending)
+//     and what makes the catch-up immediate once the first message is written (the parked ones follow at once,
+//     instead of each after its own Nak delay); their AckWait is restarted while they wait. After a restart of the
+//     actor its unsettled deliveries are Nak'ed in order, and at the open of a durable consumer that has
+//     unacknowledged messages it is recreated at its ack floor, so they come again at once and in order instead
+//     of after AckWait behind newer ones.
 //   - at-least-once: a message is delivered again until it is Ack'ed or Term'ed; after a crash, up to MaxAckPending
 //     messages that were accepted but not yet acknowledged are delivered a second time (the duplicate window).
 //   - bounded: at most MaxAckPending deliveries are unsettled; the mailbox slots bound what waits for the actor.
@@ -91,9 +96,12 @@ type DurableStats struct {
 	Subjects []string `json:"subjects"`
 	// State: waiting (for JetStream, not there yet), consuming, holding (a Nak holds later messages back), closed.
 	State string `json:"state"`
-	// Pending is the lag: messages in the stream (or buffer) not yet delivered to the actor.
+	// Pending is the lag: messages in the stream (or buffer) that the actor does not hold and has not settled:
+	// never delivered, Nak'ed and waiting to come again, or parked behind one that was (Held).
 	Pending uint64 `json:"pending"`
-	// AckPending are delivered and not yet settled.
+	// Held are the messages of Pending that the inbox holds back: Nak'ed, or parked behind a Nak'ed one.
+	Held int `json:"held"`
+	// AckPending are in the actor's hands and not yet settled.
 	AckPending    int    `json:"ack_pending"`
 	Delivered     uint64 `json:"delivered"`
 	Acked         uint64 `json:"acked"`
@@ -103,6 +111,7 @@ type DurableStats struct {
 	Dropped       uint64 `json:"dropped"` // memory buffer overflow, or lost at stop (without JetStream)
 	LastDelivered string `json:"last_delivered,omitempty"`
 	LastError     string `json:"last_error,omitempty"`
+	LastErrorAt   string `json:"last_error_at,omitempty"` // RFC 3339: an error stays shown, with its time
 }
 
 // durableSource is where a durable inbox's messages come from: a JetStream consumer or the memory buffer.
@@ -112,7 +121,9 @@ type durableSource interface {
 	ack(h any) error
 	nak(h any, delay time.Duration) error
 	term(h any, reason string) error
-	// lag is the number of messages not yet delivered; live asks the server (JetStream).
+	// progress restarts the AckWait of a delivery that is not settled yet (a parked one).
+	progress(h any) error
+	// lag is the number of messages never delivered (the inbox adds those it holds); JetStream asks the server.
 	lag(ctx context.Context) (uint64, error)
 	dropped() uint64
 	close()
@@ -134,6 +145,9 @@ type track struct {
 	base, skipped uint64
 	heldAt        time.Time
 	heldFor       time.Duration // the delay of the Nak that holds it
+	// parked: d came after a held message and waits in the inbox (not Nak'ed) for its release.
+	parked bool
+	given  *actors.Delivery // the delivery the actor was handed last (a parked one may also be in its mailbox)
 }
 
 // durableInbox is one durable consumer of an actor: its source, the ordering hold and the settlement of deliveries.
@@ -151,13 +165,15 @@ type durableInbox struct {
 	backend   string
 	state     string
 	tracks    map[uint64]*track
-	held      []uint64 // sorted: Nak'ed and not delivered again; nothing after held[0] reaches the actor
-	holdDelay time.Duration
+	held      []uint64  // sorted: Nak'ed and not delivered again; nothing after held[0] reaches the actor
+	parked    []uint64  // sorted: delivered after held[0], waiting in the inbox for their release
+	refreshed time.Time // the last AckWait restart of the parked ones
 	cancel    context.CancelFunc
 	done      chan struct{}
 	counts    struct{ delivered, acked, naked, redelivered, dead uint64 }
 	lastDeliv time.Time
 	lastErr   string
+	lastErrAt time.Time
 	lastDrop  time.Time
 }
 
@@ -273,7 +289,7 @@ func (in *durableInbox) run(ctx context.Context, src durableSource, deliver func
 
 func (in *durableInbox) fail(err error) {
 	in.mu.Lock()
-	in.lastErr = err.Error()
+	in.lastErr, in.lastErrAt = err.Error(), time.Now()
 	in.mu.Unlock()
 	in.log.Warn().Err(err).Msg("durable inbox")
 }
@@ -292,10 +308,16 @@ func (in *durableInbox) admit(d *actors.Delivery, h any) bool {
 	if d.NumDelivered > 1 {
 		in.counts.redelivered++
 	}
+	if t.parked && t.d != nil {
+		// A parked message delivered again (its AckWait passed while it waited): the runtime's doing, not an
+		// attempt. It goes to the actor's mailbox, where take parks it again, or release hands it over.
+		t.skipped++
+	}
 	attempts := d.NumDelivered - 1 - t.base - t.skipped
 	if in.cfg.MaxDeliver > 0 && attempts >= uint64(in.cfg.MaxDeliver) {
 		delete(in.tracks, d.Seq)
 		in.unhold(d.Seq)
+		in.parked = removeSeq(in.parked, d.Seq)
 		in.mu.Unlock()
 		reason := fmt.Sprintf("delivered %d times without being acknowledged (max_deliver %d)", attempts, in.cfg.MaxDeliver)
 		if err := in.deadLetter(d, h, reason); err != nil {
@@ -310,37 +332,97 @@ func (in *durableInbox) admit(d *actors.Delivery, h any) bool {
 }
 
 // take is called on the actor's goroutine for a delivery it is about to receive: false when it must not (it was
-// settled or superseded meanwhile, or an earlier message was Nak'ed and this one is held back, Nak'ed by the
-// runtime to come again after it).
+// settled or superseded meanwhile, or it comes after a message that was Nak'ed and has not come again, or after
+// one that is parked: it is parked, to be released in order).
 func (in *durableInbox) take(d *actors.Delivery) bool {
+	ok, refresh, src := in.takeLocked(d)
+	for _, h := range refresh {
+		if err := src.progress(h); err != nil {
+			in.fail(err)
+			break
+		}
+	}
+	return ok
+}
+
+// takeLocked is take's decision; refresh are the parked deliveries whose AckWait is to be restarted: a parked
+// message waits as long as the outage lasts, and one whose AckWait ran out just as it was released would come
+// again while the actor holds it (a duplicate). The Nak'ed message that comes again once per retry is what calls
+// it, every third of AckWait at most.
+func (in *durableInbox) takeLocked(d *actors.Delivery) (bool, []any, durableSource) {
 	in.mu.Lock()
+	defer in.mu.Unlock()
+	var refresh []any
+	if len(in.parked) > 0 && time.Since(in.refreshed) > in.cfg.AckWait/3 {
+		in.refreshed = time.Now()
+		for _, seq := range in.parked {
+			if t := in.tracks[seq]; t != nil && t.parked {
+				refresh = append(refresh, t.handle)
+			}
+		}
+	}
+	ok := in.admitToActor(d)
+	return ok, refresh, in.src
+}
+
+// admitToActor says whether d goes to the actor now, parking it otherwise. The caller holds in.mu.
+func (in *durableInbox) admitToActor(d *actors.Delivery) bool {
 	t := in.tracks[d.Seq]
-	if t == nil || t.d != d {
-		in.mu.Unlock()
+	if t == nil || t.d != d || t.given == d {
 		return false
 	}
-	for len(in.held) > 0 && d.Seq > in.held[0] {
-		head := in.tracks[in.held[0]]
-		// A held message that does not come back (the stream's limits discarded it) must not hold for ever.
-		if head == nil || time.Since(head.heldAt) > head.heldFor+2*in.cfg.AckWait+5*time.Second {
-			delete(in.tracks, in.held[0])
-			in.held = in.held[1:]
-			continue
-		}
-		t.d = nil
-		t.skipped++
-		t.heldAt, t.heldFor = time.Now(), in.holdDelay
-		in.hold(d.Seq)
-		h, delay, src := t.handle, in.holdDelay, in.src
-		in.mu.Unlock()
-		if err := src.nak(h, delay); err != nil {
-			in.fail(err)
-		}
+	in.expireHeld()
+	if (len(in.held) > 0 && d.Seq > in.held[0]) || (len(in.parked) > 0 && d.Seq > in.parked[0]) {
+		// Parked, it is no longer held: it came again (held are the Nak'ed that have not), so it does not stop
+		// the release of the parked ones before it.
+		t.parked = true
+		in.unhold(d.Seq)
+		in.parked = insertSeq(in.parked, d.Seq)
 		return false
 	}
 	in.unhold(d.Seq)
-	in.mu.Unlock()
+	if t.parked {
+		t.parked = false
+		in.parked = removeSeq(in.parked, d.Seq)
+	}
+	t.given = d
 	return true
+}
+
+// release returns the next parked delivery that is due for the actor (nothing held before it), unparked; nil
+// when there is none. The runtime calls it on the actor's goroutine after each delivery it handled, until nil.
+func (in *durableInbox) release() *actors.Delivery {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if len(in.parked) == 0 {
+		return nil
+	}
+	in.expireHeld()
+	for len(in.parked) > 0 {
+		seq := in.parked[0]
+		if len(in.held) > 0 && in.held[0] < seq {
+			return nil
+		}
+		in.parked = in.parked[1:]
+		if t := in.tracks[seq]; t != nil && t.parked && t.d != nil {
+			t.parked, t.given = false, t.d
+			return t.d
+		}
+	}
+	return nil
+}
+
+// expireHeld lets go of held messages that do not come back (the stream's limits discarded them): they must not
+// hold the inbox for ever. The caller holds in.mu.
+func (in *durableInbox) expireHeld() {
+	for len(in.held) > 0 {
+		head := in.tracks[in.held[0]]
+		if head != nil && time.Since(head.heldAt) <= head.heldFor+2*in.cfg.AckWait+5*time.Second {
+			return
+		}
+		delete(in.tracks, in.held[0])
+		in.held = in.held[1:]
+	}
 }
 
 // restarted Naks, in order, what the actor held when it failed: it comes again, first.
@@ -353,16 +435,16 @@ func (in *durableInbox) restarted() {
 			seqs = append(seqs, seq)
 		}
 	}
+	in.parked = in.parked[:0] // parked ones are Nak'ed with the rest: all come again, in order
 	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
 	for _, seq := range seqs {
 		t := in.tracks[seq]
-		t.d, t.heldAt, t.heldFor = nil, time.Now(), 0
+		t.d, t.heldAt, t.heldFor, t.parked = nil, time.Now(), 0, false
 		t.skipped++
-		in.hold(seq)
+		in.held = insertSeq(in.held, seq)
 		hs = append(hs, t.handle)
 	}
 	src := in.src
-	in.holdDelay = 0
 	in.mu.Unlock()
 	for _, h := range hs {
 		if err := src.nak(h, 0); err != nil {
@@ -371,22 +453,28 @@ func (in *durableInbox) restarted() {
 	}
 }
 
-func (in *durableInbox) hold(seq uint64) {
-	i := sort.Search(len(in.held), func(i int) bool { return in.held[i] >= seq })
-	if i < len(in.held) && in.held[i] == seq {
-		return
+// insertSeq adds seq to the sorted list l (once).
+func insertSeq(l []uint64, seq uint64) []uint64 {
+	i := sort.Search(len(l), func(i int) bool { return l[i] >= seq })
+	if i < len(l) && l[i] == seq {
+		return l
 	}
-	in.held = append(in.held, 0)
-	copy(in.held[i+1:], in.held[i:])
-	in.held[i] = seq
+	l = append(l, 0)
+	copy(l[i+1:], l[i:])
+	l[i] = seq
+	return l
 }
 
-func (in *durableInbox) unhold(seq uint64) {
-	i := sort.Search(len(in.held), func(i int) bool { return in.held[i] >= seq })
-	if i < len(in.held) && in.held[i] == seq {
-		in.held = append(in.held[:i], in.held[i+1:]...)
+// removeSeq takes seq out of the sorted list l.
+func removeSeq(l []uint64, seq uint64) []uint64 {
+	i := sort.Search(len(l), func(i int) bool { return l[i] >= seq })
+	if i < len(l) && l[i] == seq {
+		l = append(l[:i], l[i+1:]...)
 	}
+	return l
 }
+
+func (in *durableInbox) unhold(seq uint64) { in.held = removeSeq(in.held, seq) }
 
 // settle takes d's message out of the inbox; nil when it is not there (settled already).
 func (in *durableInbox) settle(d *actors.Delivery) (*track, durableSource) {
@@ -398,6 +486,9 @@ func (in *durableInbox) settle(d *actors.Delivery) (*track, durableSource) {
 	}
 	delete(in.tracks, d.Seq)
 	in.unhold(d.Seq)
+	if t.parked {
+		in.parked = removeSeq(in.parked, d.Seq)
+	}
 	return t, in.src
 }
 
@@ -421,14 +512,13 @@ func (in *durableInbox) Ack(d *actors.Delivery) error {
 func (in *durableInbox) Nak(d *actors.Delivery, delay time.Duration) error {
 	in.mu.Lock()
 	t := in.tracks[d.Seq]
-	if t == nil || t.d == nil {
+	if t == nil || t.d == nil || t.parked {
 		in.mu.Unlock()
 		return ErrSettled
 	}
 	t.d, t.heldAt, t.heldFor = nil, time.Now(), max(delay, 0)
 	t.skipped++
-	in.hold(d.Seq)
-	in.holdDelay = max(delay, 0)
+	in.held = insertSeq(in.held, d.Seq)
 	in.counts.naked++
 	src, h := in.src, t.handle
 	in.mu.Unlock()
@@ -557,11 +647,16 @@ func (in *durableInbox) stats(live bool) DurableStats {
 		Redelivered: in.counts.redelivered, DeadLetters: in.counts.dead, LastError: in.lastErr,
 	}
 	for _, t := range in.tracks {
-		if t.d != nil {
+		if t.d != nil && !t.parked {
 			st.AckPending++
+		} else {
+			st.Held++
 		}
 	}
-	if len(in.held) > 0 && st.State == "consuming" {
+	if !in.lastErrAt.IsZero() {
+		st.LastErrorAt = in.lastErrAt.UTC().Format(time.RFC3339Nano)
+	}
+	if st.Held > 0 && st.State == "consuming" {
 		st.State = "holding"
 	}
 	if !in.lastDeliv.IsZero() {
@@ -574,7 +669,7 @@ func (in *durableInbox) stats(live bool) DurableStats {
 		if live {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			if n, err := src.lag(ctx); err == nil {
-				st.Pending = n
+				st.Pending = n + uint64(st.Held)
 			} else if st.LastError == "" {
 				st.LastError = "lag: " + err.Error()
 			}

@@ -105,6 +105,8 @@ func (s *jsSource) nak(h any, delay time.Duration) error {
 	return h.(jetstream.Msg).NakWithDelay(delay)
 }
 
+func (s *jsSource) progress(h any) error { return h.(jetstream.Msg).InProgress() }
+
 func (s *jsSource) term(h any, reason string) error {
 	return h.(jetstream.Msg).TermWithReason(reason)
 }
@@ -299,6 +301,16 @@ func (s *memorySource) ack(h any) error { s.remove(h.(*memEntry)); return nil }
 
 func (s *memorySource) term(h any, _ string) error { s.remove(h.(*memEntry)); return nil }
 
+func (s *memorySource) progress(h any) error {
+	e := h.(*memEntry)
+	s.mu.Lock()
+	if e.inflight {
+		e.due = time.Now().Add(s.ackWait)
+	}
+	s.mu.Unlock()
+	return nil
+}
+
 func (s *memorySource) nak(h any, delay time.Duration) error {
 	e := h.(*memEntry)
 	s.mu.Lock()
@@ -311,10 +323,15 @@ func (s *memorySource) nak(h any, delay time.Duration) error {
 	return nil
 }
 
+// lag counts the messages never delivered (what was delivered and is not settled the inbox counts itself).
 func (s *memorySource) lag(context.Context) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return uint64(len(s.entries) - s.inflight), nil
+	n := 0
+	for i := len(s.entries) - 1; i >= 0 && s.entries[i].delivered == 0; i-- {
+		n++ // delivered in order: the ones never delivered are at the end
+	}
+	return uint64(n), nil
 }
 
 // dropped counts what the buffer dropped, and what NATS dropped before it (a slow consumer: the subscription's

@@ -329,6 +329,16 @@ type mailboxActor struct {
 
 var _ actors.Incarnated = (*mailboxActor)(nil)
 
+// deliveryContext is the actor's context with a parked delivery as its message: the runtime hands the actor the
+// deliveries it parked (durable.go) on the goroutine of the delivery that released them, without a second trip
+// through the mailbox, whose slots they already used.
+type deliveryContext struct {
+	actor.Context
+	d *actors.Delivery
+}
+
+func (c deliveryContext) Message() any { return c.d }
+
 func (a *mailboxActor) Incarnation() uint64 { return a.incarnation }
 
 func (a *mailboxActor) Receive(ctx actor.Context) {
@@ -352,7 +362,14 @@ func (a *mailboxActor) Receive(ctx actor.Context) {
 			a.mb.received()
 		}
 		// Settled or superseded meanwhile, or held back behind an earlier Nak'ed message: not the actor's now.
-		if in, ok := m.Acker.(*durableInbox); ok && !in.take(m) {
+		// After it, the deliveries parked behind it are due, in order (durable.go: release).
+		if in, ok := m.Acker.(*durableInbox); ok {
+			if in.take(m) {
+				a.inner.Receive(ctx)
+			}
+			for d := in.release(); d != nil; d = in.release() {
+				a.inner.Receive(deliveryContext{Context: ctx, d: d})
+			}
 			return
 		}
 	case *actor.Started:

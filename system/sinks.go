@@ -37,6 +37,11 @@ type SinkInfo struct {
 	Dropped       uint64 `json:"dropped"`
 	LastDelivered string `json:"last_delivered,omitempty"` // RFC 3339, the last Ack
 	LastError     string `json:"last_error,omitempty"`
+	// LastErrorAt is when LastError happened (RFC 3339): it stays shown after the sink recovered, and State says
+	// whether it did (running again, not disconnected).
+	LastErrorAt string `json:"last_error_at,omitempty"`
+	// Held are the messages of Pending its durable inboxes hold back behind one the sink handed back (Nak).
+	Held int `json:"held"`
 	// Written and Failed are the points the sink's target accepted and the errors it counted (the same series as
 	// iotgw_points_out_total and iotgw_errors_total of actor sinks/{name}); Reconnects how often it connected to
 	// its target again after the first time (a sink that reports its link: mqtt).
@@ -71,6 +76,9 @@ func (r *Runtime) sinkInfos(live bool) []SinkInfo {
 		if info.State == StateRunning && e.link == actors.LinkDisconnected {
 			info.State = StateDisconnected // a sink whose target is down (Env.Link), as the tree shows it
 		}
+		if e.lastError != "" && !e.errorAt.IsZero() {
+			info.LastErrorAt = e.errorAt.UTC().Format(time.RFC3339Nano)
+		}
 		if r.mon != nil {
 			info.Written, info.Failed = r.mon.metrics.PointsOutOf(GroupSinks+"/"+en.name), r.mon.metrics.ErrorsOf(GroupSinks+"/"+en.name)
 		}
@@ -88,8 +96,9 @@ func (r *Runtime) sinkInfos(live bool) []SinkInfo {
 				if st.LastDelivered > info.LastDelivered {
 					info.LastDelivered = st.LastDelivered
 				}
+				info.Held += st.Held
 				if info.LastError == "" {
-					info.LastError = st.LastError
+					info.LastError, info.LastErrorAt = st.LastError, st.LastErrorAt
 				}
 			}
 		}

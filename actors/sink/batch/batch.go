@@ -22,6 +22,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
+	"github.com/iotgw/iotgw/internal/backoff"
 	"github.com/iotgw/iotgw/isp"
 	"github.com/nats-io/nats.go"
 )
@@ -136,19 +137,20 @@ type Sink struct {
 	points   []isp.Point
 	lastAdd  time.Time
 
-	// While the target is down, resumeAt is the lowest sequence handed back: later deliveries are handed back
-	// unwritten until it comes again, so the target sees the stream's order.
-	down      bool
-	downErr   string
-	linked    bool // the first accepted write has been reported (Env.Link), so a later one after an outage counts as a reconnect
-	fails     int
-	resumeAt  uint64
-	lastRetry time.Time
+	// While the target is down, what was handed back (Nak) comes again first: the durable inbox holds every later
+	// delivery back until it has (system/durable.go), so the target sees the stream's order without the sink
+	// keeping track of it.
+	down    bool
+	downErr string
+	linked  bool // the first accepted write has been reported (Env.Link), so a later one after an outage counts as a reconnect
+	retry   backoff.Backoff
+	delay   time.Duration // of the Naks of the current failure
 }
 
 // New returns the core of sink name of kind; target builds the sink's client at every start of the actor.
 func New(name, kind string, o Options, env actors.Env, target func() (Target, error)) *Sink {
-	return &Sink{name: name, kind: kind, path: "sinks/" + name, o: o, env: env, target: target, now: time.Now}
+	return &Sink{name: name, kind: kind, path: "sinks/" + name, o: o, env: env, target: target, now: time.Now,
+		retry: backoff.Backoff{Policy: backoff.Policy{Initial: o.Retry, Max: o.MaxRetry}}}
 }
 
 // Inboxes implements actors.Listener for the sink's actor.
@@ -258,14 +260,6 @@ func (k *Sink) decode(msg *nats.Msg) ([]isp.Point, error) {
 }
 
 func (k *Sink) deliver(d *actors.Delivery) {
-	if k.resumeAt != 0 {
-		if d.Seq > k.resumeAt {
-			k.nak(d) // an earlier delivery waits: keep the order
-			return
-		}
-		k.lastRetry = k.now()
-		k.resumeAt = 0 // the delivery it waited for is back: the later ones may follow
-	}
 	points, err := k.decode(d.Msg)
 	n := 0
 	if err == nil {
@@ -323,13 +317,6 @@ func (k *Sink) plain(msg *nats.Msg) {
 func (k *Sink) onTick() {
 	if k.inflight == nil && len(k.cur.ds) > 0 && (k.now().Sub(k.lastAdd) >= k.o.FlushInterval || k.full()) {
 		k.flush()
-	}
-	// The delivery at resumeAt normally comes back after its delay; one that never does (terminated by the
-	// runtime, past max_deliver) must not stop the sink for ever.
-	if k.resumeAt != 0 && k.now().Sub(k.lastRetry) > 10*k.o.MaxRetry+ackWait {
-		k.env.Log.Warn().Uint64("seq", k.resumeAt).Str("sink", k.name).
-			Msgf("%s sink: the delivery it waited for did not come back; going on with the next", k.kind)
-		k.resumeAt = 0
 	}
 }
 
@@ -424,25 +411,12 @@ func (k *Sink) ack(d *actors.Delivery) {
 	}
 }
 
-// delay is the capped, doubling delay of a delivery handed back while the target is down.
-func (k *Sink) delay() time.Duration {
-	d := k.o.Retry
-	for i := 1; i < k.fails && d < k.o.MaxRetry; i++ {
-		d *= 2
-	}
-	return min(d, k.o.MaxRetry)
-}
-
 func (k *Sink) nak(d *actors.Delivery) {
 	if d == nil {
 		k.env.Metrics.Error(k.path, "dropped") // not durable: nothing to hand it back to
 		return
 	}
-	if k.resumeAt == 0 || d.Seq < k.resumeAt {
-		k.resumeAt = d.Seq
-		k.lastRetry = k.now()
-	}
-	if err := d.Nak(k.delay()); err != nil {
+	if err := d.Nak(k.delay); err != nil {
 		k.env.Log.Warn().Err(err).Str("sink", k.name).Uint64("seq", d.Seq).Msgf("%s sink: nak", k.kind)
 	}
 }
@@ -450,7 +424,7 @@ func (k *Sink) nak(d *actors.Delivery) {
 // failed marks the target down: the batch that failed and the one gathered since go back to the stream, the
 // tree shows the sink disconnected with the error (a peer's state, not a crash: the actor keeps running).
 func (k *Sink) failed(err error, j *job) {
-	k.fails++
+	k.delay = k.retry.Next() // the capped, doubling delay (internal/backoff): one more per failed write
 	k.env.Metrics.Error(k.path, "write")
 	for _, d := range j.ds {
 		k.nak(d)
@@ -470,7 +444,7 @@ func (k *Sink) failed(err error, j *job) {
 }
 
 func (k *Sink) recovered() {
-	k.fails = 0
+	k.retry.Reset()
 	if !k.linked && !k.down {
 		k.linked = true
 		k.env.Link(actors.LinkConnected, "") // the first connection: the tree counts reconnects after it
