@@ -19,7 +19,7 @@ import (
 	"github.com/iotgw/iotgw/actors"
 	"github.com/iotgw/iotgw/config"
 	"github.com/iotgw/iotgw/isp"
-	mb "github.com/iotgw/iotgw/sidecar/modbus"
+	mb "github.com/iotgw/iotgw/modbus"
 	"github.com/iotgw/iotgw/system"
 	"github.com/nats-io/nats.go"
 )

@@ -17,12 +17,12 @@ import (
 	"github.com/iotgw/iotgw/actors/device"
 	"github.com/iotgw/iotgw/config"
 	"github.com/iotgw/iotgw/isp"
-	mb "github.com/iotgw/iotgw/sidecar/modbus"
+	mb "github.com/iotgw/iotgw/modbus"
 	"github.com/nats-io/nats.go"
 )
 
 // modbusDevice polls one Modbus device through its endpoint's transport actor. Each poll group (registers with the
-// same interval) has a plan of coalesced read requests (package sidecar/modbus, shared with the reference
+// same interval) has a plan of coalesced read requests (package modbus at the top level, shared with the reference
 // sidecar); every tick sends them to the transport and, when all have answered, publishes one batch on
 // iot.raw.modbus.{device}.
 //

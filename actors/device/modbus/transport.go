@@ -9,7 +9,7 @@ import (
 	"github.com/goburrow/modbus"
 	"github.com/iotgw/iotgw/actors"
 	"github.com/iotgw/iotgw/config"
-	mb "github.com/iotgw/iotgw/sidecar/modbus"
+	mb "github.com/iotgw/iotgw/modbus"
 )
 
 // Errors of the transport itself. A failed transaction is otherwise one of the Modbus client's (mb.ErrTimeout,
