@@ -12,7 +12,7 @@ package bench
 //	IOTGW_PEER=1 go test -run '^TestPeer$' -v -timeout 2h ./bench/
 //
 // Settings (environment): IOTGW_PEER_WARMUP (15s), IOTGW_PEER_WINDOW (40s), IOTGW_PEER_WINDOWS (3),
-// IOTGW_PEER_WORKLOADS (1,2,3), IOTGW_PEER_TELEGRAF (../.peer/telegraf), IOTGW_PEER_BEFORE (a second iotgw
+// IOTGW_PEER_WORKLOADS (1,2,3), IOTGW_PEER_ONLY (the contenders to run, e.g. "iotgw"), IOTGW_PEER_TELEGRAF (../.peer/telegraf), IOTGW_PEER_BEFORE (a second iotgw
 // binary measured in the same run, e.g. one built from main), IOTGW_PEER_JETSTREAM=1 (the gateway with JetStream
 // on; off by default, as Telegraf keeps nothing), IOTGW_PEER_PROFILE=DIR (iotgw runs with -cpuprofile into DIR).
 // It is not part of CI: it runs only with IOTGW_PEER set and skips when the Telegraf binary is absent.
@@ -28,6 +28,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -112,6 +113,15 @@ func TestPeer(t *testing.T) {
 	}
 	if before := os.Getenv("IOTGW_PEER_BEFORE"); before != "" {
 		contenders = append(contenders, contender{name: "iotgw-before", start: iotgwStart(before), count: countLines})
+	}
+	if only := os.Getenv("IOTGW_PEER_ONLY"); only != "" { // e.g. "iotgw" to profile it alone
+		var keep []contender
+		for _, c := range contenders {
+			if slices.Contains(strings.Split(only, ","), c.name) {
+				keep = append(keep, c)
+			}
+		}
+		contenders = keep
 	}
 	var report strings.Builder
 	fmt.Fprintf(&report, "| workload | contender | CPU/point | points/s (of target) | ctx switches/s | RSS MiB |\n| --- | --- | ---: | ---: | ---: | ---: |\n")
