@@ -96,7 +96,8 @@ type pollGroup struct {
 	pending  int
 	started  time.Time
 	points   []isp.Point
-	answered []bool // per request of the plan
+	answered []bool   // per request of the plan
+	bufs     [][]byte // per request of the plan: where the transport puts its reply (ModbusTx.Buf)
 }
 
 // pollTag correlates a transaction result with its poll.
@@ -227,7 +228,11 @@ func (d *modbusDevice) start(ctx actor.Context) {
 				plan[qi].Fields[fi].Index = idx[plan[qi].Fields[fi].Index]
 			}
 		}
-		g := &pollGroup{dev: d, name: name, interval: intervals[name], plan: plan, answered: make([]bool, len(plan))}
+		g := &pollGroup{dev: d, name: name, interval: intervals[name], plan: plan, answered: make([]bool, len(plan)),
+			bufs: make([][]byte, len(plan))}
+		for qi := range g.bufs {
+			g.bufs[qi] = make([]byte, 0, 2*mb.MaxReadRegisters)
+		}
 		d.groups = append(d.groups, g)
 		d.byTick[d.workers.Tick(ctx, "poll "+name, g.interval)] = g
 	}
@@ -262,7 +267,7 @@ func (d *modbusDevice) poll(ctx actor.Context, g *pollGroup) {
 		ctx.Request(d.bus, &ModbusTx{
 			Slave: q.SlaveID, Function: q.Function, Address: q.Address, Quantity: q.Quantity,
 			Timeout: d.cfg.Timeout, Retries: d.cfg.Retries, Pause: d.cfg.Pause, Deadline: g.started.Add(limit),
-			Tag: pollTag{group: g, seq: g.seq, req: qi},
+			Tag: pollTag{group: g, seq: g.seq, req: qi}, Buf: g.bufs[qi],
 		})
 	}
 }

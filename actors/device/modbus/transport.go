@@ -30,6 +30,10 @@ type ModbusTx struct {
 	Retries  int
 	Pause    time.Duration // quiet time after the transaction, for devices that need it
 	Tag      any           // the caller's correlation, returned in the result
+	// Buf is where the reply's data goes (the result's Data is Buf[:n]); nil: a slice of its own. A device gives
+	// each request of its plan one buffer, so a poll allocates none for its replies: it reads a result's Data
+	// before it sends that request again, and the wire writes into it only for a request it was sent.
+	Buf []byte
 	// Deadline is when the caller gives up waiting for the result (zero: never). A transaction still queued, or
 	// still held by a latency fault, at its deadline is answered ErrExpired and never reaches the wire: the queue
 	// behind a slow or faulted endpoint does not replay answers nobody waits for.
@@ -205,7 +209,7 @@ func (t *transport) run(root *actor.RootContext, q <-chan queued, w *mb.Client, 
 				}
 			}
 			tx := item.tx
-			data, err := w.Do(mb.Call{Slave: tx.Slave, Function: tx.Function, Address: tx.Address, Quantity: tx.Quantity,
+			data, err := w.DoAppend(tx.Buf[:0], mb.Call{Slave: tx.Slave, Function: tx.Function, Address: tx.Address, Quantity: tx.Quantity,
 				Value: tx.Value, Timeout: tx.Timeout, Retries: tx.Retries})
 			if state, detail := linkState(err); state != "" && state != link {
 				link = state
