@@ -230,11 +230,12 @@ func classify(err error) error {
 // "invalid_reply" (a reply too short, or one goburrow's checks of sizes and codes refused), and "" for nil.
 // Callers with failures of their own (a full queue, an injected fault) name those first.
 func ErrorKind(err error) string {
+	if err == nil {
+		return "" // before the targets of errors.As: they escape, and a call per good request would allocate
+	}
 	var exc *modbus.ModbusError
 	var ne net.Error
 	switch {
-	case err == nil:
-		return ""
 	case errors.As(err, &exc):
 		return "exception"
 	case errors.Is(err, ErrTimeout):

@@ -32,9 +32,10 @@ import (
 // reconnects by itself with backoff; the device actor fails (and the supervisor restarts it) only on a bug, not on
 // a device that misbehaves — that is the device's quality, not the gateway's failure.
 type modbusDevice struct {
-	id  string
-	cfg *config.ModbusDevice
-	env actors.Env
+	id   string
+	path string // devices/{id}, the metrics label
+	cfg  *config.ModbusDevice
+	env  actors.Env
 
 	workers   actors.Workers
 	bus       *actor.PID // the endpoint's transport actor (Env.Endpoint)
@@ -124,7 +125,7 @@ func init() {
 func New(dev config.Device, env actors.Env) actor.Producer {
 	cfg := dev.Settings.(*config.ModbusDevice)
 	return func() actor.Actor {
-		return &modbusDevice{id: dev.ID, cfg: cfg, env: env}
+		return &modbusDevice{id: dev.ID, path: "devices/" + dev.ID, cfg: cfg, env: env}
 	}
 }
 
@@ -353,7 +354,7 @@ func (d *modbusDevice) finish(g *pollGroup) {
 	if len(d.out) == 0 {
 		return
 	}
-	d.env.Metrics.PointsOut("devices/"+d.id, len(d.out))
+	d.env.Metrics.PointsOut(d.path, len(d.out))
 	d.raw.Data = isp.AppendBatch(d.raw.Data[:0], d.out)
 	actors.SetHeader(d.raw.Header, actors.HeaderTraceID, actors.NewTraceID()) // a poll is where this batch is born
 	if err := d.env.Bus.PublishMsg(d.raw); err != nil {

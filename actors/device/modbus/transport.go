@@ -240,9 +240,12 @@ func (t *transport) expire(root *actor.RootContext, item queued, start time.Time
 // exception reply too), disconnected when the endpoint could not be reached; "" when it says nothing (a timeout
 // on an open connection, the backoff, a garbled reply).
 func linkState(err error) (state, detail string) {
+	if err == nil {
+		return actors.LinkConnected, "" // before exc: it escapes, and would cost an allocation per transaction
+	}
 	var exc *modbus.ModbusError
 	switch {
-	case err == nil, errors.As(err, &exc):
+	case errors.As(err, &exc):
 		return actors.LinkConnected, ""
 	case errors.Is(err, mb.ErrDisconnected):
 		return actors.LinkDisconnected, err.Error()
