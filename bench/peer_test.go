@@ -23,6 +23,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -209,17 +210,12 @@ func medianSample(s []peerSample) peerSample {
 }
 
 // peerSimulator runs the simulator in a process of its own (this test binary, TestPeerSimHelper) with one port
-// per device, each serving modbussim.Demo's units; it returns the ports.
+// per device, each serving modbussim.Demo's units; it returns the ports (the simulator picks them: no race with
+// other programs for a port chosen here).
 func peerSimulator(t *testing.T, devices int) []int {
 	t.Helper()
-	ports := make([]int, devices)
-	words := make([]string, devices)
-	for i := range ports {
-		ports[i] = freePort(t)
-		words[i] = strconv.Itoa(ports[i])
-	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestPeerSimHelper$")
-	cmd.Env = append(os.Environ(), "IOTGW_PEER_SIM_PORTS="+strings.Join(words, ","))
+	cmd.Env = append(os.Environ(), "IOTGW_PEER_SIM_DEVICES="+strconv.Itoa(devices))
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -228,8 +224,16 @@ func peerSimulator(t *testing.T, devices int) []int {
 	t.Cleanup(func() { stopProcess(cmd) })
 	sc := bufio.NewScanner(stdout)
 	for sc.Scan() {
-		if sc.Text() == "listening" {
+		if list, ok := strings.CutPrefix(sc.Text(), "listening "); ok {
 			go func() { _, _ = io.Copy(io.Discard, stdout) }()
+			var ports []int
+			for _, w := range strings.Split(list, ",") {
+				p, err := strconv.Atoi(w)
+				if err != nil {
+					t.Fatalf("simulator: %q", sc.Text())
+				}
+				ports = append(ports, p)
+			}
 			return ports
 		}
 		t.Log("simulator: " + sc.Text())
@@ -240,15 +244,16 @@ func peerSimulator(t *testing.T, devices int) []int {
 
 // TestPeerSimHelper is the simulator process of TestPeer (it runs only when TestPeer starts it).
 func TestPeerSimHelper(t *testing.T) {
-	list := os.Getenv("IOTGW_PEER_SIM_PORTS")
-	if list == "" {
+	n, err := strconv.Atoi(os.Getenv("IOTGW_PEER_SIM_DEVICES"))
+	if err != nil {
 		t.Skip("the simulator process of TestPeer")
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	for _, p := range strings.Split(list, ",") {
+	ports := make([]string, n)
+	for i := range ports {
 		cfg := modbussim.Demo()
-		cfg.Listen = "127.0.0.1:" + p
+		cfg.Listen = "127.0.0.1:0"
 		srv, err := modbussim.New(cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -257,8 +262,9 @@ func TestPeerSimHelper(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { _ = srv.Stop() }()
+		ports[i] = strconv.Itoa(srv.Addr().(*net.TCPAddr).Port)
 	}
-	fmt.Println("listening")
+	fmt.Println("listening " + strings.Join(ports, ","))
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
 	<-sig
