@@ -97,6 +97,7 @@ type pollGroup struct {
 	pending  int
 	started  time.Time
 	points   []isp.Point
+	index    []int    // per point: its register's index (finish needs it; a map lookup by key cost 2% of a poll)
 	answered []bool   // per request of the plan
 	bufs     [][]byte // per request of the plan: where the transport puts its reply (ModbusTx.Buf)
 }
@@ -261,7 +262,7 @@ func (d *modbusDevice) poll(ctx actor.Context, g *pollGroup) {
 	g.seq++
 	g.pending = len(g.plan)
 	g.started = time.Now()
-	g.points = g.points[:0]
+	g.points, g.index = g.points[:0], g.index[:0]
 	clear(g.answered)
 	for qi := range g.plan {
 		q := &g.plan[qi]
@@ -320,6 +321,7 @@ func (d *modbusDevice) failed(g *pollGroup, q *mb.Request, err error) {
 }
 
 func (d *modbusDevice) add(g *pollGroup, i int, v isp.Value, quality int, ts int64) {
+	g.index = append(g.index, i)
 	g.points = append(g.points, isp.Point{
 		DeviceID: d.id, Key: d.regs[i].Key, Value: v, Type: d.regs[i].ValueType().String(), Quality: quality,
 		Timestamp: ts, Tags: d.tags[i], Source: "modbus",
@@ -332,8 +334,8 @@ func (d *modbusDevice) finish(g *pollGroup) {
 	staleAfter := actors.StaleAfter(d.cfg.StaleAfter, g.interval)
 	d.out = d.out[:0]
 	var newlyStale []string
-	for _, p := range g.points {
-		i := d.byKey[p.Key]
+	for j, p := range g.points {
+		i := g.index[j]
 		if p.Quality != isp.QualityGood {
 			if stale, became := d.fresh.Check(i, g.started, staleAfter); stale {
 				if became {

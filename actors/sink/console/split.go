@@ -83,6 +83,9 @@ func objectEnd(data []byte, start int) (int, bool) {
 			return 0, false
 		case c == '"':
 			for i++; ; i++ {
+				for i < len(data) && plain[data[i]] { // the bytes that need no look: most of a string
+					i++
+				}
 				if i >= len(data) || data[i] < 0x20 {
 					return 0, false
 				}
@@ -93,9 +96,7 @@ func objectEnd(data []byte, start int) (int, bool) {
 					}
 					continue
 				}
-				if data[i] == '"' {
-					break
-				}
+				break // data[i] is the closing quote
 			}
 		case c == '{' || c == '[':
 			if depth == maxSplitDepth {
@@ -114,6 +115,14 @@ func objectEnd(data []byte, start int) (int, bool) {
 	}
 	return 0, false
 }
+
+// plain marks the bytes of a string that neither end it nor escape nor break a line.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 func skipWS(data []byte, i int) int {
 	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {

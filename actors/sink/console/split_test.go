@@ -149,3 +149,30 @@ func FuzzSplitBatch(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkPrintBatch: a poll's batch of 30 points printed by splitting against decoding and encoding it again
+// (what the console did before); ns/point side by side in one run.
+func BenchmarkPrintBatch(b *testing.B) {
+	data := isp.AppendBatch(nil, testPoints(30))
+	b.Run("split", func(b *testing.B) {
+		var spans [][2]int
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			spans, _ = splitBatch(data, spans)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*30), "ns/point")
+	})
+	b.Run("decode+encode", func(b *testing.B) {
+		var dec isp.Decoder
+		var pts []isp.Point
+		var line []byte
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			pts, _ = dec.DecodeBatch(data, pts[:0])
+			for j := range pts {
+				line = isp.AppendPoint(line[:0], &pts[j])
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*30), "ns/point")
+	})
+}
