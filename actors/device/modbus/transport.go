@@ -117,8 +117,11 @@ type queued struct {
 	from *actor.PID
 }
 
-// queueSize bounds the transactions waiting for the wire.
-const queueSize = 4096
+// queueSize bounds the transactions waiting for the wire: a device has at most one poll's requests of each group
+// in flight (a tick that finds its poll still on the wire is skipped), so 512 holds a full serial line of 247
+// units with two requests each. It was 4096: a channel's buffer is allocated whole, 64 KiB per endpoint, 64 MiB
+// of the RSS of 1,000 TCP devices (one endpoint each).
+const queueSize = 512
 
 // NewEndpoint returns the producer of the transport actor of a Modbus endpoint (config.ModbusDevice.Endpoint).
 func NewEndpoint(ep config.Endpoint, env actors.Env) actor.Producer {
