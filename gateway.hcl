@@ -296,10 +296,11 @@ simulator "plant" {
   # }
 }
 
-# driver = "modbus": polled directly with goburrow/modbus by its own actor. Devices on the same endpoint (mode and
-# address) share one transport actor (endpoints/modbus-{mode}-{address}) that serialises their transactions, and
-# must agree on its settings (two devices on one serial line at different speeds are an error); each request
-# waits at most the device's timeout, so one dead unit cannot stall the others' polls for longer than that.
+# driver = "modbus": polled directly by its own actor (Modbus TCP framing of our own; RTU with goburrow/modbus).
+# Devices on the same endpoint (mode and address) share one transport actor (endpoints/modbus-{mode}-{address})
+# that serialises their transactions, and must agree on its settings (two devices on one serial line at different
+# speeds are an error); each request waits at most the device's timeout, so one dead unit cannot stall the others'
+# polls for longer than that.
 device "meter-1" {
   driver   = "modbus"
   # tcp | rtu (address is then the serial port, with a serial { baud_rate, data_bits, parity, stop_bits } block)

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -24,7 +25,7 @@ import (
 const usage = `iotgw — industrial IoT edge gateway
 
 Usage:
-  iotgw run [-config gateway.hcl] [-log-format console|json] [-log-level LEVEL]
+  iotgw run [-config gateway.hcl] [-log-format console|json] [-log-level LEVEL] [-cpuprofile FILE]
   iotgw validate [-v] [FILE …] check configs; lists every problem as file:line:column, exits 1 if any
   iotgw sidecar modbus [-listen ADDR]   the reference Modbus sidecar (ISP server); ISP_PORT and LOG_LEVEL apply
   iotgw sim modbus [-listen ADDR] [-config sim.hcl]   a Modbus TCP simulator with run-time faults
@@ -70,8 +71,20 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	path := fs.String("config", "gateway.hcl", "config file")
 	format := fs.String("log-format", "", "log and console format: console or json (default: the config's)")
 	level := fs.String("log-level", "", "log level (default: the config's; LOG_LEVEL overrides both)")
+	cpuProfile := fs.String("cpuprofile", "", "write a pprof CPU profile of the run to this file (written at shutdown)")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "iotgw: cpuprofile: %v\n", err)
+			return 2
+		}
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {

@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"time"
 
-	mb "github.com/iotgw/iotgw/sidecar/modbus"
+	mb "github.com/iotgw/iotgw/modbus"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )

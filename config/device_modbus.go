@@ -16,7 +16,7 @@ func NewModbusDevice() DriverSettings {
 	}
 }
 
-// ModbusDevice is driver "modbus": a device polled directly by the gateway with goburrow/modbus over Modbus TCP,
+// ModbusDevice is driver "modbus": a device polled directly by the gateway (package modbus) over Modbus TCP,
 // RTU on a serial line, or RTU framed over TCP (serial servers). Devices that share an endpoint (the same serial
 // line or TCP address) share one transport actor, which serialises their transactions.
 type ModbusDevice struct {

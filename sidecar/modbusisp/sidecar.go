@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/iotgw/iotgw/isp"
-	mb "github.com/iotgw/iotgw/sidecar/modbus"
+	mb "github.com/iotgw/iotgw/modbus"
 	"github.com/rs/zerolog"
 )
 

@@ -9,7 +9,7 @@ import (
 	"github.com/goburrow/modbus"
 	"github.com/iotgw/iotgw/actors"
 	"github.com/iotgw/iotgw/config"
-	mb "github.com/iotgw/iotgw/sidecar/modbus"
+	mb "github.com/iotgw/iotgw/modbus"
 )
 
 // Errors of the transport itself. A failed transaction is otherwise one of the Modbus client's (mb.ErrTimeout,
@@ -30,6 +30,10 @@ type ModbusTx struct {
 	Retries  int
 	Pause    time.Duration // quiet time after the transaction, for devices that need it
 	Tag      any           // the caller's correlation, returned in the result
+	// Buf is where the reply's data goes (the result's Data is Buf[:n]); nil: a slice of its own. A device gives
+	// each request of its plan one buffer, so a poll allocates none for its replies: it reads a result's Data
+	// before it sends that request again, and the wire writes into it only for a request it was sent.
+	Buf []byte
 	// Deadline is when the caller gives up waiting for the result (zero: never). A transaction still queued, or
 	// still held by a latency fault, at its deadline is answered ErrExpired and never reaches the wire: the queue
 	// behind a slow or faulted endpoint does not replay answers nobody waits for.
@@ -113,8 +117,11 @@ type queued struct {
 	from *actor.PID
 }
 
-// queueSize bounds the transactions waiting for the wire.
-const queueSize = 4096
+// queueSize bounds the transactions waiting for the wire: a device has at most one poll's requests of each group
+// in flight (a tick that finds its poll still on the wire is skipped), so 512 holds a full serial line of 247
+// units with two requests each. It was 4096: a channel's buffer is allocated whole, 64 KiB per endpoint, 64 MiB
+// of the RSS of 1,000 TCP devices (one endpoint each).
+const queueSize = 512
 
 // NewEndpoint returns the producer of the transport actor of a Modbus endpoint (config.ModbusDevice.Endpoint).
 func NewEndpoint(ep config.Endpoint, env actors.Env) actor.Producer {
@@ -205,7 +212,7 @@ func (t *transport) run(root *actor.RootContext, q <-chan queued, w *mb.Client, 
 				}
 			}
 			tx := item.tx
-			data, err := w.Do(mb.Call{Slave: tx.Slave, Function: tx.Function, Address: tx.Address, Quantity: tx.Quantity,
+			data, err := w.DoAppend(tx.Buf[:0], mb.Call{Slave: tx.Slave, Function: tx.Function, Address: tx.Address, Quantity: tx.Quantity,
 				Value: tx.Value, Timeout: tx.Timeout, Retries: tx.Retries})
 			if state, detail := linkState(err); state != "" && state != link {
 				link = state
@@ -236,9 +243,12 @@ func (t *transport) expire(root *actor.RootContext, item queued, start time.Time
 // exception reply too), disconnected when the endpoint could not be reached; "" when it says nothing (a timeout
 // on an open connection, the backoff, a garbled reply).
 func linkState(err error) (state, detail string) {
+	if err == nil {
+		return actors.LinkConnected, "" // before exc: it escapes, and would cost an allocation per transaction
+	}
 	var exc *modbus.ModbusError
 	switch {
-	case err == nil, errors.As(err, &exc):
+	case errors.As(err, &exc):
 		return actors.LinkConnected, ""
 	case errors.Is(err, mb.ErrDisconnected):
 		return actors.LinkDisconnected, err.Error()

@@ -13,7 +13,7 @@ import (
 	"github.com/iotgw/iotgw/actors"
 	"github.com/iotgw/iotgw/config"
 	"github.com/iotgw/iotgw/internal/testenv"
-	mb "github.com/iotgw/iotgw/sidecar/modbus"
+	mb "github.com/iotgw/iotgw/modbus"
 	"github.com/iotgw/iotgw/sidecar/modbussim"
 	"github.com/rs/zerolog"
 )

@@ -23,12 +23,18 @@ type console struct {
 	json bool
 	path string // sinks/{name}, the metrics label
 
-	w      *bufio.Writer
-	dec    isp.Decoder
-	points []isp.Point
-	line   []byte
-	faults actors.Faults
+	w       *bufio.Writer
+	dec     isp.Decoder
+	points  []isp.Point
+	spans   [][2]int
+	line    []byte
+	faults  actors.Faults
+	workers actors.Workers
 }
+
+// flushEvery bounds how long a line waits in the console's buffer: lines are written when 32 KiB have gathered
+// or at the next flush tick, not one write(2) per message (which was a write per poll), and at stop.
+const flushEvery = 100 * time.Millisecond
 
 var (
 	_ actors.Listener    = (*console)(nil)
@@ -69,18 +75,44 @@ func (c *console) Inboxes() []actors.Inbox {
 }
 
 func (c *console) Receive(ctx actor.Context) {
-	switch msg := ctx.Message().(type) {
+	switch m := ctx.Message().(type) {
 	case *nats.Msg:
 		if f := c.faults.Hit(actors.FaultLatency); f != nil {
 			time.Sleep(f.Latency) // the injected fault is a slow sink: blocking is the point
 		}
-		c.print(msg)
+		c.print(m)
+	case *actors.Tick:
+		m.Ack()
+		c.flushNow()
+	case *actor.Started:
+		c.workers.Tick(ctx, "flush", flushEvery)
 	case *actor.Stopping, *actor.Restarting:
-		_ = c.w.Flush()
+		c.workers.Stop()
+		c.flushNow()
+	}
+}
+
+func (c *console) flushNow() {
+	if c.w.Buffered() == 0 {
+		return
+	}
+	if err := c.w.Flush(); err != nil {
+		c.env.Log.Warn().Err(err).Msg("console: cannot write")
 	}
 }
 
 func (c *console) print(msg *nats.Msg) {
+	if c.json && strings.HasPrefix(msg.Subject, "iot.processed.batch.") {
+		var ok bool
+		if c.spans, ok = splitBatch(msg.Data, c.spans); ok { // the processor's encoding, printed as it is
+			c.env.Metrics.PointsIn(c.path, len(c.spans))
+			for _, s := range c.spans {
+				_, _ = c.w.Write(msg.Data[s[0]:s[1]])
+				_ = c.w.WriteByte('\n')
+			}
+			return
+		}
+	}
 	var err error
 	if strings.HasPrefix(msg.Subject, "iot.processed.batch.") || strings.HasPrefix(msg.Subject, "iot.raw.") {
 		c.points, err = c.dec.DecodeBatch(msg.Data, c.points[:0])
@@ -107,9 +139,6 @@ func (c *console) print(msg *nats.Msg) {
 		}
 		c.line = append(c.line, '\n')
 		_, _ = c.w.Write(c.line)
-	}
-	if err := c.w.Flush(); err != nil {
-		c.env.Log.Warn().Err(err).Msg("console: cannot write")
 	}
 }
 

@@ -1,4 +1,5 @@
-// Package modbus is the Modbus code that the reference Modbus sidecar and the direct Modbus device actor share:
+// Package modbus is the Modbus protocol code that the reference Modbus sidecar (sidecar/modbusisp) and the direct
+// Modbus driver (actors/device/modbus) share:
 // register definitions and their validation, decoding raw register bytes into isp values (and encoding values
 // for writes), planning a poll as few coalesced read requests as the protocol allows, a report-on-change filter,
 // and the client that talks to the devices.

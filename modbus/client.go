@@ -69,8 +69,9 @@ type Call struct {
 // reconnect is the wait after a failed connect, during which calls fail at once with ErrDown.
 var reconnect = backoff.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
 
-// Client is the gateway's one Modbus client: goburrow/modbus for TCP and RTU, and RTU over TCP, which goburrow
-// lacks. It retries a call that timed out or got a garbled reply on a fresh connection (a late answer is never
+// Client is the gateway's one Modbus client: its own framing for Modbus TCP (tcp.go: one write and one read per
+// transaction, nothing allocated), goburrow/modbus for RTU, and RTU over TCP, which goburrow lacks, on goburrow's
+// PDU client. It retries a call that timed out or got a garbled reply on a fresh connection (a late answer is never
 // taken for the next request's), and after a failed connect it reports the endpoint down (ErrDown) for a
 // backoff doubling from 100 ms to 5 s instead of making every call wait out a connect timeout.
 //
@@ -79,8 +80,9 @@ var reconnect = backoff.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Se
 // never interleave on the wire.
 type Client struct {
 	ep        Endpoint
-	handler   modbus.ClientHandler
-	client    modbus.Client
+	handler   io.Closer     // the connection of the mode: goburrow's RTU handler, rtuOverTCP, or tcp
+	client    modbus.Client // RTU and RTU over TCP: goburrow's PDU client on the handler
+	tcp       *tcpClient    // ModeTCP: the client's own framing (tcp.go)
 	setSlave  func(uint8)
 	setTime   func(time.Duration)
 	downUntil time.Time
@@ -96,18 +98,17 @@ func NewClient(e Endpoint) (*Client, error) {
 		h := modbus.NewRTUClientHandler(e.Address)
 		s := e.Serial
 		h.BaudRate, h.DataBits, h.Parity, h.StopBits = or(s.BaudRate, 9600), or(s.DataBits, 8), or(s.Parity, "N"), or(s.StopBits, 1)
-		c.handler, c.setSlave, c.setTime = &serialHandler{h}, func(s uint8) { h.SlaveId = s }, func(t time.Duration) { h.Timeout = t }
+		sh := &serialHandler{h}
+		c.handler, c.client, c.setSlave, c.setTime = sh, modbus.NewClient(sh), func(s uint8) { h.SlaveId = s }, func(t time.Duration) { h.Timeout = t }
 	case ModeRTUOverTCP:
 		h := &rtuOverTCP{address: e.Address}
-		c.handler, c.setSlave, c.setTime = h, func(s uint8) { h.slave = s }, func(t time.Duration) { h.timeout = t }
+		c.handler, c.client, c.setSlave, c.setTime = h, modbus.NewClient(h), func(s uint8) { h.slave = s }, func(t time.Duration) { h.timeout = t }
 	case ModeTCP, "":
-		h := &tcpHandler{TCPClientHandler: modbus.NewTCPClientHandler(e.Address)}
-		h.IdleTimeout = time.Minute
-		c.handler, c.setSlave, c.setTime = h, func(s uint8) { h.SlaveId = s }, func(t time.Duration) { h.Timeout = t }
+		h := &tcpClient{address: e.Address, idle: time.Minute}
+		c.handler, c.tcp, c.setSlave, c.setTime = h, h, func(s uint8) { h.slave = s }, func(t time.Duration) { h.timeout = t }
 	default:
 		return nil, fmt.Errorf("%w %q (want %s, %s or %s)", ErrMode, e.Mode, ModeTCP, ModeRTU, ModeRTUOverTCP)
 	}
-	c.client = modbus.NewClient(c.handler)
 	return c, nil
 }
 
@@ -121,9 +122,7 @@ func or[T comparable](v, def T) T {
 
 // Close closes the connection; the next call opens a new one.
 func (c *Client) Close() {
-	if h, ok := c.handler.(io.Closer); ok {
-		_ = h.Close()
-	}
+	_ = c.handler.Close()
 }
 
 // Interrupt stops the client for good, from any goroutine: a TCP or RTU-over-TCP call blocked on the connection
@@ -137,8 +136,12 @@ func (c *Client) Interrupt() {
 	}
 }
 
-// Do runs call and returns the data of the reply: a read's data bytes, a write's echo.
-func (c *Client) Do(call Call) ([]byte, error) {
+// Do runs call and returns the data of the reply in a slice of its own: a read's data bytes, a write's echo.
+func (c *Client) Do(call Call) ([]byte, error) { return c.DoAppend(nil, call) }
+
+// DoAppend is Do with the reply's data appended to dst: over Modbus TCP a call into a dst with room for the reply
+// allocates nothing (the driver's transport passes each request's own buffer).
+func (c *Client) DoAppend(dst []byte, call Call) ([]byte, error) {
 	if now := time.Now(); now.Before(c.downUntil) {
 		return nil, fmt.Errorf("%w: reconnecting to %s in %s", ErrDown, c.ep.Address, c.downUntil.Sub(now).Round(time.Millisecond))
 	}
@@ -150,7 +153,7 @@ func (c *Client) Do(call Call) ([]byte, error) {
 		if c.stopped.Load() {
 			return nil, ErrStopped
 		}
-		data, err = c.once(&call)
+		data, err = c.once(dst, &call)
 		if err == nil {
 			c.wait.Reset()
 			return data, nil
@@ -168,7 +171,18 @@ func (c *Client) Do(call Call) ([]byte, error) {
 	return nil, classify(err)
 }
 
-func (c *Client) once(call *Call) ([]byte, error) {
+func (c *Client) once(dst []byte, call *Call) ([]byte, error) {
+	if c.tcp != nil {
+		return c.tcp.do(dst, call)
+	}
+	data, err := c.goburrow(call)
+	if err != nil {
+		return nil, err
+	}
+	return append(dst, data...), nil
+}
+
+func (c *Client) goburrow(call *Call) ([]byte, error) {
 	m := c.client
 	switch call.Function {
 	case FuncCoils:
@@ -216,11 +230,12 @@ func classify(err error) error {
 // "invalid_reply" (a reply too short, or one goburrow's checks of sizes and codes refused), and "" for nil.
 // Callers with failures of their own (a full queue, an injected fault) name those first.
 func ErrorKind(err error) string {
+	if err == nil {
+		return "" // before the targets of errors.As: they escape, and a call per good request would allocate
+	}
 	var exc *modbus.ModbusError
 	var ne net.Error
 	switch {
-	case err == nil:
-		return ""
 	case errors.As(err, &exc):
 		return "exception"
 	case errors.Is(err, ErrTimeout):
@@ -255,52 +270,6 @@ func (h *serialHandler) Send(req []byte) ([]byte, error) {
 	}
 	return h.RTUClientHandler.Send(req)
 }
-
-// tcpHandler is goburrow's TCP handler (its MBAP packager and settings) with its reply check classified — a
-// transaction or unit id that does not match is ErrMismatch (goburrow returns it as plain text) — and a connection
-// of its own (link): goburrow's holds its lock for the whole transaction, so its Close waits out a blocked read and
-// an owner that stops could not cut it short.
-type tcpHandler struct {
-	*modbus.TCPClientHandler
-	link link
-	last time.Time // the last transaction: past IdleTimeout the connection is opened afresh
-}
-
-// tcpHeaderSize is the MBAP header with the unit id; tcpMaxLength is the largest ADU.
-const tcpHeaderSize, tcpMaxLength = 7, 260
-
-func (h *tcpHandler) Send(req []byte) ([]byte, error) {
-	if h.IdleTimeout > 0 && !h.last.IsZero() && time.Since(h.last) > h.IdleTimeout {
-		_ = h.link.Close() // like goburrow's idle timer: a connection idle that long may be dead at the other end
-	}
-	h.last = time.Now()
-	c, err := h.link.dial(h.Address, h.Timeout)
-	if err != nil {
-		return nil, err
-	}
-	if h.Timeout > 0 {
-		_ = c.SetDeadline(time.Now().Add(h.Timeout))
-	}
-	if _, err := c.Write(req); err != nil {
-		return nil, err
-	}
-	var adu [tcpMaxLength]byte
-	if _, err := io.ReadFull(c, adu[:tcpHeaderSize]); err != nil {
-		return nil, err
-	}
-	n := int(binary.BigEndian.Uint16(adu[4:])) // the unit id and the PDU
-	if n <= 1 || n > tcpMaxLength-tcpHeaderSize+1 {
-		return nil, fmt.Errorf("%w: MBAP length %d", ErrMismatch, n) // the attempt's failure closes the connection
-	}
-	n += tcpHeaderSize - 1
-	if _, err := io.ReadFull(c, adu[tcpHeaderSize:n]); err != nil {
-		return nil, err
-	}
-	return append([]byte(nil), adu[:n]...), nil
-}
-
-func (h *tcpHandler) Close() error { return h.link.Close() }
-func (h *tcpHandler) interrupt()   { h.link.interrupt() }
 
 // link is a TCP connection that an owner may close from another goroutine while a call is blocked on it; once
 // interrupted it opens no new one. Only the client's caller dials and sends.
@@ -353,13 +322,6 @@ func (l *link) interrupt() {
 	l.closed = true
 	l.mu.Unlock()
 	_ = l.Close()
-}
-
-func (h *tcpHandler) Verify(req, resp []byte) error {
-	if err := h.TCPClientHandler.Verify(req, resp); err != nil {
-		return fmt.Errorf("%w: %v", ErrMismatch, err)
-	}
-	return nil
 }
 
 // rtuOverTCP frames Modbus RTU (unit, PDU, CRC-16) over a TCP connection, as serial device servers do; goburrow

@@ -15,7 +15,7 @@ import (
 	"github.com/iotgw/iotgw/sidecar/modbussim"
 )
 
-func startSim(t *testing.T) *modbussim.Server {
+func startSim(t testing.TB) *modbussim.Server {
 	t.Helper()
 	srv, err := modbussim.New(modbussim.Config{Listen: "127.0.0.1:0", Units: []modbussim.Unit{{ID: 1}}})
 	if err != nil {
