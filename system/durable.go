@@ -112,6 +112,9 @@ type DurableStats struct {
 	LastDelivered string `json:"last_delivered,omitempty"`
 	LastError     string `json:"last_error,omitempty"`
 	LastErrorAt   string `json:"last_error_at,omitempty"` // RFC 3339: an error stays shown, with its time
+	// LagError says why Pending could not be read this time (the consumer's info did not come in time, under load
+	// or while the server is away): Pending is then only what the inbox holds, a lower bound, not a lag of 0.
+	LagError string `json:"lag_error,omitempty"`
 }
 
 // durableSource is where a durable inbox's messages come from: a JetStream consumer or the memory buffer.
@@ -667,11 +670,12 @@ func (in *durableInbox) stats(live bool) DurableStats {
 	if src != nil {
 		st.Dropped = src.dropped()
 		if live {
+			st.Pending = uint64(st.Held)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			if n, err := src.lag(ctx); err == nil {
-				st.Pending = n + uint64(st.Held)
-			} else if st.LastError == "" {
-				st.LastError = "lag: " + err.Error()
+				st.Pending += n
+			} else {
+				st.LagError = err.Error()
 			}
 			cancel()
 		}
