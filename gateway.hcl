@@ -73,8 +73,8 @@ nats {
   # clients always use TCP. bench/REPORT.md compares the two. Ignored with an external url.
   in_process = true
   # One budget for the bus messages the NATS client buffers for the actors' subscriptions (nats.go's own bound,
-  # 65,536 messages or 64 MiB, is per subscription): they share it in equal parts, each at least 64 messages and
-  # 1 MiB. Past its share a subscription drops, and iot.control.tree counts it; the tree's root shows the budget.
+  # 65,536 messages or 64 MiB, is per subscription): they share it, each an equal share within 1.5x (re-divided
+  # exactly when the tree is read), at least 64 messages and 1 MiB. Past its share a subscription drops, and iot.control.tree counts it; the tree's root shows the budget.
   pending_messages = 131072
   pending_bytes    = "128MB"
 

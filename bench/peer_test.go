@@ -8,7 +8,7 @@ package bench
 // RSS from /proc/PID/status; points are counted in what each wrote during the window (a Telegraf line carries
 // one field per register; an iotgw line is one point).
 //
-//	cd /work/wt-modbus && GOBIN=$PWD/.peer go install -tags "custom,inputs.modbus,inputs.internal,outputs.file,outputs.discard,serializers.influx" github.com/influxdata/telegraf/cmd/telegraf@v1.39.3
+//	cd "$(git rev-parse --show-toplevel)" && GOBIN=$PWD/.peer go install -tags "custom,inputs.modbus,inputs.internal,outputs.file,outputs.discard,serializers.influx" github.com/influxdata/telegraf/cmd/telegraf@v1.39.3
 //	IOTGW_PEER=1 go test -run '^TestPeer$' -v -timeout 2h ./bench/
 //
 // Settings (environment): IOTGW_PEER_WARMUP (15s), IOTGW_PEER_WINDOW (40s), IOTGW_PEER_WINDOWS (3),

@@ -316,9 +316,19 @@ sink "console" {
 		})
 		ask(t, nc, SubjectFaultsClear, fmt.Sprintf(`{"id":%q}`, f.ID))
 		inject(`{"kind":"error","target":"devices/plc"}`)
-		m, err := events.NextMsg(5 * time.Second)
-		if err != nil || !strings.Contains(string(m.Data), `"kind":"injected"`) {
-			t.Errorf("event %v (%v), want an injected error", m, err)
+		// Other events come on the same subject before it: under bad_quality the points were not read
+		// successfully, so a staleness event may fire first (after three intervals), on a loaded machine often.
+		var seen []string
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			m, err := events.NextMsg(time.Until(deadline))
+			if err != nil {
+				t.Errorf("no injected error event (%v); saw %q", err, seen)
+				break
+			}
+			if strings.Contains(string(m.Data), `"kind":"injected"`) {
+				break
+			}
+			seen = append(seen, string(m.Data))
 		}
 		if r := ask(t, nc, SubjectFaultsClear, `{"target":"devices/plc"}`); r.Cleared == nil || *r.Cleared != 1 {
 			t.Errorf("clear by target: %+v", r)
