@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"runtime"
@@ -21,24 +22,44 @@ func TestReport(t *testing.T) {
 			r.Name, r.PointsPerSec, r.CPUPerPoint, r.AllocsPoint, r.P50, r.P99)
 		return r
 	}
+	// Each row in a subtest of its own: its gateway and server are stopped before the next row starts.
+	row := func(f func(t *testing.T) result) result {
+		var r result
+		t.Run("row", func(t *testing.T) { r = f(t) })
+		return run(r)
+	}
+	gw := func(name string, points int, s setup) result {
+		return row(func(t *testing.T) result { return gatewayRun(t, name, points, s) })
+	}
 	results := []result{
-		run(rawRun(t, "raw NATS, 1 JSON point per message", n, 1)),
-		run(rawRun(t, "raw NATS, batches of 100 points", n, 100)),
-		run(gatewayRun(t, "gateway, batches of 10", n, setup{batch: 10, inProcess: true})),
-		run(gatewayRun(t, "gateway, batches of 100", n, setup{batch: 100, inProcess: true})),
-		run(gatewayRun(t, "gateway, per-point subjects", n, setup{batch: 100, pointSubjects: true, inProcess: true})),
-		run(gatewayRun(t, "gateway, batches of 100, TCP loopback connection", n, setup{batch: 100})),
-		run(sidecarRun(t, "sidecar over ISP, DATA frames of 100", n, 100)),
+		row(func(t *testing.T) result { return rawRun(t, "raw NATS, 1 JSON point per message", n, 1) }),
+		row(func(t *testing.T) result { return rawRun(t, "raw NATS, batches of 100 points", n, 100) }),
+		gw("gateway, batches of 10", n, setup{batch: 10, inProcess: true}),
+		gw("gateway, batches of 100", n, setup{batch: 100, inProcess: true}),
+		gw("gateway, per-point subjects", n, setup{batch: 100, pointSubjects: true, inProcess: true}),
+		gw("gateway, batches of 100, TCP loopback connection", n, setup{batch: 100}),
+		row(func(t *testing.T) result { return sidecarRun(t, "sidecar over ISP, DATA frames of 100", n, 100) }),
 		// Latency at a steady 100k points/s (one poll of 100 points every millisecond), as a plant runs, rather
 		// than at saturation where it measures the queue.
-		run(gatewayRun(t, "gateway, 100k points/s steady, TCP", 300_000, setup{batch: 100, pace: time.Millisecond})),
-		run(gatewayRun(t, "gateway, 100k points/s steady, in-process", 300_000, setup{batch: 100, pace: time.Millisecond, inProcess: true})),
+		gw("gateway, 100k points/s steady, TCP", 300_000, setup{batch: 100, pace: time.Millisecond}),
+		gw("gateway, 100k points/s steady, in-process", 300_000, setup{batch: 100, pace: time.Millisecond, inProcess: true}),
 	}
 
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "# iotgw benchmark report\n\n")
 	fmt.Fprintf(&sb, "Written by `IOTGW_BENCH_REPORT=1 go test -run TestReport -v ./bench/` on %s, %s/%s, %d CPUs, %s.\n\n",
 		time.Now().UTC().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+	// A fixed piece of CPU work, so that runs on different days (this VM's speed varies by a factor of ~3) can be
+	// told apart: compare rows of one run, and the machine's speed between runs.
+	cal := testing.Benchmark(func(b *testing.B) {
+		buf := make([]byte, 1024)
+		for i := 0; i < b.N; i++ {
+			sum := sha256.Sum256(buf)
+			buf[0] = sum[0]
+		}
+	})
+	fmt.Fprintf(&sb, "Machine speed: SHA-256 of 1 KiB took %.2f µs in this run (a fixed CPU task, to compare runs of different days).\n\n",
+		float64(cal.NsPerOp())/1000)
 	fmt.Fprintf(&sb, "Each row pushes %d points (the steady rows 300000) through one process: the publisher, the embedded NATS server (TCP loopback), the\n", n)
 	sb.WriteString("gateway's actors and a counting sink actor all share its 2 cores, so CPU per point is everything the machine spent\n")
 	sb.WriteString("on a point (getrusage over the run ÷ points). Latency is publish → sink, with at most 64 messages in flight.\n\n")
@@ -59,14 +80,15 @@ func TestReport(t *testing.T) {
 	fmt.Fprintf(&sb, "\n## Modbus, poll to sink\n\n")
 	sb.WriteString("`iotgw sim modbus` runs as a separate process; the gateway polls 30 uint16 holding registers per device\n")
 	sb.WriteString("through one transport (one TCP connection), the device actors, the bus and the processor to a counting sink\n")
-	sb.WriteString("actor. CPU is this process's (the gateway's) only. The raw rate is one goburrow client reading the same 30\n")
+	sb.WriteString("actor. CPU is this process's (the gateway's) only. The raw rate is one client (the gateway's own Modbus TCP client) reading the same 30\n")
 	sb.WriteString("registers back to back on its own connection, measured in the same run.\n\n")
 	sb.WriteString("| devices × interval | points/s | polls/s | CPU µs/point | CPU µs/poll | allocs/point | raw reads/s (µs each) |\n|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range []struct {
 		devices  int
 		interval time.Duration
 	}{{100, 100 * time.Millisecond}, {1, time.Millisecond}, {40, time.Millisecond}} {
-		r := modbusRun(t, c.devices, c.interval, 5*time.Second)
+		var r modbusResult
+		t.Run(fmt.Sprintf("modbus-%dx%s", c.devices, c.interval), func(t *testing.T) { r = modbusRun(t, c.devices, c.interval, 5*time.Second) })
 		t.Logf("modbus %d × %s: %.0f points/s, %.0f polls/s, %s cpu/point, %s cpu/poll, raw %.0f reads/s",
 			c.devices, c.interval, r.PointsPerSec, r.PollsPerS, r.CPUPerPoint, r.CPUPerPoll, r.RawReadsPerSec)
 		fmt.Fprintf(&sb, "| %d × %s | %.0f | %.0f | %.2f | %.1f | %.1f | %.0f (%.1f) |\n", c.devices, c.interval, r.PointsPerSec,
@@ -78,13 +100,18 @@ func TestReport(t *testing.T) {
 	fmt.Fprintf(&sb, "status words 12 and 16 registers further on, 4 coils 3 apart): %d requests per poll one per register, %d merging only\n", per, contiguous)
 	fmt.Fprintf(&sb, "contiguous registers, %d with the default gaps (max_gap 10, max_bit_gap 128).\n", coalesced)
 	sb.WriteString(modbusNotes)
-	rulesReport(t, &sb)                  // bench/rules_test.go
-	sb.WriteString(southboundSection(t)) // mqtt and http devices (southbound_test.go)
-	opcuaReport(t, &sb)
-	sb.WriteString(fileSinkSection(t, 600_000, run)) // bench/filesink_test.go
-	sb.WriteString(mqttReport(t, 300_000))           // bench/mqtt_test.go
-	sb.WriteString(redisSection(t, 300_000))         // bench/redis_test.go
-	sb.WriteString(influxSection(t, 300_000))        // bench/influxdb_test.go
+	// Each section runs as a subtest, so what it started (servers, gateways, pollers) is stopped by its cleanups
+	// before the next section measures: a section's leftovers would otherwise burn CPU in every later row.
+	section := func(name string, f func(t *testing.T) string) {
+		t.Run(name, func(t *testing.T) { sb.WriteString(f(t)) })
+	}
+	section("rules", func(t *testing.T) string { var b strings.Builder; rulesReport(t, &b); return b.String() }) // bench/rules_test.go
+	section("southbound", southboundSection)                                                                     // mqtt and http devices (southbound_test.go)
+	section("opcua", func(t *testing.T) string { var b strings.Builder; opcuaReport(t, &b); return b.String() })
+	section("filesink", func(t *testing.T) string { return fileSinkSection(t, 600_000, run) }) // bench/filesink_test.go
+	section("mqtt", func(t *testing.T) string { return mqttReport(t, 300_000) })               // bench/mqtt_test.go
+	section("redis", func(t *testing.T) string { return redisSection(t, 300_000) })            // bench/redis_test.go
+	section("influxdb", func(t *testing.T) string { return influxSection(t, 300_000) })        // bench/influxdb_test.go
 	if err := os.WriteFile("REPORT.md", []byte(sb.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -114,6 +141,9 @@ const reportNotes = `
   iot.processed.{device}.{key} subject and the sink counts those. It is the cost of one NATS message per point.
 - Figures move by ±20% or more between runs on this shared 2-core VM: compare rows of one run (the raw NATS rows
   are measured in the same run for that reason), not runs with each other.
+- The VM's speed also changes from day to day, by up to ~3× between sessions of this project (the point codec's
+  own benchmark, `go test -bench . ./isp/`, moves with it): the machine-speed line at the top says which day this was;
+  compare the ratios to the raw rows, not absolute figures of different days.
 - Allocation figures include the NATS server's and client's own allocations, not only the gateway's.
 - The gateway's own connection to its embedded server is in-process by default (nats { in_process = true });
   the "TCP loopback" rows are the same runs over TCP (in_process = false). At saturation the two are within noise
