@@ -142,7 +142,7 @@ const reportNotes = `
 - Figures move by ±20% or more between runs on this shared 2-core VM: compare rows of one run (the raw NATS rows
   are measured in the same run for that reason), not runs with each other.
 - The VM's speed also changes from day to day, by up to ~3× between sessions of this project (the point codec's
-  own benchmark, `go test -bench . ./isp/`, moves with it): the machine-speed line at the top says which day this was;
+  own benchmark, go test -bench . ./isp/, moves with it): the machine-speed line at the top says which day this was;
   compare the ratios to the raw rows, not absolute figures of different days.
 - Allocation figures include the NATS server's and client's own allocations, not only the gateway's.
 - The gateway's own connection to its embedded server is in-process by default (nats { in_process = true });
