@@ -125,7 +125,7 @@ func dial(t *testing.T, addr string, cfg ClientConfig, ev ClientEvents) *Client 
 
 func waitConnections(t *testing.T, s *Server, n int64) {
 	t.Helper()
-	checkFor(t, 2*time.Second, func() error {
+	checkFor(t, hangGuard(t), func() error {
 		if got := s.Metrics().Connections; got != n {
 			return fmt.Errorf("got %d connections, want %d", got, n)
 		}
@@ -241,7 +241,7 @@ func TestBroadcastDataAndMetrics(t *testing.T) {
 	}
 	for i := range sinks {
 		k := &sinks[i]
-		checkFor(t, 2*time.Second, func() error {
+		checkFor(t, hangGuard(t), func() error {
 			k.mu.Lock()
 			defer k.mu.Unlock()
 			if len(k.points) != 100 || len(k.metrics) != 1 {
@@ -269,7 +269,7 @@ func TestHeartbeatsFlow(t *testing.T) {
 	const interval = 20 * time.Millisecond
 	s := startServer(t, ServerConfig{HeartbeatInterval: interval}, &testHandler{})
 	c := dial(t, s.Addr().String(), ClientConfig{HeartbeatInterval: interval}, ClientEvents{})
-	checkFor(t, 3*time.Second, func() error {
+	checkFor(t, hangGuard(t), func() error {
 		st := c.Stats()
 		if st.HeartbeatsIn < 5 || st.HeartbeatsOut < 5 || s.Metrics().MessagesReceived < 5 {
 			return fmt.Errorf("got client stats %+v and server metrics %+v, want 5 heartbeats each way", st, s.Metrics())
@@ -281,9 +281,15 @@ func TestHeartbeatsFlow(t *testing.T) {
 		t.Fatalf("connection ended: %v", c.Err())
 	default:
 	}
-	if st := c.Stats(); time.Since(st.LastMessage) > time.Second {
-		t.Errorf("last message %v ago", time.Since(st.LastMessage))
-	}
+	// They keep flowing: one more heartbeat arrives, and the last message's time moves with it (no bound on how
+	// soon, which a loaded machine could break).
+	before := c.Stats()
+	checkFor(t, hangGuard(t), func() error {
+		if st := c.Stats(); st.HeartbeatsIn <= before.HeartbeatsIn || !st.LastMessage.After(before.LastMessage) {
+			return fmt.Errorf("no heartbeat after %d (last message at %v)", before.HeartbeatsIn, before.LastMessage)
+		}
+		return nil
+	})
 }
 
 func TestServerStopClosesClients(t *testing.T) {
@@ -306,7 +312,7 @@ func TestServerStopClosesClients(t *testing.T) {
 			if c.Err() == nil || errors.Is(c.Err(), ErrClosed) {
 				t.Errorf("client %d: got Err %v, want the read error", i, c.Err())
 			}
-		case <-time.After(2 * time.Second):
+		case <-time.After(hangGuard(t)):
 			t.Fatalf("client %d: Done not closed after Stop", i)
 		}
 	}
@@ -332,7 +338,7 @@ func TestServerStartContextCancel(t *testing.T) {
 	cancel()
 	select {
 	case <-c.Done():
-	case <-time.After(2 * time.Second):
+	case <-time.After(hangGuard(t)):
 		t.Fatal("client still connected after the server's context ended")
 	}
 	_ = s.Stop()
@@ -587,7 +593,7 @@ func TestServerAcceptSurvivesPanics(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer srv.Stop()
-			deadline := time.Now().Add(5 * time.Second)
+			deadline := time.Now().Add(hangGuard(t))
 			for {
 				mu.Lock()
 				n := len(reported)
