@@ -57,7 +57,7 @@ func TestClientPeerSilent(t *testing.T) {
 	}()
 	select {
 	case <-c.Done():
-	case <-time.After(3 * time.Second):
+	case <-time.After(hangGuard(t)):
 		t.Fatal("silent peer not detected")
 	}
 	elapsed := time.Since(start)
@@ -275,7 +275,7 @@ func TestClientPanickingCallback(t *testing.T) {
 	_ = s.BroadcastData(benchBatch(1))
 	select {
 	case <-c.Done():
-	case <-time.After(2 * time.Second):
+	case <-time.After(hangGuard(t)):
 		t.Fatal("client survived a panic in its reader")
 	}
 	if err := c.Err(); err == nil || !strings.Contains(err.Error(), "consumer bug") {
