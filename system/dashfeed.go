@@ -2,6 +2,7 @@ package system
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"time"
@@ -33,9 +34,16 @@ const (
 )
 
 // TreeFeed is the body of iot.metrics.tree.{gateway}: the tree flattened, parents before their children.
+//
+// A tree larger than the connection's max_payload (1 MB on a default nats-server, which a gateway in client mode
+// reaches at some 7,000 actors; the embedded server allows 8 MB) goes out in parts: messages with the same
+// timestamp, Part 1 to Parts, each holding the next run of actors in order. A reader joins them when all parts of
+// one timestamp are in and drops an incomplete set when a newer timestamp begins (the dashboard does both).
 type TreeFeed struct {
 	Gateway   string      `json:"gateway"`
 	Timestamp int64       `json:"timestamp"`
+	Part      int         `json:"part,omitempty"`  // 1-based, when the tree is in parts
+	Parts     int         `json:"parts,omitempty"` // how many, when more than one
 	Actors    []FeedActor `json:"actors"`
 }
 
@@ -82,7 +90,7 @@ func (m *monitor) feedLoop(stop <-chan struct{}, done chan<- struct{}) {
 	live := true               // the sinks' lag is asked of JetStream at the period only, not at every change
 	lag := map[string]uint64{} // and kept from the last period for the changes in between
 	for {
-		m.send(SubjectMetricsTree+"."+gw, m.rt.treeFeed())
+		m.sendTree(SubjectMetricsTree+"."+gw, m.rt.treeFeed())
 		sinks := m.rt.sinkInfos(live)
 		for i := range sinks {
 			if live {
@@ -107,6 +115,80 @@ func (m *monitor) feedLoop(stop <-chan struct{}, done chan<- struct{}) {
 			live = false
 		}
 	}
+}
+
+// sendTree publishes the tree feed, in parts when one message would exceed the connection's max_payload (or
+// WithFeedPartBytes).
+func (m *monitor) sendTree(subject string, f TreeFeed) {
+	limit := m.rt.feedPartBytes
+	if limit <= 0 {
+		limit = int(m.rt.bus.Conn.MaxPayload())
+	}
+	if limit <= 0 {
+		limit = 1 << 20 // not connected yet: nats-server's default
+	}
+	parts, err := treeParts(f, limit)
+	if err != nil {
+		m.log.Error().Err(err).Str("subject", subject).Msg("cannot encode report")
+		return
+	}
+	for _, p := range parts {
+		if err := m.rt.bus.Conn.Publish(subject, p); err != nil {
+			m.log.Warn().Err(err).Str("subject", subject).Int("bytes", len(p)).Msg("cannot publish report")
+			return
+		}
+	}
+}
+
+// treeParts encodes f as one message when it fits in limit bytes, otherwise as parts that each fit: the same
+// gateway and timestamp, Part and Parts set, and the actors in order, as many per part as fit. A part holds at
+// least one actor, so a single actor larger than limit goes alone (and its publish fails, logged, as before).
+func treeParts(f TreeFeed, limit int) ([][]byte, error) {
+	whole, err := json.Marshal(f)
+	if err != nil || len(whole) <= limit {
+		return [][]byte{whole}, err
+	}
+	enc := make([][]byte, len(f.Actors))
+	for i := range f.Actors {
+		if enc[i], err = json.Marshal(&f.Actors[i]); err != nil {
+			return nil, err
+		}
+	}
+	// The header of a part with the largest part numbers it could carry, ending in "actors":[]}: each part is
+	// that header without its last two bytes, the actors joined by commas, and "]}".
+	head := func(part, parts int) ([]byte, error) {
+		return json.Marshal(TreeFeed{Gateway: f.Gateway, Timestamp: f.Timestamp, Part: part, Parts: parts, Actors: []FeedActor{}})
+	}
+	widest, err := head(len(enc), len(enc))
+	if err != nil {
+		return nil, err
+	}
+	var groups [][2]int // [from, to) into enc
+	for from := 0; from < len(enc); {
+		size, to := len(widest), from
+		for to < len(enc) && (to == from || size+len(enc[to])+1 <= limit) {
+			size += len(enc[to]) + 1
+			to++
+		}
+		groups = append(groups, [2]int{from, to})
+		from = to
+	}
+	out := make([][]byte, 0, len(groups))
+	for i, g := range groups {
+		h, err := head(i+1, len(groups))
+		if err != nil {
+			return nil, err
+		}
+		b := append([]byte(nil), h[:len(h)-2]...)
+		for j := g[0]; j < g[1]; j++ {
+			if j > g[0] {
+				b = append(b, ',')
+			}
+			b = append(b, enc[j]...)
+		}
+		out = append(out, append(b, "]}"...))
+	}
+	return out, nil
 }
 
 // dashboard builds the page's handler from the config: the NATS users with a password may sign in, the http

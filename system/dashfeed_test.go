@@ -221,3 +221,113 @@ device "pushed" {
 		}
 	}
 }
+
+// TestTreeParts: a tree that fits is one message without part numbers; a larger one is split into parts that each
+// fit, carry the same header and numbers 1..n, and hold every actor once, in order; an actor larger than the limit
+// goes alone.
+func TestTreeParts(t *testing.T) {
+	f := TreeFeed{Gateway: "gw-1", Timestamp: 1764000000000000000}
+	for i := range 300 {
+		f.Actors = append(f.Actors, FeedActor{Path: fmt.Sprintf("devices/plc-%03d", i), Kind: "device", State: StateRunning,
+			LastError: strings.Repeat("x", i%97), Depth: i})
+	}
+	whole, err := json.Marshal(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, err := treeParts(f, len(whole))
+	if err != nil || len(one) != 1 || string(one[0]) != string(whole) {
+		t.Fatalf("a tree that fits: %d messages, %v", len(one), err)
+	}
+	if strings.Contains(string(one[0]), `"part"`) {
+		t.Errorf("a single message carries part numbers: %.200s", one[0])
+	}
+
+	const limit = 2000
+	parts, err := treeParts(f, limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(parts) < len(whole)/limit {
+		t.Fatalf("%d parts for %d bytes at %d each", len(parts), len(whole), limit)
+	}
+	var got []FeedActor
+	for i, p := range parts {
+		if len(p) > limit {
+			t.Errorf("part %d: %d bytes, over %d", i+1, len(p), limit)
+		}
+		var pf TreeFeed
+		if err := json.Unmarshal(p, &pf); err != nil {
+			t.Fatalf("part %d: %v: %.200s", i+1, err, p)
+		}
+		if pf.Gateway != f.Gateway || pf.Timestamp != f.Timestamp || pf.Part != i+1 || pf.Parts != len(parts) || len(pf.Actors) == 0 {
+			t.Fatalf("part %d header: %+v (%d actors)", i+1, pf, len(pf.Actors))
+		}
+		got = append(got, pf.Actors...)
+	}
+	if len(got) != len(f.Actors) {
+		t.Fatalf("%d actors in the parts, want %d", len(got), len(f.Actors))
+	}
+	for i := range got {
+		if got[i].Path != f.Actors[i].Path || got[i].LastError != f.Actors[i].LastError || got[i].Depth != f.Actors[i].Depth {
+			t.Fatalf("actor %d: got %+v, want %+v", i, got[i], f.Actors[i])
+		}
+	}
+
+	big := TreeFeed{Gateway: "gw-1", Timestamp: 1, Actors: []FeedActor{{Path: "a"}, {Path: "b", LastError: strings.Repeat("e", 5000)}, {Path: "c"}}}
+	parts, err = treeParts(big, 1000)
+	if err != nil || len(parts) != 3 {
+		t.Fatalf("an actor over the limit: %d parts, %v", len(parts), err)
+	}
+	if !strings.Contains(string(parts[1]), `"path":"b"`) || len(parts[1]) < 5000 {
+		t.Errorf("the large actor's part: %.100s", parts[1])
+	}
+}
+
+// TestTreeFeedInParts: with a small part size the gateway publishes its tree in parts, and the parts of one
+// timestamp hold every actor of the tree.
+func TestTreeFeedInParts(t *testing.T) {
+	src := "gateway { id = \"parts\" }\nsink \"console\" { type = \"console\" }\n"
+	for i := range 20 {
+		src += fmt.Sprintf("device \"d%02d\" {\n  driver = \"mock\"\n  interval = \"1s\"\n  point \"p\" { signal = \"sine\" }\n}\n", i)
+	}
+	rt := startRuntime(t, parseConfig(t, src), WithFeedPartBytes(1024))
+	nc := client(t, rt.Bus().URL)
+	feed := collect(t, nc, SubjectMetricsTree+".parts")
+	want := flatten(tree(t, nc), nil)
+	checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		byTS := map[int64]map[int][]FeedActor{}
+		for _, m := range feed.all() {
+			if len(m.Data) > 1024 {
+				return fmt.Errorf("a feed message of %d bytes", len(m.Data))
+			}
+			var f TreeFeed
+			if err := json.Unmarshal(m.Data, &f); err != nil {
+				t.Fatalf("feed %q: %v", m.Data, err)
+			}
+			if f.Parts < 2 {
+				t.Fatalf("a tree of %d actors in one message of %d bytes", len(f.Actors), len(m.Data))
+			}
+			if byTS[f.Timestamp] == nil {
+				byTS[f.Timestamp] = map[int][]FeedActor{}
+			}
+			byTS[f.Timestamp][f.Part] = f.Actors
+			if len(byTS[f.Timestamp]) < f.Parts {
+				continue
+			}
+			seen := map[string]bool{}
+			for p := 1; p <= f.Parts; p++ {
+				for _, a := range byTS[f.Timestamp][p] {
+					seen[a.Path] = true
+				}
+			}
+			for _, n := range want {
+				if !seen[n.Path] {
+					return fmt.Errorf("%s missing from a complete set of %d parts", n.Path, f.Parts)
+				}
+			}
+			return nil
+		}
+		return fmt.Errorf("no complete set of parts in %d messages", feed.n())
+	})
+}

@@ -34,10 +34,11 @@ const DefaultStopTimeout = 4 * time.Second
 
 // Runtime is one running gateway.
 type Runtime struct {
-	cfg         *config.Config
-	log         zerolog.Logger
-	stdout      io.Writer
-	stopTimeout time.Duration
+	cfg           *config.Config
+	log           zerolog.Logger
+	stdout        io.Writer
+	stopTimeout   time.Duration
+	feedPartBytes int // WithFeedPartBytes
 
 	bus *Bus
 	sys *actor.ActorSystem
@@ -85,6 +86,11 @@ func WithStopTimeout(d time.Duration) Option { return func(r *Runtime) { r.stopT
 
 // WithConfigPath names the file the config came from, for Reload (SIGHUP, iot.control.reload).
 func WithConfigPath(path string) Option { return func(r *Runtime) { r.configPath = path } }
+
+// WithFeedPartBytes bounds each message of the dashboard's tree feed (iot.metrics.tree.{gateway}) to n bytes; a
+// larger tree goes out in parts (dashfeed.go). The default, 0, is the connection's max_payload: the tests set it
+// small to see a tree arrive in parts.
+func WithFeedPartBytes(n int) Option { return func(r *Runtime) { r.feedPartBytes = n } }
 
 // New builds a runtime for cfg; nothing starts before Start.
 func New(cfg *config.Config, opts ...Option) *Runtime {

@@ -81,14 +81,14 @@ sink "console" { type = "console" }
 ` + extra
 }
 
-func startGateway(t testing.TB, src string) *system.Runtime {
+func startGateway(t testing.TB, src string, opts ...system.Option) *system.Runtime {
 	t.Helper()
 	cfg, diags := config.Parse([]byte(src), "dashboard_test.hcl")
 	if diags.HasErrors() {
 		t.Fatalf("config: %s", diags.Error())
 	}
 	cfg.Gateway.DataDir = t.TempDir()
-	rt := system.New(cfg, system.WithLogger(zerolog.Nop()), system.WithStdout(io.Discard))
+	rt := system.New(cfg, append([]system.Option{system.WithLogger(zerolog.Nop()), system.WithStdout(io.Discard)}, opts...)...)
 	if err := rt.Start(context.Background()); err != nil {
 		t.Fatalf("start: %v", err)
 	}
@@ -230,6 +230,21 @@ func TestDashboardInABrowser(t *testing.T) {
 	tab(t, ctx, "rules")
 	testenv.WaitJS(t, ctx, "the rule's figures", `+((document.querySelector('#rules tr[data-rule="furnace-hot"] td.num') || {}).textContent || 0) > 0`)
 	screenshot(t, ctx, "rules")
+}
+
+// TestDashboardTreeInParts: a gateway whose tree feed is larger than a bus message sends it in parts (here forced
+// by a 1 KiB part size); the page joins them, so every actor stays in the tree view after trees in parts arrive.
+func TestDashboardTreeInParts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts chromium (CI runs it)")
+	}
+	ctx := testenv.Browser(t)
+	rt := startGateway(t, browserConfig(""), system.WithFeedPartBytes(1024))
+	nc := adminConn(t, rt)
+	signIn(t, ctx, "http://"+rt.HTTPAddr(), "admin", adminPassword)
+	testenv.WaitJS(t, ctx, "two trees joined from parts", `iotgwStats.treeParts >= 2`)
+	js, _ := json.Marshal(actorPaths(t, nc))
+	testenv.WaitJS(t, ctx, "every actor in the tree view", fmt.Sprintf(`%s.every(p => [...document.querySelectorAll("#tree tbody tr")].some(tr => tr.dataset.path === p))`, js))
 }
 
 // A read-only user: no fault panel and no acknowledge on the page, and the server refuses its writes even when

@@ -28,9 +28,11 @@
     ws: null,
     backoff: 500,
     view: "tree",
+    treeParts: null, // the parts of a tree feed so far: {ts, parts, got: Map(part → actors)}
   };
   // Figures the benchmark (bench/dashboard_test.go) and the tests read.
   const stats = (window.iotgwStats = { firstRender: 0, messages: 0, points: 0, renders: 0, connects: 0, loaded: false,
+    treeParts: 0, // trees applied from a complete set of parts
     transitions: [], // the last 200 state changes seen: "devices/plc-1 running→restarting"
     backoffs: {}, // path → the last backoff (ms) of iot.errors.supervisor
     firstAt: 0, lastAt: 0, longTaskMs: 0, longTasks: 0 }); // first and last message (performance.now), main-thread stalls
@@ -266,7 +268,8 @@
     const s = state.session;
     if (subject === s.subject) {
       if (data.timestamp) state.clockOffset = data.timestamp / 1e6 - Date.now();
-      setTree(data.actors || []);
+      if (data.parts > 1) onTreePart(data);
+      else setTree(data.actors || []);
     } else if (subject === s.sinks) {
       setSinks(data.sinks || []);
     } else if (subject.startsWith("iot.processed.batch.")) {
@@ -278,6 +281,21 @@
       stats.backoffs[data.actor] = data.backoff_ms || 0;
       markDirty("tree");
     }
+  }
+
+  // A tree larger than one bus message comes in parts (system/dashfeed.go): the same timestamp, part 1..parts, in
+  // order. It is applied when every part is in; a newer timestamp drops an incomplete set (a part lost while the
+  // socket reconnected), and the next complete tree replaces it.
+  function onTreePart(data) {
+    let p = state.treeParts;
+    if (!p || p.ts !== data.timestamp || p.parts !== data.parts) p = state.treeParts = { ts: data.timestamp, parts: data.parts, got: new Map() };
+    p.got.set(data.part, data.actors || []);
+    if (p.got.size < p.parts) return;
+    state.treeParts = null;
+    let all = [];
+    for (let i = 1; i <= p.parts; i++) all = all.concat(p.got.get(i) || []);
+    stats.treeParts++;
+    setTree(all);
   }
 
   function onBatch(id, points) {
