@@ -38,6 +38,9 @@ func (s *syncBuffer) String() string {
 // checkFor polls f until it returns nil or the deadline passes (nats-server's checkFor).
 func checkFor(t *testing.T, total, sleep time.Duration, f func() error) {
 	t.Helper()
+	// The wait is a guard against a hang, not a bound on speed: never shorter than hangFloor, so a test that asks
+	// for a few seconds cannot fail on a loaded machine (go test -race ./... on two shared cores) only for being slow.
+	total = max(total, hangFloor)
 	deadline := time.Now().Add(total)
 	var err error
 	for time.Now().Before(deadline) {
@@ -137,3 +140,6 @@ func lines(s string) []string {
 var errNotYet = errors.New("not yet")
 
 func loadConfig(path string) (*config.Config, error) { return config.Load(path) }
+
+// hangFloor is the shortest wait of a polling helper (a failure waits this long; a success returns at once).
+const hangFloor = 30 * time.Second

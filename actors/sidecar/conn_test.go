@@ -208,6 +208,9 @@ func freePort(t *testing.T) int {
 
 func checkFor(t *testing.T, total, sleep time.Duration, f func() error) {
 	t.Helper()
+	// The wait is a guard against a hang, not a bound on speed: never shorter than hangFloor, so a test that asks
+	// for a few seconds cannot fail on a loaded machine (go test -race ./... on two shared cores) only for being slow.
+	total = max(total, hangFloor)
 	deadline := time.Now().Add(total)
 	var err error
 	for time.Now().Before(deadline) {
@@ -317,3 +320,6 @@ func TestConfigPayloadConnectionSettings(t *testing.T) {
 		t.Errorf("CONFIG %s, want neither retries nor serial", data)
 	}
 }
+
+// hangFloor is the shortest wait of a polling helper (a failure waits this long; a success returns at once).
+const hangFloor = 30 * time.Second

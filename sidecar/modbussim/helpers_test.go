@@ -90,6 +90,9 @@ func rawDial(t testing.TB, s *Server) net.Conn {
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
+	// The wait is a guard against a hang, not a bound on speed: never shorter than hangFloor, so a test that asks
+	// for a few seconds cannot fail on a loaded machine (go test -race ./... on two shared cores) only for being slow.
+	d = max(d, hangFloor)
 	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
@@ -120,3 +123,6 @@ func contextWithCancel(t testing.TB) (context.Context, context.CancelFunc) {
 	t.Cleanup(cancel)
 	return ctx, cancel
 }
+
+// hangFloor is the shortest wait of a polling helper (a failure waits this long; a success returns at once).
+const hangFloor = 30 * time.Second

@@ -260,6 +260,9 @@ func (r *recorder) dump() string {
 // waitFor polls f until it returns nil, failing the test after total (generous: the machine is shared).
 func waitFor(t *testing.T, total time.Duration, f func() error) {
 	t.Helper()
+	// The wait is a guard against a hang, not a bound on speed: never shorter than hangFloor, so a test that asks
+	// for a few seconds cannot fail on a loaded machine (go test -race ./... on two shared cores) only for being slow.
+	total = max(total, hangFloor)
 	deadline := time.Now().Add(total)
 	var err error
 	for time.Now().Before(deadline) {
@@ -292,3 +295,6 @@ func writeFile(t *testing.T, name string, data []byte) string {
 	}
 	return p
 }
+
+// hangFloor is the shortest wait of a polling helper (a failure waits this long; a success returns at once).
+const hangFloor = 30 * time.Second
