@@ -9,6 +9,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
+	actorsidecar "github.com/iotgw/iotgw/actors/sidecar"
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 )
@@ -49,6 +50,9 @@ func (c *control) Inboxes() []actors.Inbox {
 		SubjectDevicesUpdate, SubjectDevicesRemove, SubjectFaultsInject, SubjectFaultsClear, SubjectFaultsList, SubjectReload,
 		SubjectActorsRestart, SubjectDevicesWrite, SubjectDevicesBrowse, SubjectSinksList, SubjectSinksGet}
 	subjects = append(subjects, ruleSubjects...) // rules.go
+	// And every request addressed to this gateway alone (actors.GatewayControl), in one inbox: an addressed
+	// subject that is no request gets "unknown control subject", where a plain one gets no answer at all.
+	subjects = append(subjects, actors.GatewayControl(c.rt.cfg.Gateway.ID, actors.ControlPrefix+">"))
 	in := make([]actors.Inbox, len(subjects))
 	for i, s := range subjects {
 		in[i] = actors.Inbox{Subject: s}
@@ -75,16 +79,20 @@ func (c *control) Receive(ctx actor.Context) {
 	if !ok {
 		return
 	}
-	if id, ok := writeTarget(msg.Subject); ok { // see writes.go
+	subject := actors.LocalControl(c.rt.cfg.Gateway.ID, msg.Subject) // the same request, addressed or not
+	if strings.HasPrefix(subject, actorsidecar.StatusPrefix) {
+		return // addressed to a sidecar's own actor, which answers it (actors/sidecar: its inbox has both forms)
+	}
+	if id, ok := writeTarget(subject); ok { // see writes.go
 		c.routeWrite(ctx, msg, id)
 		return
 	}
-	if id, ok := browseTarget(msg.Subject); ok { // see browse.go
+	if id, ok := browseTarget(subject); ok { // see browse.go
 		c.routeBrowse(ctx, msg, id)
 		return
 	}
 	var reply any
-	switch msg.Subject {
+	switch subject {
 	case SubjectPing:
 		reply = Pong{
 			Pong: true, Gateway: c.rt.cfg.Gateway.ID, Version: Version,
@@ -118,7 +126,7 @@ func (c *control) Receive(ctx actor.Context) {
 		reply = c.rt.getSink(msg.Data)
 	default:
 		var ok bool
-		if reply, ok = c.rt.controlRules(msg.Subject, msg.Data); !ok { // rules.go
+		if reply, ok = c.rt.controlRules(subject, msg.Data); !ok { // rules.go
 			reply = ErrorReply{Error: "unknown control subject " + msg.Subject}
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iotgw/iotgw/actors"
 	"github.com/iotgw/iotgw/isp"
 	"github.com/iotgw/iotgw/sidecar/modbussim"
 	"github.com/nats-io/nats.go"
@@ -535,4 +536,87 @@ func TestReload(t *testing.T) {
 	l := watchBatches(t, nc)
 	l.wait(t, "added", "x")
 	l.wait(t, "change", "x")
+}
+
+// TestControlAddressedToOneGateway: two gateways on one server (B in client mode on A's embedded server) both
+// answer a plain control request; on iot.control.gw.{gateway}.… only the one addressed answers, a device added
+// that way is added to it alone, and an addressed subject that is no request gets an error, not silence.
+func TestControlAddressedToOneGateway(t *testing.T) {
+	a := startRuntime(t, parseConfig(t, `gateway { id = "gw-a" }`))
+	startRuntime(t, parseConfig(t, fmt.Sprintf("gateway { id = \"gw-b\" }\nnats { url = %q }", a.Bus().URL)))
+	nc := client(t, a.Bus().URL)
+	replies := collect(t, nc, "ctl-test.>")
+	gatewaysAt := func(subject string) []string {
+		var out []string
+		for _, m := range replies.all() {
+			if m.Subject == subject {
+				var p Pong
+				if err := json.Unmarshal(m.Data, &p); err != nil {
+					t.Fatalf("reply on %s: %q: %v", subject, m.Data, err)
+				}
+				out = append(out, p.Gateway)
+			}
+		}
+		return out
+	}
+	ping := func(subject, reply string) {
+		t.Helper()
+		if err := nc.PublishRequest(subject, reply, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	ping(SubjectPing, "ctl-test.plain")
+	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if got := gatewaysAt("ctl-test.plain"); len(got) != 2 {
+			return fmt.Errorf("plain ping answered by %v, want both gateways", got)
+		}
+		return nil
+	})
+
+	// Each gateway answers in the order it got the requests, so once gw-b has answered the request after the one
+	// addressed to gw-a (and gw-a the one after that), a wrong answer to an earlier one would be in already.
+	ping(actors.GatewayControl("gw-a", SubjectPing), "ctl-test.to-a")
+	ping(actors.GatewayControl("gw-b", SubjectPing), "ctl-test.to-b")
+	ping(actors.GatewayControl("gw-a", SubjectPing), "ctl-test.to-a-again")
+	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if len(gatewaysAt("ctl-test.to-b")) == 0 || len(gatewaysAt("ctl-test.to-a-again")) == 0 {
+			return fmt.Errorf("addressed pings unanswered: %d replies", replies.n())
+		}
+		return nil
+	})
+	for subject, want := range map[string]string{"ctl-test.to-a": "gw-a", "ctl-test.to-b": "gw-b", "ctl-test.to-a-again": "gw-a"} {
+		if got := gatewaysAt(subject); len(got) != 1 || got[0] != want {
+			t.Errorf("%s answered by %v, want %s alone", subject, got, want)
+		}
+	}
+
+	dev := `device "only-b" {
+  driver   = "mock"
+  interval = "1s"
+  point "p" { signal = "sine" }
+}`
+	if r := ask(t, nc, actors.GatewayControl("gw-b", SubjectDevicesAdd), dev); !r.OK {
+		t.Fatalf("add on gw-b: %+v", r)
+	}
+	has := func(gw string) bool {
+		r := ask(t, nc, actors.GatewayControl(gw, SubjectDevicesList), "")
+		for _, d := range r.Devices {
+			if d.ID == "only-b" {
+				return true
+			}
+		}
+		return false
+	}
+	if !has("gw-b") || has("gw-a") {
+		t.Errorf("only-b on gw-b: %v, on gw-a: %v; want gw-b alone", has("gw-b"), has("gw-a"))
+	}
+
+	m, err := nc.Request(actors.GatewayControl("gw-a", "iot.control.no.such.request"), nil, 10*time.Second)
+	if err != nil {
+		t.Fatalf("an addressed unknown subject: %v", err)
+	}
+	if !strings.Contains(string(m.Data), "unknown control subject iot.control.gw.gw-a.no.such.request") {
+		t.Errorf("an addressed unknown subject: %s", m.Data)
+	}
 }

@@ -35,7 +35,10 @@ const (
 )
 
 // StatusSubject is where an operator asks a sidecar for its STATUS: iot.control.sidecars.{name}.status.
-func StatusSubject(name string) string { return "iot.control.sidecars." + name + ".status" }
+func StatusSubject(name string) string { return StatusPrefix + name + ".status" }
+
+// StatusPrefix begins every sidecar's status subject.
+const StatusPrefix = "iot.control.sidecars."
 
 // conn is the actor of one sidecar. On start one worker does the blocking part: launch the plugin (when the
 // sidecar is the gateway's to run) and wait for its port, dial, send the block's config as CONFIG and wait for the
@@ -146,7 +149,8 @@ func NewConn(sc config.Sidecar, pluginsDir string, env actors.Env) actor.Produce
 }
 
 func (c *conn) Inboxes() []actors.Inbox {
-	return []actors.Inbox{{Subject: StatusSubject(c.cfg.Name)}}
+	status := StatusSubject(c.cfg.Name)
+	return []actors.Inbox{{Subject: status}, {Subject: actors.GatewayControl(c.env.GatewayID, status)}}
 }
 
 func (c *conn) Receive(ctx actor.Context) {

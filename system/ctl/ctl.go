@@ -21,6 +21,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/iotgw/iotgw/actors"
 	"github.com/iotgw/iotgw/config"
 	"github.com/iotgw/iotgw/system"
 	"github.com/mattn/go-isatty"
@@ -28,7 +29,7 @@ import (
 )
 
 const ctlUsage = `Usage: iotgw ctl [-s URL] [-json] [-timeout 5s] [-user U -password P | -creds FILE | -nkey SEEDFILE]
-                 [-inbox-prefix P] [-tlsca FILE] [-tlscert FILE -tlskey FILE] COMMAND …
+                 [-inbox-prefix P] [-tlsca FILE] [-tlscert FILE -tlskey FILE] [-gateway ID] COMMAND …
 
 Commands:
   ping                                  is the gateway there? its id, version and uptime
@@ -59,6 +60,8 @@ Commands:
 Flags may follow the command words. -s defaults to $NATS_URL, else nats://127.0.0.1:4222.
 Replies come to the inbox _INBOX.{user} with -user (a non-admin may read no other); give -inbox-prefix with
 -creds or -nkey. -tlsca trusts a CA (tls:// servers), -tlscert/-tlskey present a client certificate.
+-gateway ID sends the request to that gateway alone (iot.control.gw.{ID}.…): on a server shared by several gateways
+a request without it is answered by each, and the first reply is shown.
 -json prints the gateway's reply as it is (indented). Exit status: 0 ok, 1 the request failed, 2 usage error.
 `
 
@@ -94,6 +97,7 @@ type ctlFlags struct {
 	inboxPrefix, tlsCA, tlsCert, tlsKey string
 	json                                bool
 	timeout                             time.Duration
+	gateway                             string // -gateway: address the request to this gateway alone
 
 	file              string // devices add/update -f
 	duration, latency string // fault inject -for, -latency
@@ -133,6 +137,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return ctlFailed
 	}
 	req.subject = ctlSubjectPrefix + req.subject
+	if f.gateway != "" {
+		req.subject = actors.GatewayControl(f.gateway, req.subject) // iot.control.gw.{gateway}.…
+	}
 
 	reply, err := ctlSend(&f, req)
 	if err != nil {
@@ -169,6 +176,7 @@ func newCtlFlagSet(f *ctlFlags, stderr io.Writer) *flag.FlagSet {
 	}
 	fs.StringVar(&f.server, "s", server, "NATS server URL")
 	fs.BoolVar(&f.json, "json", false, "print the raw reply")
+	fs.StringVar(&f.gateway, "gateway", "", "address the request to the gateway with this id alone (iot.control.gw.{id}.…)")
 	fs.DurationVar(&f.timeout, "timeout", 5*time.Second, "how long to wait for the connection and for the reply")
 	fs.StringVar(&f.user, "user", "", "NATS user")
 	fs.StringVar(&f.password, "password", "", "NATS password")
@@ -391,7 +399,7 @@ var ctlCommandFlags = map[string][]string{
 }
 
 var ctlConnFlags = map[string]bool{"s": true, "json": true, "timeout": true, "user": true, "password": true, "creds": true, "nkey": true,
-	"inbox-prefix": true, "tlsca": true, "tlscert": true, "tlskey": true}
+	"inbox-prefix": true, "tlsca": true, "tlscert": true, "tlskey": true, "gateway": true}
 
 const ctlFaultsHint = "are faults enabled?"
 
@@ -439,6 +447,8 @@ func ctlCheckAuth(f *ctlFlags) error {
 		return ctlUsagef("-tlscert and -tlskey go together")
 	case f.inboxPrefix != "" && (config.ValidSubject(f.inboxPrefix, false) != nil || strings.HasSuffix(f.inboxPrefix, ".")):
 		return ctlUsagef("-inbox-prefix %q is not a subject without wildcards", f.inboxPrefix)
+	case f.gateway != "" && !ctlToken(f.gateway):
+		return ctlUsagef("-gateway %q is not a gateway id (1 to 64 letters, digits, - and _)", f.gateway)
 	}
 	return nil
 }

@@ -144,6 +144,20 @@ func TestCtlCommands(t *testing.T) {
 			wantSubject: "iot.control.ping", wantOut: "{\n  \"pong\": true,\n  \"gateway\": \"gw-1\"\n}\n",
 		},
 		{
+			name: "ping one gateway", args: []string{"-gateway", "gw-b", "ping"},
+			reply:       `{"pong":true,"gateway":"gw-b","version":"1.2.3","uptime_s":1.5,"timestamp":1}`,
+			wantSubject: "iot.control.gw.gw-b.ping", wantOut: "pong from gw-b (iotgw 1.2.3), up 1.5s\n",
+		},
+		{
+			name: "write on one gateway", args: []string{"devices", "write", "plc-1", "setpoint", "75", "-gateway", "line_3"},
+			reply:       `{"ok":true,"device":"plc-1","key":"setpoint","value":75}`,
+			wantSubject: "iot.control.gw.line_3.devices.plc-1.write", wantBody: `{"key":"setpoint","value":75}`,
+		},
+		{
+			name: "hostile gateway id", args: []string{"-gateway", "a.>", "ping"}, wantCode: 2,
+			wantErr: `-gateway "a.>" is not a gateway id`,
+		},
+		{
 			name: "tree", args: []string{"tree"}, reply: ctlTreeReply,
 			wantSubject: "iot.control.tree", wantOut: ctlTreeDrawing,
 		},
