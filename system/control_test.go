@@ -139,7 +139,7 @@ func TestHotAddStoredInJetStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := kv.Get(ctx, kvKey("js-1"))
+	e, err := kv.Get(ctx, kvKey(cfg.Gateway.ID, "js-1"))
 	if err != nil || !strings.Contains(string(e.Value()), `device "js-1"`) {
 		t.Fatalf("bucket entry: %v", err)
 	}
@@ -610,6 +610,12 @@ func TestControlAddressedToOneGateway(t *testing.T) {
 	}
 	if !has("gw-b") || has("gw-a") {
 		t.Errorf("only-b on gw-b: %v, on gw-a: %v; want gw-b alone", has("gw-b"), has("gw-a"))
+	}
+	// The three share one JetStream, so one bucket of run-time devices: a gateway that starts now loads its own
+	// entries, not gw-b's (each gateway's keys begin with its id).
+	startRuntime(t, parseConfig(t, fmt.Sprintf("gateway { id = \"gw-c\" }\nnats { url = %q }", a.Bus().URL)))
+	if has("gw-c") {
+		t.Error("gw-c, started after only-b was added to gw-b, runs only-b too")
 	}
 
 	m, err := nc.Request(actors.GatewayControl("gw-a", "iot.control.no.such.request"), nil, 10*time.Second)

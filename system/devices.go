@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -143,19 +144,29 @@ func (f *fileStore) change(edit func(map[string][]byte)) error {
 	return nil
 }
 
-// kvStore is a JetStream key-value bucket; keys are the device ids, base64url-encoded (ids may hold characters
-// keys may not).
+// kvStore is a JetStream key-value bucket of devices (or rules) added at run time, one entry per id, keyed
+// {gateway}.{base64url(id)} (ids may hold characters keys may not). The gateway's id in the key keeps gateways
+// that share one JetStream (client mode, on one server or cluster) apart: each loads only what was added to it,
+// where before they all loaded every entry, so a device added to one gateway was polled by all after a restart.
+//
+// An entry of the earlier form, the bare {base64url(id)}, is still loaded (by every gateway that shares the
+// bucket, as before: it cannot say whose it was) and is moved to this gateway's key at the next change of that id.
 type kvStore struct {
-	kv  jetstream.KeyValue
-	log zerolog.Logger // an entry that cannot be read is skipped with an error here
+	kv      jetstream.KeyValue
+	gateway string         // the gateway id, the keys' first token
+	log     zerolog.Logger // an entry that cannot be read is skipped with an error here
 }
 
 // DevicesBucket is the JetStream key-value bucket of devices added at run time.
 const DevicesBucket = "IOTGW_DEVICES"
 
-func (k *kvStore) String() string { return "JetStream bucket " + DevicesBucket }
+func (k *kvStore) String() string { return "JetStream bucket " + k.kv.Bucket() }
 
-func kvKey(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
+// kvKey is the key of id in a bucket of the gateway's run-time devices or rules.
+func kvKey(gateway, id string) string { return gateway + "." + legacyKVKey(id) }
+
+// legacyKVKey is the key of the earlier form, without the gateway.
+func legacyKVKey(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
 
 func (k *kvStore) Load(ctx context.Context) (map[string][]byte, error) {
 	out := map[string][]byte{}
@@ -164,10 +175,21 @@ func (k *kvStore) Load(ctx context.Context) (map[string][]byte, error) {
 		return nil, err
 	}
 	// One entry that cannot be read must not keep the others from running, so it is skipped, but never silently.
+	own := map[string]bool{} // ids with an entry of this gateway's form: it wins over a legacy entry of the id
 	for key := range keys.Keys() {
-		id, err := base64.RawURLEncoding.DecodeString(key)
+		enc, legacy := key, true
+		if gw, rest, ok := strings.Cut(key, "."); ok {
+			if gw != k.gateway {
+				continue // another gateway's
+			}
+			enc, legacy = rest, false
+		}
+		id, err := base64.RawURLEncoding.DecodeString(enc)
 		if err != nil {
-			k.log.Error().Str("key", key).Str("store", k.String()).Err(err).Msg("stored device key is not a base64url device id; skipped")
+			k.log.Error().Str("key", key).Str("store", k.String()).Err(err).Msg("stored key is not a base64url id; skipped")
+			continue
+		}
+		if legacy && own[string(id)] {
 			continue
 		}
 		e, err := k.kv.Get(ctx, key)
@@ -175,21 +197,38 @@ func (k *kvStore) Load(ctx context.Context) (map[string][]byte, error) {
 			continue // deleted since the listing
 		}
 		if err != nil {
-			k.log.Error().Str("device", string(id)).Str("store", k.String()).Err(err).Msg("stored device cannot be read; skipped")
+			k.log.Error().Str("id", string(id)).Str("store", k.String()).Err(err).Msg("stored entry cannot be read; skipped")
 			continue
 		}
 		out[string(id)] = e.Value()
+		if !legacy {
+			own[string(id)] = true
+		}
 	}
 	return out, nil
 }
 
 func (k *kvStore) Put(ctx context.Context, id string, hclText []byte) error {
-	_, err := k.kv.Put(ctx, kvKey(id), hclText)
-	return err
+	if _, err := k.kv.Put(ctx, kvKey(k.gateway, id), hclText); err != nil {
+		return err
+	}
+	return k.deleteLegacy(ctx, id)
 }
 
 func (k *kvStore) Delete(ctx context.Context, id string) error {
-	err := k.kv.Delete(ctx, kvKey(id))
+	err := k.kv.Delete(ctx, kvKey(k.gateway, id))
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return err
+	}
+	return k.deleteLegacy(ctx, id)
+}
+
+// deleteLegacy removes id's entry of the earlier form, if there is one (moved to this gateway's key, or deleted).
+func (k *kvStore) deleteLegacy(ctx context.Context, id string) error {
+	if _, err := k.kv.Get(ctx, legacyKVKey(id)); errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	err := k.kv.Delete(ctx, legacyKVKey(id))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil
 	}
@@ -203,7 +242,7 @@ func (r *Runtime) openDeviceStore(ctx context.Context) error {
 	if r.cfg.NATS.JetStream.Enabled && r.bus.JS == nil {
 		r.store = newLateStore() // NATS was not there: the bucket is read at the first connection (late.go)
 	} else if r.bus.JS != nil {
-		kv, err := devicesBucket(ctx, r.bus.JS, r.log)
+		kv, err := devicesBucket(ctx, r.bus.JS, r.cfg.Gateway.ID, r.log)
 		if err != nil {
 			return fmt.Errorf("device store: %w", err)
 		}

@@ -68,12 +68,12 @@ func (l *lateStore) Delete(ctx context.Context, id string) error {
 }
 
 // devicesBucket opens (creating it when needed) the bucket of the devices added at run time.
-func devicesBucket(ctx context.Context, js jetstream.JetStream, log zerolog.Logger) (*kvStore, error) {
+func devicesBucket(ctx context.Context, js jetstream.JetStream, gateway string, log zerolog.Logger) (*kvStore, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: DevicesBucket, Description: "iotgw devices added at run time", History: 5})
 	if err != nil {
 		return nil, err
 	}
-	return &kvStore{kv: kv, log: log}, nil
+	return &kvStore{kv: kv, gateway: gateway, log: log}, nil
 }
 
 // startLate starts openLate when the device store is late; Start calls it once the tree is up.
@@ -111,7 +111,7 @@ func (r *Runtime) openLate(ctx context.Context, ls *lateStore) {
 	wait := backoff.Backoff{Policy: backoff.Policy{Initial: 500 * time.Millisecond, Max: 30 * time.Second}}
 	for {
 		kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		store, err = devicesBucket(kctx, js, r.log)
+		store, err = devicesBucket(kctx, js, r.cfg.Gateway.ID, r.log)
 		cancel()
 		if err == nil {
 			break

@@ -104,7 +104,7 @@ func (r *Runtime) openRules() *ruleRegistry {
 	switch {
 	case r.cfg.NATS.JetStream.Enabled:
 		reg.alerts = &alertKV{bus: r.bus, log: r.log}
-		reg.store = &lazyKV{bus: r.bus, bucket: RulesBucket, log: r.log}
+		reg.store = &lazyKV{bus: r.bus, bucket: RulesBucket, gateway: r.cfg.Gateway.ID, log: r.log}
 	default:
 		reg.alerts = newAlertMemory()
 		reg.store = &fileStore{path: filepath.Join(r.cfg.Gateway.DataDir, "rules.json")}
@@ -640,11 +640,12 @@ func (r *Runtime) ackAlert(body []byte) RulesReply {
 // lazyKV is a deviceStore on a JetStream bucket opened at first use, waiting (bounded by the caller's context)
 // for JetStream when the server was not there at start.
 type lazyKV struct {
-	bus    *Bus
-	bucket string
-	log    zerolog.Logger
-	mu     sync.Mutex
-	kv     *kvStore
+	bus     *Bus
+	bucket  string
+	gateway string // the keys' first token (kvStore); the alerts' bucket has keys of its own, shared by the gateways
+	log     zerolog.Logger
+	mu      sync.Mutex
+	kv      *kvStore
 }
 
 func (l *lazyKV) String() string { return "JetStream bucket " + l.bucket }
@@ -664,7 +665,7 @@ func (l *lazyKV) open(ctx context.Context) (*kvStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", l, err)
 	}
-	l.kv = &kvStore{kv: kv, log: l.log}
+	l.kv = &kvStore{kv: kv, gateway: l.gateway, log: l.log}
 	return l.kv, nil
 }
 

@@ -112,8 +112,8 @@ device "t1" {
 		name, op, subject string
 		attack            func() error
 	}{
-		{"store a device in the KV bucket", "Publish to", "$KV." + DevicesBucket + "." + kvKey("evil"), func() error {
-			return reader.Publish("$KV."+DevicesBucket+"."+kvKey("evil"), []byte(evil))
+		{"store a device in the KV bucket", "Publish to", "$KV." + DevicesBucket + "." + kvKey(rt.cfg.Gateway.ID, "evil"), func() error {
+			return reader.Publish("$KV."+DevicesBucket+"."+kvKey(rt.cfg.Gateway.ID, "evil"), []byte(evil))
 		}},
 		{"delete the data stream", "Publish to", "$JS.API.STREAM.DELETE." + StreamName, func() error {
 			c, cancel := context.WithTimeout(ctx, time.Second) // no reply will come: the request is dropped
@@ -181,7 +181,7 @@ device "t1" {
 	if err != nil {
 		t.Fatalf("bucket %s after the attacks: %v", DevicesBucket, err)
 	}
-	if _, err := kv.Get(ctx, kvKey("evil")); !errors.Is(err, jetstream.ErrKeyNotFound) {
+	if _, err := kv.Get(ctx, kvKey(rt.cfg.Gateway.ID, "evil")); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Errorf("bucket entry evil: %v, want not found", err)
 	}
 	if r := ask(t, admin, SubjectPing, ""); r.Error != "" {
@@ -428,10 +428,10 @@ func TestEnvRefusedInStoredDevices(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				kv, err := js.KeyValue(ctx, DevicesBucket)
 				if err == nil {
-					_, err = kv.Put(ctx, kvKey("leak"), []byte(stored))
+					_, err = kv.Put(ctx, kvKey(cfg.Gateway.ID, "leak"), []byte(stored))
 				}
 				if err == nil {
-					_, err = kv.Put(ctx, kvKey("fine"), []byte(good))
+					_, err = kv.Put(ctx, kvKey(cfg.Gateway.ID, "fine"), []byte(good))
 				}
 				cancel()
 				if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -37,7 +38,7 @@ func TestKVLoadReportsUnreadableEntries(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var logs syncBuffer
-	store, err := devicesBucket(ctx, rt.Bus().JS, zerolog.New(&logs))
+	store, err := devicesBucket(ctx, rt.Bus().JS, rt.cfg.Gateway.ID, zerolog.New(&logs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +46,8 @@ func TestKVLoadReportsUnreadableEntries(t *testing.T) {
 	if err := store.Put(ctx, "ok", good); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.kv.Put(ctx, "not.an.id", good); err != nil { // "." is not in the base64url alphabet
+	bad := rt.cfg.Gateway.ID + ".not.an.id" // this gateway's, but "." is not in the base64url alphabet
+	if _, err := store.kv.Put(ctx, bad, good); err != nil {
 		t.Fatal(err)
 	}
 	got, err := store.Load(ctx)
@@ -55,8 +57,75 @@ func TestKVLoadReportsUnreadableEntries(t *testing.T) {
 	if len(got) != 1 || string(got["ok"]) != string(good) {
 		t.Errorf("loaded %q, want only device ok", got)
 	}
-	if !strings.Contains(logs.String(), `"key":"not.an.id"`) || !strings.Contains(logs.String(), "skipped") {
-		t.Errorf("log %q does not name the skipped key not.an.id", logs.String())
+	if !strings.Contains(logs.String(), `"key":"`+bad+`"`) || !strings.Contains(logs.String(), "skipped") {
+		t.Errorf("log %q does not name the skipped key %s", logs.String(), bad)
+	}
+}
+
+// TestKVKeysPerGateway: gateways sharing one bucket (client mode, one JetStream) each load their own entries and
+// not the others'; an entry of the earlier form (no gateway in the key) is loaded by each, and moved to the key of
+// the gateway that changes it next.
+func TestKVKeysPerGateway(t *testing.T) {
+	rt := startRuntime(t, parseConfig(t, "nats {\n  jetstream { enabled = true }\n}\n"))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	open := func(gw string) *kvStore {
+		s, err := devicesBucket(ctx, rt.Bus().JS, gw, zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	a, b := open("gw-a"), open("gw-b")
+	def := func(id string) []byte { return []byte("device \"" + id + "\" {}") }
+	if err := a.Put(ctx, "x", def("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Put(ctx, "y", def("y")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.kv.Put(ctx, legacyKVKey("z"), def("z")); err != nil { // as an earlier version stored it
+		t.Fatal(err)
+	}
+	ids := func(s *kvStore) string {
+		t.Helper()
+		m, err := s.Load(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for id, v := range m {
+			if string(v) != string(def(id)) {
+				t.Errorf("%s: entry %s holds %q", s.gateway, id, v)
+			}
+			out = append(out, id)
+		}
+		sort.Strings(out)
+		return strings.Join(out, ",")
+	}
+	if got := ids(a); got != "x,z" {
+		t.Errorf("gw-a loads %s, want x,z", got)
+	}
+	if got := ids(b); got != "y,z" {
+		t.Errorf("gw-b loads %s, want y,z", got)
+	}
+	if err := a.Put(ctx, "z", def("z")); err != nil { // gw-a changes z: it becomes gw-a's
+		t.Fatal(err)
+	}
+	if got := ids(a); got != "x,z" {
+		t.Errorf("gw-a after its change of z loads %s, want x,z", got)
+	}
+	if got := ids(b); got != "y" {
+		t.Errorf("gw-b after gw-a's change of z loads %s, want y", got)
+	}
+	if err := b.Delete(ctx, "x"); err != nil { // another gateway's id: nothing of gw-a's goes
+		t.Fatal(err)
+	}
+	if err := a.Delete(ctx, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(a); got != "z" {
+		t.Errorf("gw-a after deleting x loads %s, want z", got)
 	}
 }
 
