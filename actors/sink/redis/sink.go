@@ -89,6 +89,7 @@ type pointBatch struct {
 	json   []byte // the points' JSON back to back, for PUBLISH
 	jend   []int
 	mend   []int // the end of each message's points (stream_entry = "batch": an entry per device and message)
+	fields []any // Write's hash fields, six per point, kept for the next batch
 }
 
 // Add implements batch.Batch: a point whose device id or key is not a token is refused with its whole message
@@ -119,7 +120,8 @@ func (b *pointBatch) Add(_ string, points []isp.Point) (int, error) {
 
 func (b *pointBatch) Reset() {
 	clear(b.points)
-	b.points, b.tags, b.json, b.jend, b.mend = b.points[:0], b.tags[:0], b.json[:0], b.jend[:0], b.mend[:0]
+	clear(b.fields) // the strings of this batch's points, not to be held until the next
+	b.points, b.tags, b.json, b.jend, b.mend, b.fields = b.points[:0], b.tags[:0], b.json[:0], b.jend[:0], b.mend[:0], b.fields[:0]
 }
 
 // Field names beside a key's value in the device's hash: keys are tokens (letters, digits, '-', '_'), so a name
@@ -157,6 +159,22 @@ func (t *target) Write(ctx context.Context, bb batch.Batch) error {
 	b := bb.(*pointBatch)
 	pipe := t.c.Pipeline()
 	var owners [][]int // entries of each queued command, by position
+	// A point's six hash fields ({key} value, {key}.ts, {key}.q), made and boxed into interface values once: the
+	// hash and a stream_entry = "batch" entry name them alike and share them (each string boxed is an allocation;
+	// they were most of the sink's allocations per point).
+	var fields []any
+	if t.cfg.HashPrefix != "" || (t.cfg.StreamPrefix != "" && t.cfg.StreamEntry == EntryBatch) {
+		if cap(b.fields) < 6*len(b.points) {
+			b.fields = make([]any, 0, 6*len(b.points))
+		}
+		fields = b.fields[:0]
+		for i := range b.points {
+			p := &b.points[i]
+			fields = append(fields, p.Key, valueText(p.Value),
+				p.Key+fieldTimestamp, strconv.FormatInt(p.Timestamp, 10), p.Key+fieldQuality, strconv.Itoa(p.Quality))
+		}
+		b.fields = fields
+	}
 	if t.cfg.HashPrefix != "" {
 		type hash struct {
 			args    []any
@@ -172,8 +190,7 @@ func (t *target) Write(ctx context.Context, bb batch.Batch) error {
 				hashes[p.DeviceID] = h
 				order = append(order, p.DeviceID)
 			}
-			h.args = append(h.args, p.Key, valueText(p.Value),
-				p.Key+fieldTimestamp, strconv.FormatInt(p.Timestamp, 10), p.Key+fieldQuality, strconv.Itoa(p.Quality))
+			h.args = append(h.args, fields[6*i:6*i+6]...)
 			h.entries = append(h.entries, i)
 		}
 		for _, dev := range order {
@@ -183,7 +200,7 @@ func (t *target) Write(ctx context.Context, bb batch.Batch) error {
 		}
 	}
 	if t.cfg.StreamPrefix != "" && t.cfg.StreamEntry == EntryBatch {
-		owners = t.batchEntries(ctx, pipe, b, owners)
+		owners = t.batchEntries(ctx, pipe, b, fields, owners)
 	}
 	for i := range b.points {
 		p := &b.points[i]
@@ -232,7 +249,7 @@ func (t *target) Write(ctx context.Context, bb batch.Batch) error {
 // its points as fields ({key}, {key}.ts, {key}.q, {key}.tag.{name}), in point order; a key that comes again
 // within the message closes the device's entry and starts the next, so an entry never holds a key twice. It
 // returns owners with each XADD's points appended.
-func (t *target) batchEntries(ctx context.Context, pipe goredis.Pipeliner, b *pointBatch, owners [][]int) [][]int {
+func (t *target) batchEntries(ctx context.Context, pipe goredis.Pipeliner, b *pointBatch, fields []any, owners [][]int) [][]int {
 	type entry struct {
 		values  []any
 		entries []int
@@ -263,7 +280,7 @@ func (t *target) batchEntries(ctx context.Context, pipe goredis.Pipeliner, b *po
 				open[p.DeviceID] = e
 			}
 			e.keys[p.Key] = struct{}{}
-			e.values = append(e.values, p.Key, valueText(p.Value), p.Key+fieldTimestamp, p.Timestamp, p.Key+fieldQuality, p.Quality)
+			e.values = append(e.values, fields[6*i:6*i+6]...)
 			for _, tag := range p.Tags {
 				e.values = append(e.values, p.Key+".tag."+tag.Key, tag.Value)
 			}
