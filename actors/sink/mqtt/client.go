@@ -39,6 +39,9 @@ type client interface {
 	// publish sends one message and returns how to wait for its outcome: the broker's PUBACK (QoS 1) or PUBCOMP
 	// (QoS 2), or the write (QoS 0). It may block while the client's window is full.
 	publish(ctx context.Context, topic string, payload []byte, qos byte, retain bool) (waiter, error)
+	// hold and release bracket a run of publishes whose packets should leave together (bufConn.hold).
+	hold()
+	release()
 	// lost is closed when the connection is lost; err says why.
 	lost() <-chan struct{}
 	err() error
@@ -98,8 +101,9 @@ func (l *lostSignal) get() error {
 // --- MQTT 3.1.1: paho.mqtt.golang ---
 
 type client3 struct {
-	c   paho3.Client
-	sig *lostSignal
+	c    paho3.Client
+	sig  *lostSignal
+	conn *bufConn // set by the connect, before Connect returns
 }
 
 func dial3(ctx context.Context, o dialOptions) (client, error) {
@@ -108,6 +112,7 @@ func dial3(ctx context.Context, o dialOptions) (client, error) {
 		scheme = "ssl://"
 	}
 	l := newLost()
+	c3 := &client3{sig: l}
 	opts := paho3.NewClientOptions().
 		AddBroker(scheme + o.address).
 		SetClientID(o.clientID).
@@ -122,7 +127,11 @@ func dial3(ctx context.Context, o dialOptions) (client, error) {
 		SetOrderMatters(false). // nothing is received; publishes keep their order on the wire anyway
 		SetConnectionLostHandler(func(_ paho3.Client, err error) { l.fire(fmt.Errorf("connection lost: %w", err)) }).
 		SetCustomOpenConnectionFn(func(*url.URL, paho3.ClientOptions) (net.Conn, error) {
-			return dialConn(ctx, o.address, o.tls, o.timeout)
+			bc, err := dialConn(ctx, o.address, o.tls, o.timeout)
+			if err == nil {
+				c3.conn = bc
+			}
+			return bc, err
 		})
 	if o.username != "" {
 		opts.SetUsername(o.username).SetPassword(o.password)
@@ -139,7 +148,8 @@ func dial3(ctx context.Context, o dialOptions) (client, error) {
 		c.Disconnect(0)
 		return nil, err
 	}
-	return &client3{c: c, sig: l}, nil
+	c3.c = c
+	return c3, nil
 }
 
 func (c *client3) publish(_ context.Context, topic string, payload []byte, qos byte, retain bool) (waiter, error) {
@@ -165,6 +175,8 @@ func (c *client3) publish(_ context.Context, topic string, payload []byte, qos b
 	}, nil
 }
 
+func (c *client3) hold()                 { c.conn.hold() }
+func (c *client3) release()              { c.conn.release() }
 func (c *client3) lost() <-chan struct{} { return c.sig.ch }
 func (c *client3) err() error            { return c.sig.get() }
 func (c *client3) close()                { c.c.Disconnect(100) }
@@ -343,6 +355,8 @@ func pubResult(topic string, resp packets.ControlPacket) error {
 // quota exceeded, payload format invalid).
 var errRefused = errors.New("the broker refused the message")
 
+func (c *client5) hold()                 { c.conn.hold() }
+func (c *client5) release()              { c.conn.release() }
 func (c *client5) lost() <-chan struct{} { return c.sig.ch }
 func (c *client5) err() error            { return c.sig.get() }
 func (c *client5) close() {

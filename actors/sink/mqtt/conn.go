@@ -35,6 +35,7 @@ type bufConn struct {
 	drained sync.Cond // signalled after each write(2) and on failure
 	pending []byte
 	spare   []byte
+	held    bool  // the publish worker has more packets coming: gather them, write at release
 	werr    error // the first write error, or net.ErrClosed after Close: every later Write returns it
 	kick    chan struct{}
 	stop    chan struct{}
@@ -100,12 +101,41 @@ func (b *bufConn) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	b.pending = append(b.pending, p...)
+	wait := b.held && len(b.pending) < maxPending
 	b.mu.Unlock()
+	if !wait {
+		b.wake()
+	}
+	return len(p), nil
+}
+
+func (b *bufConn) wake() {
 	select {
 	case b.kick <- struct{}{}:
 	default: // a kick is already waiting: the flusher will take these bytes with the others
 	}
-	return len(p), nil
+}
+
+// hold makes Write gather packets without waking the flusher until release: the publish worker holds the
+// connection while it publishes a delivery's messages (and the next deliveries already waiting), so they go out
+// in one write(2) rather than in one per few packets (measured: ~4 packets per write without it). A packet
+// another goroutine writes meanwhile (a PUBREL, a PINGREQ) waits for the release too, and a full buffer is
+// written regardless.
+func (b *bufConn) hold() {
+	b.mu.Lock()
+	b.held = true
+	b.mu.Unlock()
+}
+
+// release ends hold and writes what gathered.
+func (b *bufConn) release() {
+	b.mu.Lock()
+	b.held = false
+	n := len(b.pending)
+	b.mu.Unlock()
+	if n > 0 {
+		b.wake()
+	}
 }
 
 // flush writes what is pending, one write(2) per turn, until Close; a failed write fails the connection (the

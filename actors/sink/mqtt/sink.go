@@ -216,11 +216,9 @@ func (k *sink) publishLoop(done <-chan struct{}, send func(any)) error {
 			k.env.Metrics.Error(k.path, "publish")
 			return actors.PeerFailure(fmt.Errorf("mqtt sink %q: broker %s: %w", k.name, k.cfg.Broker, c.err()))
 		case j := <-k.jobs:
-			if len(j.msgs) == 0 {
-				if !k.enqueue(done, c, sent{job: j, last: true}) {
-					return k.publishEnded(done, c)
-				}
-				continue
+			c.hold()
+			if len(j.msgs) == 0 && !k.enqueue(done, c, sent{job: j, last: true}) {
+				return k.publishEnded(done, c)
 			}
 			for i := range j.msgs {
 				w, err := c.publish(ctx, j.msgs[i].topic, j.msgs[i].payload, qos, k.cfg.Retain)
@@ -237,6 +235,9 @@ func (k *sink) publishLoop(done <-chan struct{}, send func(any)) error {
 					return k.publishEnded(done, c)
 				}
 			}
+			if len(k.jobs) == 0 { // nothing more at hand: let the packets go
+				c.release()
+			}
 		}
 	}
 }
@@ -249,6 +250,7 @@ func (k *sink) enqueue(done <-chan struct{}, c client, s sent) bool {
 		return true
 	default:
 	}
+	c.release() // the window is full: what is held must reach the broker for its acknowledgements to come
 	select {
 	case k.inflight <- s:
 		return true
