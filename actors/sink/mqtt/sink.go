@@ -106,7 +106,8 @@ type connected struct{}
 func (k *sink) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
-		// The channels hold at most the runtime's window of deliveries, so handing one on never blocks.
+		// jobs holds the runtime's window of deliveries, so handing one on never blocks the actor; inflight is
+		// the window of messages on the wire, which the publish worker waits on when it is full.
 		k.jobs = make(chan *job, k.cfg.MaxAckPending*len(k.cfg.Subjects)+1)
 		k.inflight = make(chan sent, k.cfg.MaxInflight)
 		k.workers.StopWait = 2 * time.Second
