@@ -744,7 +744,8 @@ sink "alerts" {
 #   persistent_session = false                    # clean_session = false (3.1.1), session_expiry (5)
 #   keep_alive         = "30s"
 #   timeout            = "10s"                    # connect and acknowledgement
-#   max_ack_pending    = 1024                     # deliveries (and 3.1.1 publishes) in flight
+#   max_ack_pending    = 1024                     # deliveries in flight
+#   max_inflight       = 1024                     # QoS 1/2 messages on the wire awaiting the broker's ack (≤ 65535)
 #   # username = "gateway"
 #   # password = env("IOTGW_MQTT_PASSWORD")
 #   # tls {
@@ -767,8 +768,10 @@ sink "alerts" {
 #   subjects       = ["iot.processed.batch.>"]
 #   # Hash {hash_prefix}{device}: field {key} = the latest value, {key}.ts its Unix ns time, {key}.q its quality.
 #   hash_prefix    = "iot:latest:"      # "" for no hash
-#   # Stream {stream_prefix}{device}, one entry per point (key, value, ts, q, tag.{name}), trimmed with MAXLEN ~.
+#   # Stream {stream_prefix}{device}, trimmed with MAXLEN ~ to stream_max_len entries.
 #   stream_prefix  = ""                 # e.g. "iot:stream:"; "" for none
+#   stream_entry   = "point"            # point: an entry per point (key, value, ts, q, tag.{name}) | batch: an entry
+#                                       #   per device and message, keys as fields ({key}, {key}.ts, {key}.q, {key}.tag.{name})
 #   stream_max_len = 100000
 #   # PUBLISH {channel_prefix}{device} with each point's JSON.
 #   channel_prefix = ""                 # e.g. "iot:points:"; "" for none

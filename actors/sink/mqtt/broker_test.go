@@ -127,13 +127,18 @@ func TestPublishesEveryPoint(t *testing.T) {
 		name, protocol, payload, topic string
 		qos                            int
 		retain                         bool
+		extra                          string
 	}{
-		{"3.1.1 qos0 json", "3.1.1", "json", "plant/{device}/{key}", 0, false},
-		{"3.1.1 qos1 value", "3.1.1", "value", "plant/{device}/{key}", 1, false},
-		{"3.1.1 qos2 batch", "3.1.1", "batch", "plant/{device}", 2, false},
-		{"5 qos0 value", "5", "value", "plant/{device}/{key}", 0, false},
-		{"5 qos1 json", "5", "json", "plant/{device}/{key}", 1, true},
-		{"5 qos2 batch", "5", "batch", "plant/{gateway}/{device}", 2, false},
+		{"3.1.1 qos0 json", "3.1.1", "json", "plant/{device}/{key}", 0, false, ""},
+		{"3.1.1 qos1 value", "3.1.1", "value", "plant/{device}/{key}", 1, false, ""},
+		{"3.1.1 qos2 batch", "3.1.1", "batch", "plant/{device}", 2, false, ""},
+		{"5 qos0 value", "5", "value", "plant/{device}/{key}", 0, false, ""},
+		{"5 qos1 json", "5", "json", "plant/{device}/{key}", 1, true, ""},
+		{"5 qos2 batch", "5", "batch", "plant/{gateway}/{device}", 2, false, ""},
+		// A window smaller than a delivery's messages: the delivery is published across several turns of the
+		// window, in order, and acked once after its last message.
+		{"3.1.1 qos1 value window 2", "3.1.1", "value", "plant/{device}/{key}", 1, false, "\n  max_inflight = 2"},
+		{"5 qos2 json window 2", "5", "json", "plant/{device}/{key}", 2, false, "\n  max_inflight = 2"},
 	}
 	for ci, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -142,8 +147,8 @@ func TestPublishesEveryPoint(t *testing.T) {
 			topic := root + "/" + tc.topic
 			sub := broker.Subscribe(t, root+"/#", root+"/probe", "checker-"+root, 2)
 			rt := startGateway(t, `gateway { id = "gw1" }`+"\n"+sinkHCL("up", broker.URL(), fmt.Sprintf(
-				"  protocol = %q\n  payload = %q\n  topic = %q\n  qos = %d\n  retain = %v\n  subjects = [\"iot.processed.batch.%s\"]",
-				tc.protocol, tc.payload, topic, tc.qos, tc.retain, dev)))
+				"  protocol = %q\n  payload = %q\n  topic = %q\n  qos = %d\n  retain = %v\n  subjects = [\"iot.processed.batch.%s\"]%s",
+				tc.protocol, tc.payload, topic, tc.qos, tc.retain, dev, tc.extra)))
 			_, js := jsClient(t, rt)
 			const batches, perBatch = 40, 3
 			for s := 0; s < batches; s++ {

@@ -64,8 +64,10 @@ type Settings struct {
 	KeepAliveText string `hcl:"keep_alive,optional"`
 	// Connect and publish-acknowledgement timeout (default "10s").
 	TimeoutText string `hcl:"timeout,optional"`
-	// Deliveries handed to the sink and not yet acknowledged (default 1024): also the publishes in flight.
+	// Deliveries handed to the sink and not yet acknowledged (default 1024).
 	MaxAckPending int `hcl:"max_ack_pending,optional"`
+	// QoS 1 and 2 messages on the wire, waiting for the broker's acknowledgement (default 1024; 16-bit packet ids).
+	MaxInflight int `hcl:"max_inflight,optional"`
 	// TLS towards the broker (implied by ssl://, tls://, mqtts://).
 	TLS *TLSBlock `hcl:"tls,block"`
 
@@ -98,6 +100,7 @@ func NewSettings() config.SinkSettings {
 		KeepAliveText:     "30s",
 		TimeoutText:       "10s",
 		MaxAckPending:     1024,
+		MaxInflight:       1024,
 	}
 }
 
@@ -156,6 +159,9 @@ func (s *Settings) Validate(v *config.Validator) {
 	}
 	if s.MaxAckPending < 1 || s.MaxAckPending > maxAckPendingCap {
 		v.Errorf("max_ack_pending", "max_ack_pending is %d: from 1 to %d", s.MaxAckPending, maxAckPendingCap)
+	}
+	if s.MaxInflight < 1 || s.MaxInflight > maxAckPendingCap {
+		v.Errorf("max_inflight", "max_inflight is %d: from 1 to %d (MQTT packet ids are 16 bits)", s.MaxInflight, maxAckPendingCap)
 	}
 	if s.TLS != nil || useTLS {
 		s.validateTLS(v.Block("tls", ""))

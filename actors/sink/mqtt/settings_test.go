@@ -66,6 +66,7 @@ func TestSettingsRefuses(t *testing.T) {
 		{"keep alive", "broker = \"tcp://h\"\nkeep_alive = \"10ms\"", "keep_alive \"10ms\" is out of range"},
 		{"timeout", "broker = \"tcp://h\"\ntimeout = \"soon\"", "timeout"},
 		{"window", "broker = \"tcp://h\"\nmax_ack_pending = 70000", "max_ack_pending is 70000"},
+		{"inflight window", "broker = \"tcp://h\"\nmax_inflight = 0", "max_inflight is 0"},
 		{"subject", "broker = \"tcp://h\"\nsubjects = [\"iot..x\"]", `gw.hcl:4,13-21: Invalid value for "subjects"`},
 		{"no subjects", "broker = \"tcp://h\"\nsubjects = []", "at least one subject"},
 		{"missing ca", "broker = \"ssl://h\"\ntls { ca = \"/nonexistent/ca.pem\" }", "/nonexistent/ca.pem"},

@@ -31,9 +31,13 @@ func init() {
 const ackWait = 60 * time.Second
 
 // sink is the mqtt sink's actor. Two workers own the connection: "publish" dials, then sends the messages of each
-// delivery in order; "confirm" waits for the broker's acknowledgements in the same order and acks the deliveries.
-// Either failing (connection lost, a publish refused, no acknowledgement in time) fails the actor as a peer
-// failure: the deliveries it held are delivered again, first and in order, to the next incarnation.
+// delivery in order without waiting for the broker; "confirm" waits for the broker's acknowledgements in the same
+// order and acks each delivery once every message of it was acknowledged. Between them is the window: a queue of
+// max_inflight messages on the wire, so the publishes of many deliveries are in flight together and the broker's
+// acknowledgements stream back while the next are written (the way mosquitto_pub -l works with its -M window),
+// instead of a round trip per message. Either worker failing (connection lost, no acknowledgement in time) fails
+// the actor as a peer failure: the deliveries it held are delivered again, first and in order, to the next
+// incarnation.
 type sink struct {
 	name     string
 	cfg      *Settings
@@ -44,7 +48,7 @@ type sink struct {
 	workers  actors.Workers
 	ctx      context.Context // cancelled at stop
 	jobs     chan *job
-	inflight chan *sent
+	inflight chan sent // the window: one entry per message on the wire, in publish order
 
 	dec    isp.Decoder
 	points []isp.Point
@@ -58,10 +62,12 @@ type job struct {
 	points int
 }
 
-// sent is a job whose messages are on the wire, waiting for the broker.
+// sent is one message on the wire, waiting for the broker; last marks the job's last message, after which its
+// delivery is settled (a job without messages is one sent with no waiter).
 type sent struct {
-	job     *job
-	waiters []waiter
+	job  *job
+	wait waiter
+	last bool
 }
 
 var (
@@ -100,9 +106,10 @@ type connected struct{}
 func (k *sink) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
-		// The channels hold at most the runtime's window of deliveries, so handing one on never blocks.
+		// jobs holds the runtime's window of deliveries, so handing one on never blocks the actor; inflight is
+		// the window of messages on the wire, which the publish worker waits on when it is full.
 		k.jobs = make(chan *job, k.cfg.MaxAckPending*len(k.cfg.Subjects)+1)
-		k.inflight = make(chan *sent, k.cfg.MaxAckPending*len(k.cfg.Subjects)+1)
+		k.inflight = make(chan sent, k.cfg.MaxInflight)
 		k.workers.StopWait = 2 * time.Second
 		var cancel context.CancelFunc
 		k.ctx, cancel = context.WithCancel(context.Background())
@@ -188,7 +195,7 @@ func (k *sink) publishLoop(done <-chan struct{}, send func(any)) error {
 	c, err := dial(ctx, k.cfg.Protocol, dialOptions{
 		address: k.cfg.address, tls: k.cfg.tlsConfig, clientID: k.clientID,
 		username: k.cfg.Username, password: k.cfg.Password, persistent: k.cfg.Persistent, expiry: k.cfg.SessionExpiry,
-		keepAlive: k.cfg.KeepAlive, timeout: k.cfg.Timeout, window: k.cfg.MaxAckPending,
+		keepAlive: k.cfg.KeepAlive, timeout: k.cfg.Timeout,
 	})
 	if err != nil {
 		select {
@@ -210,67 +217,109 @@ func (k *sink) publishLoop(done <-chan struct{}, send func(any)) error {
 			k.env.Metrics.Error(k.path, "publish")
 			return actors.PeerFailure(fmt.Errorf("mqtt sink %q: broker %s: %w", k.name, k.cfg.Broker, c.err()))
 		case j := <-k.jobs:
-			s := &sent{job: j, waiters: make([]waiter, 0, len(j.msgs))}
+			c.hold()
+			if len(j.msgs) == 0 && !k.enqueue(done, c, sent{job: j, last: true}) {
+				return k.publishEnded(done, c)
+			}
 			for i := range j.msgs {
 				w, err := c.publish(ctx, j.msgs[i].topic, j.msgs[i].payload, qos, k.cfg.Retain)
 				if err != nil {
+					select {
+					case <-done:
+						return nil
+					default:
+					}
 					k.env.Metrics.Error(k.path, "publish")
 					return actors.PeerFailure(fmt.Errorf("mqtt sink %q: publish to %q: %w", k.name, j.msgs[i].topic, err))
 				}
-				s.waiters = append(s.waiters, w)
+				if !k.enqueue(done, c, sent{job: j, wait: w, last: i == len(j.msgs)-1}) {
+					return k.publishEnded(done, c)
+				}
 			}
-			select {
-			case k.inflight <- s:
-			case <-done:
-				return nil
+			if len(k.jobs) == 0 { // nothing more at hand: let the packets go
+				c.release()
 			}
 		}
 	}
 }
 
-// confirmLoop waits for each job's acknowledgements, in order, and acks its delivery.
+// enqueue puts a message into the window, waiting while it is full; false when the sink stops or the connection
+// is lost meanwhile.
+func (k *sink) enqueue(done <-chan struct{}, c client, s sent) bool {
+	select {
+	case k.inflight <- s:
+		return true
+	default:
+	}
+	c.release() // the window is full: what is held must reach the broker for its acknowledgements to come
+	select {
+	case k.inflight <- s:
+		return true
+	case <-done:
+	case <-c.lost():
+	}
+	return false
+}
+
+// publishEnded is publishLoop's end after enqueue failed: nil when stopping, else the lost connection.
+func (k *sink) publishEnded(done <-chan struct{}, c client) error {
+	select {
+	case <-done:
+		return nil
+	default:
+	}
+	k.env.Metrics.Error(k.path, "publish")
+	return actors.PeerFailure(fmt.Errorf("mqtt sink %q: broker %s: %w", k.name, k.cfg.Broker, c.err()))
+}
+
+// confirmLoop waits for each message's acknowledgement, in publish order, and settles a delivery after its last.
 func (k *sink) confirmLoop(done <-chan struct{}, _ func(any)) error {
+	var refused error // the first refusal among the current job's messages
 	for {
+		var s sent
 		select {
 		case <-done:
 			return nil
-		case s := <-k.inflight:
-			var refused error
-			for _, w := range s.waiters {
-				err := w(done, k.cfg.Timeout)
-				switch {
-				case err == nil:
-				case errors.Is(err, errStopped):
-					return nil
-				case errors.Is(err, errRefused):
-					// The broker took the connection and refused this message for good (MQTT 5: not authorised
-					// for the topic, quota, payload format): retrying would refuse it again, so it goes to the
-					// dead letters and the sink goes on. Messages of the same delivery it accepted stay published.
-					if refused == nil {
-						refused = err
-					}
-				default:
-					k.env.Metrics.Error(k.path, "publish")
-					return actors.PeerFailure(fmt.Errorf("mqtt sink %q: broker %s: %w", k.name, k.cfg.Broker, err))
-				}
-			}
-			if refused != nil {
-				k.env.Metrics.Error(k.path, "refused")
-				k.env.Log.Warn().Err(refused).Str("sink", k.name).Msg("mqtt sink: message refused by the broker")
-				if s.job.d != nil {
-					if err := s.job.d.Term(refused.Error()); err != nil {
-						k.env.Log.Warn().Err(err).Str("sink", k.name).Msg("mqtt sink: term")
-					}
-				}
-				continue
-			}
-			if s.job.d != nil {
-				if err := s.job.d.Ack(); err != nil {
-					k.env.Log.Warn().Err(err).Str("sink", k.name).Uint64("seq", s.job.d.Seq).Msg("mqtt sink: ack (it will come again)")
-				}
-			}
-			k.env.Metrics.PointsOut(k.path, s.job.points)
+		case s = <-k.inflight:
 		}
+		if s.wait != nil {
+			err := s.wait(done, k.cfg.Timeout)
+			switch {
+			case err == nil:
+			case errors.Is(err, errStopped):
+				return nil
+			case errors.Is(err, errRefused):
+				// The broker took the connection and refused this message for good (MQTT 5: not authorised
+				// for the topic, quota, payload format): retrying would refuse it again, so it goes to the
+				// dead letters and the sink goes on. Messages of the same delivery it accepted stay published.
+				if refused == nil {
+					refused = err
+				}
+			default:
+				k.env.Metrics.Error(k.path, "publish")
+				return actors.PeerFailure(fmt.Errorf("mqtt sink %q: broker %s: %w", k.name, k.cfg.Broker, err))
+			}
+		}
+		if !s.last {
+			continue
+		}
+		if refused != nil {
+			k.env.Metrics.Error(k.path, "refused")
+			k.env.Log.Warn().Err(refused).Str("sink", k.name).Msg("mqtt sink: message refused by the broker")
+			if s.job.d != nil {
+				if err := s.job.d.Term(refused.Error()); err != nil {
+					k.env.Log.Warn().Err(err).Str("sink", k.name).Msg("mqtt sink: term")
+				}
+			}
+			refused = nil
+			continue
+		}
+		if s.job.d != nil {
+			if err := s.job.d.Ack(); err != nil {
+				k.env.Log.Warn().Err(err).Str("sink", k.name).Uint64("seq", s.job.d.Seq).Msg("mqtt sink: ack (it will come again)")
+			}
+		}
+		k.env.Metrics.PointsOut(k.path, s.job.points)
 	}
 }
 

@@ -28,7 +28,11 @@ type Settings struct {
 	// A stream per device, {stream_prefix}{device}, one entry per point (XADD … MAXLEN ~ stream_max_len); "" for
 	// none (the default).
 	StreamPrefix string `hcl:"stream_prefix,optional"`
-	// The approximate length each stream is trimmed to (default 100000).
+	// What a stream entry is: "point" (the default: one entry per point, fields key, value, ts, q, tag.{name}) or
+	// "batch" (one entry per device and bus message — a poll, a DATA frame —, the keys as fields: {key},
+	// {key}.ts, {key}.q, {key}.tag.{name}); a key that comes again in the same message starts a new entry.
+	StreamEntry string `hcl:"stream_entry,optional"`
+	// The approximate length each stream is trimmed to (default 100000), in entries.
 	StreamMaxLen int64 `hcl:"stream_max_len,optional"`
 	// PUBLISH each point's JSON on {channel_prefix}{device}; "" for none (the default).
 	ChannelPrefix string `hcl:"channel_prefix,optional"`
@@ -44,11 +48,18 @@ type Settings struct {
 	opts batch.Options
 }
 
+// The values of stream_entry.
+const (
+	EntryPoint = "point"
+	EntryBatch = "batch"
+)
+
 // NewSettings returns the settings of a redis sink block with their defaults.
 func NewSettings() config.SinkSettings {
 	return &Settings{
 		Subjects:      []string{"iot.processed.batch.>"},
 		HashPrefix:    "iot:latest:",
+		StreamEntry:   EntryPoint,
 		StreamMaxLen:  100_000,
 		BatchSize:     1000,
 		FlushInterval: "100ms",
@@ -79,6 +90,9 @@ func (s *Settings) Validate(v *config.Validator) {
 	}
 	if s.HashPrefix == "" && s.StreamPrefix == "" && s.ChannelPrefix == "" {
 		v.Errorf("hash_prefix", "The sink writes nothing: set hash_prefix, stream_prefix or channel_prefix.")
+	}
+	if s.StreamEntry != EntryPoint && s.StreamEntry != EntryBatch {
+		v.Errorf("stream_entry", "stream_entry is %q: %q (an entry per point) or %q (an entry per device and message)", s.StreamEntry, EntryPoint, EntryBatch)
 	}
 	if s.StreamMaxLen < 1 {
 		v.Errorf("stream_max_len", "stream_max_len is %d: at least 1", s.StreamMaxLen)

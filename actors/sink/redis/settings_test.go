@@ -54,6 +54,7 @@ func TestSettingsRefuses(t *testing.T) {
 		{"NUL in prefix", addr + `channel_prefix = "a\u0000"`, "without NUL", "gw.hcl:4,20"},
 		{"oversized prefix", addr + `stream_prefix = "` + strings.Repeat("p", 300) + `"`, "at most 256", "gw.hcl:4,19"},
 		{"stream len", addr + `stream_max_len = 0`, "at least 1", "gw.hcl:4,20"},
+		{"stream entry", addr + `stream_entry = "poll"`, `stream_entry is "poll"`, "gw.hcl:4,18"},
 		{"no subjects", addr + `subjects = []`, "at least one subject", "gw.hcl:4,14"},
 		{"bad subject", addr + `subjects = ["iot..x"]`, "empty token", "gw.hcl:4,15"},
 		{"batch zero", addr + `batch_size = 0`, "from 1 to", "gw.hcl:4,16"},

@@ -88,6 +88,8 @@ type pointBatch struct {
 	tags   []isp.Tag
 	json   []byte // the points' JSON back to back, for PUBLISH
 	jend   []int
+	mend   []int // the end of each message's points (stream_entry = "batch": an entry per device and message)
+	fields []any // Write's hash fields, six per point, kept for the next batch
 }
 
 // Add implements batch.Batch: a point whose device id or key is not a token is refused with its whole message
@@ -112,12 +114,14 @@ func (b *pointBatch) Add(_ string, points []isp.Point) (int, error) {
 			b.jend = append(b.jend, len(b.json))
 		}
 	}
+	b.mend = append(b.mend, len(b.points))
 	return len(points), nil
 }
 
 func (b *pointBatch) Reset() {
 	clear(b.points)
-	b.points, b.tags, b.json, b.jend = b.points[:0], b.tags[:0], b.json[:0], b.jend[:0]
+	clear(b.fields) // the strings of this batch's points, not to be held until the next
+	b.points, b.tags, b.json, b.jend, b.mend, b.fields = b.points[:0], b.tags[:0], b.json[:0], b.jend[:0], b.mend[:0], b.fields[:0]
 }
 
 // Field names beside a key's value in the device's hash: keys are tokens (letters, digits, '-', '_'), so a name
@@ -155,6 +159,22 @@ func (t *target) Write(ctx context.Context, bb batch.Batch) error {
 	b := bb.(*pointBatch)
 	pipe := t.c.Pipeline()
 	var owners [][]int // entries of each queued command, by position
+	// A point's six hash fields ({key} value, {key}.ts, {key}.q), made and boxed into interface values once: the
+	// hash and a stream_entry = "batch" entry name them alike and share them (each string boxed is an allocation;
+	// they were most of the sink's allocations per point).
+	var fields []any
+	if t.cfg.HashPrefix != "" || (t.cfg.StreamPrefix != "" && t.cfg.StreamEntry == EntryBatch) {
+		if cap(b.fields) < 6*len(b.points) {
+			b.fields = make([]any, 0, 6*len(b.points))
+		}
+		fields = b.fields[:0]
+		for i := range b.points {
+			p := &b.points[i]
+			fields = append(fields, p.Key, valueText(p.Value),
+				p.Key+fieldTimestamp, strconv.FormatInt(p.Timestamp, 10), p.Key+fieldQuality, strconv.Itoa(p.Quality))
+		}
+		b.fields = fields
+	}
 	if t.cfg.HashPrefix != "" {
 		type hash struct {
 			args    []any
@@ -170,8 +190,7 @@ func (t *target) Write(ctx context.Context, bb batch.Batch) error {
 				hashes[p.DeviceID] = h
 				order = append(order, p.DeviceID)
 			}
-			h.args = append(h.args, p.Key, valueText(p.Value),
-				p.Key+fieldTimestamp, strconv.FormatInt(p.Timestamp, 10), p.Key+fieldQuality, strconv.Itoa(p.Quality))
+			h.args = append(h.args, fields[6*i:6*i+6]...)
 			h.entries = append(h.entries, i)
 		}
 		for _, dev := range order {
@@ -180,9 +199,12 @@ func (t *target) Write(ctx context.Context, bb batch.Batch) error {
 			owners = append(owners, h.entries)
 		}
 	}
+	if t.cfg.StreamPrefix != "" && t.cfg.StreamEntry == EntryBatch {
+		owners = t.batchEntries(ctx, pipe, b, fields, owners)
+	}
 	for i := range b.points {
 		p := &b.points[i]
-		if t.cfg.StreamPrefix != "" {
+		if t.cfg.StreamPrefix != "" && t.cfg.StreamEntry == EntryPoint {
 			values := make([]any, 0, 8+2*len(p.Tags))
 			values = append(values, "key", p.Key, "value", valueText(p.Value), "ts", p.Timestamp, "q", p.Quality)
 			for _, tag := range p.Tags {
@@ -221,6 +243,57 @@ func (t *target) Write(ctx context.Context, bb batch.Batch) error {
 		return fmt.Errorf("redis %s: %w", t.cfg.Address, err)
 	}
 	return &batch.Refused{Entries: refused}
+}
+
+// batchEntries queues the XADDs of stream_entry = "batch": per message, one entry per device with the keys of
+// its points as fields ({key}, {key}.ts, {key}.q, {key}.tag.{name}), in point order; a key that comes again
+// within the message closes the device's entry and starts the next, so an entry never holds a key twice. It
+// returns owners with each XADD's points appended.
+func (t *target) batchEntries(ctx context.Context, pipe goredis.Pipeliner, b *pointBatch, fields []any, owners [][]int) [][]int {
+	type entry struct {
+		values  []any
+		entries []int
+		keys    map[string]struct{}
+	}
+	open := map[string]*entry{}
+	var order []string // devices in the order their entries were opened, within the message
+	flush := func(dev string, e *entry) {
+		pipe.XAdd(ctx, &goredis.XAddArgs{Stream: t.cfg.StreamPrefix + dev, MaxLen: t.cfg.StreamMaxLen, Approx: true, Values: e.values})
+		owners = append(owners, e.entries)
+	}
+	start := 0
+	for _, end := range b.mend {
+		for i := start; i < end; i++ {
+			p := &b.points[i]
+			e := open[p.DeviceID]
+			if e != nil {
+				if _, again := e.keys[p.Key]; again {
+					flush(p.DeviceID, e)
+					e = nil
+				}
+			}
+			if e == nil {
+				if _, seen := open[p.DeviceID]; !seen {
+					order = append(order, p.DeviceID)
+				}
+				e = &entry{keys: map[string]struct{}{}}
+				open[p.DeviceID] = e
+			}
+			e.keys[p.Key] = struct{}{}
+			e.values = append(e.values, fields[6*i:6*i+6]...)
+			for _, tag := range p.Tags {
+				e.values = append(e.values, p.Key+".tag."+tag.Key, tag.Value)
+			}
+			e.entries = append(e.entries, i)
+		}
+		for _, dev := range order {
+			flush(dev, open[dev])
+		}
+		clear(open)
+		order = order[:0]
+		start = end
+	}
+	return owners
 }
 
 // permanent says whether Redis refused a command for what it is (a key of another type, a value it cannot take),

@@ -20,7 +20,7 @@ const devices = 2
 
 // gatewayConfig: devices d0, d1 polling 10 points every 50 ms (the first, "n", counting by one from 0), and a
 // redis sink writing the latest hash, a stream and PUBLISH.
-func gatewayConfig(natsPort int, redisAddr string) string {
+func gatewayConfig(natsPort int, redisAddr string, sinkExtra ...string) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, `
 gateway {
@@ -42,8 +42,9 @@ sink "latest" {
   retry          = "200ms"
   max_retry      = "1s"
   timeout        = "2s"
+%s
 }
-`, natsPort, redisAddr)
+`, natsPort, redisAddr, strings.Join(sinkExtra, "\n"))
 	for d := range devices {
 		fmt.Fprintf(&sb, "device \"d%d\" {\n  driver   = \"mock\"\n  interval = \"50ms\"\n", d)
 		sb.WriteString("  point \"n\" {\n    signal = \"counter\"\n    type   = \"int64\"\n  }\n")
@@ -57,12 +58,12 @@ sink "latest" {
 
 var tempDir string
 
-func setup(t *testing.T) (*testenv.Server, *goredis.Client, *nats.Conn) {
+func setup(t *testing.T, sinkExtra ...string) (*testenv.Server, *goredis.Client, *nats.Conn) {
 	t.Helper()
 	srv := testenv.Redis(t)
 	tempDir = t.TempDir()
 	port := testenv.FreePort(t)
-	testenv.Gateway(t, gatewayConfig(port, srv.Addr), port)
+	testenv.Gateway(t, gatewayConfig(port, srv.Addr, sinkExtra...), port)
 	var nc *nats.Conn
 	testenv.WaitFor(t, "the gateway's NATS server", time.Minute, func() bool {
 		var err error
@@ -168,6 +169,63 @@ func TestHashStreamAndPublish(t *testing.T) {
 			}
 		}
 		t.Logf("%s: %d polls in the stream, none missing, %d duplicates", dev, last+1, dups)
+	}
+}
+
+// TestBatchEntries: with stream_entry = "batch" each poll is one entry of its device's stream, its keys as
+// fields beside their time and quality (as in the hash), every poll once and in order; a key twice in one message
+// makes two entries, in point order.
+func TestBatchEntries(t *testing.T) {
+	_, rc, nc := setup(t, `stream_entry = "batch"`)
+	ctx := context.Background()
+	entries := func(dev string) []goredis.XMessage {
+		t.Helper()
+		es, err := rc.XRange(ctx, "t:stream:"+dev, "-", "+").Result()
+		if err != nil {
+			t.Fatalf("XRANGE %s: %v", dev, err)
+		}
+		return es
+	}
+	testenv.WaitFor(t, "50 polls of each device in its stream", 2*time.Minute, func() bool {
+		return len(entries("d0")) >= 50 && len(entries("d1")) >= 50
+	})
+	for d := range devices {
+		dev := fmt.Sprintf("d%d", d)
+		var ns []int64
+		for _, e := range entries(dev) {
+			if len(e.Values) != 30 { // 10 keys: value, .ts, .q (the mock's points have no tags)
+				t.Fatalf("%s: entry %s has %d fields, want 30 (10 keys × value, ts, q): %v", dev, e.ID, len(e.Values), e.Values)
+			}
+			for k := 1; k < 10; k++ {
+				if e.Values[fmt.Sprintf("v%d.q", k)] != "1" {
+					t.Fatalf("%s: entry %s: v%d.q = %v, want 1", dev, e.ID, k, e.Values[fmt.Sprintf("v%d.q", k)])
+				}
+			}
+			n, err := strconv.ParseInt(fmt.Sprint(e.Values["n"]), 10, 64)
+			if err != nil {
+				t.Fatalf("%s: entry %s: n = %v: %v", dev, e.ID, e.Values["n"], err)
+			}
+			if ts, err := strconv.ParseInt(fmt.Sprint(e.Values["n.ts"]), 10, 64); err != nil || time.Since(time.Unix(0, ts)) > time.Hour {
+				t.Fatalf("%s: entry %s: n.ts = %v, want a recent Unix ns time", dev, e.ID, e.Values["n.ts"])
+			}
+			ns = append(ns, n)
+		}
+		last, dups := check(t, dev, ns)
+		t.Logf("%s: %d polls, an entry each, none missing, %d duplicates", dev, last+1, dups)
+	}
+	body := `{"points":[{"device_id":"twice","key":"k","value":1,"tags":{"unit":"C"}},` +
+		`{"device_id":"twice","key":"j","value":2},{"device_id":"twice","key":"k","value":3}]}`
+	if err := nc.Publish("iot.processed.batch.twice", []byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	var es []goredis.XMessage
+	testenv.WaitFor(t, "the message with a key twice in the stream", time.Minute, func() bool {
+		es = entries("twice")
+		return len(es) >= 2
+	})
+	if len(es) != 2 || es[0].Values["k"] != "1" || es[0].Values["j"] != "2" || es[0].Values["k.tag.unit"] != "C" ||
+		es[1].Values["k"] != "3" || len(es[1].Values) != 3 {
+		t.Fatalf("entries %v, want {k:1 k.tag.unit:C j:2 …} then {k:3 k.ts k.q}", es)
 	}
 }
 
