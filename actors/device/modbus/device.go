@@ -15,6 +15,7 @@ import (
 	"github.com/goburrow/modbus"
 	"github.com/iotgw/iotgw/actors"
 	"github.com/iotgw/iotgw/actors/device"
+	"github.com/iotgw/iotgw/actors/rule/processor"
 	"github.com/iotgw/iotgw/config"
 	"github.com/iotgw/iotgw/isp"
 	mb "github.com/iotgw/iotgw/modbus"
@@ -24,7 +25,8 @@ import (
 // modbusDevice polls one Modbus device through its endpoint's transport actor. Each poll group (registers with the
 // same interval) has a plan of coalesced read requests (package modbus at the top level, shared with the reference
 // sidecar); every tick sends them to the transport and, when all have answered, publishes one batch on
-// iot.raw.modbus.{device}.
+// iot.raw.modbus.{device}, checked with the processing stage's own checks and sealed (processor.Sealer), so the
+// processor forwards it to iot.processed.batch.{device} without decoding and encoding it again.
 //
 // A failed request marks only its own points bad (quality 0) and sends an event to iot.errors.modbus.{device}
 // saying what failed: an exception reply, a timeout, a mismatched reply, the connection being down. A point that
@@ -48,6 +50,7 @@ type modbusDevice struct {
 	tags      [][]isp.Tag
 	byKey     map[string]int
 	raw       *nats.Msg
+	seal      processor.Sealer // seals the poll's batch (see processor.Sealer)
 	errSubj   string
 	out       []isp.Point
 	overruns  uint64
@@ -356,9 +359,22 @@ func (d *modbusDevice) finish(g *pollGroup) {
 	if len(d.out) == 0 {
 		return
 	}
+	// The processing stage's checks, where the points are born (after the filters, as the processor would apply
+	// them): a batch that passes them all is sealed, and the processor forwards it without a second pass.
+	sealed := true
+	for j := range d.out {
+		if processor.Check(&d.out[j]) != nil {
+			sealed = false // the processor drops the point and reports why, as for any raw batch
+		}
+	}
 	d.env.Metrics.PointsOut(d.path, len(d.out))
 	d.raw.Data = isp.AppendBatch(d.raw.Data[:0], d.out)
 	actors.SetHeader(d.raw.Header, actors.HeaderTraceID, actors.NewTraceID()) // a poll is where this batch is born
+	if sealed {
+		d.seal.Seal(d.raw, len(d.out))
+	} else {
+		processor.Unseal(d.raw)
+	}
 	if err := d.env.Bus.PublishMsg(d.raw); err != nil {
 		d.env.Log.Warn().Err(err).Str("subject", d.raw.Subject).Msg("cannot publish poll")
 	}
