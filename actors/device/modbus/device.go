@@ -52,7 +52,6 @@ type modbusDevice struct {
 	raw       *nats.Msg
 	seal      processor.Sealer // seals the poll's batch (see processor.Sealer)
 	errSubj   string
-	out       []isp.Point
 	overruns  uint64
 	pollCount uint64
 	faults    actors.Faults
@@ -335,7 +334,9 @@ func (d *modbusDevice) add(g *pollGroup, i int, v isp.Value, quality int, ts int
 func (d *modbusDevice) finish(g *pollGroup) {
 	d.pollCount++
 	staleAfter := actors.StaleAfter(d.cfg.StaleAfter, g.interval)
-	d.out = d.out[:0]
+	// The points to publish are compacted into g.points itself (a copy per device cost 4.5 MiB of the heap of
+	// 1,000 devices): point j moves to out[len(out)] <= j, after it was read.
+	out := g.points[:0]
 	var newlyStale []string
 	for j, p := range g.points {
 		i := g.index[j]
@@ -350,28 +351,28 @@ func (d *modbusDevice) finish(g *pollGroup) {
 		if d.onChange[i] && !d.filters[i].Report(p.Value, p.Quality) {
 			continue
 		}
-		d.out = append(d.out, p)
+		out = append(out, p)
 	}
 	if len(newlyStale) > 0 {
 		d.publishEvent(ModbusEvent{Device: d.id, Kind: "stale", Keys: newlyStale,
 			Error: fmt.Sprintf("not read successfully for %s", staleAfter)})
 	}
-	if len(d.out) == 0 {
+	if len(out) == 0 {
 		return
 	}
 	// The processing stage's checks, where the points are born (after the filters, as the processor would apply
 	// them): a batch that passes them all is sealed, and the processor forwards it without a second pass.
 	sealed := true
-	for j := range d.out {
-		if processor.Check(&d.out[j]) != nil {
+	for j := range out {
+		if processor.Check(&out[j]) != nil {
 			sealed = false // the processor drops the point and reports why, as for any raw batch
 		}
 	}
-	d.env.Metrics.PointsOut(d.path, len(d.out))
-	d.raw.Data = isp.AppendBatch(d.raw.Data[:0], d.out)
+	d.env.Metrics.PointsOut(d.path, len(out))
+	d.raw.Data = isp.AppendBatch(d.raw.Data[:0], out)
 	actors.SetHeader(d.raw.Header, actors.HeaderTraceID, actors.NewTraceID()) // a poll is where this batch is born
 	if sealed {
-		d.seal.Seal(d.raw, len(d.out))
+		d.seal.Seal(d.raw, len(out))
 	} else {
 		processor.Unseal(d.raw)
 	}

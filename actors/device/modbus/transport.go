@@ -3,6 +3,7 @@ package modbus
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -72,7 +73,7 @@ type transport struct {
 	dev     config.ModbusEndpoint // mode, address, serial settings: what the devices on it agree on
 	env     actors.Env
 	workers actors.Workers
-	queue   chan queued
+	queue   *txQueue
 	// The faults are shared by the transport's incarnations: the ones its devices passed on (drop, latency) are
 	// listed under the devices, which do not restart with it, so they must outlive its restarts.
 	faults  *actors.Faults
@@ -119,9 +120,57 @@ type queued struct {
 
 // queueSize bounds the transactions waiting for the wire: a device has at most one poll's requests of each group
 // in flight (a tick that finds its poll still on the wire is skipped), so 512 holds a full serial line of 247
-// units with two requests each. It was 4096: a channel's buffer is allocated whole, 64 KiB per endpoint, 64 MiB
-// of the RSS of 1,000 TCP devices (one endpoint each).
+// units with two requests each.
 const queueSize = 512
+
+// txQueue is the bounded FIFO between the transport actor and its wire worker. It was a channel of queueSize
+// (4096 before that): a channel's buffer is allocated whole, 8 KiB per endpoint at 512, 8 MiB of the heap of
+// 1,000 TCP devices (one endpoint each) that mostly hold one transaction at a time. The slice grows to the
+// longest backlog its endpoint has had, and no further than queueSize.
+type txQueue struct {
+	mu    sync.Mutex
+	items []queued
+	head  int           // items[head:] are waiting
+	ready chan struct{} // one token: something was pushed since the worker last looked
+}
+
+func newTxQueue() *txQueue { return &txQueue{ready: make(chan struct{}, 1)} }
+
+// push queues it, or says false when queueSize are waiting.
+func (q *txQueue) push(it queued) bool {
+	q.mu.Lock()
+	if len(q.items)-q.head >= queueSize {
+		q.mu.Unlock()
+		return false
+	}
+	if q.head > 0 && len(q.items) == cap(q.items) { // reuse the room of the ones taken instead of growing
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
+	}
+	q.items = append(q.items, it)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// pop takes the oldest waiting transaction.
+func (q *txQueue) pop() (queued, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.head == len(q.items) {
+		return queued{}, false
+	}
+	it := q.items[q.head]
+	q.items[q.head] = queued{}
+	if q.head++; q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	}
+	return it, true
+}
 
 // NewEndpoint returns the producer of the transport actor of a Modbus endpoint (config.ModbusDevice.Endpoint).
 func NewEndpoint(ep config.Endpoint, env actors.Env) actor.Producer {
@@ -137,7 +186,7 @@ func NewTransport(e config.ModbusEndpoint, env actors.Env) actor.Producer {
 func (t *transport) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		t.queue = make(chan queued, queueSize)
+		t.queue = newTxQueue()
 		q := t.queue
 		w, err := mb.NewClient(endpoint(&t.dev))
 		if err != nil {
@@ -163,17 +212,13 @@ func (t *transport) Receive(ctx actor.Context) {
 		if f := t.faults.Hit(actors.FaultLatency); f != nil {
 			m.delay, m.delayEnd = f.Latency, t.cuts[f.ID]
 		}
-		select {
-		case t.queue <- queued{tx: m, from: ctx.Sender()}:
-		default:
-			if ctx.Sender() != nil {
-				ctx.Respond(&ModbusTxResult{Tag: m.Tag, Err: ErrBusy})
-			}
+		if !t.queue.push(queued{tx: m, from: ctx.Sender()}) && ctx.Sender() != nil {
+			ctx.Respond(&ModbusTxResult{Tag: m.Tag, Err: ErrBusy})
 		}
 	}
 }
 
-func (t *transport) run(root *actor.RootContext, q <-chan queued, w *mb.Client, done <-chan struct{}, send func(any)) error {
+func (t *transport) run(root *actor.RootContext, q *txQueue, w *mb.Client, done <-chan struct{}, send func(any)) error {
 	defer w.Close()
 	link := "" // unknown until the first transaction
 	for {
@@ -181,52 +226,53 @@ func (t *transport) run(root *actor.RootContext, q <-chan queued, w *mb.Client, 
 		if stopped(done) {
 			return nil
 		}
-		select {
-		case <-done:
-			return nil
-		case item := <-q:
-			if stopped(done) {
+		item, ok := q.pop()
+		if !ok {
+			select {
+			case <-done:
 				return nil
+			case <-q.ready:
 			}
-			start := time.Now()
-			if item.tx.expired(start) {
+			continue
+		}
+		start := time.Now()
+		if item.tx.expired(start) {
+			t.expire(root, item, start)
+			continue
+		}
+		if item.tx.drop {
+			w.Close()
+		}
+		if item.tx.delay > 0 {
+			timer := time.NewTimer(item.tx.delay)
+			select {
+			case <-done:
+				timer.Stop()
+				return nil
+			case <-timer.C:
+			case <-item.tx.delayEnd: // the fault was cleared: go on at once
+				timer.Stop()
+			}
+			if item.tx.expired(time.Now()) {
 				t.expire(root, item, start)
 				continue
 			}
-			if item.tx.drop {
-				w.Close()
-			}
-			if item.tx.delay > 0 {
-				timer := time.NewTimer(item.tx.delay)
-				select {
-				case <-done:
-					timer.Stop()
-					return nil
-				case <-timer.C:
-				case <-item.tx.delayEnd: // the fault was cleared: go on at once
-					timer.Stop()
-				}
-				if item.tx.expired(time.Now()) {
-					t.expire(root, item, start)
-					continue
-				}
-			}
-			tx := item.tx
-			data, err := w.DoAppend(tx.Buf[:0], mb.Call{Slave: tx.Slave, Function: tx.Function, Address: tx.Address, Quantity: tx.Quantity,
-				Value: tx.Value, Timeout: tx.Timeout, Retries: tx.Retries})
-			if state, detail := linkState(err); state != "" && state != link {
-				link = state
-				send(&linkChange{state: state, detail: detail})
-			}
-			if item.from != nil {
-				root.Send(item.from, &ModbusTxResult{Tag: item.tx.Tag, Data: data, Err: err, Took: time.Since(start)})
-			}
-			if item.tx.Pause > 0 {
-				select {
-				case <-done:
-					return nil
-				case <-time.After(item.tx.Pause):
-				}
+		}
+		tx := item.tx
+		data, err := w.DoAppend(tx.Buf[:0], mb.Call{Slave: tx.Slave, Function: tx.Function, Address: tx.Address, Quantity: tx.Quantity,
+			Value: tx.Value, Timeout: tx.Timeout, Retries: tx.Retries})
+		if state, detail := linkState(err); state != "" && state != link {
+			link = state
+			send(&linkChange{state: state, detail: detail})
+		}
+		if item.from != nil {
+			root.Send(item.from, &ModbusTxResult{Tag: item.tx.Tag, Data: data, Err: err, Took: time.Since(start)})
+		}
+		if item.tx.Pause > 0 {
+			select {
+			case <-done:
+				return nil
+			case <-time.After(item.tx.Pause):
 			}
 		}
 	}
