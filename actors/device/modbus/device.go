@@ -41,6 +41,7 @@ type modbusDevice struct {
 
 	workers   actors.Workers
 	bus       *actor.PID // the endpoint's transport actor (Env.Endpoint)
+	line      *line      // the transport's queue, once it answered the lineRequest: transactions go there directly
 	regs      []mb.Register
 	groups    []*pollGroup
 	byTick    map[*actors.Tick]*pollGroup
@@ -146,6 +147,8 @@ func (d *modbusDevice) Receive(ctx actor.Context) {
 		if g, ok := d.byTick[m]; ok {
 			d.poll(ctx, g)
 		}
+	case *lineReply:
+		d.line = m.line
 	case *ModbusTxResult:
 		switch tag := m.Tag.(type) {
 		case pollTag:
@@ -182,6 +185,7 @@ func Registers(cfg *config.ModbusDevice) []mb.Register {
 
 func (d *modbusDevice) start(ctx actor.Context) {
 	d.bus = d.env.Endpoint
+	ctx.Request(d.bus, &lineRequest{})
 	d.raw = &nats.Msg{Subject: "iot.raw.modbus." + d.id, Header: nats.Header{}}
 	d.raw.Header.Set(actors.HeaderSource, "modbus")
 	d.raw.Header.Set(actors.HeaderSchema, actors.SchemaVersion)
@@ -268,12 +272,31 @@ func (d *modbusDevice) poll(ctx actor.Context, g *pollGroup) {
 	clear(g.answered)
 	for qi := range g.plan {
 		q := &g.plan[qi]
-		ctx.Request(d.bus, &ModbusTx{
+		d.submit(ctx, &ModbusTx{
 			Slave: q.SlaveID, Function: q.Function, Address: q.Address, Quantity: q.Quantity,
 			Timeout: d.cfg.Timeout, Retries: d.cfg.Retries, Pause: d.cfg.Pause, Deadline: g.started.Add(limit),
 			Tag: pollTag{group: g, seq: g.seq, req: qi}, Buf: g.bufs[qi],
 		})
 	}
+}
+
+// submit hands tx to the endpoint: to its line's queue when the device has the line, else (before the transport
+// answered the lineRequest, or after it stopped) to the transport actor. The result comes back as a message
+// either way.
+func (d *modbusDevice) submit(ctx actor.Context, tx *ModbusTx) {
+	if d.line != nil {
+		switch err := d.line.submit(tx, ctx.Self()); {
+		case err == nil:
+			return
+		case errors.Is(err, errLineStopped):
+			d.line = nil // the actor path (a stopped transport's dead letters, as before), and ask again
+			ctx.Request(d.bus, &lineRequest{})
+		default:
+			ctx.Send(ctx.Self(), &ModbusTxResult{Tag: tx.Tag, Err: err}) // ErrBusy, answered as the actor does
+			return
+		}
+	}
+	ctx.Request(d.bus, tx)
 }
 
 func (d *modbusDevice) result(tag pollTag, res *ModbusTxResult) {
@@ -479,7 +502,7 @@ func (d *modbusDevice) write(ctx actor.Context, msg *nats.Msg) {
 	default:
 		tx.Function, tx.Quantity, tx.Value = 16, uint16(len(data)/2), data
 	}
-	ctx.Request(d.bus, tx)
+	d.submit(ctx, tx)
 }
 
 func (d *modbusDevice) writeResult(tag writeTag, res *ModbusTxResult) {

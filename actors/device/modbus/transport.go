@@ -73,13 +73,58 @@ type transport struct {
 	dev     config.ModbusEndpoint // mode, address, serial settings: what the devices on it agree on
 	env     actors.Env
 	workers actors.Workers
-	queue   *txQueue
-	// The faults are shared by the transport's incarnations: the ones its devices passed on (drop, latency) are
-	// listed under the devices, which do not restart with it, so they must outlive its restarts.
-	faults  *actors.Faults
-	cuts    map[string]chan struct{} // per latency fault: closed when it is cleared
-	longest time.Duration            // the longest per-attempt timeout of the transactions it was sent
+	line    *line // shared by the transport's incarnations
 }
+
+// line is what a transport's incarnations share, and what its devices reach it by without a hop through the
+// transport's mailbox (issue 13: one actor hand-off less per request). A device asks its transport for the line
+// once (lineRequest) and from then on submits its transactions to the line's queue itself; until the answer comes,
+// and after the transport stopped, it sends them to the transport actor, which submits them the same way. Either
+// way the faults are decided at submission under the line's lock and travel with the transaction, and one wire
+// worker per incarnation runs the queue in order, so what the transport promises (one transaction at a time,
+// per-device timeouts, faults, reconnect with backoff, supervision) holds on both paths.
+//
+// The queue outlives a restart of the transport, as its mailbox does: what was submitted meanwhile runs when the
+// new incarnation's worker starts, unless its caller gave up (Deadline).
+type line struct {
+	queue *txQueue
+	mu    sync.Mutex
+	// The faults its devices passed on (drop, latency) are listed under the devices, which do not restart with
+	// the transport, so they outlive its restarts.
+	faults  actors.Faults
+	cuts    map[string]chan struct{} // per latency fault: closed when it is cleared
+	longest time.Duration            // the longest per-attempt timeout of the transactions submitted
+	stopped bool                     // the transport stopped (not restarting): submit refuses, the device falls back
+}
+
+// errLineStopped: the transport of the line stopped; the device sends to the actor and asks for a line again.
+var errLineStopped = errors.New("modbus: transport stopped")
+
+// submit decides tx's faults and queues it for the wire; ErrBusy when the queue is full.
+func (l *line) submit(tx *ModbusTx, from *actor.PID) error {
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		return errLineStopped
+	}
+	l.longest = max(l.longest, tx.Timeout)
+	if f := l.faults.Hit(actors.FaultDrop); f != nil {
+		tx.drop = true
+	}
+	if f := l.faults.Hit(actors.FaultLatency); f != nil {
+		tx.delay, tx.delayEnd = f.Latency, l.cuts[f.ID]
+	}
+	l.mu.Unlock()
+	if !l.queue.push(queued{tx: tx, from: from}) {
+		return ErrBusy
+	}
+	return nil
+}
+
+// lineRequest asks a transport for its line; the answer is a *lineReply.
+type lineRequest struct{}
+
+type lineReply struct{ line *line }
 
 // A stop is prompt: the wire worker takes nothing more from its queue once it is told to stop, the client makes
 // no further attempt of the transaction in hand, and a TCP connection is closed under a blocked read
@@ -95,10 +140,13 @@ func (t *transport) InjectFault(_ actor.Context, f *actors.Fault) error {
 	if f.Kind != actors.FaultDrop && f.Kind != actors.FaultLatency {
 		return actors.ErrFaultUnsupported
 	}
-	t.faults.Add(f)
+	l := t.line
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.faults.Add(f)
 	if f.Kind == actors.FaultLatency {
-		if _, ok := t.cuts[f.ID]; !ok {
-			t.cuts[f.ID] = make(chan struct{})
+		if _, ok := l.cuts[f.ID]; !ok {
+			l.cuts[f.ID] = make(chan struct{})
 		}
 	}
 	return nil
@@ -106,10 +154,13 @@ func (t *transport) InjectFault(_ actor.Context, f *actors.Fault) error {
 
 // ClearFault ends a fault. A latency fault's delays end at once, also for the transactions it already holds.
 func (t *transport) ClearFault(_ actor.Context, id string) {
-	t.faults.Remove(id)
-	if c, ok := t.cuts[id]; ok {
+	l := t.line
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.faults.Remove(id)
+	if c, ok := l.cuts[id]; ok {
 		close(c)
-		delete(t.cuts, id)
+		delete(l.cuts, id)
 	}
 }
 
@@ -179,15 +230,17 @@ func NewEndpoint(ep config.Endpoint, env actors.Env) actor.Producer {
 
 // NewTransport returns the producer of the transport actor of endpoint e.
 func NewTransport(e config.ModbusEndpoint, env actors.Env) actor.Producer {
-	faults, cuts := &actors.Faults{}, map[string]chan struct{}{}
-	return func() actor.Actor { return &transport{dev: e, env: env, faults: faults, cuts: cuts} }
+	l := &line{queue: newTxQueue(), cuts: map[string]chan struct{}{}}
+	return func() actor.Actor { return &transport{dev: e, env: env, line: l} }
 }
 
 func (t *transport) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		t.queue = newTxQueue()
-		q := t.queue
+		t.line.mu.Lock()
+		t.line.stopped = false // started again by hand after a stop: the same line
+		t.line.mu.Unlock()
+		q := t.line.queue
 		w, err := mb.NewClient(endpoint(&t.dev))
 		if err != nil {
 			panic(err) // config validation admits only the client's modes
@@ -199,20 +252,20 @@ func (t *transport) Receive(ctx actor.Context) {
 			return t.run(ctx.ActorSystem().Root, q, w, done, send)
 		})
 	case *actor.Stopping, *actor.Restarting:
-		t.workers.StopWait = max(actors.DefaultStopWait, t.longest) // a serial attempt in hand runs out its timeout
+		t.line.mu.Lock()
+		if _, restarting := m.(*actor.Restarting); !restarting {
+			t.line.stopped = true
+		}
+		longest := t.line.longest
+		t.line.mu.Unlock()
+		t.workers.StopWait = max(actors.DefaultStopWait, longest) // a serial attempt in hand runs out its timeout
 		t.workers.Stop()
 	case *linkChange:
 		t.env.Link(m.state, m.detail)
+	case *lineRequest:
+		ctx.Respond(&lineReply{line: t.line})
 	case *ModbusTx:
-		t.longest = max(t.longest, m.Timeout)
-		// Faults are decided here, on the actor's goroutine, and travel with the transaction to the wire worker.
-		if f := t.faults.Hit(actors.FaultDrop); f != nil {
-			m.drop = true
-		}
-		if f := t.faults.Hit(actors.FaultLatency); f != nil {
-			m.delay, m.delayEnd = f.Latency, t.cuts[f.ID]
-		}
-		if !t.queue.push(queued{tx: m, from: ctx.Sender()}) && ctx.Sender() != nil {
+		if err := t.line.submit(m, ctx.Sender()); err != nil && ctx.Sender() != nil {
 			ctx.Respond(&ModbusTxResult{Tag: m.Tag, Err: ErrBusy})
 		}
 	}
