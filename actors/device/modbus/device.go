@@ -185,7 +185,9 @@ func Registers(cfg *config.ModbusDevice) []mb.Register {
 
 func (d *modbusDevice) start(ctx actor.Context) {
 	d.bus = d.env.Endpoint
-	ctx.Request(d.bus, &lineRequest{})
+	if d.bus != nil {
+		ctx.Request(d.bus, &lineRequest{}) // see line: the answer lets polls skip the transport's mailbox
+	}
 	d.raw = &nats.Msg{Subject: "iot.raw.modbus." + d.id, Header: nats.Header{}}
 	d.raw.Header.Set(actors.HeaderSource, "modbus")
 	d.raw.Header.Set(actors.HeaderSchema, actors.SchemaVersion)
