@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -100,9 +101,10 @@ type pollGroup struct {
 	pending  int
 	started  time.Time
 	points   []isp.Point
-	index    []int    // per point: its register's index (finish needs it; a map lookup by key cost 2% of a poll)
-	answered []bool   // per request of the plan
-	bufs     [][]byte // per request of the plan: where the transport puts its reply (ModbusTx.Buf)
+	pbuf     *[]isp.Point // where points came from (pointBufs), given back when the poll is finished
+	index    []int        // per point: its register's index (finish needs it; a map lookup by key cost 2% of a poll)
+	answered []bool       // per request of the plan
+	bufs     [][]byte     // per request of the plan: where the transport puts its reply (ModbusTx.Buf)
 }
 
 // pollTag correlates a transaction result with its poll.
@@ -270,7 +272,8 @@ func (d *modbusDevice) poll(ctx actor.Context, g *pollGroup) {
 	g.seq++
 	g.pending = len(g.plan)
 	g.started = time.Now()
-	g.points, g.index = g.points[:0], g.index[:0]
+	g.pbuf = pointBufs.Get().(*[]isp.Point)
+	g.points, g.index = (*g.pbuf)[:0], g.index[:0]
 	clear(g.answered)
 	for qi := range g.plan {
 		q := &g.plan[qi]
@@ -355,8 +358,22 @@ func (d *modbusDevice) add(g *pollGroup, i int, v isp.Value, quality int, ts int
 	})
 }
 
+// Between polls a device holds neither its points nor its encoded batch: both come from pools shared by the
+// package's devices, since few polls are in flight at once however many devices there are (a heap profile of
+// 1,000 devices: 6 MiB of points and 3.5 MiB of batch buffers held between polls). Pointers to slices, so a Put
+// allocates nothing; sync.Pool as fmt and encoding/json keep their buffers.
+var (
+	pointBufs = sync.Pool{New: func() any { return new([]isp.Point) }}
+	batchBufs = sync.Pool{New: func() any { return new([]byte) }}
+)
+
 // finish applies report-on-change and staleness, then publishes the poll's batch.
 func (d *modbusDevice) finish(g *pollGroup) {
+	defer func() { // the poll's points go back to the pool: a late answer finds the poll finished and adds none
+		*g.pbuf = g.points[:0]
+		pointBufs.Put(g.pbuf)
+		g.pbuf, g.points = nil, nil
+	}()
 	d.pollCount++
 	staleAfter := actors.StaleAfter(d.cfg.StaleAfter, g.interval)
 	// The points to publish are compacted into g.points itself (a copy per device cost 4.5 MiB of the heap of
@@ -394,7 +411,12 @@ func (d *modbusDevice) finish(g *pollGroup) {
 		}
 	}
 	d.env.Metrics.PointsOut(d.path, len(out))
-	d.raw.Data = isp.AppendBatch(d.raw.Data[:0], out)
+	buf := batchBufs.Get().(*[]byte)
+	d.raw.Data = isp.AppendBatch((*buf)[:0], out)
+	defer func() { // the bus copied it (nats.go writes it into its buffer before PublishMsg returns)
+		*buf, d.raw.Data = d.raw.Data[:0], nil
+		batchBufs.Put(buf)
+	}()
 	actors.SetHeader(d.raw.Header, actors.HeaderTraceID, actors.NewTraceID()) // a poll is where this batch is born
 	if sealed {
 		d.seal.Seal(d.raw, len(out))
