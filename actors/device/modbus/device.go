@@ -9,12 +9,14 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/goburrow/modbus"
 	"github.com/iotgw/iotgw/actors"
 	"github.com/iotgw/iotgw/actors/device"
+	"github.com/iotgw/iotgw/actors/rule/processor"
 	"github.com/iotgw/iotgw/config"
 	"github.com/iotgw/iotgw/isp"
 	mb "github.com/iotgw/iotgw/modbus"
@@ -24,7 +26,8 @@ import (
 // modbusDevice polls one Modbus device through its endpoint's transport actor. Each poll group (registers with the
 // same interval) has a plan of coalesced read requests (package modbus at the top level, shared with the reference
 // sidecar); every tick sends them to the transport and, when all have answered, publishes one batch on
-// iot.raw.modbus.{device}.
+// iot.raw.modbus.{device}, checked with the processing stage's own checks and sealed (processor.Sealer), so the
+// processor forwards it to iot.processed.batch.{device} without decoding and encoding it again.
 //
 // A failed request marks only its own points bad (quality 0) and sends an event to iot.errors.modbus.{device}
 // saying what failed: an exception reply, a timeout, a mismatched reply, the connection being down. A point that
@@ -39,6 +42,7 @@ type modbusDevice struct {
 
 	workers   actors.Workers
 	bus       *actor.PID // the endpoint's transport actor (Env.Endpoint)
+	line      *line      // the transport's queue, once it answered the lineRequest: transactions go there directly
 	regs      []mb.Register
 	groups    []*pollGroup
 	byTick    map[*actors.Tick]*pollGroup
@@ -48,8 +52,8 @@ type modbusDevice struct {
 	tags      [][]isp.Tag
 	byKey     map[string]int
 	raw       *nats.Msg
+	seal      processor.Sealer // seals the poll's batch (see processor.Sealer)
 	errSubj   string
-	out       []isp.Point
 	overruns  uint64
 	pollCount uint64
 	faults    actors.Faults
@@ -97,9 +101,10 @@ type pollGroup struct {
 	pending  int
 	started  time.Time
 	points   []isp.Point
-	index    []int    // per point: its register's index (finish needs it; a map lookup by key cost 2% of a poll)
-	answered []bool   // per request of the plan
-	bufs     [][]byte // per request of the plan: where the transport puts its reply (ModbusTx.Buf)
+	pbuf     *[]isp.Point // where points came from (pointBufs), given back when the poll is finished
+	index    []int        // per point: its register's index (finish needs it; a map lookup by key cost 2% of a poll)
+	answered []bool       // per request of the plan
+	bufs     [][]byte     // per request of the plan: where the transport puts its reply (ModbusTx.Buf)
 }
 
 // pollTag correlates a transaction result with its poll.
@@ -144,6 +149,8 @@ func (d *modbusDevice) Receive(ctx actor.Context) {
 		if g, ok := d.byTick[m]; ok {
 			d.poll(ctx, g)
 		}
+	case *lineReply:
+		d.line = m.line
 	case *ModbusTxResult:
 		switch tag := m.Tag.(type) {
 		case pollTag:
@@ -180,6 +187,9 @@ func Registers(cfg *config.ModbusDevice) []mb.Register {
 
 func (d *modbusDevice) start(ctx actor.Context) {
 	d.bus = d.env.Endpoint
+	if d.bus != nil {
+		ctx.Request(d.bus, &lineRequest{}) // see line: the answer lets polls skip the transport's mailbox
+	}
 	d.raw = &nats.Msg{Subject: "iot.raw.modbus." + d.id, Header: nats.Header{}}
 	d.raw.Header.Set(actors.HeaderSource, "modbus")
 	d.raw.Header.Set(actors.HeaderSchema, actors.SchemaVersion)
@@ -262,16 +272,36 @@ func (d *modbusDevice) poll(ctx actor.Context, g *pollGroup) {
 	g.seq++
 	g.pending = len(g.plan)
 	g.started = time.Now()
-	g.points, g.index = g.points[:0], g.index[:0]
+	g.pbuf = pointBufs.Get().(*[]isp.Point)
+	g.points, g.index = (*g.pbuf)[:0], g.index[:0]
 	clear(g.answered)
 	for qi := range g.plan {
 		q := &g.plan[qi]
-		ctx.Request(d.bus, &ModbusTx{
+		d.submit(ctx, &ModbusTx{
 			Slave: q.SlaveID, Function: q.Function, Address: q.Address, Quantity: q.Quantity,
 			Timeout: d.cfg.Timeout, Retries: d.cfg.Retries, Pause: d.cfg.Pause, Deadline: g.started.Add(limit),
 			Tag: pollTag{group: g, seq: g.seq, req: qi}, Buf: g.bufs[qi],
 		})
 	}
+}
+
+// submit hands tx to the endpoint: to its line's queue when the device has the line, else (before the transport
+// answered the lineRequest, or after it stopped) to the transport actor. The result comes back as a message
+// either way.
+func (d *modbusDevice) submit(ctx actor.Context, tx *ModbusTx) {
+	if d.line != nil {
+		switch err := d.line.submit(tx, ctx.Self()); {
+		case err == nil:
+			return
+		case errors.Is(err, errLineStopped):
+			d.line = nil // the actor path (a stopped transport's dead letters, as before), and ask again
+			ctx.Request(d.bus, &lineRequest{})
+		default:
+			ctx.Send(ctx.Self(), &ModbusTxResult{Tag: tx.Tag, Err: err}) // ErrBusy, answered as the actor does
+			return
+		}
+	}
+	ctx.Request(d.bus, tx)
 }
 
 func (d *modbusDevice) result(tag pollTag, res *ModbusTxResult) {
@@ -328,11 +358,27 @@ func (d *modbusDevice) add(g *pollGroup, i int, v isp.Value, quality int, ts int
 	})
 }
 
+// Between polls a device holds neither its points nor its encoded batch: both come from pools shared by the
+// package's devices, since few polls are in flight at once however many devices there are (a heap profile of
+// 1,000 devices: 6 MiB of points and 3.5 MiB of batch buffers held between polls). Pointers to slices, so a Put
+// allocates nothing; sync.Pool as fmt and encoding/json keep their buffers.
+var (
+	pointBufs = sync.Pool{New: func() any { return new([]isp.Point) }}
+	batchBufs = sync.Pool{New: func() any { return new([]byte) }}
+)
+
 // finish applies report-on-change and staleness, then publishes the poll's batch.
 func (d *modbusDevice) finish(g *pollGroup) {
+	defer func() { // the poll's points go back to the pool: a late answer finds the poll finished and adds none
+		*g.pbuf = g.points[:0]
+		pointBufs.Put(g.pbuf)
+		g.pbuf, g.points = nil, nil
+	}()
 	d.pollCount++
 	staleAfter := actors.StaleAfter(d.cfg.StaleAfter, g.interval)
-	d.out = d.out[:0]
+	// The points to publish are compacted into g.points itself (a copy per device cost 4.5 MiB of the heap of
+	// 1,000 devices): point j moves to out[len(out)] <= j, after it was read.
+	out := g.points[:0]
 	var newlyStale []string
 	for j, p := range g.points {
 		i := g.index[j]
@@ -347,18 +393,36 @@ func (d *modbusDevice) finish(g *pollGroup) {
 		if d.onChange[i] && !d.filters[i].Report(p.Value, p.Quality) {
 			continue
 		}
-		d.out = append(d.out, p)
+		out = append(out, p)
 	}
 	if len(newlyStale) > 0 {
 		d.publishEvent(ModbusEvent{Device: d.id, Kind: "stale", Keys: newlyStale,
 			Error: fmt.Sprintf("not read successfully for %s", staleAfter)})
 	}
-	if len(d.out) == 0 {
+	if len(out) == 0 {
 		return
 	}
-	d.env.Metrics.PointsOut(d.path, len(d.out))
-	d.raw.Data = isp.AppendBatch(d.raw.Data[:0], d.out)
+	// The processing stage's checks, where the points are born (after the filters, as the processor would apply
+	// them): a batch that passes them all is sealed, and the processor forwards it without a second pass.
+	sealed := true
+	for j := range out {
+		if processor.Check(&out[j]) != nil {
+			sealed = false // the processor drops the point and reports why, as for any raw batch
+		}
+	}
+	d.env.Metrics.PointsOut(d.path, len(out))
+	buf := batchBufs.Get().(*[]byte)
+	d.raw.Data = isp.AppendBatch((*buf)[:0], out)
+	defer func() { // the bus copied it (nats.go writes it into its buffer before PublishMsg returns)
+		*buf, d.raw.Data = d.raw.Data[:0], nil
+		batchBufs.Put(buf)
+	}()
 	actors.SetHeader(d.raw.Header, actors.HeaderTraceID, actors.NewTraceID()) // a poll is where this batch is born
+	if sealed {
+		d.seal.Seal(d.raw, len(out))
+	} else {
+		processor.Unseal(d.raw)
+	}
 	if err := d.env.Bus.PublishMsg(d.raw); err != nil {
 		d.env.Log.Warn().Err(err).Str("subject", d.raw.Subject).Msg("cannot publish poll")
 	}
@@ -462,7 +526,7 @@ func (d *modbusDevice) write(ctx actor.Context, msg *nats.Msg) {
 	default:
 		tx.Function, tx.Quantity, tx.Value = 16, uint16(len(data)/2), data
 	}
-	ctx.Request(d.bus, tx)
+	d.submit(ctx, tx)
 }
 
 func (d *modbusDevice) writeResult(tag writeTag, res *ModbusTxResult) {

@@ -3,6 +3,7 @@ package modbus
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -72,13 +73,58 @@ type transport struct {
 	dev     config.ModbusEndpoint // mode, address, serial settings: what the devices on it agree on
 	env     actors.Env
 	workers actors.Workers
-	queue   chan queued
-	// The faults are shared by the transport's incarnations: the ones its devices passed on (drop, latency) are
-	// listed under the devices, which do not restart with it, so they must outlive its restarts.
-	faults  *actors.Faults
-	cuts    map[string]chan struct{} // per latency fault: closed when it is cleared
-	longest time.Duration            // the longest per-attempt timeout of the transactions it was sent
+	line    *line // shared by the transport's incarnations
 }
+
+// line is what a transport's incarnations share, and what its devices reach it by without a hop through the
+// transport's mailbox (issue 13: one actor hand-off less per request). A device asks its transport for the line
+// once (lineRequest) and from then on submits its transactions to the line's queue itself; until the answer comes,
+// and after the transport stopped, it sends them to the transport actor, which submits them the same way. Either
+// way the faults are decided at submission under the line's lock and travel with the transaction, and one wire
+// worker per incarnation runs the queue in order, so what the transport promises (one transaction at a time,
+// per-device timeouts, faults, reconnect with backoff, supervision) holds on both paths.
+//
+// The queue outlives a restart of the transport, as its mailbox does: what was submitted meanwhile runs when the
+// new incarnation's worker starts, unless its caller gave up (Deadline).
+type line struct {
+	queue *txQueue
+	mu    sync.Mutex
+	// The faults its devices passed on (drop, latency) are listed under the devices, which do not restart with
+	// the transport, so they outlive its restarts.
+	faults  actors.Faults
+	cuts    map[string]chan struct{} // per latency fault: closed when it is cleared
+	longest time.Duration            // the longest per-attempt timeout of the transactions submitted
+	stopped bool                     // the transport stopped (not restarting): submit refuses, the device falls back
+}
+
+// errLineStopped: the transport of the line stopped; the device sends to the actor and asks for a line again.
+var errLineStopped = errors.New("modbus: transport stopped")
+
+// submit decides tx's faults and queues it for the wire; ErrBusy when the queue is full.
+func (l *line) submit(tx *ModbusTx, from *actor.PID) error {
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		return errLineStopped
+	}
+	l.longest = max(l.longest, tx.Timeout)
+	if f := l.faults.Hit(actors.FaultDrop); f != nil {
+		tx.drop = true
+	}
+	if f := l.faults.Hit(actors.FaultLatency); f != nil {
+		tx.delay, tx.delayEnd = f.Latency, l.cuts[f.ID]
+	}
+	l.mu.Unlock()
+	if !l.queue.push(queued{tx: tx, from: from}) {
+		return ErrBusy
+	}
+	return nil
+}
+
+// lineRequest asks a transport for its line; the answer is a *lineReply.
+type lineRequest struct{}
+
+type lineReply struct{ line *line }
 
 // A stop is prompt: the wire worker takes nothing more from its queue once it is told to stop, the client makes
 // no further attempt of the transaction in hand, and a TCP connection is closed under a blocked read
@@ -94,10 +140,13 @@ func (t *transport) InjectFault(_ actor.Context, f *actors.Fault) error {
 	if f.Kind != actors.FaultDrop && f.Kind != actors.FaultLatency {
 		return actors.ErrFaultUnsupported
 	}
-	t.faults.Add(f)
+	l := t.line
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.faults.Add(f)
 	if f.Kind == actors.FaultLatency {
-		if _, ok := t.cuts[f.ID]; !ok {
-			t.cuts[f.ID] = make(chan struct{})
+		if _, ok := l.cuts[f.ID]; !ok {
+			l.cuts[f.ID] = make(chan struct{})
 		}
 	}
 	return nil
@@ -105,10 +154,13 @@ func (t *transport) InjectFault(_ actor.Context, f *actors.Fault) error {
 
 // ClearFault ends a fault. A latency fault's delays end at once, also for the transactions it already holds.
 func (t *transport) ClearFault(_ actor.Context, id string) {
-	t.faults.Remove(id)
-	if c, ok := t.cuts[id]; ok {
+	l := t.line
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.faults.Remove(id)
+	if c, ok := l.cuts[id]; ok {
 		close(c)
-		delete(t.cuts, id)
+		delete(l.cuts, id)
 	}
 }
 
@@ -119,9 +171,57 @@ type queued struct {
 
 // queueSize bounds the transactions waiting for the wire: a device has at most one poll's requests of each group
 // in flight (a tick that finds its poll still on the wire is skipped), so 512 holds a full serial line of 247
-// units with two requests each. It was 4096: a channel's buffer is allocated whole, 64 KiB per endpoint, 64 MiB
-// of the RSS of 1,000 TCP devices (one endpoint each).
+// units with two requests each.
 const queueSize = 512
+
+// txQueue is the bounded FIFO between the transport actor and its wire worker. It was a channel of queueSize
+// (4096 before that): a channel's buffer is allocated whole, 8 KiB per endpoint at 512, 8 MiB of the heap of
+// 1,000 TCP devices (one endpoint each) that mostly hold one transaction at a time. The slice grows to the
+// longest backlog its endpoint has had, and no further than queueSize.
+type txQueue struct {
+	mu    sync.Mutex
+	items []queued
+	head  int           // items[head:] are waiting
+	ready chan struct{} // one token: something was pushed since the worker last looked
+}
+
+func newTxQueue() *txQueue { return &txQueue{ready: make(chan struct{}, 1)} }
+
+// push queues it, or says false when queueSize are waiting.
+func (q *txQueue) push(it queued) bool {
+	q.mu.Lock()
+	if len(q.items)-q.head >= queueSize {
+		q.mu.Unlock()
+		return false
+	}
+	if q.head > 0 && len(q.items) == cap(q.items) { // reuse the room of the ones taken instead of growing
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
+	}
+	q.items = append(q.items, it)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// pop takes the oldest waiting transaction.
+func (q *txQueue) pop() (queued, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.head == len(q.items) {
+		return queued{}, false
+	}
+	it := q.items[q.head]
+	q.items[q.head] = queued{}
+	if q.head++; q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	}
+	return it, true
+}
 
 // NewEndpoint returns the producer of the transport actor of a Modbus endpoint (config.ModbusDevice.Endpoint).
 func NewEndpoint(ep config.Endpoint, env actors.Env) actor.Producer {
@@ -130,15 +230,17 @@ func NewEndpoint(ep config.Endpoint, env actors.Env) actor.Producer {
 
 // NewTransport returns the producer of the transport actor of endpoint e.
 func NewTransport(e config.ModbusEndpoint, env actors.Env) actor.Producer {
-	faults, cuts := &actors.Faults{}, map[string]chan struct{}{}
-	return func() actor.Actor { return &transport{dev: e, env: env, faults: faults, cuts: cuts} }
+	l := &line{queue: newTxQueue(), cuts: map[string]chan struct{}{}}
+	return func() actor.Actor { return &transport{dev: e, env: env, line: l} }
 }
 
 func (t *transport) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		t.queue = make(chan queued, queueSize)
-		q := t.queue
+		t.line.mu.Lock()
+		t.line.stopped = false // started again by hand after a stop: the same line
+		t.line.mu.Unlock()
+		q := t.line.queue
 		w, err := mb.NewClient(endpoint(&t.dev))
 		if err != nil {
 			panic(err) // config validation admits only the client's modes
@@ -150,30 +252,26 @@ func (t *transport) Receive(ctx actor.Context) {
 			return t.run(ctx.ActorSystem().Root, q, w, done, send)
 		})
 	case *actor.Stopping, *actor.Restarting:
-		t.workers.StopWait = max(actors.DefaultStopWait, t.longest) // a serial attempt in hand runs out its timeout
+		t.line.mu.Lock()
+		if _, restarting := m.(*actor.Restarting); !restarting {
+			t.line.stopped = true
+		}
+		longest := t.line.longest
+		t.line.mu.Unlock()
+		t.workers.StopWait = max(actors.DefaultStopWait, longest) // a serial attempt in hand runs out its timeout
 		t.workers.Stop()
 	case *linkChange:
 		t.env.Link(m.state, m.detail)
+	case *lineRequest:
+		ctx.Respond(&lineReply{line: t.line})
 	case *ModbusTx:
-		t.longest = max(t.longest, m.Timeout)
-		// Faults are decided here, on the actor's goroutine, and travel with the transaction to the wire worker.
-		if f := t.faults.Hit(actors.FaultDrop); f != nil {
-			m.drop = true
-		}
-		if f := t.faults.Hit(actors.FaultLatency); f != nil {
-			m.delay, m.delayEnd = f.Latency, t.cuts[f.ID]
-		}
-		select {
-		case t.queue <- queued{tx: m, from: ctx.Sender()}:
-		default:
-			if ctx.Sender() != nil {
-				ctx.Respond(&ModbusTxResult{Tag: m.Tag, Err: ErrBusy})
-			}
+		if err := t.line.submit(m, ctx.Sender()); err != nil && ctx.Sender() != nil {
+			ctx.Respond(&ModbusTxResult{Tag: m.Tag, Err: ErrBusy})
 		}
 	}
 }
 
-func (t *transport) run(root *actor.RootContext, q <-chan queued, w *mb.Client, done <-chan struct{}, send func(any)) error {
+func (t *transport) run(root *actor.RootContext, q *txQueue, w *mb.Client, done <-chan struct{}, send func(any)) error {
 	defer w.Close()
 	link := "" // unknown until the first transaction
 	for {
@@ -181,52 +279,53 @@ func (t *transport) run(root *actor.RootContext, q <-chan queued, w *mb.Client, 
 		if stopped(done) {
 			return nil
 		}
-		select {
-		case <-done:
-			return nil
-		case item := <-q:
-			if stopped(done) {
+		item, ok := q.pop()
+		if !ok {
+			select {
+			case <-done:
 				return nil
+			case <-q.ready:
 			}
-			start := time.Now()
-			if item.tx.expired(start) {
+			continue
+		}
+		start := time.Now()
+		if item.tx.expired(start) {
+			t.expire(root, item, start)
+			continue
+		}
+		if item.tx.drop {
+			w.Close()
+		}
+		if item.tx.delay > 0 {
+			timer := time.NewTimer(item.tx.delay)
+			select {
+			case <-done:
+				timer.Stop()
+				return nil
+			case <-timer.C:
+			case <-item.tx.delayEnd: // the fault was cleared: go on at once
+				timer.Stop()
+			}
+			if item.tx.expired(time.Now()) {
 				t.expire(root, item, start)
 				continue
 			}
-			if item.tx.drop {
-				w.Close()
-			}
-			if item.tx.delay > 0 {
-				timer := time.NewTimer(item.tx.delay)
-				select {
-				case <-done:
-					timer.Stop()
-					return nil
-				case <-timer.C:
-				case <-item.tx.delayEnd: // the fault was cleared: go on at once
-					timer.Stop()
-				}
-				if item.tx.expired(time.Now()) {
-					t.expire(root, item, start)
-					continue
-				}
-			}
-			tx := item.tx
-			data, err := w.DoAppend(tx.Buf[:0], mb.Call{Slave: tx.Slave, Function: tx.Function, Address: tx.Address, Quantity: tx.Quantity,
-				Value: tx.Value, Timeout: tx.Timeout, Retries: tx.Retries})
-			if state, detail := linkState(err); state != "" && state != link {
-				link = state
-				send(&linkChange{state: state, detail: detail})
-			}
-			if item.from != nil {
-				root.Send(item.from, &ModbusTxResult{Tag: item.tx.Tag, Data: data, Err: err, Took: time.Since(start)})
-			}
-			if item.tx.Pause > 0 {
-				select {
-				case <-done:
-					return nil
-				case <-time.After(item.tx.Pause):
-				}
+		}
+		tx := item.tx
+		data, err := w.DoAppend(tx.Buf[:0], mb.Call{Slave: tx.Slave, Function: tx.Function, Address: tx.Address, Quantity: tx.Quantity,
+			Value: tx.Value, Timeout: tx.Timeout, Retries: tx.Retries})
+		if state, detail := linkState(err); state != "" && state != link {
+			link = state
+			send(&linkChange{state: state, detail: detail})
+		}
+		if item.from != nil {
+			root.Send(item.from, &ModbusTxResult{Tag: item.tx.Tag, Data: data, Err: err, Took: time.Since(start)})
+		}
+		if item.tx.Pause > 0 {
+			select {
+			case <-done:
+				return nil
+			case <-time.After(item.tx.Pause):
 			}
 		}
 	}

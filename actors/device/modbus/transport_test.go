@@ -290,3 +290,95 @@ func TestTransportRunsNothingAfterStop(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestLineSubmit: a device that has its transport's line submits to it directly, and the transport's faults apply
+// there as on the actor path; once the transport stopped, the line refuses (errLineStopped) so the device falls
+// back to the actor path and asks again.
+func TestLineSubmit(t *testing.T) {
+	sim, err := modbussim.New(modbussim.Config{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Stop()
+	sys, pid := spawnTransport(t, config.ModbusEndpoint{Mode: "tcp", Address: sim.Addr().String()})
+	res, err := sys.Root.RequestFuture(pid, &lineRequest{}, 5*time.Second).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := res.(*lineReply).line
+	do := func() (*ModbusTxResult, error) {
+		f := actor.NewFuture(sys, 10*time.Second)
+		if err := l.submit(read(), f.PID()); err != nil {
+			return nil, err
+		}
+		r, err := f.Result()
+		if err != nil {
+			t.Fatalf("result: %v", err)
+		}
+		return r.(*ModbusTxResult), nil
+	}
+	if r, err := do(); err != nil || r.Err != nil || len(r.Data) != 2 {
+		t.Fatalf("got %+v, %v; want the register's 2 bytes", r, err)
+	}
+	// A drop fault of the transport (its InjectFault records it in the line; the runtime delivers it, not this
+	// test) closes the connection before a transaction submitted to the line.
+	before := sim.Stats().Connections
+	if err := (&transport{line: l}).InjectFault(nil, &actors.Fault{ID: "f1", Kind: actors.FaultDrop}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := do(); err != nil || r.Err != nil {
+		t.Fatalf("after the drop: %+v, %v; want an answer on a new connection", r, err)
+	}
+	if got := sim.Stats().Connections; got <= before {
+		t.Errorf("connections %d, want more than %d: the drop fault did not apply to the line", got, before)
+	}
+	if err := sys.Root.PoisonFuture(pid).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := do(); !errors.Is(err, errLineStopped) {
+		t.Errorf("after the stop: got %v, want errLineStopped", err)
+	}
+}
+
+// TestTxQueue: first in, first out, at most queueSize waiting, and the room of taken entries is reused.
+func TestTxQueue(t *testing.T) {
+	q := newTxQueue()
+	for i := 0; i < queueSize; i++ {
+		if !q.push(queued{tx: &ModbusTx{Address: uint16(i)}}) {
+			t.Fatalf("push %d refused, want room for %d", i, queueSize)
+		}
+	}
+	if q.push(queued{tx: &ModbusTx{}}) {
+		t.Fatalf("push %d accepted, want at most %d waiting", queueSize+1, queueSize)
+	}
+	capacity := cap(q.items)
+	for round := 0; round < 3; round++ { // take half, refill: the slice does not grow
+		for i := 0; i < queueSize/2; i++ {
+			if _, ok := q.pop(); !ok {
+				t.Fatal("pop: empty")
+			}
+		}
+		for i := 0; i < queueSize/2; i++ {
+			if !q.push(queued{tx: &ModbusTx{Address: uint16(queueSize + round*queueSize/2 + i)}}) {
+				t.Fatalf("round %d: push %d refused", round, i)
+			}
+		}
+	}
+	if cap(q.items) != capacity {
+		t.Errorf("capacity %d after refills, want %d", cap(q.items), capacity)
+	}
+	want := uint16(3 * queueSize / 2)
+	for i := 0; i < queueSize; i++ {
+		it, ok := q.pop()
+		if !ok || it.tx.Address != want {
+			t.Fatalf("pop %d: got %v, %v; want address %d", i, it.tx, ok, want)
+		}
+		want++
+	}
+	if _, ok := q.pop(); ok {
+		t.Error("pop after all taken: got one, want none")
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -56,6 +55,7 @@ type processor struct {
 	point   *nats.Msg
 	buf     []byte
 	invalid uint64
+	seal    Sealer // checks the seals of batches sealed in this process
 
 	// Acknowledged publishes (JetStream on): the futures in flight, in publish order, watched by the "acks" worker;
 	// the batches to publish again (a timeout, a stalled window). Per incarnation.
@@ -176,6 +176,17 @@ func (p *processor) process(msg *nats.Msg) {
 		p.decodeError(msg, err)
 		return
 	}
+	source := msg.Header.Get(actors.HeaderSource)
+	if source == "" {
+		source = protocol
+	}
+	trace := msg.Header.Get(actors.HeaderTraceID)
+	if n, ok := p.seal.sealed(msg); ok && trace != "" && p.forwardSealed(msg, device, source, trace, n) {
+		return
+	}
+	if trace == "" { // published by hand (nats pub): its batch is born here
+		trace = actors.NewTraceID()
+	}
 	p.points, err = decode(&p.dec, msg.Data, p.points[:0])
 	if err != nil {
 		p.env.Metrics.Error(actorPath, "decode")
@@ -183,14 +194,6 @@ func (p *processor) process(msg *nats.Msg) {
 		return
 	}
 	p.env.Metrics.PointsIn(actorPath, len(p.points))
-	source := msg.Header.Get(actors.HeaderSource)
-	if source == "" {
-		source = protocol
-	}
-	trace := msg.Header.Get(actors.HeaderTraceID)
-	if trace == "" { // published by hand (nats pub): its batch is born here
-		trace = actors.NewTraceID()
-	}
 	now := time.Now().UnixNano()
 	p.out = p.out[:0]
 	for i := range p.points {
@@ -204,14 +207,7 @@ func (p *processor) process(msg *nats.Msg) {
 		if pt.Timestamp == 0 {
 			pt.Timestamp = now
 		}
-		if f, ok := pt.Value.Float(); ok && pt.Value.Kind() == isp.KindFloat && (math.IsNaN(f) || math.IsInf(f, 0)) {
-			pt.Quality = isp.QualityBad
-		}
-		if err := validate(pt); err != nil {
-			p.invalidPoint(msg.Subject, trace, i, pt, err)
-			continue
-		}
-		if err := conform(pt); err != nil {
+		if err := Check(pt); err != nil {
 			p.invalidPoint(msg.Subject, trace, i, pt, err)
 			continue
 		}
@@ -239,9 +235,37 @@ func (p *processor) publish(source, trace string) {
 		p.storeBatch(p.batch, trace)
 		start = end
 	}
-	if !p.env.PointSubjects {
-		return
+	if p.env.PointSubjects {
+		p.publishPoints()
 	}
+}
+
+// forwardSealed publishes a batch sealed by a driver of this process (Sealer) as the device's processed batch,
+// its bytes as they came: its points passed Check where they were born, so they are neither decoded, checked nor
+// encoded again. Only the per-point subjects need the points, and decode them. It reports false (then the batch
+// takes the full path) for a batch whose points are not what its seal says, which a driver's bug alone can cause.
+func (p *processor) forwardSealed(msg *nats.Msg, device, source, trace string, n int) bool {
+	if p.env.PointSubjects {
+		out, err := p.dec.DecodeBatch(msg.Data, p.out[:0])
+		p.out = out
+		if err != nil || len(out) != n {
+			return false
+		}
+	}
+	p.env.Metrics.PointsIn(actorPath, n)
+	p.setHeaders(source, trace)
+	p.batch.Subject = SubjectBatchPrefix + device
+	p.batch.Data = append(p.batch.Data[:0], msg.Data...)
+	p.storeBatch(p.batch, trace)
+	if p.env.PointSubjects {
+		p.publishPoints()
+	}
+	p.env.Metrics.PointsOut(actorPath, n)
+	return true
+}
+
+// publishPoints publishes every point of p.out on iot.processed.{device}.{key}.
+func (p *processor) publishPoints() {
 	for i := range p.out {
 		pt := &p.out[i]
 		p.buf = append(append(append(p.buf[:0], SubjectPointPrefix...), pt.DeviceID...), '.')
