@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -30,6 +31,7 @@ const fileBatch = 30
 type fileSinkSetup struct {
 	jetstream bool
 	sync      string
+	persist   string // IOT_DATA's persist_mode: "" is the default
 }
 
 func startFileGateway(tb testing.TB, su fileSinkSetup, dataDir string) *system.Runtime {
@@ -42,7 +44,10 @@ gateway {
 }
 nats {
   port = -1
-  jetstream { enabled = %v }
+  jetstream {
+    enabled      = %v
+    persist_mode = %q
+  }
 }
 sink "files" {
   type  = "file"
@@ -52,7 +57,7 @@ sink "files" {
   # Sync early every 512 deliveries (15k points), within the publisher's window.
   max_ack_pending = 1024
 }
-`, dataDir, su.jetstream, su.sync)
+`, dataDir, su.jetstream, cmp.Or(su.persist, "default"), su.sync)
 	cfg, diags := config.Parse([]byte(src), "bench.hcl")
 	if diags.HasErrors() {
 		tb.Fatal(diags)
@@ -332,6 +337,7 @@ func fileSinkSection(t *testing.T, n int, log func(result) result) string {
 		log(fileSinkRun(t, "file sink, no JetStream, sync interval", n, fileSinkSetup{sync: "interval"})),
 		log(fileSinkRun(t, "file sink, JetStream, sync interval", n, fileSinkSetup{jetstream: true, sync: "interval"})),
 		log(fileSinkRun(t, "file sink, JetStream, sync always", n/4, fileSinkSetup{jetstream: true, sync: "always"})),
+		log(fileSinkRun(t, "file sink, JetStream persist_mode async, sync interval", n, fileSinkSetup{jetstream: true, sync: "interval", persist: "async"})),
 	}
 	for _, r := range rows {
 		fmt.Fprintf(&sb, "| %s | %.0f | %.2f | %.1f | %.0f |\n", r.Name, r.PointsPerSec,
@@ -359,8 +365,9 @@ func fileSinkSection(t *testing.T, n int, log func(result) result) string {
 }
 
 func BenchmarkFileSink(b *testing.B) {
-	for _, su := range []fileSinkSetup{{sync: "interval"}, {jetstream: true, sync: "interval"}, {jetstream: true, sync: "always"}} {
-		b.Run(fmt.Sprintf("jetstream=%v/sync=%s", su.jetstream, su.sync), func(b *testing.B) {
+	for _, su := range []fileSinkSetup{{sync: "interval"}, {jetstream: true, sync: "interval"}, {jetstream: true, sync: "always"},
+		{jetstream: true, sync: "interval", persist: "async"}} {
+		b.Run(fmt.Sprintf("jetstream=%v/sync=%s/persist=%s", su.jetstream, su.sync, cmp.Or(su.persist, "default")), func(b *testing.B) {
 			fileSinkRun(b, "file sink", max(b.N, 30_000), su).report(b)
 		})
 	}
