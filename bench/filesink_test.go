@@ -3,6 +3,7 @@ package bench
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -168,7 +169,13 @@ func (p *publisher) one() {
 	var err error
 	if p.js != nil {
 		m := &nats.Msg{Subject: p.msg.Subject, Header: p.msg.Header, Data: append([]byte(nil), p.msg.Data...)}
-		_, err = p.js.PublishMsgAsync(m)
+		// A full window for 200 ms (nats.go's stall wait: the server behind, on a loaded machine) is back
+		// pressure, not a failure: wait and publish again, like the processing stage's bounded window.
+		for range 100 {
+			if _, err = p.js.PublishMsgAsync(m); !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+				break
+			}
+		}
 	} else {
 		err = p.nc.PublishMsg(p.msg)
 	}
