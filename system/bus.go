@@ -372,7 +372,7 @@ func dataStreamConfig(cfg config.JetStream) jetstream.StreamConfig {
 // persistMode is IOT_DATA's: "default" (nats-server's flush in place: each message is written to the block file,
 // one write(2), before its publish is acknowledged, so an acknowledged message survives kill -9) or "async"
 // (acknowledged from the server's write cache, which its flusher writes in batches of 16 KiB or after 8 ms:
-// about a third of the stream's CPU per message at 30 points per batch, for a crash window of those 8 ms).
+// a quarter to a half of what JetStream adds per point at 30 points per batch, for a crash window of those 8 ms).
 func persistMode(s string) jetstream.PersistModeType {
 	if s == "async" {
 		return jetstream.AsyncPersistMode
