@@ -157,8 +157,15 @@ nats {
     # JetStream off: the bound, in messages, of each durable inbox's memory buffer (oldest dropped past it, counted).
     buffer = 10000
     # How the embedded server's store reaches the disk: "always" (an fsync per write) or a duration (an fsync at
-    # least that often). The loss window of a power cut; a crash of the process alone loses nothing stored.
+    # least that often). The loss window of a power cut; a crash of the process alone loses nothing stored
+    # (with persist_mode "default", below).
     sync = "2m"
+    # IOT_DATA's persist mode (nats-server's): "default" writes each message to the store's file before its
+    # publish is acknowledged, so kill -9 loses nothing acknowledged; "async" acknowledges from the server's
+    # write cache and writes it in batches (at 16 KiB, or within 8 ms): about 0.3-0.5 µs less CPU per point at
+    # 30 points per batch, and a crash of the gateway can lose the publishes of those last 8 ms, acknowledged.
+    # Fixed when the stream is created: to change it, remove the stream (its data) or use a new store_dir.
+    persist_mode = "default"
   }
 
   # The uplink (README "Uplink"): the embedded server joins a hub (a site or cloud NATS cluster) as a leaf node,

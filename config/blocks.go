@@ -61,6 +61,7 @@ type jetStreamHCL struct {
 	PublishTimeout     *string `hcl:"publish_timeout,optional"`
 	Buffer             *int    `hcl:"buffer,optional"`
 	Sync               *string `hcl:"sync,optional"`
+	PersistMode        *string `hcl:"persist_mode,optional"`
 }
 
 type supervisorHCL struct {
@@ -261,6 +262,10 @@ func decodeNATS(block *hcl.Block, ctx *hcl.EvalContext, n *NATS, diags *hcl.Diag
 			}
 			j.SyncInterval = d
 		}
+	}
+	set(&j.PersistMode, hj.PersistMode)
+	if !isOneOf(j.PersistMode, PersistModes) {
+		js.Errorf("persist_mode", "unknown persist_mode %s; known: %s (default writes each message before its ack, async writes batches after it)", quote(j.PersistMode), oneOf(PersistModes))
 	}
 	if j.Buffer < 1 || j.Buffer > 10_000_000 {
 		js.Errorf("buffer", "buffer is %d: from 1 to 10000000 messages per durable inbox (used when JetStream is off)", j.Buffer)

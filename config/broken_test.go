@@ -44,6 +44,7 @@ var brokenCases = []struct {
 	{"size not a number", "nats {\n  jetstream {\n    max_file = \"lots\"\n  }\n}\n", "broken.hcl:3:16", `invalid size "lots": want a whole number of bytes`},
 	{"two jetstream blocks", "nats {\n  jetstream {}\n  jetstream {}\n}\n", "broken.hcl:3:3", `Duplicate jetstream block`},
 	{"unknown discard policy", "nats {\n  jetstream {\n    discard = \"oldest\"\n  }\n}\n", "broken.hcl:3:15", `unknown discard policy "oldest"; known: old, new`},
+	{"unknown persist mode", "nats {\n  jetstream {\n    persist_mode = \"lazy\"\n  }\n}\n", "broken.hcl:3:20", `unknown persist_mode "lazy"; known: default, async`},
 	{"zero max_bytes", "nats {\n  jetstream {\n    max_bytes = \"0\"\n  }\n}\n", "broken.hcl:3:17", `max_bytes must be > 0`},
 	{"max_bytes beyond max_file", "nats {\n  jetstream {\n    max_file  = \"1GB\"\n    max_bytes = \"1GB\"\n  }\n}\n", "broken.hcl:4:17", `are more than max_file (1073741824 bytes)`},
 	{"max_bytes hostile size", "nats {\n  jetstream {\n    max_bytes = \"99999999999999999999GB\"\n  }\n}\n", "broken.hcl:3:17", `Invalid value for "max_bytes"`},

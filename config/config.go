@@ -105,10 +105,18 @@ type JetStream struct {
 	// SyncInterval is Sync parsed ("always": 0, with SyncAlways).
 	SyncInterval time.Duration
 	SyncAlways   bool
+	// PersistMode is IOT_DATA's nats-server persist mode (2.12+): "default" writes each message to the store's
+	// file before the publish is acknowledged, "async" acknowledges first and writes in batches (at 16 KiB or
+	// within 8 ms), so a crash of the process loses what was acknowledged in those milliseconds. It cannot be
+	// changed on an existing stream (nats-server refuses the update).
+	PersistMode string
 }
 
 // Discard policies of a stream.
 var DiscardPolicies = []string{"old", "new"}
+
+// PersistModes of IOT_DATA, nats-server's names.
+var PersistModes = []string{"default", "async"}
 
 // Supervisor is the `supervisor` block: the restart policy of every supervised actor.
 type Supervisor struct {
@@ -186,6 +194,7 @@ func Default() *Config {
 				Buffer:             10000,
 				Sync:               "2m",
 				SyncInterval:       2 * time.Minute,
+				PersistMode:        "default",
 			},
 		},
 		Supervisor: Supervisor{

@@ -27,7 +27,7 @@ func TestFullConfig(t *testing.T) {
 			PendingMessages: 5000, PendingBytes: 16 << 20,
 			JetStream: JetStream{Enabled: true, StoreDir: "/tmp/js", MaxMemory: 512 << 20, MaxFile: 2 << 30, MaxAge: time.Hour,
 				MaxBytes: (2 << 30) / 4 * 3, Sync: "2m", SyncInterval: 2 * time.Minute, Discard: "old", DuplicateWindow: 2 * time.Minute, DeadLetterMaxAge: 7 * 24 * time.Hour,
-				DeadLetterMaxBytes: 128 << 20, PublishWindow: 256, PublishTimeout: 5 * time.Second, Buffer: 10000},
+				DeadLetterMaxBytes: 128 << 20, PublishWindow: 256, PublishTimeout: 5 * time.Second, Buffer: 10000, PersistMode: "default"},
 		},
 		Supervisor: Supervisor{
 			Strategy: "all_for_one", MaxRestarts: 0, Within: 30 * time.Second,
