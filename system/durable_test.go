@@ -746,3 +746,50 @@ func TestDurableInboxWithoutStream(t *testing.T) {
 		t.Errorf("ping after the failure: %+v", r)
 	}
 }
+
+// TestSinksOfTwoGatewaysOnOneJetStream: two gateways on one server (B in client mode on A's) share IOT_DATA and a
+// sink's consumer by its name, as the README's Durability says: two sinks named alike take each message once between
+// them, in order each; sinks of other names each take every message.
+func TestSinksOfTwoGatewaysOnOneJetStream(t *testing.T) {
+	a := startRuntime(t, parseConfig(t, `gateway { id = "gw-a" }`))
+	b := startRuntime(t, parseConfig(t, fmt.Sprintf("gateway { id = \"gw-b\" }\nnats { url = %q }", a.Bus().URL)))
+	subjects := []string{"iot.processed.batch.shared"}
+	sharedA, sharedB, ownA, ownB := newRecord(), newRecord(), newRecord(), newRecord()
+	addProbe(t, a, "site", &probe{subjects: subjects, rec: sharedA, durable: actors.Durable{Name: "site"}})
+	addProbe(t, b, "site", &probe{subjects: subjects, rec: sharedB, durable: actors.Durable{Name: "site"}})
+	addProbe(t, a, "own-a", &probe{subjects: subjects, rec: ownA, durable: actors.Durable{Name: "own-a"}})
+	addProbe(t, b, "own-b", &probe{subjects: subjects, rec: ownB, durable: actors.Durable{Name: "own-b"}})
+	nc := client(t, a.Bus().URL)
+	want := publishN(t, nc, "iot.processed.batch.shared", "m", 1, 200)
+	waitAccepted(t, ownA, want)
+	waitAccepted(t, ownB, want)
+	checkFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+		if n := len(sharedA.snapshot()) + len(sharedB.snapshot()); n < len(want) {
+			return fmt.Errorf("the two %q sinks took %d of %d", "site", n, len(want))
+		}
+		return nil
+	})
+	time.Sleep(200 * time.Millisecond) // a second copy of any message would come now
+	index := map[string]int{}
+	for i, m := range want {
+		index[m] = i
+	}
+	seen := map[string]bool{}
+	for gw, rec := range map[string]*record{"gw-a": sharedA, "gw-b": sharedB} {
+		last := -1
+		for _, m := range rec.snapshot() {
+			if seen[m] {
+				t.Errorf("%s: %s taken twice", gw, m)
+			}
+			seen[m] = true
+			if index[m] <= last {
+				t.Errorf("%s: %s after a later message", gw, m)
+			}
+			last = index[m]
+		}
+	}
+	if len(seen) != len(want) {
+		t.Errorf("the two %q sinks took %d distinct messages, want %d", "site", len(seen), len(want))
+	}
+	t.Logf("the shared consumer gave gw-a %d and gw-b %d of %d", len(sharedA.snapshot()), len(sharedB.snapshot()), len(want))
+}
