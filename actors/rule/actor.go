@@ -41,6 +41,7 @@ type ruleActor struct {
 	cfg     config.Rule
 	env     actors.Env
 	store   AlertStore
+	windows WindowStore // aggregate rules partitioned by device: where open windows are handed on (handover.go)
 	path    string
 	eng     *Engine
 	dec     isp.Decoder
@@ -58,12 +59,16 @@ type ruleActor struct {
 
 var _ actors.Listener = (*ruleActor)(nil)
 
-// New returns the producer of a rule's actor. store may be nil (alert state then lives as long as the actor);
-// figures, when not nil, receives the rule's Stats after every batch and tick. The figures of an incarnation
+// New returns the producer of a rule's actor. store may be nil (alert state then lives as long as the actor), and
+// so may windows (an aggregate's open windows are then dropped when its devices move); figures, when not nil, receives the rule's Stats after every batch and tick. The figures of an incarnation
 // start where the previous one's ended, so a restart does not reset the counters.
-func New(r config.Rule, env actors.Env, store AlertStore, figures *Figures) actor.Producer {
+func New(r config.Rule, env actors.Env, store AlertStore, windows WindowStore, figures *Figures) actor.Producer {
 	return func() actor.Actor {
-		return &ruleActor{cfg: r, env: env, store: store, path: "rules/" + r.Name, figures: figures}
+		ra := &ruleActor{cfg: r, env: env, store: store, path: "rules/" + r.Name, figures: figures}
+		if r.Type == config.RuleAggregate && r.Partition == config.PartitionDevice {
+			ra.windows = windows
+		}
+		return ra
 	}
 }
 
@@ -98,6 +103,7 @@ func (a *ruleActor) Receive(ctx actor.Context) {
 		a.start(ctx)
 	case *actor.Stopping, *actor.Restarting:
 		if a.members != nil && a.members.active {
+			a.handOn(nil)       // every open window, stored before the "leave" the others read them at
 			a.announce("leave") // the others take this gateway's devices from this message on
 		}
 		a.workers.Stop()
@@ -210,10 +216,19 @@ func (a *ruleActor) memberTick(now time.Time) {
 // purpose: the next batch of a device taken over must find its firing alert in place, or it would fire again.
 func (a *ruleActor) takeOver() {
 	m := a.members
-	if m == nil || m.version == a.version || a.cfg.Type != config.RuleAlert {
+	if m == nil || m.version == a.version {
 		return
 	}
 	a.version = m.version
+	if a.windows != nil && m.active {
+		if a.handOn(m.owns) {
+			a.announce("handoff")
+		}
+		a.takeWindows()
+	}
+	if a.cfg.Type != config.RuleAlert {
+		return
+	}
 	a.eng.DropForeign()
 	if a.store == nil || !m.active {
 		return
@@ -227,6 +242,48 @@ func (a *ruleActor) takeOver() {
 	a.eng.Restore(stored)
 }
 
+// handOn stores the open windows of the devices for which keep is false (all with nil) and drops them, reporting
+// whether there were any. The write is synchronous: the message that tells the others to read it comes after it.
+// A failed write loses those windows (logged): the device has moved, and its next owner cannot wait for this one.
+func (a *ruleActor) handOn(keep func(string) bool) bool {
+	if a.windows == nil {
+		return false
+	}
+	states := a.eng.TakeWindows(keep)
+	if len(states) == 0 {
+		return false
+	}
+	for i := range states {
+		states[i].Gateway = a.env.GatewayID
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.windows.Save(ctx, a.cfg.Name, states); err != nil {
+		a.env.Log.Error().Err(err).Int("devices", len(states)).Msg("open windows not handed on: their points are lost from them")
+		return false
+	}
+	a.env.Log.Debug().Int("devices", len(states)).Msg("open windows handed on")
+	return true
+}
+
+// takeWindows merges the stored windows of the devices this gateway owns into its own. Synchronous, like the
+// alerts' takeOver: the points of a device's next batch go into the window it was handed.
+func (a *ruleActor) takeWindows() {
+	if a.windows == nil || !a.members.active {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	states, err := a.windows.Take(ctx, a.cfg.Name, a.members.owns)
+	if err != nil {
+		a.env.Log.Error().Err(err).Msg("handed-on windows cannot be read; they stay in the store until the next change")
+		return
+	}
+	if n := a.eng.MergeWindows(states); n > 0 {
+		a.env.Log.Debug().Int("devices", n).Msg("open windows taken over")
+	}
+}
+
 // partitioned handles a message of a rule partitioned by device: membership, or a batch it may own.
 func (a *ruleActor) partitioned(msg *nats.Msg) {
 	m := a.members
@@ -234,6 +291,10 @@ func (a *ruleActor) partitioned(msg *nats.Msg) {
 		reply, activated := m.heard(msg.Data, time.Now())
 		if reply != "" {
 			a.announce(reply)
+		}
+		if m.handoff {
+			m.handoff = false
+			a.takeWindows() // another gateway has just stored windows of devices it gave up
 		}
 		if activated {
 			a.takeOver() // the alerts of the devices it owns now, before any batch of theirs
