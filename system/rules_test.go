@@ -935,3 +935,33 @@ nats {
 		})
 	}
 }
+
+// TestRuleSkipsBatchesOfUnmatchedDevices: a batch whose subject names a device the rule's match excludes is
+// counted and not decoded (its points are not even "in"); a matched device's batch runs as before.
+func TestRuleSkipsBatchesOfUnmatchedDevices(t *testing.T) {
+	rt := startRuntime(t, parseConfig(t, `
+rule "only-d1" {
+  type = "filter"
+  when = "true"
+  match { devices = ["d1"] }
+}
+`))
+	nc := client(t, rt.Bus().URL)
+	out := collect(t, nc, "iot.rules.only-d1.>")
+	publishBatch(t, nc, "d2", point("d2", "t", 1), point("d2", "t", 2))
+	publishBatch(t, nc, "d2", `not a batch`) // not decoded, so no error either
+	publishBatch(t, nc, "d1", point("d1", "t", 3))
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if s := rt.rules.entries["only-d1"].figures.Get(); out.n() < 1 || s.Out < 1 {
+			return errNotYet // the figures are set after the output is published
+		}
+		return nil
+	})
+	s := rt.rules.entries["only-d1"].figures.Get()
+	if s.Skipped != 2 || s.In != 1 || s.Out != 1 || s.Errors != 0 {
+		t.Errorf("figures: got skipped %d, in %d, out %d, errors %d; want 2, 1, 1, 0", s.Skipped, s.In, s.Out, s.Errors)
+	}
+	if got := out.all(); len(got) != 1 || got[0].Subject != "iot.rules.only-d1.d1" {
+		t.Errorf("outputs: %v", got)
+	}
+}

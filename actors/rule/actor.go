@@ -358,6 +358,12 @@ func drain(changes chan AlertChange, store AlertStore, log zerolog.Logger) {
 }
 
 func (a *ruleActor) batch(msg *nats.Msg) {
+	// A batch's subject ends in its device (iot.processed.batch.{device}, iot.rules.{rule}.{device}), as the
+	// partitioning reads it: a device the rule cannot match costs no decoding.
+	if !a.cfg.Match.MatchesDevice(deviceOf(msg.Subject)) {
+		a.eng.stats.Skipped++
+		return
+	}
 	var err error
 	a.points, err = a.dec.DecodeBatch(msg.Data, a.points[:0])
 	if err != nil {
@@ -381,7 +387,7 @@ func (a *ruleActor) batch(msg *nats.Msg) {
 	}
 	a.out.trace = msg.Header.Get(actors.HeaderTraceID)
 	before := a.eng.stats
-	a.eng.Process(a.points, time.Now())
+	a.eng.ProcessBatch(a.points, msg.Data, time.Now())
 	a.env.Metrics.PointsIn(a.path, len(a.points))
 	if n := int(a.eng.stats.Out - before.Out); n > 0 {
 		a.env.Metrics.PointsOut(a.path, n)

@@ -800,3 +800,66 @@ func TestWindowHandoverEdges(t *testing.T) {
 		t.Errorf("A emitted %q, want d2's window (still its own)", got)
 	}
 }
+
+// TestRepublishUnchanged: a filter that keeps every point of a one-device batch, and a forward without rename,
+// publish the batch as it came; anything that changes the points (one dropped, a rename, a transform, two
+// devices in one batch) is encoded again.
+func TestRepublishUnchanged(t *testing.T) {
+	raw := []byte(`{"points":[ {"device_id":"d1","key":"a","value":1,"extra":true}, {"device_id":"d1","key":"b","value":2} ]}`)
+	twoDevices := []byte(`{"points":[{"device_id":"d1","key":"a","value":1},{"device_id":"d2","key":"b","value":2}]}`)
+	cases := []struct {
+		name, rule string
+		data       []byte
+		asItCame   bool
+		outputs    int
+	}{
+		{"filter keeps all", `rule "r" {
+  type = "filter"
+  when = "value > 0"
+}`, raw, true, 1},
+		{"filter drops one", `rule "r" {
+  type = "filter"
+  when = "value > 1"
+}`, raw, false, 1},
+		{"forward", `rule "r" {
+  type = "forward"
+}`, raw, true, 1},
+		{"forward with rename", `rule "r" {
+  type   = "forward"
+  rename = "x"
+}`, raw, false, 1},
+		{"transform", `rule "r" {
+  type  = "transform"
+  value = "value"
+}`, raw, false, 1},
+		{"two devices", `rule "r" {
+  type = "forward"
+}`, twoDevices, false, 2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &recorder{}
+			e := NewEngine(parseRule(t, tc.rule), rec)
+			pts, err := isp.DecodeBatch(tc.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.ProcessBatch(pts, tc.data, at(0))
+			got := rec.take()
+			if len(got) != tc.outputs {
+				t.Fatalf("got %d outputs, want %d: %q", len(got), tc.outputs, got)
+			}
+			body := got[0][strings.IndexByte(got[0], ' ')+1:]
+			if same := body == string(tc.data); same != tc.asItCame {
+				t.Errorf("published %s; as it came: %t, want %t", body, same, tc.asItCame)
+			}
+			if !tc.asItCame {
+				// Encoded again: the points that passed, in the encoder's form.
+				out, err := isp.DecodeBatch([]byte(body))
+				if err != nil || string(isp.AppendBatch(nil, out)) != body {
+					t.Errorf("output %s is not the encoder's (%v)", body, err)
+				}
+			}
+		})
+	}
+}
