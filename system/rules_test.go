@@ -965,3 +965,103 @@ rule "only-d1" {
 		t.Errorf("outputs: %v", got)
 	}
 }
+
+// TestWindowsMoveToAJoiningGateway: gw-a runs an aggregate alone with ten devices' windows open; gw-b joins (on
+// gw-a's server and JetStream) and takes some of the devices: gw-a hands their open windows on ("handoff"), and
+// every window is emitted once, by the device's new owner, with all five of its points.
+func TestWindowsMoveToAJoiningGateway(t *testing.T) {
+	const ruleSrc = `
+rule "win" {
+  type      = "aggregate"
+  window    = "tumbling"
+  size      = "1h"
+  time      = "event"
+  functions = ["count"]
+}
+`
+	js := fmt.Sprintf("jetstream {\n enabled = true\n store_dir = %q\n}", t.TempDir())
+	a := startRuntime(t, parseConfig(t, `gateway { id = "gw-a" }
+nats {
+`+js+`
+}`+ruleSrc))
+	figures := func(rt *Runtime) rule.Stats { return rt.rules.entries["win"].figures.Get() }
+	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if figures(a).Members != 1 {
+			return fmt.Errorf("members of a: %d", figures(a).Members)
+		}
+		return nil
+	})
+	nc := client(t, a.Bus().URL)
+	out := collect(t, nc, "iot.aggregated.>")
+	t0 := time.Now().Add(48 * time.Hour).Truncate(time.Hour).UnixNano()
+	send := func(dev string, ts int64) {
+		publishBatch(t, nc, dev, fmt.Sprintf(`{"device_id":%q,"key":"n","value":1,"quality":1,"timestamp":%d}`, dev, ts))
+	}
+	for i := range 10 {
+		for s := int64(1); s <= 3; s++ {
+			send(fmt.Sprintf("dev-%d", i), t0+s)
+		}
+	}
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if got := figures(a).Matched; got != 30 {
+			return fmt.Errorf("gw-a took %d of 30 points", got)
+		}
+		return nil
+	})
+	b := startRuntime(t, parseConfig(t, fmt.Sprintf(`gateway { id = "gw-b" }
+nats {
+  url = %q
+  jetstream { enabled = true }
+}`, a.Bus().URL)+ruleSrc))
+	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if figures(a).Members != 2 || figures(b).Members != 2 {
+			return fmt.Errorf("members: a %d, b %d", figures(a).Members, figures(b).Members)
+		}
+		return nil
+	})
+	for i := range 10 {
+		for s := int64(4); s <= 5; s++ {
+			send(fmt.Sprintf("dev-%d", i), t0+s)
+		}
+	}
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if got := figures(a).Matched + figures(b).Matched; got != 50 {
+			return fmt.Errorf("%d of 50 points taken", got)
+		}
+		return nil
+	})
+	for i := range 10 {
+		send(fmt.Sprintf("dev-%d", i), t0+int64(time.Hour)+1) // closes the first hour
+	}
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if n := out.n(); n < 10 {
+			return fmt.Errorf("%d of 10 windows", n)
+		}
+		return nil
+	})
+	time.Sleep(200 * time.Millisecond) // a second result for a window would come now
+	byGateway := map[string]int{}
+	seen := map[string]bool{}
+	for _, m := range out.all() {
+		var body struct {
+			Device string             `json:"device_id"`
+			Values map[string]float64 `json:"values"`
+		}
+		if err := json.Unmarshal(m.Data, &body); err != nil {
+			t.Fatalf("output %s: %v", m.Data, err)
+		}
+		gw := m.Header.Get(rule.HeaderGateway)
+		if seen[body.Device] {
+			t.Errorf("%s: a second window, from %s", body.Device, gw)
+		}
+		seen[body.Device] = true
+		byGateway[gw]++
+		if body.Values["count"] != 5 {
+			t.Errorf("%s (from %s): count %v, want 5", body.Device, gw, body.Values["count"])
+		}
+	}
+	if byGateway["gw-b"] == 0 {
+		t.Errorf("gw-b took none of the 10 devices: %v", byGateway)
+	}
+	t.Logf("windows by gateway: %v", byGateway)
+}

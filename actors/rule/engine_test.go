@@ -764,6 +764,31 @@ func TestWindowHandoverMergesExactly(t *testing.T) {
 	}
 }
 
+// TestSlidingWindowHandover: a sliding window's samples move too, so the first result the new owner gives after
+// the handoff covers the points the old owner had.
+func TestSlidingWindowHandover(t *testing.T) {
+	const src = `rule "w" {
+  type      = "aggregate"
+  window    = "sliding"
+  size      = "10s"
+  functions = ["count", "sum"]
+}`
+	recAll, recA, recB := &recorder{}, &recorder{}, &recorder{}
+	all, a, b := NewEngine(parseRule(t, src), recAll), NewEngine(parseRule(t, src), recA), NewEngine(parseRule(t, src), recB)
+	for i, v := range []float64{3, 1, 4} {
+		ts := float64(i + 1)
+		all.Process(batch(pt("d1", "t", v, ts)), at(ts))
+		a.Process(batch(pt("d1", "t", v, ts)), at(ts))
+	}
+	b.MergeWindows(handOver(t, a.TakeWindows(nil)))
+	recAll.take()
+	all.Process(batch(pt("d1", "t", 5, 4)), at(4))
+	b.Process(batch(pt("d1", "t", 5, 4)), at(4))
+	if want, got := recAll.take(), recB.take(); len(want) != 1 || strings.Join(got, "\n") != want[0] {
+		t.Errorf("B emitted %q, want %q", got, want)
+	}
+}
+
 // TestWindowHandoverEdges: a state made with other window settings (a reload changed the rule) is not merged; a
 // handed-on window that the new owner has already closed is emitted with the handed-on part, not lost; TakeWindows
 // keeps the devices still owned.
