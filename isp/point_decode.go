@@ -1,6 +1,7 @@
 package isp
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -339,40 +340,61 @@ func (d *Decoder) fastMember(first bool) string {
 	if i+2 >= len(data) || data[i] != '"' {
 		return ""
 	}
-	var f string
+	var k int
 	switch data[i+1] {
 	case 'd':
-		f = pointFields[0]
+		k = 0
 	case 'k':
-		f = pointFields[1]
+		k = 1
 	case 'v':
-		f = pointFields[2]
+		k = 2
 	case 'q':
-		f = pointFields[4]
+		k = 4
 	case 's':
-		f = pointFields[7]
+		k = 7
 	case 't':
 		switch data[i+2] {
 		case 'y':
-			f = pointFields[3]
+			k = 3
 		case 'i':
-			f = pointFields[5]
+			k = 5
 		case 'a':
-			f = pointFields[6]
+			k = 6
 		default:
 			return ""
 		}
 	default:
 		return ""
 	}
+	f := pointFields[k]
 	rest := data[i+1:]
-	if len(rest) < len(f) || string(rest[:len(f)]) != f {
+	if len(rest) >= 16 {
+		// Two word compares instead of a call to memequal (which was most of this function's time).
+		w := &fieldWords[k]
+		if binary.LittleEndian.Uint64(rest)&w.m0 != w.w0 || binary.LittleEndian.Uint64(rest[8:])&w.m1 != w.w1 {
+			return ""
+		}
+	} else if len(rest) < len(f) || string(rest[:len(f)]) != f {
 		return ""
 	}
 	d.pos = i + 1 + len(f)
 	d.ws()
 	return f[:len(f)-2]
 }
+
+// fieldWords are pointFields as two masked little-endian words each (the names are at most 16 bytes).
+var fieldWords = func() (t [len(pointFields)]struct{ w0, m0, w1, m1 uint64 }) {
+	for k, f := range pointFields {
+		var b, m [16]byte
+		copy(b[:], f)
+		for i := range len(f) {
+			m[i] = 0xff
+		}
+		t[k].w0, t[k].m0 = binary.LittleEndian.Uint64(b[:]), binary.LittleEndian.Uint64(m[:])
+		t[k].w1, t[k].m1 = binary.LittleEndian.Uint64(b[8:]), binary.LittleEndian.Uint64(m[8:])
+	}
+	return t
+}()
 
 // fieldName is the point field named b, as the constant string (so the switch on it compares pointers first), or
 // "\x00" + nothing for an unknown name: a string no field has, since member only returns well-formed names.
