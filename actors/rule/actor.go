@@ -102,11 +102,14 @@ func (a *ruleActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		a.start(ctx)
 	case *actor.Stopping, *actor.Restarting:
-		if a.members != nil && a.members.active {
-			a.handOn(nil)       // every open window, stored before the "leave" the others read them at
-			a.announce("leave") // the others take this gateway's devices from this message on
+		leaving := a.members != nil && a.members.active
+		if leaving {
+			a.handOn(nil) // every open window, stored before the "leave" the others read them at
 		}
-		a.workers.Stop()
+		a.workers.Stop() // waits for the alert store worker to drain its queue: those writes come before the "leave" too
+		if leaving {
+			a.announce("leave") // the others take this gateway's devices, and read their state, from this message on
+		}
 	case *nats.Msg:
 		if a.members != nil {
 			a.partitioned(msg)
