@@ -816,6 +816,12 @@ func (r *Runtime) forgetAlerts(ctx context.Context, reg *ruleRegistry, name stri
 			r.log.Warn().Err(err).Str("rule", name).Msg("alerts of a removed rule not deleted from the store")
 		}
 	}
+	// The windows it handed on at its stop: the in-memory store's are this process's alone, so nothing else will
+	// take them. Those in IOTGW_WINDOWS stay, for the other gateways that share the rule (they read them at the
+	// "leave"), and expire with the bucket's TTL.
+	if m, ok := reg.windows.(*windowMemory); ok {
+		m.forget(name)
+	}
 }
 
 func (a *alertKV) forget(ctx context.Context, rl string) error {

@@ -42,7 +42,9 @@ type windowKV struct {
 
 var _ rule.WindowStore = (*windowKV)(nil)
 
-func (w *windowKV) open(ctx context.Context) (jetstream.KeyValue, jetstream.Stream, error) {
+// open opens the bucket, waiting for JetStream (bounded by ctx) only when wait is set: a stop hands windows on
+// when JetStream is there, and is not held up when it is not (every aggregate rule would wait in turn).
+func (w *windowKV) open(ctx context.Context, wait bool) (jetstream.KeyValue, jetstream.Stream, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.kv != nil {
@@ -50,8 +52,15 @@ func (w *windowKV) open(ctx context.Context) (jetstream.KeyValue, jetstream.Stre
 	}
 	select {
 	case <-w.bus.JetStreamReady():
-	case <-ctx.Done():
-		return nil, nil, fmt.Errorf("JetStream bucket %s: JetStream not ready: %w", WindowsBucket, ctx.Err())
+	default:
+		if !wait {
+			return nil, nil, fmt.Errorf("JetStream bucket %s: JetStream not ready", WindowsBucket)
+		}
+		select {
+		case <-w.bus.JetStreamReady():
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("JetStream bucket %s: JetStream not ready: %w", WindowsBucket, ctx.Err())
+		}
 	}
 	kv, err := w.bus.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: WindowsBucket,
 		Description: "iotgw open windows handed between gateways", History: 1, TTL: windowsTTL})
@@ -69,7 +78,7 @@ func (w *windowKV) open(ctx context.Context) (jetstream.KeyValue, jetstream.Stre
 func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 
 func (w *windowKV) Save(ctx context.Context, rl string, states []rule.WindowState) error {
-	kv, _, err := w.open(ctx)
+	kv, _, err := w.open(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -88,7 +97,7 @@ func (w *windowKV) Save(ctx context.Context, rl string, states []rule.WindowStat
 }
 
 func (w *windowKV) Take(ctx context.Context, rl string, owns func(string) bool) ([]rule.WindowState, error) {
-	kv, st, err := w.open(ctx)
+	kv, st, err := w.open(ctx, true)
 	if err != nil {
 		return nil, err
 	}
@@ -146,6 +155,13 @@ func (m *windowMemory) Save(_ context.Context, rl string, states []rule.WindowSt
 	defer m.mu.Unlock()
 	m.states[rl] = append(m.states[rl], states...)
 	return nil
+}
+
+// forget drops the windows a removed rule handed on.
+func (m *windowMemory) forget(rl string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.states, rl)
 }
 
 func (m *windowMemory) Take(_ context.Context, rl string, owns func(string) bool) ([]rule.WindowState, error) {
