@@ -789,6 +789,32 @@ func TestSlidingWindowHandover(t *testing.T) {
 	}
 }
 
+// TestSessionHandoverKeepsTheGap: sessions of the two owners more than gap apart stay two sessions.
+func TestSessionHandoverKeepsTheGap(t *testing.T) {
+	const src = `rule "w" {
+  type      = "aggregate"
+  window    = "session"
+  gap       = "5s"
+  functions = ["count"]
+}`
+	recAll, recA, recB := &recorder{}, &recorder{}, &recorder{}
+	all, a, b := NewEngine(parseRule(t, src), recAll), NewEngine(parseRule(t, src), recA), NewEngine(parseRule(t, src), recB)
+	for _, ts := range []float64{1, 2} {
+		all.Process(batch(pt("d1", "t", 1, ts)), at(ts))
+		a.Process(batch(pt("d1", "t", 1, ts)), at(ts))
+	}
+	for _, ts := range []float64{9, 10} { // B's first point comes 7 s after A's last: a new session
+		all.Process(batch(pt("d1", "t", 1, ts)), at(ts))
+		b.Process(batch(pt("d1", "t", 1, ts)), at(ts))
+	}
+	b.MergeWindows(handOver(t, a.TakeWindows(nil)))
+	all.Tick(at(30))
+	b.Tick(at(30))
+	if want, got := recAll.take(), recB.take(); len(want) != 2 || strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("B emitted\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 // TestWindowHandoverEdges: a state made with other window settings (a reload changed the rule) is not merged; a
 // handed-on window that the new owner has already closed is emitted with the handed-on part, not lost; TakeWindows
 // keeps the devices still owned.

@@ -210,12 +210,24 @@ func (a *aggregator) merge(device string, s *SeriesState) {
 	g.closedUntil = max(g.closedUntil, s.ClosedUntil)
 	if s.Current != nil {
 		in := s.Current.window()
-		if g.cur == nil {
+		switch {
+		case g.cur == nil:
 			g.cur = in
-		} else {
+		case a.cfg.Window == "session" && !sessionsTouch(g.cur, in, int64(a.cfg.Gap)):
+			// More than gap apart: two sessions, as one gateway would have seen them. The earlier one is over.
+			early, late := in, g.cur
+			if g.cur.start < in.start {
+				early, late = g.cur, in
+			}
+			early.end = early.lastTs
+			a.emit(g, early)
+			g.cur = late
+		default:
 			g.cur.start = min(g.cur.start, in.start)
 			g.cur.merge(&in.acc, a.cfg.MaxPoints)
 		}
+		// A count window whose two parts hold more than count points is emitted whole, with them all: which of
+		// them one gateway would have put in the next window depends on an order the two did not share.
 		if a.cfg.Window == "count" && g.cur.n >= a.cfg.Count {
 			g.cur.end = g.cur.lastTs
 			a.emit(g, g.cur)
@@ -231,6 +243,14 @@ func (a *aggregator) merge(device string, s *SeriesState) {
 			g.samples = g.samples[n:]
 		}
 	}
+}
+
+// sessionsTouch says whether two sessions are no more than gap apart (one session to a gateway that saw both).
+func sessionsTouch(a, b *window, gap int64) bool {
+	if a.start > b.start {
+		a, b = b, a
+	}
+	return b.start-a.lastTs <= gap
 }
 
 // merge adds b's figures to a's, as if a had seen b's points too: the mean and the sum of squared differences
