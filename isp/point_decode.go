@@ -396,8 +396,8 @@ var fieldWords = func() (t [len(pointFields)]struct{ w0, m0, w1, m1 uint64 }) {
 	return t
 }()
 
-// fieldName is the point field named b, as the constant string (so the switch on it compares pointers first), or
-// "\x00" + nothing for an unknown name: a string no field has, since member only returns well-formed names.
+// fieldName is the point field named b, or "\x00" for any other name: no field has it, so pointObject's switch
+// takes it to the default case (an unknown field), whatever the name was (even "\u0000").
 func fieldName(b []byte) string {
 	for _, f := range pointFields {
 		if string(b) == f[:len(f)-2] {
