@@ -60,8 +60,9 @@ type ruleActor struct {
 var _ actors.Listener = (*ruleActor)(nil)
 
 // New returns the producer of a rule's actor. store may be nil (alert state then lives as long as the actor), and
-// so may windows (an aggregate's open windows are then dropped when its devices move); figures, when not nil, receives the rule's Stats after every batch and tick. The figures of an incarnation
-// start where the previous one's ended, so a restart does not reset the counters.
+// so may windows (an aggregate's open windows are then dropped when its devices move); figures, when not nil,
+// receives the rule's Stats after every batch and tick. The figures of an incarnation start where the previous
+// one's ended, so a restart does not reset the counters.
 func New(r config.Rule, env actors.Env, store AlertStore, windows WindowStore, figures *Figures) actor.Producer {
 	return func() actor.Actor {
 		ra := &ruleActor{cfg: r, env: env, store: store, path: "rules/" + r.Name, figures: figures}
