@@ -654,6 +654,9 @@ rule "boiler-1m" {
   time      = "processing"
   # group_by = "line"   # per value of that tag and key, instead of per device and key
   # max_points = 10000  # values kept per window for percentiles and sliding windows
+  # Partitioned by device (the default), a gateway that stops, or gives a device up to one that joins, hands
+  # the device's open windows on through JetStream (bucket IOTGW_WINDOWS) and the new owner emits them whole; a
+  # gateway that crashes loses the open windows of its devices (README, "Window state moves with its device").
 }
 
 rule "temperature-out" {

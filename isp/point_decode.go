@@ -1,6 +1,7 @@
 package isp
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -251,14 +252,20 @@ func (d *Decoder) pointObject(p *Point, depth int) error {
 	haveKey, keyAt := false, start
 	quality, qualityAt := int64(QualityGood), 0
 	for first := true; ; first = false {
-		name, done, err := d.member(first, &d.name)
-		if err != nil {
-			return err
+		name, err := d.fastMember(first), error(nil)
+		var b []byte // the name as member read it, for an unknown field's errors
+		if name == "" {
+			var done bool
+			b, done, err = d.member(first, &d.name)
+			if err != nil {
+				return err
+			}
+			if done {
+				break
+			}
+			name = fieldName(b)
 		}
-		if done {
-			break
-		}
-		switch string(name) {
+		switch name {
 		case "device_id":
 			d.field = "device_id"
 			p.DeviceID, err = d.stringField(old.DeviceID)
@@ -288,7 +295,7 @@ func (d *Decoder) pointObject(p *Point, depth int) error {
 			d.field = "source"
 			p.Source, err = d.stringField(old.Source)
 		default:
-			err = d.skipField(name, depth+1)
+			err = d.skipField(b, depth+1)
 		}
 		if err != nil {
 			return err
@@ -311,6 +318,93 @@ func (d *Decoder) pointObject(p *Point, depth int) error {
 	}
 	p.Quality = int(quality)
 	return nil
+}
+
+// pointFields are the names fastMember knows, each with the quote and colon that end it.
+var pointFields = [...]string{
+	"device_id\":", "key\":", "value\":", "type\":", "quality\":", "timestamp\":", "tags\":", "source\":",
+}
+
+// fastMember steps over the separator and name of the next member of a point when it is one of the point's
+// fields written as the encoder writes it (no whitespace around the separator, no escapes), returning the field's
+// name with d.pos at its value. For anything else it returns "" with d.pos unchanged, and member reads it, so
+// every error is member's. It saves scanning and comparing the names, which were a fifth of decoding.
+func (d *Decoder) fastMember(first bool) string {
+	data, i := d.data, d.pos
+	if !first {
+		if i >= len(data) || data[i] != ',' {
+			return ""
+		}
+		i++
+	}
+	if i+2 >= len(data) || data[i] != '"' {
+		return ""
+	}
+	var k int
+	switch data[i+1] {
+	case 'd':
+		k = 0
+	case 'k':
+		k = 1
+	case 'v':
+		k = 2
+	case 'q':
+		k = 4
+	case 's':
+		k = 7
+	case 't':
+		switch data[i+2] {
+		case 'y':
+			k = 3
+		case 'i':
+			k = 5
+		case 'a':
+			k = 6
+		default:
+			return ""
+		}
+	default:
+		return ""
+	}
+	f := pointFields[k]
+	rest := data[i+1:]
+	if len(rest) >= 16 {
+		// Two word compares instead of a call to memequal (which was most of this function's time).
+		w := &fieldWords[k]
+		if binary.LittleEndian.Uint64(rest)&w.m0 != w.w0 || binary.LittleEndian.Uint64(rest[8:])&w.m1 != w.w1 {
+			return ""
+		}
+	} else if len(rest) < len(f) || string(rest[:len(f)]) != f {
+		return ""
+	}
+	d.pos = i + 1 + len(f)
+	d.ws()
+	return f[:len(f)-2]
+}
+
+// fieldWords are pointFields as two masked little-endian words each (the names are at most 16 bytes).
+var fieldWords = func() (t [len(pointFields)]struct{ w0, m0, w1, m1 uint64 }) {
+	for k, f := range pointFields {
+		var b, m [16]byte
+		copy(b[:], f)
+		for i := range len(f) {
+			m[i] = 0xff
+		}
+		t[k].w0, t[k].m0 = binary.LittleEndian.Uint64(b[:]), binary.LittleEndian.Uint64(m[:])
+		t[k].w1, t[k].m1 = binary.LittleEndian.Uint64(b[8:]), binary.LittleEndian.Uint64(m[8:])
+	}
+	return t
+}()
+
+// fieldName is the point field named b, or "\x00" for any other name: no field has it, so pointObject's switch
+// takes it to the default case (an unknown field), whatever the name was (even "\u0000").
+func fieldName(b []byte) string {
+	for _, f := range pointFields {
+		if string(b) == f[:len(f)-2] {
+			return f[:len(f)-2]
+		}
+	}
+	return "\x00"
 }
 
 // tagObject decodes a tags object (or null) into d.tags; hints are the slot's previous tags.
@@ -477,6 +571,14 @@ func (d *Decoder) value(old Value) (Value, error) {
 			return Value{}, d.wrongType("a number, string, bool or null")
 		}
 	}
+	if v, ok := d.fastNumber(); ok {
+		return v, nil
+	}
+	return d.numberValue()
+}
+
+// numberValue is value's general path for a number: scan, then convert. fastNumber gives the same for what it takes.
+func (d *Decoder) numberValue() (Value, error) {
 	at := d.pos
 	lit, isInt, err := d.number()
 	if err != nil {
@@ -500,6 +602,14 @@ func (d *Decoder) value(old Value) (Value, error) {
 
 // integer decodes an integer literal that fits int64.
 func (d *Decoder) integer() (int64, error) {
+	if i, ok := d.fastInt(); ok {
+		return i, nil
+	}
+	return d.slowInteger()
+}
+
+// slowInteger is integer's general path: scan, then convert. fastInt gives the same for what it takes.
+func (d *Decoder) slowInteger() (int64, error) {
 	at := d.pos
 	if c := d.peek(); c != '-' && !isDigit(c) {
 		return 0, d.wrongType("integer")
@@ -709,6 +819,99 @@ func (d *Decoder) number() (lit []byte, isInt bool, err error) {
 	return data[start:i], isInt, nil
 }
 
+// fastInt reads, in one pass, an integer literal of at most 19 digits that fits int64 and is followed by neither a fraction nor an exponent. Anything else, including every malformed number, it leaves to number
+// and parseInt (ok false, d.pos unchanged), so errors are theirs.
+func (d *Decoder) fastInt() (int64, bool) {
+	data := d.data
+	i := d.pos
+	neg := i < len(data) && data[i] == '-'
+	if neg {
+		i++
+	}
+	start := i
+	var u uint64
+	for ; i < len(data) && isDigit(data[i]); i++ {
+		u = u*10 + uint64(data[i]-'0')
+	}
+	n := i - start
+	if n == 0 || n > 19 || (data[start] == '0' && n > 1) { // 19 digits stay below 2^64 (a timestamp in ns has 19)
+		return 0, false
+	}
+	if i < len(data) && (data[i] == '.' || data[i] == 'e' || data[i] == 'E') {
+		return 0, false
+	}
+	switch {
+	case neg && u > 1<<63, !neg && u > 1<<63-1:
+		return 0, false // integer() reports the range
+	case neg:
+		d.pos = i
+		return int64(-u), true
+	}
+	d.pos = i
+	return int64(u), true
+}
+
+// fastNumber reads, in one pass, what sensors send: an integer of at most 18 digits, or a decimal fraction without
+// exponent of at most 19 digits; when its digits fit 2^53 (and its fraction has at most 22), one correctly
+// rounded division converts it exactly (Clinger's fast path, as parseFloatExact), else strconv does. It gives the same Value as number followed by
+// parseInt or parseFloatExact; the rest (and every malformed number) it leaves to them (ok false, d.pos unchanged).
+func (d *Decoder) fastNumber() (Value, bool) {
+	data := d.data
+	i := d.pos
+	neg := i < len(data) && data[i] == '-'
+	if neg {
+		i++
+	}
+	start := i
+	var mant uint64
+	for ; i < len(data) && isDigit(data[i]); i++ {
+		mant = mant*10 + uint64(data[i]-'0')
+	}
+	n := i - start
+	if n == 0 || n > 18 || (data[start] == '0' && n > 1) {
+		return Value{}, false
+	}
+	if i < len(data) && (data[i] == 'e' || data[i] == 'E') {
+		return Value{}, false
+	}
+	if i >= len(data) || data[i] != '.' {
+		d.pos = i
+		if neg {
+			return Int(-int64(mant)), true
+		}
+		return Int(int64(mant)), true
+	}
+	i++
+	fracStart := i
+	for ; i < len(data) && isDigit(data[i]); i++ {
+		mant = mant*10 + uint64(data[i]-'0')
+	}
+	frac := i - fracStart
+	if frac == 0 || n+frac > 19 || frac >= len(pow10) {
+		return Value{}, false
+	}
+	if i < len(data) && (data[i] == 'e' || data[i] == 'E') {
+		return Value{}, false
+	}
+	if mant > 1<<53 {
+		// A valid literal of at most 19 digits that the fast path cannot convert exactly, such as a float32
+		// reading widened to float64 (20.100000381469727): straight to strconv, which is what value would end
+		// with after number and parseFloatExact rescanned it. It cannot be out of range.
+		f, err := strconv.ParseFloat(string(data[d.pos:i]), 64)
+		if err != nil {
+			return Value{}, false
+		}
+		d.pos = i
+		return Float(f), true
+	}
+	d.pos = i
+	f := float64(mant) / pow10[frac]
+	if neg {
+		f = -f
+	}
+	return Float(f), true
+}
+
 // literal steps over true, false or null.
 func (d *Decoder) literal(word string) error {
 	rest := d.data[d.pos:]
@@ -725,7 +928,16 @@ func (d *Decoder) literal(word string) error {
 	return d.errAt(len(d.data), ErrSyntax, "unexpected end of input in "+word)
 }
 
+// ws skips whitespace. The encoder writes none, so the common case is one comparison, inlined.
 func (d *Decoder) ws() {
+	if d.pos < len(d.data) && d.data[d.pos] > ' ' {
+		return
+	}
+	d.wsSlow()
+}
+
+//go:noinline // keeps ws small enough to inline everywhere
+func (d *Decoder) wsSlow() {
 	for d.pos < len(d.data) {
 		switch d.data[d.pos] {
 		case ' ', '\t', '\n', '\r':

@@ -111,3 +111,37 @@ func FuzzDecodeBatch(f *testing.F) {
 	f.Add(AppendBatch(nil, benchBatch(3)))
 	f.Fuzz(func(t *testing.T, data []byte) { fuzzCheck(t, data, true) })
 }
+
+// FuzzFastNumber: the one-pass number paths (fastNumber, fastInt) give exactly what the general ones (scan, then
+// convert) give, to the bit and the byte, for whatever they take; what they decline, the general paths decode.
+func FuzzFastNumber(f *testing.F) {
+	for _, s := range []string{"0", "-0", "-0.0", "25.5", "20.100000381469727", "1751200001000000000",
+		"9223372036854775807", "-9223372036854775808", "9223372036854775808", "123456789012345678", "1.", "01",
+		"-", "1e5", "0.1e1", "12345678901234567890", "0.0000000000000000000001", "4503599627370497.5", "7,"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, lit string) {
+		data := []byte(lit)
+		fast, slow := Decoder{data: data}, Decoder{data: data}
+		if v, ok := fast.fastNumber(); ok {
+			want, err := slow.numberValue()
+			if err != nil {
+				t.Fatalf("%q: fastNumber took %v, the general path says %v", lit, v, err)
+			}
+			if v != want || fast.pos != slow.pos {
+				t.Fatalf("%q: fastNumber %#v at %d, the general path %#v at %d", lit, v, fast.pos, want, slow.pos)
+			}
+		} else if fast.pos != 0 {
+			t.Fatalf("%q: fastNumber declined but moved to %d", lit, fast.pos)
+		}
+		fast, slow = Decoder{data: data}, Decoder{data: data}
+		if i, ok := fast.fastInt(); ok {
+			want, err := slow.slowInteger()
+			if err != nil || i != want || fast.pos != slow.pos {
+				t.Fatalf("%q: fastInt %d at %d, the general path %d at %d (%v)", lit, i, fast.pos, want, slow.pos, err)
+			}
+		} else if fast.pos != 0 {
+			t.Fatalf("%q: fastInt declined but moved to %d", lit, fast.pos)
+		}
+	})
+}

@@ -68,6 +68,7 @@ type ruleRegistry struct {
 	entries map[string]*ruleEntry
 	store   deviceStore // the runtime rules' store: the same two kinds as the devices'
 	alerts  rule.AlertStore
+	windows rule.WindowStore // open windows handed on between gateways (actors/rule/handover.go)
 }
 
 // ruleActorSpecs are the rule actors, after the processor: the file's rules, then the stored ones.
@@ -87,7 +88,7 @@ func (r *Runtime) ruleActorSpecs() []ChildSpec {
 
 func (r *Runtime) ruleSpec(e *ruleEntry) ChildSpec {
 	return ChildSpec{Name: e.rule.Name, Kind: "rule/" + e.rule.Type,
-		Producer: rule.New(e.rule, r.env(GroupRules+"/"+e.rule.Name), r.rules.alerts, e.figures)}
+		Producer: rule.New(e.rule, r.env(GroupRules+"/"+e.rule.Name), r.rules.alerts, r.rules.windows, e.figures)}
 }
 
 // openRules builds the registry: the file's rules, the alert store and the stored rules (those that no longer
@@ -104,9 +105,11 @@ func (r *Runtime) openRules() *ruleRegistry {
 	switch {
 	case r.cfg.NATS.JetStream.Enabled:
 		reg.alerts = &alertKV{bus: r.bus, log: r.log}
+		reg.windows = &windowKV{bus: r.bus, log: r.log}
 		reg.store = &lazyKV{bus: r.bus, bucket: RulesBucket, gateway: r.cfg.Gateway.ID, log: r.log}
 	default:
 		reg.alerts = newAlertMemory()
+		reg.windows = newWindowMemory()
 		reg.store = &fileStore{path: filepath.Join(r.cfg.Gateway.DataDir, "rules.json")}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -812,6 +815,12 @@ func (r *Runtime) forgetAlerts(ctx context.Context, reg *ruleRegistry, name stri
 		if err := f.forget(ctx, name); err != nil {
 			r.log.Warn().Err(err).Str("rule", name).Msg("alerts of a removed rule not deleted from the store")
 		}
+	}
+	// The windows it handed on at its stop: the in-memory store's are this process's alone, so nothing else will
+	// take them. Those in IOTGW_WINDOWS stay, for the other gateways that share the rule (they read them at the
+	// "leave"), and expire with the bucket's TTL.
+	if m, ok := reg.windows.(*windowMemory); ok {
+		m.forget(name)
 	}
 }
 

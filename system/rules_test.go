@@ -799,3 +799,269 @@ nats {
 		t.Errorf("after gw-b left: got %q, want %q", got, want)
 	}
 }
+
+// TestWindowsMoveWithTheDevice: two gateways share an aggregate rule (partitioned by device) and one JetStream
+// (the second is a client of the first's server). A device's window is open on gw-b with five points when gw-b
+// goes: stopped, it hands the open window on through IOTGW_WINDOWS and gw-a emits the window with all eight
+// points; crashed (its connection cut: no "leave", no handoff), gw-a takes the device once gw-b is dropped and
+// the window holds the three points after that, which is what the README promises a crash loses: the open
+// windows of the dead gateway's devices.
+func TestWindowsMoveWithTheDevice(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		crash bool
+		want  int
+	}{{"clean stop", false, 8}, {"crash", true, 3}} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Event time with timestamps two days ahead: windows close only on the points this test sends.
+			const ruleSrc = `
+rule "win" {
+  type      = "aggregate"
+  window    = "tumbling"
+  size      = "1h"
+  time      = "event"
+  functions = ["count", "sum"]
+}
+`
+			js := fmt.Sprintf("jetstream {\n enabled = true\n store_dir = %q\n}", t.TempDir())
+			a := startRuntime(t, parseConfig(t, `gateway { id = "gw-a" }
+nats {
+`+js+`
+}`+ruleSrc))
+			b := startRuntime(t, parseConfig(t, fmt.Sprintf(`gateway { id = "gw-b" }
+nats {
+  url = %q
+  jetstream { enabled = true }
+}`, a.Bus().URL)+ruleSrc))
+			figures := func(rt *Runtime) rule.Stats { return rt.rules.entries["win"].figures.Get() }
+			checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+				if figures(a).Members != 2 || figures(b).Members != 2 {
+					return fmt.Errorf("members: a %d, b %d", figures(a).Members, figures(b).Members)
+				}
+				return nil
+			})
+			nc := client(t, a.Bus().URL)
+			out := collect(t, nc, "iot.aggregated.>")
+			t0 := time.Now().Add(48 * time.Hour).Truncate(time.Hour).UnixNano()
+			hour := int64(time.Hour)
+			send := func(dev string, ts int64, v int) {
+				publishBatch(t, nc, dev, fmt.Sprintf(`{"device_id":%q,"key":"n","value":%d,"quality":1,"timestamp":%d}`, dev, v, ts))
+			}
+			type result struct {
+				gateway, device string
+				start           int64
+				count, sum      int
+			}
+			results := func() []result {
+				var rs []result
+				for _, m := range out.all() {
+					var body struct {
+						Device string             `json:"device_id"`
+						Start  int64              `json:"start"`
+						Values map[string]float64 `json:"values"`
+					}
+					if err := json.Unmarshal(m.Data, &body); err != nil {
+						t.Fatalf("output %s: %v", m.Data, err)
+					}
+					rs = append(rs, result{m.Header.Get(rule.HeaderGateway), body.Device, body.Start, int(body.Values["count"]), int(body.Values["sum"])})
+				}
+				return rs
+			}
+			// The first hour's window of 10 devices, closed by a point in the second hour: who owns which.
+			for i := range 10 {
+				dev := fmt.Sprintf("dev-%d", i)
+				send(dev, t0+1, 1)
+				send(dev, t0+hour+1, 1)
+			}
+			checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+				if n := out.n(); n < 10 {
+					return fmt.Errorf("%d of 10 windows", n)
+				}
+				return nil
+			})
+			moved := ""
+			for _, r := range results() {
+				if r.gateway == "gw-b" {
+					moved = r.device
+				}
+			}
+			if moved == "" {
+				t.Fatalf("gw-b owns none of the 10 devices: %+v", results())
+			}
+			// Four more points in the moved device's second-hour window on gw-b (it has five), then gw-b goes.
+			before := figures(b).Matched
+			for i := 2; i <= 5; i++ {
+				send(moved, t0+hour+int64(i), 1)
+			}
+			checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+				if got := figures(b).Matched - before; got != 4 {
+					return fmt.Errorf("gw-b took %d of 4 points", got)
+				}
+				return nil
+			})
+			if tc.crash {
+				b.Bus().Conn.Close() // gone from the bus at once, as at a power cut: no handoff, no "leave"
+			} else if err := b.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+				if figures(a).Members != 1 {
+					return fmt.Errorf("members of a: %d", figures(a).Members)
+				}
+				return nil
+			})
+			skip := out.n()
+			for i := 6; i <= 8; i++ {
+				send(moved, t0+hour+int64(i), 1)
+			}
+			send(moved, t0+2*hour+1, 1) // closes the second hour
+			checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+				if out.n() <= skip {
+					return errNotYet
+				}
+				return nil
+			})
+			time.Sleep(200 * time.Millisecond) // a second result for the window would come now
+			var got []result
+			for _, r := range results()[skip:] {
+				if r.device == moved {
+					got = append(got, r)
+				}
+			}
+			want := result{"gw-a", moved, t0 + hour, tc.want, tc.want}
+			if len(got) != 1 || got[0] != want {
+				t.Errorf("second-hour window of %s: got %+v, want %+v", moved, got, want)
+			}
+		})
+	}
+}
+
+// TestRuleSkipsBatchesOfUnmatchedDevices: a batch whose subject names a device the rule's match excludes is
+// counted and not decoded (its points are not even "in"); a matched device's batch runs as before.
+func TestRuleSkipsBatchesOfUnmatchedDevices(t *testing.T) {
+	rt := startRuntime(t, parseConfig(t, `
+rule "only-d1" {
+  type = "filter"
+  when = "true"
+  match { devices = ["d1"] }
+}
+`))
+	nc := client(t, rt.Bus().URL)
+	out := collect(t, nc, "iot.rules.only-d1.>")
+	publishBatch(t, nc, "d2", point("d2", "t", 1), point("d2", "t", 2))
+	publishBatch(t, nc, "d2", `not a batch`) // not decoded, so no error either
+	publishBatch(t, nc, "d1", point("d1", "t", 3))
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if s := rt.rules.entries["only-d1"].figures.Get(); out.n() < 1 || s.Out < 1 {
+			return errNotYet // the figures are set after the output is published
+		}
+		return nil
+	})
+	s := rt.rules.entries["only-d1"].figures.Get()
+	if s.Skipped != 2 || s.In != 1 || s.Out != 1 || s.Errors != 0 {
+		t.Errorf("figures: got skipped %d, in %d, out %d, errors %d; want 2, 1, 1, 0", s.Skipped, s.In, s.Out, s.Errors)
+	}
+	if got := out.all(); len(got) != 1 || got[0].Subject != "iot.rules.only-d1.d1" {
+		t.Errorf("outputs: %v", got)
+	}
+}
+
+// TestWindowsMoveToAJoiningGateway: gw-a runs an aggregate alone with ten devices' windows open; gw-b joins (on
+// gw-a's server and JetStream) and takes some of the devices: gw-a hands their open windows on ("handoff"), and
+// every window is emitted once, by the device's new owner, with all five of its points.
+func TestWindowsMoveToAJoiningGateway(t *testing.T) {
+	const ruleSrc = `
+rule "win" {
+  type      = "aggregate"
+  window    = "tumbling"
+  size      = "1h"
+  time      = "event"
+  functions = ["count"]
+}
+`
+	js := fmt.Sprintf("jetstream {\n enabled = true\n store_dir = %q\n}", t.TempDir())
+	a := startRuntime(t, parseConfig(t, `gateway { id = "gw-a" }
+nats {
+`+js+`
+}`+ruleSrc))
+	figures := func(rt *Runtime) rule.Stats { return rt.rules.entries["win"].figures.Get() }
+	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if figures(a).Members != 1 {
+			return fmt.Errorf("members of a: %d", figures(a).Members)
+		}
+		return nil
+	})
+	nc := client(t, a.Bus().URL)
+	out := collect(t, nc, "iot.aggregated.>")
+	t0 := time.Now().Add(48 * time.Hour).Truncate(time.Hour).UnixNano()
+	send := func(dev string, ts int64) {
+		publishBatch(t, nc, dev, fmt.Sprintf(`{"device_id":%q,"key":"n","value":1,"quality":1,"timestamp":%d}`, dev, ts))
+	}
+	for i := range 10 {
+		for s := int64(1); s <= 3; s++ {
+			send(fmt.Sprintf("dev-%d", i), t0+s)
+		}
+	}
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if got := figures(a).Matched; got != 30 {
+			return fmt.Errorf("gw-a took %d of 30 points", got)
+		}
+		return nil
+	})
+	b := startRuntime(t, parseConfig(t, fmt.Sprintf(`gateway { id = "gw-b" }
+nats {
+  url = %q
+  jetstream { enabled = true }
+}`, a.Bus().URL)+ruleSrc))
+	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if figures(a).Members != 2 || figures(b).Members != 2 {
+			return fmt.Errorf("members: a %d, b %d", figures(a).Members, figures(b).Members)
+		}
+		return nil
+	})
+	for i := range 10 {
+		for s := int64(4); s <= 5; s++ {
+			send(fmt.Sprintf("dev-%d", i), t0+s)
+		}
+	}
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if got := figures(a).Matched + figures(b).Matched; got != 50 {
+			return fmt.Errorf("%d of 50 points taken", got)
+		}
+		return nil
+	})
+	for i := range 10 {
+		send(fmt.Sprintf("dev-%d", i), t0+int64(time.Hour)+1) // closes the first hour
+	}
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if n := out.n(); n < 10 {
+			return fmt.Errorf("%d of 10 windows", n)
+		}
+		return nil
+	})
+	time.Sleep(200 * time.Millisecond) // a second result for a window would come now
+	byGateway := map[string]int{}
+	seen := map[string]bool{}
+	for _, m := range out.all() {
+		var body struct {
+			Device string             `json:"device_id"`
+			Values map[string]float64 `json:"values"`
+		}
+		if err := json.Unmarshal(m.Data, &body); err != nil {
+			t.Fatalf("output %s: %v", m.Data, err)
+		}
+		gw := m.Header.Get(rule.HeaderGateway)
+		if seen[body.Device] {
+			t.Errorf("%s: a second window, from %s", body.Device, gw)
+		}
+		seen[body.Device] = true
+		byGateway[gw]++
+		if body.Values["count"] != 5 {
+			t.Errorf("%s (from %s): count %v, want 5", body.Device, gw, body.Values["count"])
+		}
+	}
+	if byGateway["gw-b"] == 0 {
+		t.Errorf("gw-b took none of the 10 devices: %v", byGateway)
+	}
+	t.Logf("windows by gateway: %v", byGateway)
+}

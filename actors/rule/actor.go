@@ -41,6 +41,7 @@ type ruleActor struct {
 	cfg     config.Rule
 	env     actors.Env
 	store   AlertStore
+	windows WindowStore // aggregate rules partitioned by device: where open windows are handed on (handover.go)
 	path    string
 	eng     *Engine
 	dec     isp.Decoder
@@ -58,12 +59,17 @@ type ruleActor struct {
 
 var _ actors.Listener = (*ruleActor)(nil)
 
-// New returns the producer of a rule's actor. store may be nil (alert state then lives as long as the actor);
-// figures, when not nil, receives the rule's Stats after every batch and tick. The figures of an incarnation
-// start where the previous one's ended, so a restart does not reset the counters.
-func New(r config.Rule, env actors.Env, store AlertStore, figures *Figures) actor.Producer {
+// New returns the producer of a rule's actor. store may be nil (alert state then lives as long as the actor), and
+// so may windows (an aggregate's open windows are then dropped when its devices move); figures, when not nil,
+// receives the rule's Stats after every batch and tick. The figures of an incarnation start where the previous
+// one's ended, so a restart does not reset the counters.
+func New(r config.Rule, env actors.Env, store AlertStore, windows WindowStore, figures *Figures) actor.Producer {
 	return func() actor.Actor {
-		return &ruleActor{cfg: r, env: env, store: store, path: "rules/" + r.Name, figures: figures}
+		ra := &ruleActor{cfg: r, env: env, store: store, path: "rules/" + r.Name, figures: figures}
+		if r.Type == config.RuleAggregate && r.Partition == config.PartitionDevice {
+			ra.windows = windows
+		}
+		return ra
 	}
 }
 
@@ -97,10 +103,14 @@ func (a *ruleActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		a.start(ctx)
 	case *actor.Stopping, *actor.Restarting:
-		if a.members != nil && a.members.active {
-			a.announce("leave") // the others take this gateway's devices from this message on
+		leaving := a.members != nil && a.members.active
+		if leaving {
+			a.handOn(nil) // every open window, stored before the "leave" the others read them at
 		}
-		a.workers.Stop()
+		a.workers.Stop() // waits for the alert store worker to drain its queue: those writes come before the "leave" too
+		if leaving {
+			a.announce("leave") // the others take this gateway's devices, and read their state, from this message on
+		}
 	case *nats.Msg:
 		if a.members != nil {
 			a.partitioned(msg)
@@ -210,10 +220,19 @@ func (a *ruleActor) memberTick(now time.Time) {
 // purpose: the next batch of a device taken over must find its firing alert in place, or it would fire again.
 func (a *ruleActor) takeOver() {
 	m := a.members
-	if m == nil || m.version == a.version || a.cfg.Type != config.RuleAlert {
+	if m == nil || m.version == a.version {
 		return
 	}
 	a.version = m.version
+	if a.windows != nil && m.active {
+		if a.handOn(m.owns) {
+			a.announce("handoff")
+		}
+		a.takeWindows()
+	}
+	if a.cfg.Type != config.RuleAlert {
+		return
+	}
 	a.eng.DropForeign()
 	if a.store == nil || !m.active {
 		return
@@ -227,6 +246,48 @@ func (a *ruleActor) takeOver() {
 	a.eng.Restore(stored)
 }
 
+// handOn stores the open windows of the devices for which keep is false (all with nil) and drops them, reporting
+// whether there were any. The write is synchronous: the message that tells the others to read it comes after it.
+// A failed write loses those windows (logged): the device has moved, and its next owner cannot wait for this one.
+func (a *ruleActor) handOn(keep func(string) bool) bool {
+	if a.windows == nil {
+		return false
+	}
+	states := a.eng.TakeWindows(keep)
+	if len(states) == 0 {
+		return false
+	}
+	for i := range states {
+		states[i].Gateway = a.env.GatewayID
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.windows.Save(ctx, a.cfg.Name, states); err != nil {
+		a.env.Log.Error().Err(err).Int("devices", len(states)).Msg("open windows not handed on: their points are lost from them")
+		return false
+	}
+	a.env.Log.Debug().Int("devices", len(states)).Msg("open windows handed on")
+	return true
+}
+
+// takeWindows merges the stored windows of the devices this gateway owns into its own. Synchronous, like the
+// alerts' takeOver: the points of a device's next batch go into the window it was handed.
+func (a *ruleActor) takeWindows() {
+	if a.windows == nil || !a.members.active {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	states, err := a.windows.Take(ctx, a.cfg.Name, a.members.owns)
+	if err != nil {
+		a.env.Log.Error().Err(err).Msg("handed-on windows cannot be read; they stay in the store until the next change")
+		return
+	}
+	if n := a.eng.MergeWindows(states); n > 0 {
+		a.env.Log.Debug().Int("devices", n).Msg("open windows taken over")
+	}
+}
+
 // partitioned handles a message of a rule partitioned by device: membership, or a batch it may own.
 func (a *ruleActor) partitioned(msg *nats.Msg) {
 	m := a.members
@@ -234,6 +295,10 @@ func (a *ruleActor) partitioned(msg *nats.Msg) {
 		reply, activated := m.heard(msg.Data, time.Now())
 		if reply != "" {
 			a.announce(reply)
+		}
+		if m.handoff {
+			m.handoff = false
+			a.takeWindows() // another gateway has just stored windows of devices it gave up
 		}
 		if activated {
 			a.takeOver() // the alerts of the devices it owns now, before any batch of theirs
@@ -297,6 +362,12 @@ func drain(changes chan AlertChange, store AlertStore, log zerolog.Logger) {
 }
 
 func (a *ruleActor) batch(msg *nats.Msg) {
+	// A batch's subject ends in its device (iot.processed.batch.{device}, iot.rules.{rule}.{device}), as the
+	// partitioning reads it: a device the rule cannot match costs no decoding.
+	if !a.cfg.Match.MatchesDevice(deviceOf(msg.Subject)) {
+		a.eng.stats.Skipped++
+		return
+	}
 	var err error
 	a.points, err = a.dec.DecodeBatch(msg.Data, a.points[:0])
 	if err != nil {
@@ -320,7 +391,7 @@ func (a *ruleActor) batch(msg *nats.Msg) {
 	}
 	a.out.trace = msg.Header.Get(actors.HeaderTraceID)
 	before := a.eng.stats
-	a.eng.Process(a.points, time.Now())
+	a.eng.ProcessBatch(a.points, msg.Data, time.Now())
 	a.env.Metrics.PointsIn(a.path, len(a.points))
 	if n := int(a.eng.stats.Out - before.Out); n > 0 {
 		a.env.Metrics.PointsOut(a.path, n)

@@ -51,6 +51,8 @@ type Stats struct {
 	// gateways sharing the rule, this one included.
 	NotOwned uint64 `json:"not_owned,omitempty"`
 	Members  int    `json:"members,omitempty"`
+	// Skipped are the batches of a device the rule's match.devices excludes, known by the subject and not decoded.
+	Skipped uint64 `json:"skipped_batches,omitempty"`
 	// PublishErrors are the messages the bus refused (a subject the server's permissions deny, a closed
 	// connection).
 	PublishErrors uint64 `json:"publish_errors,omitempty"`
@@ -74,6 +76,8 @@ type Engine struct {
 	stats   Stats
 
 	batch   []isp.Point
+	raw     []byte // the batch being processed as it came (ProcessBatch), republished as it is when nothing changed
+	rawLen  int    // its points
 	buf     []byte
 	subject []byte
 
@@ -154,6 +158,16 @@ func (e *Engine) Stats() Stats {
 		s.Series = len(e.agg.groups)
 	}
 	return s
+}
+
+// ProcessBatch is Process for a batch that came as raw (its encoding, which points decodes): a filter that keeps
+// every point of a one-device batch, or a forward without rename, publishes raw as it came instead of encoding
+// the same points again (the encoding was a fifth of the rule path's CPU). The consumer decodes the same points
+// from it; what it may carry beyond them (unknown fields, whitespace, escapes) passes through. raw is not kept.
+func (e *Engine) ProcessBatch(points []isp.Point, raw []byte, now time.Time) {
+	e.raw, e.rawLen = raw, len(points)
+	e.Process(points, now)
+	e.raw = nil
 }
 
 // Process runs the rule over a batch of points (normally one device's, from one poll).
@@ -592,6 +606,18 @@ func (e *Engine) flush() {
 	}
 	e.stats.Out += uint64(len(e.batch))
 	perPoint := e.rule.Forward != nil && containsKeyToken(e.rule.Forward.Subject)
+	if e.raw != nil && !perPoint && len(e.batch) == e.rawLen && e.unchanged() {
+		dev := e.batch[0].DeviceID
+		one := true
+		for i := 1; i < len(e.batch) && one; i++ {
+			one = e.batch[i].DeviceID == dev
+		}
+		if one {
+			e.publish(e.outSubject(dev, ""), e.raw)
+			e.batch = e.batch[:0]
+			return
+		}
+	}
 	for start := 0; start < len(e.batch); {
 		dev := e.batch[start].DeviceID
 		end := start + 1
@@ -610,6 +636,18 @@ func (e *Engine) flush() {
 		start = end
 	}
 	e.batch = e.batch[:0]
+}
+
+// unchanged says whether the points the rule lets through are the points it got, unmodified: a filter's, or a
+// forward's without rename.
+func (e *Engine) unchanged() bool {
+	switch e.rule.Type {
+	case config.RuleFilter:
+		return true
+	case config.RuleForward:
+		return e.rule.Forward.Rename == ""
+	}
+	return false
 }
 
 func (e *Engine) publish(subject string, data []byte) {

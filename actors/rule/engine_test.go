@@ -659,9 +659,10 @@ func TestErrorEventsAreBounded(t *testing.T) {
 	}
 }
 
-// TestWindowSpanningAChangeOfOwner pins what README "Window state does not move with its device" promises when a
-// gateway B joins and takes device d1 from A in the middle of a window: A closes the window on its clock with the
-// points it took before the change, B with those after; the same start and end, counts that add up to the whole.
+// TestWindowSpanningAChangeOfOwner pins what README "Window state moves with its device" promises when a gateway
+// B joins and takes device d1 from A in the middle of a window: A hands d1's open window on (TakeWindows, through
+// the store's JSON), B, which has taken d1's points since the change, merges it, and the window is emitted once,
+// by B, with every point; A emits nothing for it.
 func TestWindowSpanningAChangeOfOwner(t *testing.T) {
 	const src = `rule "w" {
   type      = "aggregate"
@@ -677,16 +678,239 @@ func TestWindowSpanningAChangeOfOwner(t *testing.T) {
 	a.Process(batch(pt("d1", "t", 1, 1), pt("d1", "t", 2, 3)), at(3))
 	ownedByA = false // B's "up": from here the actor hands d1's batches to B only
 	b.Process(batch(pt("d1", "t", 4, 5), pt("d1", "t", 8, 7)), at(7))
+	if n := b.MergeWindows(handOver(t, a.TakeWindows(func(string) bool { return ownedByA }))); n != 1 {
+		t.Fatalf("merged %d states, want 1", n)
+	}
 	a.Tick(at(10))
 	b.Tick(at(10))
-	window := func(sum, count int) string {
-		return fmt.Sprintf(`iot.aggregated.d1.t {"rule":"w","device_id":"d1","key":"t","window":"tumbling","start":%d,"end":%d,"count":%d,"values":{"sum":%d,"count":%d}}`,
-			ns(0), ns(10), count, sum, count)
+	want := fmt.Sprintf(`iot.aggregated.d1.t {"rule":"w","device_id":"d1","key":"t","window":"tumbling","start":%d,"end":%d,"count":4,"values":{"sum":15,"count":4}}`,
+		ns(0), ns(10))
+	if got := recA.take(); len(got) != 0 {
+		t.Errorf("A emitted %q, want nothing", got)
 	}
-	if got := recA.take(); len(got) != 1 || got[0] != window(3, 2) {
-		t.Errorf("A emitted %q, want %q", got, window(3, 2))
+	if got := recB.take(); len(got) != 1 || got[0] != want {
+		t.Errorf("B emitted %q, want %q", got, want)
 	}
-	if got := recB.take(); len(got) != 1 || got[0] != window(12, 2) {
-		t.Errorf("B emitted %q, want %q", got, window(12, 2))
+}
+
+// handOver sends states through JSON, as the stores do.
+func handOver(t *testing.T, states []WindowState) []WindowState {
+	t.Helper()
+	data, err := json.Marshal(states)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []WindowState
+	if err := json.Unmarshal(data, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestWindowHandoverMergesExactly: for each window kind, a window whose points came partly to A (handed on) and
+// partly to B (before and after the handoff reached it) is emitted by B exactly as one engine that saw every point emits it,
+// every function included (the mean and variance merge by Chan's formula, first and last by time, percentiles
+// from the kept values).
+func TestWindowHandoverMergesExactly(t *testing.T) {
+	const fns = `functions = ["avg", "min", "max", "sum", "count", "first", "last", "stddev", "p50"]`
+	cases := []struct{ name, settings string }{
+		{"tumbling", `window = "tumbling"
+  size = "10s"`},
+		{"hopping", `window = "hopping"
+  size = "10s"
+  hop = "5s"`},
+		{"count", `window = "count"
+  count = 5`},
+		{"session", `window = "session"
+  gap = "10s"`},
+		{"event time", `window = "tumbling"
+  size = "10s"
+  time = "event"
+  lateness = "1s"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			src := "rule \"w\" {\n  type = \"aggregate\"\n  " + tc.settings + "\n  " + fns + "\n}"
+			recAll, recA, recB := &recorder{}, &recorder{}, &recorder{}
+			all, a, b := NewEngine(parseRule(t, src), recAll), NewEngine(parseRule(t, src), recA), NewEngine(parseRule(t, src), recB)
+			// A takes three points, B one before the handoff reaches it and one after.
+			for i, v := range []float64{3, 1, 4, 1, 5} {
+				ts := float64(i + 1)
+				all.Process(batch(pt("d1", "t", v, ts)), at(ts))
+				switch {
+				case i < 3:
+					a.Process(batch(pt("d1", "t", v, ts)), at(ts))
+				case i == 3:
+					b.Process(batch(pt("d1", "t", v, ts)), at(ts))
+					b.MergeWindows(handOver(t, a.TakeWindows(nil)))
+				default:
+					b.Process(batch(pt("d1", "t", v, ts)), at(ts))
+				}
+			}
+			for _, e := range []*Engine{all, a, b} {
+				e.Tick(at(30))
+			}
+			want, got := recAll.take(), recB.take()
+			if len(want) == 0 || strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("B emitted\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+			if got := recA.take(); len(got) != 0 {
+				t.Errorf("A emitted %q after handing its windows on", got)
+			}
+			if s := a.Stats(); s.Series != 0 {
+				t.Errorf("A keeps %d series after handing them on", s.Series)
+			}
+		})
+	}
+}
+
+// TestSlidingWindowHandover: a sliding window's samples move too, so the first result the new owner gives after
+// the handoff covers the points the old owner had.
+func TestSlidingWindowHandover(t *testing.T) {
+	const src = `rule "w" {
+  type      = "aggregate"
+  window    = "sliding"
+  size      = "10s"
+  functions = ["count", "sum"]
+}`
+	recAll, recA, recB := &recorder{}, &recorder{}, &recorder{}
+	all, a, b := NewEngine(parseRule(t, src), recAll), NewEngine(parseRule(t, src), recA), NewEngine(parseRule(t, src), recB)
+	for i, v := range []float64{3, 1, 4} {
+		ts := float64(i + 1)
+		all.Process(batch(pt("d1", "t", v, ts)), at(ts))
+		a.Process(batch(pt("d1", "t", v, ts)), at(ts))
+	}
+	b.MergeWindows(handOver(t, a.TakeWindows(nil)))
+	recAll.take()
+	all.Process(batch(pt("d1", "t", 5, 4)), at(4))
+	b.Process(batch(pt("d1", "t", 5, 4)), at(4))
+	if want, got := recAll.take(), recB.take(); len(want) != 1 || strings.Join(got, "\n") != want[0] {
+		t.Errorf("B emitted %q, want %q", got, want)
+	}
+}
+
+// TestSessionHandoverKeepsTheGap: sessions of the two owners more than gap apart stay two sessions.
+func TestSessionHandoverKeepsTheGap(t *testing.T) {
+	const src = `rule "w" {
+  type      = "aggregate"
+  window    = "session"
+  gap       = "5s"
+  functions = ["count"]
+}`
+	recAll, recA, recB := &recorder{}, &recorder{}, &recorder{}
+	all, a, b := NewEngine(parseRule(t, src), recAll), NewEngine(parseRule(t, src), recA), NewEngine(parseRule(t, src), recB)
+	for _, ts := range []float64{1, 2} {
+		all.Process(batch(pt("d1", "t", 1, ts)), at(ts))
+		a.Process(batch(pt("d1", "t", 1, ts)), at(ts))
+	}
+	for _, ts := range []float64{9, 10} { // B's first point comes 7 s after A's last: a new session
+		all.Process(batch(pt("d1", "t", 1, ts)), at(ts))
+		b.Process(batch(pt("d1", "t", 1, ts)), at(ts))
+	}
+	b.MergeWindows(handOver(t, a.TakeWindows(nil)))
+	all.Tick(at(30))
+	b.Tick(at(30))
+	if want, got := recAll.take(), recB.take(); len(want) != 2 || strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("B emitted\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestWindowHandoverEdges: a state made with other window settings (a reload changed the rule) is not merged; a
+// handed-on window that the new owner has already closed is emitted with the handed-on part, not lost; TakeWindows
+// keeps the devices still owned.
+func TestWindowHandoverEdges(t *testing.T) {
+	const src = `rule "w" {
+  type      = "aggregate"
+  window    = "tumbling"
+  size      = "10s"
+  functions = ["count"]
+}`
+	recA, recB, recC := &recorder{}, &recorder{}, &recorder{}
+	a, b := NewEngine(parseRule(t, src), recA), NewEngine(parseRule(t, src), recB)
+	a.Process(batch(pt("d1", "t", 1, 1), pt("d2", "t", 1, 1)), at(1))
+	b.Process(batch(pt("d1", "t", 1, 2)), at(2))
+	b.Tick(at(10)) // B closes d1's window before A's part reaches it
+	if got := len(recB.take()); got != 1 {
+		t.Fatalf("B emitted %d windows at 10 s, want 1", got)
+	}
+	states := handOver(t, a.TakeWindows(func(dev string) bool { return dev == "d2" }))
+	if len(states) != 1 || states[0].Device != "d1" {
+		t.Fatalf("handed on %+v, want d1's windows only", states)
+	}
+	other := NewEngine(parseRule(t, strings.Replace(src, `"10s"`, `"20s"`, 1)), recC)
+	if n := other.MergeWindows(states); n != 0 {
+		t.Errorf("a rule with other window settings merged %d states", n)
+	}
+	b.MergeWindows(states)
+	want := fmt.Sprintf(`iot.aggregated.d1.t {"rule":"w","device_id":"d1","key":"t","window":"tumbling","start":%d,"end":%d,"count":1,"values":{"count":1}}`, ns(0), ns(10))
+	if got := recB.take(); len(got) != 1 || got[0] != want {
+		t.Errorf("late handoff: B emitted %q, want %q", got, want)
+	}
+	a.Tick(at(10))
+	if got := recA.take(); len(got) != 1 || !strings.Contains(got[0], `"device_id":"d2"`) {
+		t.Errorf("A emitted %q, want d2's window (still its own)", got)
+	}
+}
+
+// TestRepublishUnchanged: a filter that keeps every point of a one-device batch, and a forward without rename,
+// publish the batch as it came; anything that changes the points (one dropped, a rename, a transform, two
+// devices in one batch) is encoded again.
+func TestRepublishUnchanged(t *testing.T) {
+	raw := []byte(`{"points":[ {"device_id":"d1","key":"a","value":1,"extra":true}, {"device_id":"d1","key":"b","value":2} ]}`)
+	twoDevices := []byte(`{"points":[{"device_id":"d1","key":"a","value":1},{"device_id":"d2","key":"b","value":2}]}`)
+	cases := []struct {
+		name, rule string
+		data       []byte
+		asItCame   bool
+		outputs    int
+	}{
+		{"filter keeps all", `rule "r" {
+  type = "filter"
+  when = "value > 0"
+}`, raw, true, 1},
+		{"filter drops one", `rule "r" {
+  type = "filter"
+  when = "value > 1"
+}`, raw, false, 1},
+		{"forward", `rule "r" {
+  type = "forward"
+}`, raw, true, 1},
+		{"forward with rename", `rule "r" {
+  type   = "forward"
+  rename = "x"
+}`, raw, false, 1},
+		{"transform", `rule "r" {
+  type  = "transform"
+  value = "value"
+}`, raw, false, 1},
+		{"two devices", `rule "r" {
+  type = "forward"
+}`, twoDevices, false, 2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &recorder{}
+			e := NewEngine(parseRule(t, tc.rule), rec)
+			pts, err := isp.DecodeBatch(tc.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.ProcessBatch(pts, tc.data, at(0))
+			got := rec.take()
+			if len(got) != tc.outputs {
+				t.Fatalf("got %d outputs, want %d: %q", len(got), tc.outputs, got)
+			}
+			body := got[0][strings.IndexByte(got[0], ' ')+1:]
+			if same := body == string(tc.data); same != tc.asItCame {
+				t.Errorf("published %s; as it came: %t, want %t", body, same, tc.asItCame)
+			}
+			if !tc.asItCame {
+				// Encoded again: the points that passed, in the encoder's form.
+				out, err := isp.DecodeBatch([]byte(body))
+				if err != nil || string(isp.AppendBatch(nil, out)) != body {
+					t.Errorf("output %s is not the encoder's (%v)", body, err)
+				}
+			}
+		})
 	}
 }

@@ -30,7 +30,7 @@ import (
 // says "up"; what arrived meanwhile it keeps, and processes if no one else was active (a gateway on its own loses
 // nothing at start). A gateway that dies without "leave" is dropped after memberTimeout; until then its devices'
 // points are not processed (the loss window of a crash). A device's alerts move with it through the store when the
-// gateways share one (ruleActor.takeOver); its windows do not.
+// gateways share one (ruleActor.takeOver), and so do an aggregate's open windows (handover.go).
 
 // Membership timing.
 const (
@@ -45,7 +45,7 @@ const SubjectMembersPrefix = "iot.metrics.health.rules."
 
 type memberMsg struct {
 	Member string `json:"member"`
-	State  string `json:"state"` // join | up | leave
+	State  string `json:"state"` // join | up | leave | handoff
 }
 
 type membership struct {
@@ -59,6 +59,7 @@ type membership struct {
 	ids      []string             // sorted active members
 	owned    map[string]bool      // device → owned, for the current members
 	version  uint64               // counts the changes of the set (and of active)
+	handoff  bool                 // another member has stored windows it gave up (handover.go); the actor resets it
 }
 
 func newMembership(self, rule string) *membership {
@@ -97,6 +98,8 @@ func (m *membership) heard(data []byte, now time.Time) (reply string, activated 
 			m.others = true
 		}
 		m.touch(msg.Member, now)
+	case "handoff":
+		m.handoff = m.handoff || (msg.Member != m.self && m.active)
 	case "leave":
 		if _, ok := m.members[msg.Member]; ok {
 			delete(m.members, msg.Member)
