@@ -150,7 +150,8 @@ func FuzzSplit(f *testing.F) {
 	})
 }
 
-// BenchmarkPrintBatch: a poll's batch of 30 points printed by splitting against decoding and encoding it again
+// BenchmarkPrintBatch: a poll's batch of 30 points split (Split for the console, SplitPoints with its proof for
+// the file sink) against decoding and encoding it again
 // (what the console did before); ns/point side by side in one run.
 func BenchmarkPrintBatch(b *testing.B) {
 	data := isp.AppendBatch(nil, testPoints(30))
@@ -159,6 +160,14 @@ func BenchmarkPrintBatch(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
 			spans, _ = Split(data, spans)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*30), "ns/point")
+	})
+	b.Run("splitpoints", func(b *testing.B) {
+		var els []Element
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			els, _ = SplitPoints(data, els)
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*30), "ns/point")
 	})
