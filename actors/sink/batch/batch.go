@@ -11,6 +11,9 @@
 // one). Where it follows others: Telegraf's outputs batch by metric_batch_size and flush_interval and retry a
 // failed batch, but keep the batch in memory (metric_buffer_limit) and overwrite the oldest when it is full; here
 // the stream is the buffer, so a target that is down costs memory for one batch only, and nothing is overwritten.
+//
+// It also holds the splitting of a batch message into its elements without decoding them (split.go), which the
+// console and file sinks share.
 package batch
 
 import (

@@ -9,6 +9,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
+	"github.com/iotgw/iotgw/actors/sink/batch"
 	"github.com/iotgw/iotgw/config"
 	"github.com/iotgw/iotgw/isp"
 	"github.com/nats-io/nats.go"
@@ -104,7 +105,7 @@ func (c *console) flushNow() {
 func (c *console) print(msg *nats.Msg) {
 	if c.json && strings.HasPrefix(msg.Subject, "iot.processed.batch.") {
 		var ok bool
-		if c.spans, ok = splitBatch(msg.Data, c.spans); ok { // the processor's encoding, printed as it is
+		if c.spans, ok = batch.Split(msg.Data, c.spans); ok { // the processor's encoding, printed as it is
 			c.env.Metrics.PointsIn(c.path, len(c.spans))
 			for _, s := range c.spans {
 				_, _ = c.w.Write(msg.Data[s[0]:s[1]])

@@ -15,6 +15,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
+	"github.com/iotgw/iotgw/actors/sink/batch"
 	"github.com/iotgw/iotgw/config"
 	"github.com/iotgw/iotgw/internal/backoff"
 	"github.com/iotgw/iotgw/isp"
@@ -46,10 +47,16 @@ type sink struct {
 
 	dec     isp.Decoder
 	points  []isp.Point
-	line    []byte
-	paths   []byte // the paths of a delivery's points, back to back
-	pathEnd []int
-	checked string // the last path found inside base
+	elems   []batch.Element   // the points of a delivery written as they are (write)
+	devices map[string]string // device ids of elems, as strings
+	// verbatim counts the points written as they are, not decoded (tests); decodeOnly turns that off (the
+	// reference of the tests that compare the two).
+	verbatim   int
+	decodeOnly bool
+	line       []byte
+	paths      []byte // the paths of a delivery's points, back to back
+	pathEnd    []int
+	checked    string // the last path found inside base
 
 	// pending are the deliveries written since the last sync (sync interval), acknowledged by the next; the
 	// files each wrote to are pendingPaths[pendingEnd[i-1]:pendingEnd[i]].
@@ -343,32 +350,36 @@ var errNotPoints = errors.New("not a point or a batch")
 
 // write decodes msg and writes its points; all their paths are checked before the first line is written, so a
 // refused message leaves nothing behind. It returns the number of points written.
+//
+// In the jsonl format a point's line is isp.AppendPoint of the point, so a message whose points are already in
+// that form is not decoded: batch.SplitPoints proves each element is byte for byte what decoding and encoding it
+// again would write, and the element is written as it is (the device id and timestamp the path needs come with
+// the proof). What it cannot prove (a batch from outside the gateway, other spacing, escapes or number forms) is
+// decoded as before. Vector and Telegraf always decode and re-serialize; the console sink prints the elements
+// of a batch as they are too, with a structural check only (a console is for people, a file for programs).
 func (k *sink) write(msg *nats.Msg) (int, error) {
-	var err error
-	if isBatchSubject(msg.Subject) {
-		k.points, err = k.dec.DecodeBatch(msg.Data, k.points[:0])
-	} else {
-		if cap(k.points) == 0 {
-			k.points = append(k.points, isp.Point{})
-		}
-		k.points = k.points[:1]
-		err = k.dec.DecodePoint(msg.Data, &k.points[0])
-	}
+	n, verbatim, err := k.read(msg)
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", errNotPoints, err)
 	}
-	k.env.Metrics.PointsIn(k.path, len(k.points))
+	k.env.Metrics.PointsIn(k.path, n)
 	k.paths, k.pathEnd = k.paths[:0], k.pathEnd[:0]
 	now := k.now()
-	for i := range k.points {
-		p := &k.points[i]
-		device := p.DeviceID
+	for i := range n {
+		var device string
+		var stamp int64
+		if verbatim {
+			e := &k.elems[i]
+			device, stamp = k.deviceID(msg.Data[e.DeviceStart:e.DeviceEnd]), e.Timestamp
+		} else {
+			device, stamp = k.points[i].DeviceID, k.points[i].Timestamp
+		}
 		if device == "" {
 			device = subjectDevice(msg.Subject)
 		}
 		ts := now
-		if p.Timestamp > 0 {
-			ts = time.Unix(0, p.Timestamp)
+		if stamp > 0 {
+			ts = time.Unix(0, stamp)
 		}
 		start := len(k.paths)
 		if k.paths, err = k.cfg.tmpl.appendPath(k.paths, k.bind, device, ts); err != nil {
@@ -384,8 +395,13 @@ func (k *sink) write(msg *nats.Msg) (int, error) {
 	}
 	start := 0
 	k.touched = k.touched[:0]
-	for i := range k.points {
-		k.line = appendLine(k.line[:0], k.cfg.Format, &k.points[i])
+	for i := range n {
+		if verbatim {
+			e := &k.elems[i]
+			k.line = append(append(k.line[:0], msg.Data[e.Start:e.End]...), '\n')
+		} else {
+			k.line = appendLine(k.line[:0], k.cfg.Format, &k.points[i])
+		}
 		if err := k.w.write(k.paths[start:k.pathEnd[i]], k.line); err != nil {
 			return i, err
 		}
@@ -394,8 +410,60 @@ func (k *sink) write(msg *nats.Msg) (int, error) {
 		}
 		start = k.pathEnd[i]
 	}
-	return len(k.points), nil
+	return n, nil
 }
+
+// read finds msg's points: verbatim in k.elems when the format is jsonl and SplitPoints (or OnePoint) proves
+// them in the encoder's form, else decoded into k.points. It returns their number.
+func (k *sink) read(msg *nats.Msg) (n int, verbatim bool, err error) {
+	batched := isBatchSubject(msg.Subject)
+	if k.cfg.Format == FormatJSONL && !k.decodeOnly {
+		var ok bool
+		if batched {
+			k.elems, ok = batch.SplitPoints(msg.Data, k.elems)
+		} else {
+			var e batch.Element
+			if e, ok = batch.OnePoint(msg.Data); ok {
+				k.elems = append(k.elems[:0], e)
+			}
+		}
+		if ok {
+			k.verbatim += len(k.elems)
+			return len(k.elems), true, nil
+		}
+	}
+	if batched {
+		k.points, err = k.dec.DecodeBatch(msg.Data, k.points[:0])
+		return len(k.points), false, err
+	}
+	if cap(k.points) == 0 {
+		k.points = append(k.points, isp.Point{})
+	}
+	k.points = k.points[:1]
+	if err = k.dec.DecodePoint(msg.Data, &k.points[0]); err != nil {
+		return 0, false, err
+	}
+	return 1, false, nil
+}
+
+// deviceID returns b as a string without allocating for a device seen before (a few per sink, bounded).
+func (k *sink) deviceID(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if s, ok := k.devices[string(b)]; ok {
+		return s
+	}
+	if k.devices == nil || len(k.devices) >= maxDevices {
+		k.devices = make(map[string]string)
+	}
+	s := string(b)
+	k.devices[s] = s
+	return s
+}
+
+// maxDevices bounds deviceID's table: past it the table starts again.
+const maxDevices = 4096
 
 // isBatchSubject: the batch subjects carry {"points":[…]}; every other subject a bare point (DESIGN.md).
 func isBatchSubject(subject string) bool {

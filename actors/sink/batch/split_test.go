@@ -1,4 +1,4 @@
-package console
+package batch
 
 import (
 	"strconv"
@@ -19,10 +19,10 @@ func testPoints(n int) []isp.Point {
 }
 
 // The processor's batches print exactly the lines that decoding and encoding each point again printed.
-func TestSplitBatchSameLinesAsDecoding(t *testing.T) {
+func TestSplitSameLinesAsDecoding(t *testing.T) {
 	for _, n := range []int{0, 1, 30, 200} {
 		data := isp.AppendBatch(nil, testPoints(n))
-		spans, ok := splitBatch(data, nil)
+		spans, ok := Split(data, nil)
 		if !ok {
 			t.Fatalf("n=%d: a batch of AppendBatch not split: %s", n, data)
 		}
@@ -41,7 +41,7 @@ func TestSplitBatchSameLinesAsDecoding(t *testing.T) {
 	}
 }
 
-func TestSplitBatchRefuses(t *testing.T) {
+func TestSplitRefuses(t *testing.T) {
 	good := string(isp.AppendPoint(nil, &testPoints(1)[0]))
 	for _, tc := range []struct{ name, in string }{
 		{"empty", ""},
@@ -68,14 +68,14 @@ func TestSplitBatchRefuses(t *testing.T) {
 		{"NUL", "{\"points\":[{\"key\":\"\x00\"}]}"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if spans, ok := splitBatch([]byte(tc.in), nil); ok || len(spans) != 0 {
+			if spans, ok := Split([]byte(tc.in), nil); ok || len(spans) != 0 {
 				t.Fatalf("got ok=%v with %d elements, want refused", ok, len(spans))
 			}
 		})
 	}
 }
 
-func TestSplitBatchAccepts(t *testing.T) {
+func TestSplitAccepts(t *testing.T) {
 	for _, tc := range []struct {
 		name, in string
 		want     []string
@@ -87,7 +87,7 @@ func TestSplitBatchAccepts(t *testing.T) {
 			[]string{strings.Repeat(`{"a":`, 7) + `{}` + strings.Repeat(`}`, 7)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			spans, ok := splitBatch([]byte(tc.in), nil)
+			spans, ok := Split([]byte(tc.in), nil)
 			if !ok {
 				t.Fatal("refused")
 			}
@@ -102,17 +102,17 @@ func TestSplitBatchAccepts(t *testing.T) {
 	}
 }
 
-func TestSplitBatchAllocatesNothing(t *testing.T) {
+func TestSplitAllocatesNothing(t *testing.T) {
 	data := isp.AppendBatch(nil, testPoints(30))
 	spans := make([][2]int, 0, 30)
-	if n := testing.AllocsPerRun(100, func() { spans, _ = splitBatch(data, spans) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { spans, _ = Split(data, spans) }); n != 0 {
 		t.Fatalf("got %v allocations per batch, want 0", n)
 	}
 }
 
-// FuzzSplitBatch: whatever it accepts prints as one line per element, each an object, in order, covering the
+// FuzzSplit: whatever it accepts prints as one line per element, each an object, in order, covering the
 // array; it never panics.
-func FuzzSplitBatch(f *testing.F) {
+func FuzzSplit(f *testing.F) {
 	f.Add(isp.AppendBatch(nil, testPoints(2)))
 	f.Add([]byte(`{"points":[{"a":[1,{"b":"]"}]}]}`))
 	f.Add([]byte(`{"points":[{"k":"\"}"},{}]}`))
@@ -120,7 +120,7 @@ func FuzzSplitBatch(f *testing.F) {
 		if len(data) > 1<<16 {
 			return
 		}
-		spans, ok := splitBatch(data, nil)
+		spans, ok := Split(data, nil)
 		if !ok {
 			if len(spans) != 0 {
 				t.Fatal("refused with elements")
@@ -150,7 +150,8 @@ func FuzzSplitBatch(f *testing.F) {
 	})
 }
 
-// BenchmarkPrintBatch: a poll's batch of 30 points printed by splitting against decoding and encoding it again
+// BenchmarkPrintBatch: a poll's batch of 30 points split (Split for the console, SplitPoints with its proof for
+// the file sink) against decoding and encoding it again
 // (what the console did before); ns/point side by side in one run.
 func BenchmarkPrintBatch(b *testing.B) {
 	data := isp.AppendBatch(nil, testPoints(30))
@@ -158,7 +159,15 @@ func BenchmarkPrintBatch(b *testing.B) {
 		var spans [][2]int
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			spans, _ = splitBatch(data, spans)
+			spans, _ = Split(data, spans)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*30), "ns/point")
+	})
+	b.Run("splitpoints", func(b *testing.B) {
+		var els []Element
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			els, _ = SplitPoints(data, els)
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*30), "ns/point")
 	})
