@@ -12,68 +12,59 @@ import (
 // grows it again (runtime.newstack) on every run that calls deep, such as a device sealing its batch: 6–8% of the
 // CPU of 100 Modbus devices polled every 100 ms. A worker here keeps its grown stack between runs.
 //
-// It never queues a run behind another: Schedule hands the run to an idle worker when there is one (the one idle
-// the shortest, whose stack and caches are the warmest) and starts a new worker otherwise, so an actor that blocks
-// in its Receive holds one goroutine, as with the default dispatcher, and stalls no other actor; and the order in
-// which mailboxes run is the Go scheduler's, as before. At most maxIdle workers wait for work; one that finds the
-// idle list full when its run ends exits. Throughput (how many messages a run takes before it yields) is
-// protoactor's default, 300. Supervision is unchanged: a panic in a Receive is recovered inside the mailbox run
+// It never queues a run behind another: Schedule hands the run to a worker waiting for work when there is one
+// (an unbuffered send that succeeds only if a worker is receiving) and starts a new worker otherwise, so an actor
+// that blocks in its Receive holds one goroutine, as with the default dispatcher, and stalls no other actor; and the
+// order in which mailboxes run is the Go scheduler's, as before. No lock is taken (a first version kept the idle
+// workers in a slice under a mutex; with 1,000 devices it contended). At most maxIdle workers wait for work; one
+// that would be one too many when its run ends exits. Throughput (how many messages a run takes before it yields)
+// is protoactor's default, 300. Supervision is unchanged: a panic in a Receive is recovered inside the mailbox run
 // (protoactor's defaultMailbox.run) and escalated as before, so it never reaches the worker.
 //
-// Close ends the idle workers; a run scheduled after Close gets a goroutine of its own, as with the default.
+// Close ends the waiting workers, and each busy one when its run ends; a run scheduled after Close runs on a
+// goroutine that ends with it.
 type Dispatcher struct {
-	maxIdle int
-
-	mu     sync.Mutex
-	idle   []chan func() // LIFO
-	closed bool
-	live   atomic.Int64 // workers alive
+	maxIdle int64
+	work    chan func() // unbuffered: a send succeeds only into a waiting worker
+	quit    chan struct{}
+	once    sync.Once
+	idle    atomic.Int64 // workers waiting for work (or about to)
+	live    atomic.Int64 // workers alive, idle or running
 }
 
 var _ actor.Dispatcher = (*Dispatcher)(nil)
 
 // NewDispatcher returns a dispatcher that keeps at most maxIdle workers waiting for work.
 func NewDispatcher(maxIdle int) *Dispatcher {
-	return &Dispatcher{maxIdle: max(maxIdle, 1)}
+	return &Dispatcher{maxIdle: int64(max(maxIdle, 1)), work: make(chan func()), quit: make(chan struct{})}
 }
 
 // Throughput is protoactor's default number of messages per mailbox run.
 func (d *Dispatcher) Throughput() int { return 300 }
 
-// Schedule runs fn on an idle worker, or on a new one.
+// Schedule runs fn on a waiting worker, or on a new one.
 func (d *Dispatcher) Schedule(fn func()) {
-	d.mu.Lock()
-	if n := len(d.idle); n > 0 {
-		ch := d.idle[n-1]
-		d.idle[n-1] = nil
-		d.idle = d.idle[:n-1]
-		d.mu.Unlock()
-		ch <- fn // buffered: never blocks
-		return
+	select {
+	case d.work <- fn:
+	default:
+		d.live.Add(1)
+		go d.worker(fn)
 	}
-	if d.closed {
-		d.mu.Unlock()
-		go fn()
-		return
-	}
-	d.live.Add(1)
-	d.mu.Unlock()
-	go d.work(make(chan func(), 1), fn)
 }
 
-func (d *Dispatcher) work(ch chan func(), fn func()) {
+func (d *Dispatcher) worker(fn func()) {
 	defer d.live.Add(-1)
 	for {
 		fn()
-		d.mu.Lock()
-		if d.closed || len(d.idle) >= d.maxIdle {
-			d.mu.Unlock()
+		if d.idle.Add(1) > d.maxIdle {
+			d.idle.Add(-1)
 			return
 		}
-		d.idle = append(d.idle, ch)
-		d.mu.Unlock()
-		var ok bool
-		if fn, ok = <-ch; !ok {
+		select {
+		case fn = <-d.work:
+			d.idle.Add(-1)
+		case <-d.quit:
+			d.idle.Add(-1)
 			return
 		}
 	}
@@ -83,24 +74,9 @@ func (d *Dispatcher) work(ch chan func(), fn func()) {
 func (d *Dispatcher) Live() int { return int(d.live.Load()) }
 
 // Idle is how many workers wait for work.
-func (d *Dispatcher) Idle() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return len(d.idle)
-}
+func (d *Dispatcher) Idle() int { return int(d.idle.Load()) }
 
-// Close ends the idle workers; a worker busy with a run ends when the run does. It does not wait.
+// Close ends the waiting workers; a worker busy with a run ends when the run does. It does not wait.
 func (d *Dispatcher) Close() {
-	d.mu.Lock()
-	if d.closed {
-		d.mu.Unlock()
-		return
-	}
-	d.closed = true
-	idle := d.idle
-	d.idle = nil
-	d.mu.Unlock()
-	for _, ch := range idle {
-		close(ch)
-	}
+	d.once.Do(func() { close(d.quit) })
 }
