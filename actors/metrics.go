@@ -129,6 +129,35 @@ func (m *Metrics) ModbusRequest(device string, function uint8, d time.Duration, 
 	}
 }
 
+// ModbusRecorder records the Modbus requests of one device, as ModbusRequest does, into the same series: each
+// function code's latency histogram is looked up once (WithLabelValues hashes the labels and takes the vector's
+// lock on every call, about 2% of the CPU of 100 devices polled every 100 ms) and then observed directly. The zero
+// value is ready; it belongs to one device actor and is not safe for concurrent use. A device removed from a
+// running gateway is stopped before ForgetDevice drops its series, so no observation goes to a dropped series.
+type ModbusRecorder struct {
+	fns []uint8
+	obs []prometheus.Observer
+}
+
+// Request records one request of device to m (nil: nothing), as ModbusRequest.
+func (r *ModbusRecorder) Request(m *Metrics, device string, function uint8, d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	i := 0
+	for i < len(r.fns) && r.fns[i] != function {
+		i++
+	}
+	if i == len(r.fns) {
+		r.fns = append(r.fns, function)
+		r.obs = append(r.obs, m.modbusLatency.WithLabelValues(device, strconv.Itoa(int(function))))
+	}
+	r.obs[i].Observe(d.Seconds())
+	if err != nil {
+		m.modbusErrors.WithLabelValues(device, ModbusErrorKind(err)).Inc()
+	}
+}
+
 // Forget drops the series of an actor removed while the gateway runs, so hot-add and remove do not grow the
 // scrape without bound.
 func (m *Metrics) Forget(actor string) {

@@ -131,3 +131,32 @@ func TestCounted(t *testing.T) {
 		t.Fatal("nil Metrics counted something")
 	}
 }
+
+// A ModbusRecorder observes into the very series ModbusRequest does, and ForgetDevice drops them.
+func TestModbusRecorderSameSeries(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	var r ModbusRecorder
+	r.Request(m, "plc-2", 3, time.Millisecond, nil)
+	r.Request(m, "plc-2", 3, 2*time.Millisecond, WithKind("timeout", errors.New("modbus: no reply in time")))
+	r.Request(m, "plc-2", 1, time.Millisecond, nil)
+	m.ModbusRequest("plc-2", 3, time.Millisecond, nil)
+	(&ModbusRecorder{}).Request(nil, "plc-2", 3, time.Millisecond, nil) // no metrics: nothing, no panic
+	got := gathered(t, reg)
+	for key, want := range map[string]float64{
+		"iotgw_modbus_request_seconds,device=plc-2,function=3":        3,
+		"iotgw_modbus_request_seconds,device=plc-2,function=1":        1,
+		"iotgw_modbus_request_errors_total,device=plc-2,kind=timeout": 1,
+	} {
+		if got[key] != want {
+			t.Errorf("%s: got %v, want %v", key, got[key], want)
+		}
+	}
+	if len(got) != 3 {
+		t.Errorf("%d series, want 3: %v", len(got), got)
+	}
+	m.ForgetDevice("plc-2")
+	for key := range gathered(t, reg) {
+		t.Errorf("series %s left after ForgetDevice", key)
+	}
+}

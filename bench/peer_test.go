@@ -112,10 +112,13 @@ func TestPeer(t *testing.T) {
 	simProcess(t) // builds the iotgw binary (iotgwBin) once
 	contenders := []contender{
 		{name: "telegraf", start: telegrafStart(telegraf), count: countInfluxFields},
-		{name: "iotgw", start: iotgwStart(iotgwBin), count: countLines},
+		{name: "iotgw", start: iotgwStart(iotgwBin, ""), count: countLines},
+	}
+	if limit := os.Getenv("IOTGW_PEER_MEMORY_LIMIT"); limit != "" { // e.g. "90MB": the same binary under gateway.memory_limit
+		contenders = append(contenders, contender{name: "iotgw-memlimit", start: iotgwStart(iotgwBin, limit), count: countLines})
 	}
 	if before := os.Getenv("IOTGW_PEER_BEFORE"); before != "" {
-		contenders = append(contenders, contender{name: "iotgw-before", start: iotgwStart(before), count: countLines})
+		contenders = append(contenders, contender{name: "iotgw-before", start: iotgwStart(before, ""), count: countLines})
 	}
 	if only := os.Getenv("IOTGW_PEER_ONLY"); only != "" { // e.g. "iotgw" to profile it alone
 		var keep []contender
@@ -304,11 +307,17 @@ func telegrafStart(bin string) func(*testing.T, peerWorkload, []int, string, str
 	}
 }
 
-func iotgwStart(bin string) func(*testing.T, peerWorkload, []int, string, string) *exec.Cmd {
+// iotgwStart runs bin on the workload; memoryLimit, when not "", is written as gateway.memory_limit (a binary
+// from before that setting refuses it).
+func iotgwStart(bin, memoryLimit string) func(*testing.T, peerWorkload, []int, string, string) *exec.Cmd {
 	return func(t *testing.T, w peerWorkload, ports []int, dir, out string) *exec.Cmd {
 		var b strings.Builder
 		js := os.Getenv("IOTGW_PEER_JETSTREAM") != ""
-		fmt.Fprintf(&b, "gateway {\n  log_level = \"warn\"\n  http_address = \"\"\n  point_subjects = false\n  data_dir = %q\n}\n", filepath.Join(dir, "data"))
+		limit := ""
+		if memoryLimit != "" {
+			limit = fmt.Sprintf("  memory_limit = %q\n", memoryLimit)
+		}
+		fmt.Fprintf(&b, "gateway {\n  log_level = \"warn\"\n  http_address = \"\"\n  point_subjects = false\n  data_dir = %q\n%s}\n", filepath.Join(dir, "data"), limit)
 		fmt.Fprintf(&b, "nats {\n  port = %d\n  jetstream { enabled = %t }\n}\n", freePort(t), js)
 		fmt.Fprintf(&b, "sink \"console\" {\n  type = \"console\"\n  format = \"json\"\n}\n")
 		step := 1

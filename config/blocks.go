@@ -24,6 +24,7 @@ type gatewayHCL struct {
 	HTTPAddress   *string `hcl:"http_address,optional"`
 	PointSubjects *bool   `hcl:"point_subjects,optional"`
 	PluginsDir    *string `hcl:"plugins_dir,optional"`
+	MemoryLimit   *string `hcl:"memory_limit,optional"`
 }
 
 type natsHCL struct {
@@ -128,6 +129,10 @@ func decodeGateway(block *hcl.Block, ctx *hcl.EvalContext, g *Gateway, diags *hc
 	set(&g.HTTPAddress, h.HTTPAddress)
 	set(&g.PointSubjects, h.PointSubjects)
 	set(&g.PluginsDir, h.PluginsDir)
+	setSize(v, "memory_limit", &g.MemoryLimit, h.MemoryLimit)
+	if h.MemoryLimit != nil && g.MemoryLimit <= 0 {
+		v.Errorf("memory_limit", "memory_limit must be > 0 (leave it out for the Go runtime's default, no limit)")
+	}
 
 	if err := ValidToken(g.ID); err != nil {
 		v.Errorf("id", "the gateway id is used in subjects: %v", err)

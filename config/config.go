@@ -49,6 +49,9 @@ type Gateway struct {
 	HTTPAddress   string // host:port; "" disables the HTTP server
 	PointSubjects bool   // publish iot.processed.{device}.{key} beside the batches
 	PluginsDir    string // where sidecar plugin manifests ({name}-isp.json) are
+	// MemoryLimit is the Go runtime's soft memory limit in bytes (debug.SetMemoryLimit, GOMEMLIMIT), set at
+	// start; 0: none. The GOMEMLIMIT environment variable overrides it.
+	MemoryLimit int64
 }
 
 // NATS is the `nats` block: the embedded server or the external one, and the client options.

@@ -42,6 +42,9 @@ type Runtime struct {
 
 	bus *Bus
 	sys *actor.ActorSystem
+	// dispatch runs every actor's mailbox on long-lived goroutines (actors.Dispatcher: their grown stacks stay);
+	// closed at Stop after the actor system.
+	dispatch *actors.Dispatcher
 	// stopBy is when a shutdown in progress must be over (Unix ns; 0 when none): every supervisor stopping its
 	// children shares it, so nested supervisors together stay within the stop timeout.
 	stopBy  atomic.Int64
@@ -127,6 +130,7 @@ func (r *Runtime) Start(ctx context.Context) error {
 		return err
 	}
 	r.sys = actor.NewActorSystem(actorLogger(r.log))
+	r.dispatch = actors.NewDispatcher(dispatchIdle)
 	r.monitor().init() // before the first actor: Runtime.env hands out its metrics
 
 	r.groups = map[string]*childList{}
@@ -144,7 +148,7 @@ func (r *Runtime) Start(ctx context.Context) error {
 	wrapped := func() actor.Actor {
 		return &mailboxActor{inner: producer(), path: rootPath, tree: r.tree, started: func(error) { once.Do(func() { close(up) }) }}
 	}
-	pid, err := r.sys.Root.SpawnNamed(actor.PropsFromProducer(wrapped), rootPath)
+	pid, err := r.sys.Root.SpawnNamed(r.props(wrapped), rootPath)
 	if err != nil {
 		r.bus.Close()
 		return fmt.Errorf("spawn supervision tree: %w", err)
@@ -169,6 +173,19 @@ func (r *Runtime) Start(ctx context.Context) error {
 	return nil
 }
 
+// props are the props of every actor the runtime spawns: its producer, on the runtime's dispatcher (protoactor's
+// default when there is none, as in tests that build a supervisor without Start).
+func (r *Runtime) props(p actor.Producer) *actor.Props {
+	if r.dispatch == nil {
+		return actor.PropsFromProducer(p)
+	}
+	return actor.PropsFromProducer(p, actor.WithDispatcher(r.dispatch))
+}
+
+// dispatchIdle is how many mailbox workers wait for work at most: more than the runs that are in progress at once
+// on a busy gateway (a run lasts microseconds), few enough that their stacks are small beside the devices.
+const dispatchIdle = 64
+
 // Stop stops the actors leaves-first (devices, sidecars, rules, sinks: each drained, then stopped), then closes
 // the bus. It returns within the stop timeout plus the bus's own close.
 func (r *Runtime) Stop() error {
@@ -192,6 +209,7 @@ func (r *Runtime) Stop() error {
 	}
 	r.faults.stop()
 	r.sys.Shutdown()
+	r.dispatch.Close()
 	r.bus.Close()
 	r.root = nil
 	r.log.Info().Msg("gateway stopped")

@@ -313,7 +313,7 @@ func (s *supervisor) start(ctx actor.Context, c *child) error {
 		}
 		return w
 	}
-	pid, err := ctx.SpawnNamed(actor.PropsFromProducer(producer), spec.Name)
+	pid, err := ctx.SpawnNamed(s.rt.props(producer), spec.Name)
 	if err != nil {
 		s.log.Error().Err(err).Str("actor", c.path).Msg("cannot spawn actor")
 		s.rt.tree.update(c.path, func(e *treeEntry) { e.state, e.lastError = StateFailed, err.Error() })

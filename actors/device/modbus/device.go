@@ -35,10 +35,11 @@ import (
 // reconnects by itself with backoff; the device actor fails (and the supervisor restarts it) only on a bug, not on
 // a device that misbehaves — that is the device's quality, not the gateway's failure.
 type modbusDevice struct {
-	id   string
-	path string // devices/{id}, the metrics label
-	cfg  *config.ModbusDevice
-	env  actors.Env
+	id       string
+	path     string // devices/{id}, the metrics label
+	cfg      *config.ModbusDevice
+	env      actors.Env
+	requests actors.ModbusRecorder // the latency series of its requests, looked up once per function code
 
 	workers   actors.Workers
 	bus       *actor.PID // the endpoint's transport actor (Env.Endpoint)
@@ -316,7 +317,7 @@ func (d *modbusDevice) result(tag pollTag, res *ModbusTxResult) {
 	}
 	g.answered[tag.req] = true
 	q := &g.plan[tag.req]
-	d.env.Metrics.ModbusRequest(d.id, q.Function, res.Took, actors.WithKind(errorKind(res.Err), res.Err))
+	d.requests.Request(d.env.Metrics, d.id, q.Function, res.Took, actors.WithKind(errorKind(res.Err), res.Err))
 	ts := g.started.UnixNano()
 	err := res.Err
 	if f := d.faults.Hit(actors.FaultError); f != nil && err == nil {
