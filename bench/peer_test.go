@@ -14,7 +14,8 @@ package bench
 // Settings (environment): IOTGW_PEER_WARMUP (15s), IOTGW_PEER_WINDOW (40s), IOTGW_PEER_WINDOWS (3),
 // IOTGW_PEER_WORKLOADS (1,2,3; 4 is 1,000 devices for RSS), IOTGW_PEER_ONLY (the contenders to run, e.g. "iotgw"), IOTGW_PEER_TELEGRAF (../.peer/telegraf), IOTGW_PEER_BEFORE (a second iotgw
 // binary measured in the same run, e.g. one built from main), IOTGW_PEER_JETSTREAM=1 (the gateway with JetStream
-// on; off by default, as Telegraf keeps nothing), IOTGW_PEER_PROFILE=DIR (iotgw runs with -cpuprofile into DIR).
+// on; off by default, as Telegraf keeps nothing), IOTGW_PEER_PROFILE=DIR (iotgw runs with -cpuprofile into DIR), IOTGW_PEER_MEMORY_LIMIT=90MB (adds
+// iotgw-memlimit: the same binary with gateway.memory_limit).
 // It is not part of CI: it runs only with IOTGW_PEER set and skips when the Telegraf binary is absent.
 
 import (
