@@ -13,7 +13,8 @@
 // the stream is the buffer, so a target that is down costs memory for one batch only, and nothing is overwritten.
 //
 // It also holds the splitting of a batch message into its elements without decoding them (split.go), which the
-// console and file sinks share.
+// console and file sinks share, and the reading of a data subject (subjects.go: batch or point, and its device),
+// which every sink shares.
 package batch
 
 import (
@@ -241,7 +242,7 @@ var ErrNotPoints = errors.New("not a point or a batch")
 
 func (k *Sink) decode(msg *nats.Msg) ([]isp.Point, error) {
 	var err error
-	if isBatchSubject(msg.Subject) {
+	if IsBatch(msg.Subject, msg.Data) {
 		k.points, err = k.dec.DecodeBatch(msg.Data, k.points[:0])
 	} else {
 		if cap(k.points) == 0 {
@@ -460,25 +461,4 @@ func (k *Sink) recovered() {
 	k.down, k.downErr = false, ""
 	k.env.Log.Info().Str("sink", k.name).Msgf("%s sink: writing again", k.kind)
 	k.env.Link(actors.LinkConnected, "")
-}
-
-// isBatchSubject: the batch subjects carry {"points":[…]}; every other subject a bare point (DESIGN.md), as the
-// file sink reads them.
-func isBatchSubject(subject string) bool {
-	return strings.HasPrefix(subject, "iot.processed.batch.") || strings.HasPrefix(subject, "iot.raw.")
-}
-
-// SubjectDevice is the device token of a data subject (iot.processed.batch.{device}, iot.processed.{device}.{key},
-// iot.raw.{protocol}.{device}), for a point without its device_id; "" when there is none.
-func SubjectDevice(subject string) string {
-	tok := strings.Split(subject, ".")
-	switch {
-	case len(tok) == 4 && tok[1] == "processed" && tok[2] == "batch":
-		return tok[3]
-	case len(tok) == 4 && tok[1] == "processed":
-		return tok[2]
-	case len(tok) == 4 && tok[1] == "raw":
-		return tok[3]
-	}
-	return ""
 }

@@ -4,7 +4,6 @@ package console
 import (
 	"bufio"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -103,7 +102,8 @@ func (c *console) flushNow() {
 }
 
 func (c *console) print(msg *nats.Msg) {
-	if c.json && strings.HasPrefix(msg.Subject, "iot.processed.batch.") {
+	batched := batch.IsBatch(msg.Subject, msg.Data)
+	if c.json && batched {
 		var ok bool
 		if c.spans, ok = batch.Split(msg.Data, c.spans); ok { // the processor's encoding, printed as it is
 			c.env.Metrics.PointsIn(c.path, len(c.spans))
@@ -115,7 +115,7 @@ func (c *console) print(msg *nats.Msg) {
 		}
 	}
 	var err error
-	if strings.HasPrefix(msg.Subject, "iot.processed.batch.") || strings.HasPrefix(msg.Subject, "iot.raw.") {
+	if batched {
 		c.points, err = c.dec.DecodeBatch(msg.Data, c.points[:0])
 	} else {
 		c.points = c.points[:0]
@@ -124,12 +124,18 @@ func (c *console) print(msg *nats.Msg) {
 		} else {
 			c.points = append(c.points, isp.Point{})
 		}
-		if err = c.dec.DecodePoint(msg.Data, &c.points[0]); err != nil {
-			c.points = c.points[:0]
-		}
+		err = c.dec.DecodePoint(msg.Data, &c.points[0])
 	}
 	if err != nil {
-		c.raw(msg)
+		c.raw(msg) // neither a point nor a batch: shown as it came, once, and counted as no point
+		return
+	}
+	if dev := batch.SubjectDevice(msg.Subject); dev != "" {
+		for i := range c.points {
+			if c.points[i].DeviceID == "" {
+				c.points[i].DeviceID = dev
+			}
+		}
 	}
 	c.env.Metrics.PointsIn(c.path, len(c.points))
 	for i := range c.points {

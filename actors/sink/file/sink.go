@@ -10,7 +10,6 @@ package file
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -375,7 +374,7 @@ func (k *sink) write(msg *nats.Msg) (int, error) {
 			device, stamp = k.points[i].DeviceID, k.points[i].Timestamp
 		}
 		if device == "" {
-			device = subjectDevice(msg.Subject)
+			device = batch.SubjectDevice(msg.Subject)
 		}
 		ts := now
 		if stamp > 0 {
@@ -416,7 +415,7 @@ func (k *sink) write(msg *nats.Msg) (int, error) {
 // read finds msg's points: verbatim in k.elems when the format is jsonl and SplitPoints (or OnePoint) proves
 // them in the encoder's form, else decoded into k.points. It returns their number.
 func (k *sink) read(msg *nats.Msg) (n int, verbatim bool, err error) {
-	batched := isBatchSubject(msg.Subject)
+	batched := batch.IsBatch(msg.Subject, msg.Data)
 	if k.cfg.Format == FormatJSONL && !k.decodeOnly {
 		var ok bool
 		if batched {
@@ -464,23 +463,3 @@ func (k *sink) deviceID(b []byte) string {
 
 // maxDevices bounds deviceID's table: past it the table starts again.
 const maxDevices = 4096
-
-// isBatchSubject: the batch subjects carry {"points":[…]}; every other subject a bare point (DESIGN.md).
-func isBatchSubject(subject string) bool {
-	return strings.HasPrefix(subject, "iot.processed.batch.") || strings.HasPrefix(subject, "iot.raw.")
-}
-
-// subjectDevice is the device token of a data subject (iot.processed.batch.{device}, iot.processed.{device}.{key},
-// iot.raw.{protocol}.{device}), for a point without its device_id; "" when there is none.
-func subjectDevice(subject string) string {
-	tok := strings.Split(subject, ".")
-	switch {
-	case len(tok) == 4 && tok[1] == "processed" && tok[2] == "batch":
-		return tok[3]
-	case len(tok) == 4 && tok[1] == "processed":
-		return tok[2]
-	case len(tok) == 4 && tok[1] == "raw":
-		return tok[3]
-	}
-	return ""
-}

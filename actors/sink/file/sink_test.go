@@ -377,3 +377,25 @@ func TestPartialSyncFailureSettlesPerFile(t *testing.T) {
 		t.Fatalf("plc-1's file holds %v, want [1 3]", got)
 	}
 }
+
+// A rule's output (iot.rules.{rule}.{device}) and a batch on a forward rule's own subject are batches too: written
+// point by point like the processor's, where the sink once refused them as malformed points.
+func TestRuleOutputBatchesAreWritten(t *testing.T) {
+	h := startSink(t, func(s *Settings) { s.Sync = SyncAlways })
+	b := h.batch(1)
+	h.send(h.raw(1, "iot.rules.hot.plc-1", b.Msg.Data))
+	h.send(h.raw(2, "plant.plc-1", h.batch(2).Msg.Data))
+	waitFor(t, "both deliveries acknowledged", func() bool { return len(h.ack.list()) == 2 })
+	for _, a := range h.ack.list() {
+		if !strings.HasPrefix(a, "ack") {
+			t.Fatalf("settled %v, want two acks", h.ack.list())
+		}
+	}
+	data, err := os.ReadFile(h.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(string(data), "\n"); got != 6 || !strings.Contains(string(data), lastLine(1)) || !strings.Contains(string(data), lastLine(2)) {
+		t.Fatalf("the file holds %d lines, want the 6 points:\n%s", got, data)
+	}
+}
