@@ -14,7 +14,7 @@ package bench
 // Settings (environment): IOTGW_PEER_WARMUP (15s), IOTGW_PEER_WINDOW (40s), IOTGW_PEER_WINDOWS (3),
 // IOTGW_PEER_WORKLOADS (1,2,3; 4 is 1,000 devices for RSS), IOTGW_PEER_ONLY (the contenders to run, e.g. "iotgw"), IOTGW_PEER_TELEGRAF (../.peer/telegraf), IOTGW_PEER_BEFORE (a second iotgw
 // binary measured in the same run, e.g. one built from main), IOTGW_PEER_JETSTREAM=1 (the gateway with JetStream
-// on; off by default, as Telegraf keeps nothing), IOTGW_PEER_PROFILE=DIR (iotgw runs with -cpuprofile into DIR), IOTGW_PEER_MEMORY_LIMIT=90MB (adds
+// on; off by default, as Telegraf keeps nothing), IOTGW_PEER_PROFILE=DIR (iotgw runs with -cpuprofile into DIR), IOTGW_PEER_MEMPROFILE=DIR (this commit's iotgw writes a heap profile into DIR at its end), IOTGW_PEER_MEMORY_LIMIT=90MB (adds
 // iotgw-memlimit: the same binary with gateway.memory_limit).
 // It is not part of CI: it runs only with IOTGW_PEER set and skips when the Telegraf binary is absent.
 
@@ -340,12 +340,17 @@ func iotgwStart(bin, memoryLimit string) func(*testing.T, peerWorkload, []int, s
 		if prof := os.Getenv("IOTGW_PEER_PROFILE"); prof != "" {
 			args = append(args, "-cpuprofile", filepath.Join(prof, fmt.Sprintf("%s-%d.prof", filepath.Base(bin), time.Now().UnixNano())))
 		}
+		logDir := dir
+		if prof := os.Getenv("IOTGW_PEER_MEMPROFILE"); prof != "" && bin == iotgwBin { // this commit's binary only: older ones lack the flag
+			args = append(args, "-memprofile", filepath.Join(prof, fmt.Sprintf("heap-%d.prof", time.Now().UnixNano())))
+			logDir = prof // its log's last line has the runtime's memory figures
+		}
 		cmd := exec.Command(bin, args...)
 		f, err := os.Create(out)
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmd.Stdout, cmd.Stderr = f, logFile(t, dir, "iotgw.log")
+		cmd.Stdout, cmd.Stderr = f, logFile(t, logDir, "iotgw.log")
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}

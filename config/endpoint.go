@@ -53,14 +53,19 @@ func EndpointConflict(d Device, others []Device) error {
 		if !ok || oe.Key != ep.Key || reflect.DeepEqual(oe.Settings, ep.Settings) {
 			continue
 		}
-		where := ""
-		if o.DefRange.Filename != "" {
-			where = " at " + o.DefRange.String()
-		}
-		return fmt.Errorf("%w: device %s uses endpoint %s with %s, device %s%s with %s; devices on one endpoint must agree",
-			ErrEndpointConflict, quote(d.ID), ep.Key, describeSettings(ep.Settings), quote(o.ID), where, describeSettings(oe.Settings))
+		return conflict(d, ep, o, oe)
 	}
 	return nil
+}
+
+// conflict is the error of d on ep against o on oe: the same key, other settings.
+func conflict(d Device, ep Endpoint, o Device, oe Endpoint) error {
+	where := ""
+	if o.DefRange.Filename != "" {
+		where = " at " + o.DefRange.String()
+	}
+	return fmt.Errorf("%w: device %s uses endpoint %s with %s, device %s%s with %s; devices on one endpoint must agree",
+		ErrEndpointConflict, quote(d.ID), ep.Key, describeSettings(ep.Settings), quote(o.ID), where, describeSettings(oe.Settings))
 }
 
 // describeSettings prints endpoint settings for an error message; a driver's settings may say it better with
@@ -73,16 +78,31 @@ func describeSettings(s any) string {
 }
 
 // checkEndpoints reports, at the later device, every device of the file whose endpoint an earlier one uses with
-// other settings: the message names both positions.
+// other settings: the message names both positions. Each device's endpoint is worked out once and compared only
+// with the earlier devices of the same key (EndpointConflict against all earlier devices was quadratic: a
+// million endpoint keys built for a 1,000-device file).
 func checkEndpoints(cfg *Config, diags *hcl.Diagnostics) {
+	byKey := map[string][]int{}
+	eps := make([]Endpoint, len(cfg.Devices))
 	for i, d := range cfg.Devices {
-		if err := EndpointConflict(d, cfg.Devices[:i]); err != nil {
+		ep, ok := EndpointOf(d)
+		if !ok {
+			continue
+		}
+		eps[i] = ep
+		for _, j := range byKey[ep.Key] {
+			o := cfg.Devices[j]
+			if o.ID == d.ID || reflect.DeepEqual(eps[j].Settings, ep.Settings) {
+				continue
+			}
 			*diags = append(*diags, &hcl.Diagnostic{
 				Severity: hcl.DiagError,
 				Summary:  "Conflicting endpoint settings",
-				Detail:   err.Error() + ".",
+				Detail:   conflict(d, ep, o, eps[j]).Error() + ".",
 				Subject:  d.DefRange.Ptr(),
 			})
+			break
 		}
+		byKey[ep.Key] = append(byKey[ep.Key], i)
 	}
 }

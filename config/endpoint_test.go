@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -44,5 +45,31 @@ func TestEndpointConflictAtValidate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// manyModbusDevices is a gateway.hcl of n Modbus TCP devices of 30 registers each, one port each (TestPeer's
+// 1,000-device workload).
+func manyModbusDevices(n int) []byte {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "device \"meter-%d\" {\n  driver = \"modbus\"\n  address = \"127.0.0.1:%d\"\n  unit_id = 2\n  interval = \"1s\"\n", i, 20000+i)
+		for r := range 30 {
+			fmt.Fprintf(&b, "  register \"r%d\" {\n    address = %d\n    type = \"uint16\"\n  }\n", r, r)
+		}
+		b.WriteString("}\n")
+	}
+	return []byte(b.String())
+}
+
+// BenchmarkParse1000Devices: what loading a 1,000-device config costs (time and allocations per load).
+func BenchmarkParse1000Devices(b *testing.B) {
+	src := manyModbusDevices(1000)
+	b.SetBytes(int64(len(src)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, diags := Parse(src, "gateway.hcl"); diags.HasErrors() {
+			b.Fatal(diags)
+		}
 	}
 }
