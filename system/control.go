@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -81,7 +82,15 @@ func (c *control) Receive(ctx actor.Context) {
 	}
 	subject := actors.LocalControl(c.rt.cfg.Gateway.ID, msg.Subject) // the same request, addressed or not
 	if strings.HasPrefix(subject, actorsidecar.StatusPrefix) {
-		return // addressed to a sidecar's own actor, which answers it (actors/sidecar: its inbox has both forms)
+		// Addressed to a sidecar's own actor, which answers it (actors/sidecar: its inbox has both forms). Only the
+		// addressed form reaches this actor, and it names one gateway: when that gateway runs no such sidecar, it
+		// says so at once rather than leave the request to time out (the plain form, with no sidecar behind it,
+		// gets the server's "no responders").
+		name := strings.TrimSuffix(strings.TrimPrefix(subject, actorsidecar.StatusPrefix), ".status")
+		if _, ok := c.rt.tree.Get(GroupSidecars + "/" + name); !ok {
+			c.respond(msg, ErrorReply{Error: "no sidecar " + strconv.Quote(name) + " on gateway " + strconv.Quote(c.rt.cfg.Gateway.ID)})
+		}
+		return
 	}
 	if id, ok := writeTarget(subject); ok { // see writes.go
 		c.routeWrite(ctx, msg, id)

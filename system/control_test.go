@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/iotgw/iotgw/actors"
+	actorsidecar "github.com/iotgw/iotgw/actors/sidecar"
 	"github.com/iotgw/iotgw/isp"
 	"github.com/iotgw/iotgw/sidecar/modbussim"
 	"github.com/nats-io/nats.go"
@@ -624,5 +625,13 @@ func TestControlAddressedToOneGateway(t *testing.T) {
 	}
 	if !strings.Contains(string(m.Data), "unknown control subject iot.control.gw.gw-a.no.such.request") {
 		t.Errorf("an addressed unknown subject: %s", m.Data)
+	}
+	// A sidecar's status addressed to a gateway that runs no such sidecar is answered at once, not left to time out.
+	m, err = nc.Request(actors.GatewayControl("gw-a", actorsidecar.StatusSubject("absent")), nil, 10*time.Second)
+	if err != nil {
+		t.Fatalf("an addressed status of a missing sidecar: %v", err)
+	}
+	if !strings.Contains(string(m.Data), `"error":"no sidecar \"absent\" on gateway \"gw-a\""`) {
+		t.Errorf("an addressed status of a missing sidecar: %s", m.Data)
 	}
 }
