@@ -80,6 +80,10 @@ type Engine struct {
 	rawLen  int    // its points
 	buf     []byte
 	subject []byte
+	undec   *undecoded // a rule that can run on undecoded batches (raw.go); nil otherwise
+	hint    *series    // the series seriesOf tries first (series are never removed, so it stays valid)
+
+	lastDevice, lastSubject string // the subject of the last batch published, and its device
 
 	alerts *alerts
 	agg    *aggregator
@@ -132,6 +136,9 @@ func NewEngine(r *config.Rule, out Output) *Engine {
 		e.needValues = e.needValues || x.UsesValues
 		e.needText = e.needText || x.UsesText
 	}
+	if rawCapable(r, e.needTags, e.needValues) {
+		e.undec = &undecoded{names: map[string]string{}}
+	}
 	switch r.Type {
 	case config.RuleAlert:
 		e.alerts = newAlerts(e)
@@ -176,47 +183,51 @@ func (e *Engine) Process(points []isp.Point, now time.Time) {
 	e.batch = e.batch[:0]
 	start := time.Now()
 	for i := range points {
-		p := &points[i]
-		if !e.rule.Match.Matches(p.DeviceID, p.Key, p.Tag) {
-			e.stats.Dropped++
-			continue
-		}
-		s := e.seriesOf(p)
-		if s == nil {
-			e.stats.Errors++
-			if e.nseries < maxSeries {
-				e.errorEvent("", p, "device_id and key must be subject tokens (letters, digits, - and _)")
-			}
-			continue
-		}
-		e.fill(p, s, points)
-		s.lastSeen = now
-		switch e.rule.Type {
-		case config.RuleAlert:
-			e.stats.Matched++
-			e.alerts.point(p, s, now)
-		case config.RuleAggregate:
-			if e.when(p) {
-				e.stats.Matched++
-				e.agg.point(p, now)
-			} else {
-				e.stats.Dropped++
-			}
-		default:
-			if e.when(p) {
-				e.stats.Matched++
-				e.handle(p, s, now)
-			} else {
-				e.stats.Dropped++
-			}
-		}
-		s.prev, s.prevTs, s.hasPrev = e.env.Value, p.Timestamp, e.env.IsNumber
+		e.point(&points[i], points, now)
 	}
 	if e.rule.Transform != nil && len(e.rule.Transform.Derive) > 0 {
 		e.derive(points)
 	}
 	e.flush()
 	e.stats.EvalNs += uint64(time.Since(start))
+}
+
+// point runs the rule on one point of a batch (points, which derived values read).
+func (e *Engine) point(p *isp.Point, points []isp.Point, now time.Time) {
+	if !e.rule.Match.Matches(p.DeviceID, p.Key, p.Tag) {
+		e.stats.Dropped++
+		return
+	}
+	s := e.seriesOf(p)
+	if s == nil {
+		e.stats.Errors++
+		if e.nseries < maxSeries {
+			e.errorEvent("", p, "device_id and key must be subject tokens (letters, digits, - and _)")
+		}
+		return
+	}
+	e.fill(p, s, points)
+	s.lastSeen = now
+	switch e.rule.Type {
+	case config.RuleAlert:
+		e.stats.Matched++
+		e.alerts.point(p, s, now)
+	case config.RuleAggregate:
+		if e.when(p) {
+			e.stats.Matched++
+			e.agg.point(p, now)
+		} else {
+			e.stats.Dropped++
+		}
+	default:
+		if e.when(p) {
+			e.stats.Matched++
+			e.handle(p, s, now)
+		} else {
+			e.stats.Dropped++
+		}
+	}
+	s.prev, s.prevTs, s.hasPrev = e.env.Value, p.Timestamp, e.env.IsNumber
 }
 
 // Tick lets time pass: alerts become firing after `for`, series go silent, windows close.
@@ -234,6 +245,9 @@ func (e *Engine) Tick(now time.Time) {
 // published by hand with a device "iot.control" must not become a control request. The processor checks them
 // too, but a rule also reads what others publish on its input subject.
 func (e *Engine) seriesOf(p *isp.Point) *series {
+	if h := e.hint; h != nil && h.device == p.DeviceID && h.key == p.Key {
+		return h // the undecoded path's guess: the series of the same point of the previous batch (raw.go)
+	}
 	keys := e.series[p.DeviceID]
 	if keys == nil {
 		if e.nseries >= maxSeries || config.ValidToken(p.DeviceID) != nil {
@@ -387,7 +401,10 @@ func (e *Engine) errorEvent(source string, p *isp.Point, msg string) {
 		return
 	}
 	var pt json.RawMessage
-	if p != nil {
+	switch {
+	case e.undec != nil && e.undec.elem != nil:
+		pt = e.undec.elem // the point's encoding as it came (raw.go): the undecoded path has not read its tags
+	case p != nil:
 		pt = isp.AppendPoint(nil, p)
 	}
 	data, _ := json.Marshal(ErrorEvent{Rule: e.rule.Name, Expression: source, Error: msg, Point: pt, Timestamp: time.Now().UnixNano()})
@@ -667,6 +684,17 @@ func containsKeyToken(s string) bool {
 
 // outSubject is where a batch (key "") or a point goes.
 func (e *Engine) outSubject(device, key string) string {
+	if key == "" && e.lastSubject != "" && device == e.lastDevice {
+		return e.lastSubject // a batch's subject depends on its device alone: one string per stream of batches
+	}
+	s := e.makeSubject(device, key)
+	if key == "" {
+		e.lastDevice, e.lastSubject = device, s
+	}
+	return s
+}
+
+func (e *Engine) makeSubject(device, key string) string {
 	if e.rule.Forward == nil || e.rule.Forward.Subject == "" {
 		e.subject = append(append(append(e.subject[:0], SubjectRulesPrefix...), e.rule.Name...), '.')
 		e.subject = append(e.subject, device...)
