@@ -147,6 +147,19 @@ func ruleWork(tb testing.TB, src string, points int) float64 {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	cpu := inTurn(points, func(k int, t time.Time) {
+		for p := range buf {
+			buf[p].Timestamp = t.UnixNano()
+		}
+		engines[k].Process(buf, t)
+	})
+	return cpu[0] - cpu[1]
+}
+
+// inTurn runs two ways of doing a batch of 30 points (run(0, t) and run(1, t)) in turn, in blocks of 100 batches,
+// each going first every other block so that what the machine does meanwhile weighs on both alike, and returns
+// the CPU time per point of each, of the calling goroutine's thread alone.
+func inTurn(points int, run func(k int, t time.Time)) [2]float64 {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var cpu [2]time.Duration
@@ -154,21 +167,17 @@ func ruleWork(tb testing.TB, src string, points int) float64 {
 	const block = 100
 	blocks := max(points/30/block, 1)
 	for i := range blocks {
-		for n := range engines {
-			k := (n + i) % 2 // each goes first every other block
-			e := engines[k]
+		for n := range 2 {
+			k := (n + i) % 2
 			c0 := threadCPU()
 			for j := range block {
-				t := now.Add(time.Duration(i*block+j) * time.Millisecond)
-				for p := range buf {
-					buf[p].Timestamp = t.UnixNano()
-				}
-				e.Process(buf, t)
+				run(k, now.Add(time.Duration(i*block+j)*time.Millisecond))
 			}
 			cpu[k] += threadCPU() - c0
 		}
 	}
-	return float64((cpu[0] - cpu[1]).Nanoseconds()) / float64(blocks*block*30)
+	per := float64(blocks * block * 30)
+	return [2]float64{float64(cpu[0].Nanoseconds()) / per, float64(cpu[1].Nanoseconds()) / per}
 }
 
 // pathCost is the thread CPU per point of the rule actor's work on batches of 30 both ways, run in turn in blocks of
@@ -181,35 +190,19 @@ func pathCost(tb testing.TB, src string, points int) (undecoded, decoded float64
 	data := isp.AppendBatch(nil, makeBatch("plc-1", 30))
 	var dec isp.Decoder
 	var buf []isp.Point
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var cpu [2]time.Duration
-	now := time.Now()
-	const block = 100
-	blocks := max(points/30/block, 1)
-	for i := range blocks {
-		for n := range engines {
-			k := (n + i) % 2 // each goes first every other block
-			e := engines[k]
-			c0 := threadCPU()
-			for j := range block {
-				t := now.Add(time.Duration(i*block+j) * time.Millisecond)
-				if k == 0 {
-					if _, ok := e.ProcessRaw(data, t); ok {
-						continue
-					}
-				}
-				var err error
-				if buf, err = dec.DecodeBatch(data, buf[:0]); err != nil {
-					tb.Fatal(err)
-				}
-				e.ProcessBatch(buf, data, t)
+	cpu := inTurn(points, func(k int, t time.Time) {
+		if k == 0 {
+			if _, ok := engines[0].ProcessRaw(data, t); ok {
+				return
 			}
-			cpu[k] += threadCPU() - c0
 		}
-	}
-	n := float64(blocks * block * 30)
-	return float64(cpu[0].Nanoseconds()) / n, float64(cpu[1].Nanoseconds()) / n
+		var err error
+		if buf, err = dec.DecodeBatch(data, buf[:0]); err != nil {
+			tb.Fatal(err)
+		}
+		engines[k].ProcessBatch(buf, data, t)
+	})
+	return cpu[0], cpu[1]
 }
 
 func BenchmarkRuleEngine(b *testing.B) {

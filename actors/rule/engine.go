@@ -623,17 +623,10 @@ func (e *Engine) flush() {
 	}
 	e.stats.Out += uint64(len(e.batch))
 	perPoint := e.rule.Forward != nil && containsKeyToken(e.rule.Forward.Subject)
-	if e.raw != nil && !perPoint && len(e.batch) == e.rawLen && e.unchanged() {
-		dev := e.batch[0].DeviceID
-		one := true
-		for i := 1; i < len(e.batch) && one; i++ {
-			one = e.batch[i].DeviceID == dev
-		}
-		if one {
-			e.publish(e.outSubject(dev, ""), e.raw)
-			e.batch = e.batch[:0]
-			return
-		}
+	if e.raw != nil && !perPoint && len(e.batch) == e.rawLen && e.unchanged() && oneDevice(e.batch) {
+		e.publish(e.outSubject(e.batch[0].DeviceID, ""), e.raw)
+		e.batch = e.batch[:0]
+		return
 	}
 	for start := 0; start < len(e.batch); {
 		dev := e.batch[start].DeviceID
@@ -643,16 +636,41 @@ func (e *Engine) flush() {
 		}
 		if perPoint {
 			for i := start; i < end; i++ {
-				e.buf = isp.AppendPoint(e.buf[:0], &e.batch[i])
+				e.buf = e.appendPoint(e.buf[:0], i)
 				e.publish(e.outSubject(dev, e.batch[i].Key), e.buf)
 			}
-		} else {
-			e.buf = isp.AppendBatch(e.buf[:0], e.batch[start:end])
+		} else { // isp.AppendBatch's form
+			e.buf = append(e.buf[:0], `{"points":[`...)
+			for i := start; i < end; i++ {
+				if i > start {
+					e.buf = append(e.buf, ',')
+				}
+				e.buf = e.appendPoint(e.buf, i)
+			}
+			e.buf = append(e.buf, "]}"...)
 			e.publish(e.outSubject(dev, ""), e.buf)
 		}
 		start = end
 	}
 	e.batch = e.batch[:0]
+}
+
+// appendPoint appends the encoding of e.batch[i]: made from its element on the undecoded path (raw.go), by
+// isp.AppendPoint otherwise.
+func (e *Engine) appendPoint(dst []byte, i int) []byte {
+	if e.undec != nil && e.undec.data != nil {
+		return e.appendRaw(dst, i)
+	}
+	return isp.AppendPoint(dst, &e.batch[i])
+}
+
+func oneDevice(points []isp.Point) bool {
+	for i := 1; i < len(points); i++ {
+		if points[i].DeviceID != points[0].DeviceID {
+			return false
+		}
+	}
+	return true
 }
 
 // unchanged says whether the points the rule lets through are the points it got, unmodified: a filter's, or a

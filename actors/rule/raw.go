@@ -101,7 +101,7 @@ func (e *Engine) ProcessRaw(data []byte, now time.Time) (int, bool) {
 		}
 	}
 	u.elem, e.hint = nil, nil
-	e.flushRaw()
+	e.flush()
 	e.raw, u.data = nil, nil
 	e.stats.EvalNs += uint64(time.Since(start))
 	return len(els), true
@@ -210,54 +210,6 @@ var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
 func parseFloat(b []byte) isp.Value {
 	f, _ := strconv.ParseFloat(string(b), 64) // in range: SplitPoints proved the decoder reads it
 	return isp.Float(f)
-}
-
-// flushRaw is flush for the undecoded path: the same messages, made of the elements' bytes.
-func (e *Engine) flushRaw() {
-	if len(e.batch) == 0 {
-		return
-	}
-	e.stats.Out += uint64(len(e.batch))
-	perPoint := e.rule.Forward != nil && containsKeyToken(e.rule.Forward.Subject)
-	if !perPoint && len(e.batch) == e.rawLen && e.unchanged() && oneDevice(e.batch) {
-		e.publish(e.outSubject(e.batch[0].DeviceID, ""), e.raw)
-		e.batch = e.batch[:0]
-		return
-	}
-	for start := 0; start < len(e.batch); {
-		dev := e.batch[start].DeviceID
-		end := start + 1
-		for end < len(e.batch) && e.batch[end].DeviceID == dev {
-			end++
-		}
-		if perPoint {
-			for i := start; i < end; i++ {
-				e.buf = e.appendRaw(e.buf[:0], i)
-				e.publish(e.outSubject(dev, e.batch[i].Key), e.buf)
-			}
-		} else {
-			e.buf = append(e.buf[:0], `{"points":[`...)
-			for i := start; i < end; i++ {
-				if i > start {
-					e.buf = append(e.buf, ',')
-				}
-				e.buf = e.appendRaw(e.buf, i)
-			}
-			e.buf = append(e.buf, "]}"...)
-			e.publish(e.outSubject(dev, ""), e.buf)
-		}
-		start = end
-	}
-	e.batch = e.batch[:0]
-}
-
-func oneDevice(points []isp.Point) bool {
-	for i := 1; i < len(points); i++ {
-		if points[i].DeviceID != points[0].DeviceID {
-			return false
-		}
-	}
-	return true
 }
 
 // appendRaw appends the encoding of e.batch[i]: its element as it came when the rule changes nothing, or else

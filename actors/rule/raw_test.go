@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/iotgw/iotgw/config"
 	"github.com/iotgw/iotgw/isp"
@@ -17,56 +18,56 @@ import (
 // rawRules are rules of the undecoded path: filters that keep all or some points, read the type, the device,
 // the series; transforms with a value, scale and offset, a rename, a value type, NaN results; forwards with a
 // rename and per-point subjects; run-time errors.
-var rawRules = []string{
-	`type = "filter"
-  when = "value > 0 && quality == 1"`,
-	`type = "filter"
-  when = "value > 21"`,
-	`type = "filter"
+var rawRules = []struct{ name, src string }{
+	{"filter keeps all", `type = "filter"
+  when = "value > 0 && quality == 1"`},
+	{"filter drops some", `type = "filter"
+  when = "value > 21"`},
+	{"filter on type and device, keys matched", `type = "filter"
   when = "type == \"float32\" || device == \"d2\""
   match {
     keys = ["a", "b*", "c"]
-  }`,
-	`type = "filter"
-  deadband = 0.5`,
-	`type = "filter"
+  }`},
+	{"filter deadband", `type = "filter"
+  deadband = 0.5`},
+	{"filter deadband percent and changed", `type = "filter"
   deadband_percent = 10
-  when = "changed()"`,
-	`type = "filter"
-  rate_limit = "2s"`,
-	`type = "filter"
-  when = "int(text) > 2"`,
-	`type = "filter"
+  when = "changed()"`},
+	{"filter rate limit", `type = "filter"
+  rate_limit = "2s"`},
+	{"filter run-time error", `type = "filter"
+  when = "int(text) > 2"`},
+	{"filter rate, devices matched", `type = "filter"
   when = "rate() > 0 || is_number == false"
   match {
     devices = ["d1", "x*"]
-  }`,
-	`type   = "transform"
+  }`},
+	{"transform value and rename", `type   = "transform"
   value  = "value * 1.8 + 32"
-  rename = "f"`,
-	`type   = "transform"
+  rename = "f"`},
+	{"transform scale and offset", `type   = "transform"
   scale  = 0.1
-  offset = -3`,
-	`type       = "transform"
-  value_type = "int64"`,
-	`type       = "transform"
+  offset = -3`},
+	{"transform to int64", `type       = "transform"
+  value_type = "int64"`},
+	{"transform to string and rename", `type       = "transform"
   value_type = "string"
-  rename     = "s"`,
-	`type       = "transform"
-  value_type = "bool"`,
-	`type  = "transform"
-  value = "value / (value - 20)"`,
-	`type  = "transform"
-  value = "quality < 1 ? 0 : value + timestamp % 7"`,
-	`type = "forward"`,
-	`type   = "forward"
-  rename = "r"`,
-	`type    = "forward"
-  subject = "out.{device}.{key}"`,
-	`type    = "forward"
+  rename     = "s"`},
+	{"transform to bool", `type       = "transform"
+  value_type = "bool"`},
+	{"transform to NaN and Inf", `type  = "transform"
+  value = "value / (value - 20)"`},
+	{"transform with the VM", `type  = "transform"
+  value = "quality < 1 ? 0 : value + timestamp % 7"`},
+	{"forward", `type = "forward"`},
+	{"forward rename", `type   = "forward"
+  rename = "r"`},
+	{"forward per point", `type    = "forward"
+  subject = "out.{device}.{key}"`},
+	{"forward per point renamed", `type    = "forward"
   subject = "out.{rule}.{key}"
   rename  = "z"
-  when    = "key != \"b\""`,
+  when    = "key != \"b\""`},
 }
 
 // rawBatches are batches as the processor encodes them, in turn: one device with tags and sources, every kind of
@@ -116,6 +117,16 @@ func rawBatches() [][]isp.Point {
 // fails if the undecoded path declines a batch the encoder wrote.
 func sameOutputs(t *testing.T, r *config.Rule, batches [][]byte, mustTake bool) {
 	t.Helper()
+	times := make([]time.Time, len(batches))
+	for i := range times {
+		times[i] = at(float64(i))
+	}
+	sameOutputsAt(t, r, batches, times, mustTake)
+}
+
+// sameOutputsAt is sameOutputs with batch i processed at times[i].
+func sameOutputsAt(t *testing.T, r *config.Rule, batches [][]byte, times []time.Time, mustTake bool) {
+	t.Helper()
 	src := r.Name
 	if r.When != nil {
 		src += " when " + r.When.Source
@@ -125,7 +136,7 @@ func sameOutputs(t *testing.T, r *config.Rule, batches [][]byte, mustTake bool) 
 	var d isp.Decoder
 	var pts []isp.Point
 	for i, data := range batches {
-		now := at(float64(i))
+		now := times[i]
 		n, ok := er.ProcessRaw(data, now)
 		var err error
 		pts, err = d.DecodeBatch(data, pts)
@@ -179,12 +190,14 @@ func TestRawPathSameAsDecoded(t *testing.T) {
 	for _, b := range rawBatches() {
 		batches = append(batches, isp.AppendBatch(nil, b))
 	}
-	for _, src := range rawRules {
-		r := parseRule(t, "rule \"r\" {\n  "+src+"\n}")
-		if NewEngine(r, &recorder{}).undec == nil {
-			t.Fatalf("rule %q does not take the undecoded path", src)
-		}
-		sameOutputs(t, r, batches, true)
+	for _, tc := range rawRules {
+		t.Run(tc.name, func(t *testing.T) {
+			r := parseRule(t, "rule \"r\" {\n  "+tc.src+"\n}")
+			if NewEngine(r, &recorder{}).undec == nil {
+				t.Fatalf("rule %q does not take the undecoded path", tc.src)
+			}
+			sameOutputs(t, r, batches, true)
+		})
 	}
 }
 
@@ -201,13 +214,13 @@ func TestRawPathDeclines(t *testing.T) {
 		[]byte(`not a batch`),
 	}
 	for i, b := range batches {
-		_, ok := NewEngine(parseRule(t, "rule \"r\" {\n  "+rawRules[0]+"\n}"), &recorder{}).ProcessRaw(b, t0)
+		_, ok := NewEngine(parseRule(t, "rule \"r\" {\n  "+rawRules[0].src+"\n}"), &recorder{}).ProcessRaw(b, t0)
 		if want := i == 0; ok != want {
 			t.Errorf("batch %d %s: taken %v, want %v", i, b, ok, want)
 		}
 	}
-	for _, src := range rawRules {
-		sameOutputs(t, parseRule(t, "rule \"r\" {\n  "+src+"\n}"), batches, false)
+	for _, tc := range rawRules {
+		sameOutputs(t, parseRule(t, "rule \"r\" {\n  "+tc.src+"\n}"), batches, false)
 	}
 	for _, src := range []string{
 		`type = "filter"
@@ -237,8 +250,8 @@ func FuzzRawPath(f *testing.F) {
 	}
 	f.Add([]byte(`{"points":[{"device_id":"d1","key":"a","value":-0,"quality":1,"timestamp":5}]}`))
 	rules := make([]*config.Rule, len(rawRules))
-	for i, src := range rawRules {
-		rules[i] = parseRule(f, "rule \"r"+strconv.Itoa(i)+"\" {\n  "+src+"\n}")
+	for i, tc := range rawRules {
+		rules[i] = parseRule(f, "rule \"r"+strconv.Itoa(i)+"\" {\n  "+tc.src+"\n}")
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, r := range rules {
