@@ -80,6 +80,10 @@ type Engine struct {
 	rawLen  int    // its points
 	buf     []byte
 	subject []byte
+	undec   *undecoded // a rule that can run on undecoded batches (raw.go); nil otherwise
+	hint    *series    // the series seriesOf tries first (series are never removed, so it stays valid)
+
+	lastDevice, lastSubject string // the subject of the last batch published, and its device
 
 	alerts *alerts
 	agg    *aggregator
@@ -132,6 +136,9 @@ func NewEngine(r *config.Rule, out Output) *Engine {
 		e.needValues = e.needValues || x.UsesValues
 		e.needText = e.needText || x.UsesText
 	}
+	if rawCapable(r, e.needTags, e.needValues) {
+		e.undec = &undecoded{names: map[string]string{}}
+	}
 	switch r.Type {
 	case config.RuleAlert:
 		e.alerts = newAlerts(e)
@@ -176,47 +183,51 @@ func (e *Engine) Process(points []isp.Point, now time.Time) {
 	e.batch = e.batch[:0]
 	start := time.Now()
 	for i := range points {
-		p := &points[i]
-		if !e.rule.Match.Matches(p.DeviceID, p.Key, p.Tag) {
-			e.stats.Dropped++
-			continue
-		}
-		s := e.seriesOf(p)
-		if s == nil {
-			e.stats.Errors++
-			if e.nseries < maxSeries {
-				e.errorEvent("", p, "device_id and key must be subject tokens (letters, digits, - and _)")
-			}
-			continue
-		}
-		e.fill(p, s, points)
-		s.lastSeen = now
-		switch e.rule.Type {
-		case config.RuleAlert:
-			e.stats.Matched++
-			e.alerts.point(p, s, now)
-		case config.RuleAggregate:
-			if e.when(p) {
-				e.stats.Matched++
-				e.agg.point(p, now)
-			} else {
-				e.stats.Dropped++
-			}
-		default:
-			if e.when(p) {
-				e.stats.Matched++
-				e.handle(p, s, now)
-			} else {
-				e.stats.Dropped++
-			}
-		}
-		s.prev, s.prevTs, s.hasPrev = e.env.Value, p.Timestamp, e.env.IsNumber
+		e.point(&points[i], points, now)
 	}
 	if e.rule.Transform != nil && len(e.rule.Transform.Derive) > 0 {
 		e.derive(points)
 	}
 	e.flush()
 	e.stats.EvalNs += uint64(time.Since(start))
+}
+
+// point runs the rule on one point of a batch (points, which derived values read).
+func (e *Engine) point(p *isp.Point, points []isp.Point, now time.Time) {
+	if !e.rule.Match.Matches(p.DeviceID, p.Key, p.Tag) {
+		e.stats.Dropped++
+		return
+	}
+	s := e.seriesOf(p)
+	if s == nil {
+		e.stats.Errors++
+		if e.nseries < maxSeries {
+			e.errorEvent("", p, "device_id and key must be subject tokens (letters, digits, - and _)")
+		}
+		return
+	}
+	e.fill(p, s, points)
+	s.lastSeen = now
+	switch e.rule.Type {
+	case config.RuleAlert:
+		e.stats.Matched++
+		e.alerts.point(p, s, now)
+	case config.RuleAggregate:
+		if e.when(p) {
+			e.stats.Matched++
+			e.agg.point(p, now)
+		} else {
+			e.stats.Dropped++
+		}
+	default:
+		if e.when(p) {
+			e.stats.Matched++
+			e.handle(p, s, now)
+		} else {
+			e.stats.Dropped++
+		}
+	}
+	s.prev, s.prevTs, s.hasPrev = e.env.Value, p.Timestamp, e.env.IsNumber
 }
 
 // Tick lets time pass: alerts become firing after `for`, series go silent, windows close.
@@ -234,6 +245,9 @@ func (e *Engine) Tick(now time.Time) {
 // published by hand with a device "iot.control" must not become a control request. The processor checks them
 // too, but a rule also reads what others publish on its input subject.
 func (e *Engine) seriesOf(p *isp.Point) *series {
+	if h := e.hint; h != nil && h.device == p.DeviceID && h.key == p.Key {
+		return h // the undecoded path's guess: the series of the same point of the previous batch (raw.go)
+	}
 	keys := e.series[p.DeviceID]
 	if keys == nil {
 		if e.nseries >= maxSeries || config.ValidToken(p.DeviceID) != nil {
@@ -387,7 +401,10 @@ func (e *Engine) errorEvent(source string, p *isp.Point, msg string) {
 		return
 	}
 	var pt json.RawMessage
-	if p != nil {
+	switch {
+	case e.undec != nil && e.undec.elem != nil:
+		pt = e.undec.elem // the point's encoding as it came (raw.go): the undecoded path has not read its tags
+	case p != nil:
 		pt = isp.AppendPoint(nil, p)
 	}
 	data, _ := json.Marshal(ErrorEvent{Rule: e.rule.Name, Expression: source, Error: msg, Point: pt, Timestamp: time.Now().UnixNano()})
@@ -606,17 +623,10 @@ func (e *Engine) flush() {
 	}
 	e.stats.Out += uint64(len(e.batch))
 	perPoint := e.rule.Forward != nil && containsKeyToken(e.rule.Forward.Subject)
-	if e.raw != nil && !perPoint && len(e.batch) == e.rawLen && e.unchanged() {
-		dev := e.batch[0].DeviceID
-		one := true
-		for i := 1; i < len(e.batch) && one; i++ {
-			one = e.batch[i].DeviceID == dev
-		}
-		if one {
-			e.publish(e.outSubject(dev, ""), e.raw)
-			e.batch = e.batch[:0]
-			return
-		}
+	if e.raw != nil && !perPoint && len(e.batch) == e.rawLen && e.unchanged() && oneDevice(e.batch) {
+		e.publish(e.outSubject(e.batch[0].DeviceID, ""), e.raw)
+		e.batch = e.batch[:0]
+		return
 	}
 	for start := 0; start < len(e.batch); {
 		dev := e.batch[start].DeviceID
@@ -626,16 +636,41 @@ func (e *Engine) flush() {
 		}
 		if perPoint {
 			for i := start; i < end; i++ {
-				e.buf = isp.AppendPoint(e.buf[:0], &e.batch[i])
+				e.buf = e.appendPoint(e.buf[:0], i)
 				e.publish(e.outSubject(dev, e.batch[i].Key), e.buf)
 			}
-		} else {
-			e.buf = isp.AppendBatch(e.buf[:0], e.batch[start:end])
+		} else { // isp.AppendBatch's form
+			e.buf = append(e.buf[:0], `{"points":[`...)
+			for i := start; i < end; i++ {
+				if i > start {
+					e.buf = append(e.buf, ',')
+				}
+				e.buf = e.appendPoint(e.buf, i)
+			}
+			e.buf = append(e.buf, "]}"...)
 			e.publish(e.outSubject(dev, ""), e.buf)
 		}
 		start = end
 	}
 	e.batch = e.batch[:0]
+}
+
+// appendPoint appends the encoding of e.batch[i]: made from its element on the undecoded path (raw.go), by
+// isp.AppendPoint otherwise.
+func (e *Engine) appendPoint(dst []byte, i int) []byte {
+	if e.undec != nil && e.undec.data != nil {
+		return e.appendRaw(dst, i)
+	}
+	return isp.AppendPoint(dst, &e.batch[i])
+}
+
+func oneDevice(points []isp.Point) bool {
+	for i := 1; i < len(points); i++ {
+		if points[i].DeviceID != points[0].DeviceID {
+			return false
+		}
+	}
+	return true
 }
 
 // unchanged says whether the points the rule lets through are the points it got, unmodified: a filter's, or a
@@ -667,6 +702,17 @@ func containsKeyToken(s string) bool {
 
 // outSubject is where a batch (key "") or a point goes.
 func (e *Engine) outSubject(device, key string) string {
+	if key == "" && e.lastSubject != "" && device == e.lastDevice {
+		return e.lastSubject // a batch's subject depends on its device alone: one string per stream of batches
+	}
+	s := e.makeSubject(device, key)
+	if key == "" {
+		e.lastDevice, e.lastSubject = device, s
+	}
+	return s
+}
+
+func (e *Engine) makeSubject(device, key string) string {
 	if e.rule.Forward == nil || e.rule.Forward.Subject == "" {
 		e.subject = append(append(append(e.subject[:0], SubjectRulesPrefix...), e.rule.Name...), '.')
 		e.subject = append(e.subject, device...)

@@ -55,6 +55,17 @@ type step struct {
 
 func run(t *testing.T, e *Engine, rec *recorder, steps []step) {
 	t.Helper()
+	if e.undec != nil {
+		// The rule can also run on the batches' bytes (raw.go): that must publish what decoding them does.
+		var batches [][]byte
+		var times []time.Time
+		for _, s := range steps {
+			if s.points != nil {
+				batches, times = append(batches, isp.AppendBatch(nil, s.points)), append(times, at(s.at))
+			}
+		}
+		sameOutputsAt(t, e.Rule(), batches, times, true)
+	}
 	for i, s := range steps {
 		if s.points != nil {
 			e.Process(s.points, at(s.at))

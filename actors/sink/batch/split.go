@@ -51,6 +51,15 @@ type Element struct {
 	// escape, which no valid device id has); empty when the point has none.
 	DeviceStart, DeviceEnd int
 	Timestamp              int64 // its timestamp, as decoded
+	// What a reader of the point's other fields needs without decoding it (the rule engine's path, actors/rule):
+	// data[KeyStart:KeyEnd] and data[TypeStart:TypeEnd] are the key and type as JSON strings (with their quotes;
+	// the type's span is empty when the point has none), KeyEscaped and TypeEscaped say whether they hold an
+	// escape (so their bytes are not their text); data[ValueStart:ValueEnd] is the value's JSON; Quality is the
+	// quality as decoded; data[TimestampAt:End] is the rest of the point from its "timestamp" member on
+	// (`,"timestamp":…}`).
+	KeyStart, KeyEnd, TypeStart, TypeEnd, ValueStart, ValueEnd, TimestampAt int
+	KeyEscaped, TypeEscaped                                                 bool
+	Quality                                                                 int
 }
 
 // SplitPoints finds each point of a batch {"points":[…]} and proves that its bytes are what isp.AppendPoint
@@ -235,20 +244,25 @@ func canonicalPoint(data []byte, start int, p *Element) (int, bool) {
 		return 0, false
 	}
 	i += len(`"key":`)
-	if end, _, ok = canonicalString(data, i); !ok || end-i == 2 { // the decoder refuses an empty key
+	if end, esc, ok = canonicalString(data, i); !ok || end-i == 2 { // the decoder refuses an empty key
 		return 0, false
 	}
+	p.KeyStart, p.KeyEnd, p.KeyEscaped = i, end, esc
 	if i = end; !lit(data, i, `,"value":`) {
 		return 0, false
 	}
-	if i, ok = canonicalValue(data, i+len(`,"value":`)); !ok {
+	p.ValueStart = i + len(`,"value":`)
+	if i, ok = canonicalValue(data, p.ValueStart); !ok {
 		return 0, false
 	}
+	p.ValueEnd = i
+	p.TypeStart, p.TypeEnd = i, i
 	if lit(data, i, `,"type":`) {
 		i += len(`,"type":`)
-		if end, _, ok = canonicalString(data, i); !ok || end-i == 2 {
+		if end, esc, ok = canonicalString(data, i); !ok || end-i == 2 {
 			return 0, false
 		}
+		p.TypeStart, p.TypeEnd, p.TypeEscaped = i, end, esc
 		i = end
 	}
 	if !lit(data, i, `,"quality":`) {
@@ -258,9 +272,11 @@ func canonicalPoint(data []byte, start int, p *Element) (int, bool) {
 	if !ok || q < -1<<31 || q > 1<<31-1 { // the decoder's range for quality
 		return 0, false
 	}
+	p.Quality = int(q)
 	if i = end; !lit(data, i, `,"timestamp":`) {
 		return 0, false
 	}
+	p.TimestampAt = i
 	if p.Timestamp, i, ok = canonicalInt(data, i+len(`,"timestamp":`)); !ok {
 		return 0, false
 	}

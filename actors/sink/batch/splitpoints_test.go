@@ -31,6 +31,33 @@ func sameAsDecodeEncode(data []byte, els []Element) string {
 		if e.Timestamp != pts[i].Timestamp {
 			return "element " + strconv.Itoa(i) + ": timestamp " + strconv.FormatInt(e.Timestamp, 10)
 		}
+		if msg := spansOf(data, e, &pts[i]); msg != "" {
+			return "element " + strconv.Itoa(i) + ": " + msg
+		}
+	}
+	return ""
+}
+
+// spansOf checks an element's spans of the key, value, type and the rest from the timestamp on against its point.
+func spansOf(data []byte, e Element, p *isp.Point) string {
+	key, typ := string(data[e.KeyStart:e.KeyEnd]), string(data[e.TypeStart:e.TypeEnd])
+	// Without an escape the span is the key in quotes; with one it cannot be (the escape is not the key's text).
+	if e.KeyEscaped == (key == "\""+p.Key+"\"") {
+		return "key span " + key + ", escaped " + strconv.FormatBool(e.KeyEscaped) + ", want " + strconv.Quote(p.Key)
+	}
+	if p.Type == "" && typ != "" || p.Type != "" && (e.TypeEscaped == (typ == "\""+p.Type+"\"")) {
+		return "type span " + typ + ", escaped " + strconv.FormatBool(e.TypeEscaped) + ", want " + strconv.Quote(p.Type)
+	}
+	one := isp.AppendPoint(nil, &isp.Point{Key: "k", Value: p.Value})
+	want := string(one[len(`{"key":"k","value":`) : len(one)-len(`,"quality":0,"timestamp":0}`)])
+	if got := string(data[e.ValueStart:e.ValueEnd]); got != want {
+		return "value span " + got + ", want " + want
+	}
+	if e.Quality != p.Quality {
+		return "quality " + strconv.Itoa(e.Quality)
+	}
+	if rest := string(data[e.TimestampAt:e.End]); !strings.HasPrefix(rest, `,"timestamp":`+strconv.FormatInt(p.Timestamp, 10)) || rest[len(rest)-1] != '}' {
+		return "rest " + rest
 	}
 	return ""
 }
