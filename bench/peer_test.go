@@ -14,7 +14,7 @@ package bench
 // Settings (environment): IOTGW_PEER_WARMUP (15s), IOTGW_PEER_WINDOW (40s), IOTGW_PEER_WINDOWS (3),
 // IOTGW_PEER_WORKLOADS (1,2,3; 4 is 1,000 devices for RSS), IOTGW_PEER_ONLY (the contenders to run, e.g. "iotgw"), IOTGW_PEER_TELEGRAF (../.peer/telegraf), IOTGW_PEER_BEFORE (a second iotgw
 // binary measured in the same run, e.g. one built from main), IOTGW_PEER_JETSTREAM=1 (the gateway with JetStream
-// on; off by default, as Telegraf keeps nothing), IOTGW_PEER_PROFILE=DIR (iotgw runs with -cpuprofile into DIR), IOTGW_PEER_MEMPROFILE=DIR (this commit's iotgw writes a heap profile into DIR at its end), IOTGW_PEER_MEMORY_LIMIT=90MB (adds
+// on; off by default, as Telegraf keeps nothing), IOTGW_PEER_PROFILE=DIR (iotgw runs with -cpuprofile into DIR), IOTGW_PEER_MEMPROFILE=DIR (this commit's iotgw writes a heap profile into DIR at its end), IOTGW_PEER_REPORT=1 (writes its section of bench/REPORT.md, which TestReport carries over), IOTGW_PEER_MEMORY_LIMIT=90MB (adds
 // iotgw-memlimit: the same binary with gateway.memory_limit).
 // It is not part of CI: it runs only with IOTGW_PEER set and skips when the Telegraf binary is absent.
 
@@ -131,6 +131,7 @@ func TestPeer(t *testing.T) {
 		contenders = keep
 	}
 	var report strings.Builder
+	ratios := map[string]float64{} // iotgw's CPU per point over Telegraf's, by workload
 	fmt.Fprintf(&report, "| workload | contender | CPU/point | points/s (of target) | ctx switches/s | RSS MiB |\n| --- | --- | ---: | ---: | ---: | ---: |\n")
 	for _, w := range workloads {
 		ports := peerSimulator(t, w.devices)
@@ -150,6 +151,9 @@ func TestPeer(t *testing.T) {
 			if c.name == "telegraf" {
 				tele = m
 			}
+			if c.name == "iotgw" && tele.cpuPerPoint > 0 {
+				ratios[w.name] = float64(m.cpuPerPoint) / float64(tele.cpuPerPoint)
+			}
 			ratio := ""
 			if c.name != "telegraf" && tele.cpuPerPoint > 0 {
 				ratio = fmt.Sprintf(" (%.2f× Telegraf's)", float64(m.cpuPerPoint)/float64(tele.cpuPerPoint))
@@ -164,6 +168,26 @@ func TestPeer(t *testing.T) {
 		}
 	}
 	t.Logf("medians of %d windows of %s after %s of warm-up, %d CPUs:\n%s", windows, window, warm, runtime.NumCPU(), report.String())
+	if os.Getenv("IOTGW_PEER_REPORT") != "" {
+		var names []string
+		for _, c := range contenders {
+			names = append(names, c.name)
+		}
+		settings := fmt.Sprintf("medians of %d window(s) of %s after %s of warm-up each, %d CPUs; contenders %s",
+			windows, window, warm, runtime.NumCPU(), strings.Join(names, ", "))
+		if before := os.Getenv("IOTGW_PEER_BEFORE"); before != "" {
+			settings += fmt.Sprintf(" (iotgw-before: %s)", filepath.Base(before))
+		}
+		old, err := os.ReadFile("REPORT.md")
+		if err != nil {
+			t.Fatalf("IOTGW_PEER_REPORT: %v (TestReport writes REPORT.md first)", err)
+		}
+		section := peerSection(settings, report.String(), ratios, workloads)
+		if err := os.WriteFile("REPORT.md", []byte(replaceSection(string(old), peerHeading, "## Modbus, poll to sink", section)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Log("wrote its section into bench/REPORT.md")
+	}
 }
 
 // peerWindow starts c, lets it warm up, measures one window and stops it.

@@ -101,6 +101,7 @@ func TestReport(t *testing.T) {
 	fmt.Fprintf(&sb, "status words 12 and 16 registers further on, 4 coils 3 apart): %d requests per poll one per register, %d merging only\n", per, contiguous)
 	fmt.Fprintf(&sb, "contiguous registers, %d with the default gaps (max_gap 10, max_bit_gap 128).\n", coalesced)
 	sb.WriteString(modbusNotes)
+	sb.WriteString(carriedPeerSection()) // bench/peer_report.go: TestPeer writes it
 	// Each section runs as a subtest, so what it started (servers, gateways, pollers) is stopped by its cleanups
 	// before the next section measures: a section's leftovers would otherwise burn CPU in every later row.
 	section := func(name string, f func(t *testing.T) string) {
