@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -169,10 +170,13 @@ func (p *publisher) one() {
 	var err error
 	if p.js != nil {
 		m := &nats.Msg{Subject: p.msg.Subject, Header: p.msg.Header, Data: append([]byte(nil), p.msg.Data...)}
+		// A message id per batch, like the processing stage's (its raw message's trace id and the subject): the
+		// stream keeps it in its duplicate window, a cost of the real path this run must include.
+		id := jetstream.WithMsgID(p.msg.Subject + "#" + strconv.FormatInt(p.sent/fileBatch, 10))
 		// A full window for 200 ms (nats.go's stall wait: the server behind, on a loaded machine) is back
 		// pressure, not a failure: wait and publish again, like the processing stage's bounded window.
 		for range 100 {
-			if _, err = p.js.PublishMsgAsync(m); !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+			if _, err = p.js.PublishMsgAsync(m, id); !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
 				break
 			}
 		}
