@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -169,10 +170,13 @@ func (p *publisher) one() {
 	var err error
 	if p.js != nil {
 		m := &nats.Msg{Subject: p.msg.Subject, Header: p.msg.Header, Data: append([]byte(nil), p.msg.Data...)}
+		// A message id per batch, like the processing stage's (its raw message's trace id and the subject): the
+		// stream keeps it in its duplicate window, a cost of the real path this run must include.
+		id := jetstream.WithMsgID(p.msg.Subject + "#" + strconv.FormatInt(p.sent/fileBatch, 10))
 		// A full window for 200 ms (nats.go's stall wait: the server behind, on a loaded machine) is back
 		// pressure, not a failure: wait and publish again, like the processing stage's bounded window.
 		for range 100 {
-			if _, err = p.js.PublishMsgAsync(m); !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+			if _, err = p.js.PublishMsgAsync(m, id); !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
 				break
 			}
 		}
@@ -248,12 +252,33 @@ func fileSinkRun(tb testing.TB, name string, n int, su fileSinkSetup) result {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	if p.js != nil {
+		checkMsgID(tb, p.js, "iot.processed.batch.plc-0")
+	}
 	return result{
 		Name: name, Points: points,
 		PointsPerSec: float64(target) / reached.Seconds(),
 		CPUPerPoint:  cpu / time.Duration(points),
 		AllocsPoint:  float64(m1.Mallocs-m0.Mallocs) / float64(points),
 		BytesPoint:   float64(m1.TotalAlloc-m0.TotalAlloc) / float64(points),
+	}
+}
+
+// checkMsgID: the stream stored the publisher's message ids (the duplicate window's cost is part of the run).
+func checkMsgID(tb testing.TB, js jetstream.JetStream, subject string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, system.StreamName)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m, err := st.GetLastMsgForSubject(ctx, subject)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if id := m.Header.Get(jetstream.MsgIDHeader); !strings.HasPrefix(id, subject+"#") {
+		tb.Fatalf("the stream's last message on %s has Nats-Msg-Id %q, want %s#<batch>", subject, id, subject)
 	}
 }
 
@@ -347,7 +372,7 @@ func fileSinkSection(t *testing.T, n int, log func(result) result) string {
 	var sb strings.Builder
 	sb.WriteString("\n## File sink: processed batches of 30 to files\n\n")
 	sb.WriteString("Processed batches of 30 points for 10 devices, published on the gateway's connection (with JetStream:\n")
-	sb.WriteString("acknowledged, asynchronous, at most 1024 unacknowledged, into IOT_DATA), written by the file sink as JSON lines\n")
+	sb.WriteString("acknowledged, asynchronous, at most 1024 unacknowledged, a Nats-Msg-Id per batch, into IOT_DATA), written by the file sink as JSON lines\n")
 	sb.WriteString("into one file per device (each line the batch's element as it is: batch.SplitPoints proves it what decode\n")
 	sb.WriteString("and encode would write, README The file sink). With JetStream the sink reads its durable consumer and acks after the sync; without\n")
 	sb.WriteString("it, its plain subject mailbox. CPU is the whole process's, divided by the points written. points/s is taken up\n")
