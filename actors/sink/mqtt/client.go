@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -17,7 +15,6 @@ import (
 	"github.com/eclipse/paho.golang/paho/session"
 	"github.com/eclipse/paho.golang/paho/session/state"
 	"github.com/eclipse/paho.golang/paho/store/memory"
-	paho3 "github.com/eclipse/paho.mqtt.golang"
 )
 
 // The two clients, one per protocol, behind one small interface. The libraries are the Eclipse Paho clients the
@@ -64,6 +61,7 @@ type dialOptions struct {
 	expiry     time.Duration
 	keepAlive  time.Duration
 	timeout    time.Duration
+	inflight   int // the sink's window (max_inflight): how many packet ids 3.1.1 keeps
 }
 
 func dial(ctx context.Context, protocol string, o dialOptions) (client, error) {
@@ -97,89 +95,6 @@ func (l *lostSignal) get() error {
 	defer l.mu.Unlock()
 	return l.e
 }
-
-// --- MQTT 3.1.1: paho.mqtt.golang ---
-
-type client3 struct {
-	c    paho3.Client
-	sig  *lostSignal
-	conn *bufConn // set by the connect, before Connect returns
-}
-
-func dial3(ctx context.Context, o dialOptions) (client, error) {
-	scheme := "tcp://" // paho.mqtt.golang wants a broker URL; the connection is dialConn's, TLS and all
-	if o.tls != nil {
-		scheme = "ssl://"
-	}
-	l := newLost()
-	c3 := &client3{sig: l}
-	opts := paho3.NewClientOptions().
-		AddBroker(scheme + o.address).
-		SetClientID(o.clientID).
-		SetProtocolVersion(4). // 3.1.1, no fallback to 3.1
-		SetCleanSession(!o.persistent).
-		SetKeepAlive(o.keepAlive).
-		SetPingTimeout(o.timeout).
-		SetConnectTimeout(o.timeout).
-		SetWriteTimeout(o.timeout).
-		SetAutoReconnect(false). // the supervisor reconnects, with a new client
-		SetConnectRetry(false).
-		SetOrderMatters(false). // nothing is received; publishes keep their order on the wire anyway
-		SetConnectionLostHandler(func(_ paho3.Client, err error) { l.fire(fmt.Errorf("connection lost: %w", err)) }).
-		SetCustomOpenConnectionFn(func(*url.URL, paho3.ClientOptions) (net.Conn, error) {
-			bc, err := dialConn(ctx, o.address, o.tls, o.timeout)
-			if err == nil {
-				c3.conn = bc
-			}
-			return bc, err
-		})
-	if o.username != "" {
-		opts.SetUsername(o.username).SetPassword(o.password)
-	}
-	c := paho3.NewClient(opts)
-	tok := c.Connect()
-	select {
-	case <-tok.Done():
-	case <-ctx.Done():
-		c.Disconnect(0)
-		return nil, ctx.Err()
-	}
-	if err := tok.Error(); err != nil {
-		c.Disconnect(0)
-		return nil, err
-	}
-	c3.c = c
-	return c3, nil
-}
-
-func (c *client3) publish(_ context.Context, topic string, payload []byte, qos byte, retain bool) (waiter, error) {
-	tok := c.c.Publish(topic, qos, retain, payload)
-	return func(done <-chan struct{}, timeout time.Duration) error {
-		select {
-		case <-tok.Done(): // most often, under load: no timer to make
-			return tok.Error()
-		default:
-		}
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		select {
-		case <-tok.Done():
-			return tok.Error()
-		case <-c.sig.ch:
-			return c.sig.get()
-		case <-done:
-			return errStopped
-		case <-t.C:
-			return fmt.Errorf("no acknowledgement from the broker within %v", timeout)
-		}
-	}, nil
-}
-
-func (c *client3) hold()                 { c.conn.hold() }
-func (c *client3) release()              { c.conn.release() }
-func (c *client3) lost() <-chan struct{} { return c.sig.ch }
-func (c *client3) err() error            { return c.sig.get() }
-func (c *client3) close()                { c.c.Disconnect(100) }
 
 // --- MQTT 5: paho.golang ---
 
