@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/eclipse/paho.mqtt.golang/packets"
@@ -35,29 +33,9 @@ import (
 // reader (PUBACK, PUBREC, PUBCOMP, PINGRESP) and the keep alive.
 
 type client3 struct {
-	conn *bufConn
-	sig  *lostSignal
-	pub  *packets.PublishPacket // the publish worker's, reused: only it publishes
-	ids  []*slot3               // ids[id-1]: the message with that packet id, 1..len(ids)
-	next int                    // index of the next packet id to use
-
-	timeout  time.Duration
-	lastRecv atomic.Int64 // nanoseconds (time.Now().UnixNano()) of the last packet read
-	stop     chan struct{}
-	wg       sync.WaitGroup
-	once     sync.Once
+	*flight
+	pub *packets.PublishPacket // the publish worker's, reused: only it publishes
 }
-
-// slot3 is one packet id. busy from its PUBLISH until the confirm worker took its outcome, so an id is never
-// reused while someone may still wait on it; ch carries the outcome (cap 1: the reader never blocks on it).
-type slot3 struct {
-	busy atomic.Bool
-	ch   chan error
-	wait waiter // made once per id, so a publish allocates no closure
-}
-
-// errLost is what a message still waiting gets when the client closes.
-var errLost = errors.New("transmitted but not acknowledged when the connection closed")
 
 func dial3(ctx context.Context, o dialOptions) (client, error) {
 	conn, err := dialConn(ctx, o.address, o.tls, o.timeout)
@@ -111,37 +89,23 @@ func dial3(ctx context.Context, o dialOptions) (client, error) {
 	if err := conn.SetReadDeadline(time.Time{}); err != nil {
 		return fail(err)
 	}
-	c := &client3{conn: conn, sig: newLost(), timeout: o.timeout, stop: make(chan struct{}),
+	c := &client3{flight: newFlight(conn, o.inflight, o.timeout),
 		pub: packets.NewControlPacket(packets.Publish).(*packets.PublishPacket)}
-	n := o.inflight + 2 // the window, the one the confirm worker waits on and the one being enqueued
-	if n > 65535 || n < 3 {
-		n = 65535
-	}
-	c.ids = make([]*slot3, n)
-	for i := range c.ids {
-		s := &slot3{ch: make(chan error, 1)}
-		s.wait = c.waiter(s)
-		c.ids[i] = s
-	}
-	c.lastRecv.Store(time.Now().UnixNano())
+	ping := packets.NewControlPacket(packets.Pingreq)
 	c.wg.Add(2)
 	go c.read()
-	go c.keepAlive(o.keepAlive)
+	go c.keepAlive(o.keepAlive, func() error { return ping.Write(c.conn) })
 	return c, nil
 }
 
 func (c *client3) publish(_ context.Context, topic string, payload []byte, qos byte, retain bool) (waiter, error) {
 	p := c.pub
 	p.Qos, p.Retain, p.Dup, p.TopicName, p.Payload, p.MessageID = qos, retain, false, topic, payload, 0
-	var s *slot3
+	var s *slot
 	if qos > 0 {
-		s = c.ids[c.next]
-		if !s.busy.CompareAndSwap(false, true) {
-			return nil, fmt.Errorf("packet id %d is still in flight (max_inflight %d is too close to MQTT's 65535)", c.next+1, len(c.ids)-2)
-		}
-		p.MessageID = uint16(c.next + 1)
-		if c.next++; c.next == len(c.ids) {
-			c.next = 0
+		var err error
+		if s, p.MessageID, err = c.take(topic); err != nil {
+			return nil, err
 		}
 	}
 	err := p.Write(c.conn)
@@ -158,41 +122,6 @@ func (c *client3) publish(_ context.Context, topic string, payload []byte, qos b
 	return s.wait, nil
 }
 
-// written is QoS 0's outcome: in the connection's buffer.
-func written(<-chan struct{}, time.Duration) error { return nil }
-
-func (c *client3) waiter(s *slot3) waiter {
-	return func(done <-chan struct{}, timeout time.Duration) error {
-		select {
-		case err := <-s.ch: // most often, under load: no timer to make
-			s.busy.Store(false)
-			return err
-		default:
-		}
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		select {
-		case err := <-s.ch:
-			s.busy.Store(false)
-			return err
-		case <-c.sig.ch:
-			return c.sig.get()
-		case <-done:
-			return errStopped
-		case <-t.C:
-			return fmt.Errorf("no acknowledgement from the broker within %v", timeout)
-		}
-	}
-}
-
-// slot is the slot of a packet id the broker acknowledged; nil for an id the client did not send.
-func (c *client3) slot(id uint16) *slot3 {
-	if id == 0 || int(id) > len(c.ids) || !c.ids[id-1].busy.Load() {
-		return nil
-	}
-	return c.ids[id-1]
-}
-
 // read reads the broker's packets until the connection ends, and fires lost with why.
 func (c *client3) read() {
 	defer c.wg.Done()
@@ -204,8 +133,7 @@ func (c *client3) read() {
 		}
 		c.lastRecv.Store(time.Now().UnixNano())
 		if err := c.handle(p); err != nil {
-			c.sig.fire(err)
-			_ = c.conn.Close()
+			c.fail(err)
 			return
 		}
 	}
@@ -214,7 +142,7 @@ func (c *client3) read() {
 func (c *client3) handle(p packets.ControlPacket) error {
 	switch p := p.(type) {
 	case *packets.PubackPacket:
-		return c.complete(p.MessageID, "PUBACK")
+		return c.complete(p.MessageID, nil, "PUBACK")
 	case *packets.PubrecPacket: // QoS 2, step 2: release the message
 		if c.slot(p.MessageID) == nil {
 			return fmt.Errorf("the broker sent PUBREC for packet id %d, which is not in flight", p.MessageID)
@@ -223,7 +151,7 @@ func (c *client3) handle(p packets.ControlPacket) error {
 		rel.MessageID = p.MessageID
 		return rel.Write(c.conn)
 	case *packets.PubcompPacket:
-		return c.complete(p.MessageID, "PUBCOMP")
+		return c.complete(p.MessageID, nil, "PUBCOMP")
 	case *packets.PingrespPacket:
 		return nil
 	case *packets.DisconnectPacket:
@@ -232,67 +160,8 @@ func (c *client3) handle(p packets.ControlPacket) error {
 	return fmt.Errorf("the broker sent an unexpected %s", p.String())
 }
 
-func (c *client3) complete(id uint16, what string) error {
-	s := c.slot(id)
-	if s == nil {
-		return fmt.Errorf("the broker sent %s for packet id %d, which is not in flight", what, id)
-	}
-	select {
-	case s.ch <- nil:
-		return nil
-	default:
-		return fmt.Errorf("the broker sent %s twice for packet id %d", what, id)
-	}
-}
-
-// keepAlive sends a PINGREQ every three quarters of the keep alive (the broker allows one and a half) and fails
-// the connection when nothing came back within the timeout of one.
-func (c *client3) keepAlive(every time.Duration) {
-	defer c.wg.Done()
-	if every <= 0 {
-		return
-	}
-	t := time.NewTicker(every * 3 / 4)
-	defer t.Stop()
-	var pinged int64 // when the unanswered PINGREQ went out, 0 when answered
-	ping := packets.NewControlPacket(packets.Pingreq)
-	for {
-		select {
-		case <-c.stop:
-			return
-		case <-c.sig.ch:
-			return
-		case now := <-t.C:
-			if pinged != 0 && c.lastRecv.Load() < pinged {
-				if now.Sub(time.Unix(0, pinged)) > c.timeout {
-					c.sig.fire(fmt.Errorf("connection lost: no PINGRESP within %v", c.timeout))
-					_ = c.conn.Close()
-					return
-				}
-				continue
-			}
-			pinged = now.UnixNano()
-			if err := ping.Write(c.conn); err != nil {
-				c.sig.fire(fmt.Errorf("connection lost: %w", err))
-				return
-			}
-		}
-	}
-}
-
-func (c *client3) hold()                 { c.conn.hold() }
-func (c *client3) release()              { c.conn.release() }
-func (c *client3) lost() <-chan struct{} { return c.sig.ch }
-func (c *client3) err() error            { return c.sig.get() }
-
 // close sends DISCONNECT (the broker then drops the will and, with a clean session, the session), closes the
 // connection after writing what is pending, and waits for the client's goroutines.
 func (c *client3) close() {
-	c.once.Do(func() {
-		_ = packets.NewControlPacket(packets.Disconnect).Write(c.conn)
-		close(c.stop)
-		_ = c.conn.Close()
-		c.sig.fire(errLost)
-		c.wg.Wait()
-	})
+	c.end(func() error { return packets.NewControlPacket(packets.Disconnect).Write(c.conn) })
 }
