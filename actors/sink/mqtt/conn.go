@@ -9,9 +9,9 @@ import (
 	"time"
 )
 
-// bufConn is the connection both MQTT clients read and write through. Neither library buffers its connection:
-// paho.mqtt.golang reads a PUBACK in three read(2)s (the type byte, the length byte by byte, the body) and writes
-// every packet with a write(2) of its own, and paho.golang does the same. With a message per point that was most
+// bufConn is the connection both MQTT clients read and write through. The Paho packets packages read a PUBACK
+// in three reads (the type byte, the length byte by byte, the body) and write every packet with a write of its
+// own (paho.golang's as several, one per part), and neither Paho client buffers its connection. With a message per point that was most
 // of the sink's CPU: the profile of bench/mqtt_test.go's per-point row put 40% of the process's CPU in those
 // system calls (about 9 µs per message of 15). So reads go through a bufio.Reader (one read takes the PUBACKs of
 // many messages), and writes are coalesced: Write appends the packet to a pending buffer and a flusher goroutine
@@ -29,7 +29,7 @@ type bufConn struct {
 	r       *bufio.Reader
 	timeout time.Duration // per write(2): a broker that stops reading fails the connection
 
-	pkt sync.Mutex // Lock/Unlock: paho.golang holds it across the parts of one packet (it writes them apart)
+	pkt sync.Mutex // Lock/Unlock: paho.golang's packets hold it across the parts of one packet (written apart)
 
 	mu      sync.Mutex
 	drained sync.Cond // signalled after each write(2) and on failure
@@ -79,14 +79,14 @@ func dialConn(ctx context.Context, address string, cfg *tls.Config, timeout time
 func (b *bufConn) Lock()   { b.pkt.Lock() }
 func (b *bufConn) Unlock() { b.pkt.Unlock() }
 
-// SetWriteDeadline is the flusher's alone (a deadline per write(2)): paho.mqtt.golang sets and clears one around
-// each packet it hands over, which here is a copy into memory, and would otherwise clear the flusher's.
+// SetWriteDeadline is the flusher's alone (a deadline per write(2)): a Write here is a copy into memory, and a
+// caller's deadline around it would otherwise clear the flusher's.
 func (b *bufConn) SetWriteDeadline(time.Time) error { return nil }
 
-// SetDeadline sets the read deadline only, for the same reason (paho.mqtt.golang bounds its connect with it).
+// SetDeadline sets the read deadline only, for the same reason.
 func (b *bufConn) SetDeadline(t time.Time) error { return b.Conn.SetReadDeadline(t) }
 
-// Read reads through the buffer; both libraries read from one goroutine only.
+// Read reads through the buffer; both clients read from one goroutine only (the CONNACK, then the reader).
 func (b *bufConn) Read(p []byte) (int, error) { return b.r.Read(p) }
 
 // Write buffers p (a whole packet or a part of one) for the flusher; it waits while maxPending bytes are pending.

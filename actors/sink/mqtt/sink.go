@@ -195,7 +195,7 @@ func (k *sink) publishLoop(done <-chan struct{}, send func(any)) error {
 	c, err := dial(ctx, k.cfg.Protocol, dialOptions{
 		address: k.cfg.address, tls: k.cfg.tlsConfig, clientID: k.clientID,
 		username: k.cfg.Username, password: k.cfg.Password, persistent: k.cfg.Persistent, expiry: k.cfg.SessionExpiry,
-		keepAlive: k.cfg.KeepAlive, timeout: k.cfg.Timeout,
+		keepAlive: k.cfg.KeepAlive, timeout: k.cfg.Timeout, inflight: k.cfg.MaxInflight,
 	})
 	if err != nil {
 		select {
