@@ -760,7 +760,7 @@ sink "alerts" {
 #   keep_alive         = "30s"
 #   timeout            = "10s"                    # connect and acknowledgement
 #   max_ack_pending    = 1024                     # deliveries in flight
-#   max_inflight       = 1024                     # QoS 1/2 messages on the wire awaiting the broker's ack (≤ 65535)
+#   max_inflight       = 1024                     # QoS 1/2 messages on the wire awaiting the broker's ack (≤ 65535; default 18 for QoS 2 on 3.1.1)
 #   # username = "gateway"
 #   # password = env("IOTGW_MQTT_PASSWORD")
 #   # tls {

@@ -83,6 +83,26 @@ func dial3(ctx context.Context, o dialOptions) (client, error) {
 		}
 		return fail(fmt.Errorf("connect refused: %w", why))
 	}
+	if ca.SessionPresent {
+		err := releaseSession(conn, ringSize(o.inflight), o.timeout, func(id uint16) error {
+			rel := packets.NewControlPacket(packets.Pubrel).(*packets.PubrelPacket)
+			rel.MessageID = id
+			return rel.Write(conn)
+		}, func() (uint16, bool, error) {
+			p, err := packets.ReadPacket(conn)
+			if err != nil {
+				return 0, false, err
+			}
+			pc, ok := p.(*packets.PubcompPacket)
+			if !ok {
+				return 0, false, nil
+			}
+			return pc.MessageID, true, nil
+		})
+		if err != nil {
+			return fail(fmt.Errorf("releasing the session's QoS 2 packet ids: %w", err))
+		}
+	}
 	if !stop() {
 		return fail(ctx.Err())
 	}

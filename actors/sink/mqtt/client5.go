@@ -75,6 +75,27 @@ func dial5(ctx context.Context, o dialOptions) (client, error) {
 	if ca.ReasonCode != packets.ConnackSuccess {
 		return fail(fmt.Errorf("connect refused: reason %#x (%s) %s", ca.ReasonCode, connackCodes[ca.ReasonCode], reasonOf(ca.Properties)))
 	}
+	if ca.SessionPresent {
+		err := releaseSession(conn, ringSize(o.inflight), o.timeout, func(id uint16) error {
+			rel := packets.NewControlPacket(packets.PUBREL)
+			rel.Content.(*packets.Pubrel).PacketID = id
+			_, err := rel.WriteTo(conn)
+			return err
+		}, func() (uint16, bool, error) {
+			rp, err := packets.ReadPacket(conn)
+			if err != nil {
+				return 0, false, err
+			}
+			pc, ok := rp.Content.(*packets.Pubcomp)
+			if !ok {
+				return 0, false, nil
+			}
+			return pc.PacketID, true, nil
+		})
+		if err != nil {
+			return fail(fmt.Errorf("releasing the session's QoS 2 packet ids: %w", err))
+		}
+	}
 	if !stop() {
 		return fail(ctx.Err())
 	}

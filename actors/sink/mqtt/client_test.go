@@ -3,10 +3,14 @@ package mqtt
 import (
 	"context"
 	"fmt"
+	"net"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
 
+	p5 "github.com/eclipse/paho.golang/packets"
+	p3 "github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/iotgw/iotgw/internal/testenv"
 )
 
@@ -107,6 +111,87 @@ func TestWindowAboveTheBrokersReceiveMaximum(t *testing.T) {
 				}
 			}
 			c.close()
+		}
+	}
+}
+
+// crashAfterPUBREC is an earlier connection of clientID that published a QoS 2 message under packet id 1, got the
+// broker's PUBREC, and ended before its PUBREL (the gateway killed): the broker's session holds the message.
+func crashAfterPUBREC(t *testing.T, protocol string, port int, clientID, topic string) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if protocol == Protocol311 {
+		cp := p3.NewControlPacket(p3.Connect).(*p3.ConnectPacket)
+		cp.ProtocolName, cp.ProtocolVersion, cp.ClientIdentifier, cp.Keepalive = "MQTT", 4, clientID, 60
+		pub := p3.NewControlPacket(p3.Publish).(*p3.PublishPacket)
+		pub.Qos, pub.TopicName, pub.Payload, pub.MessageID = 2, topic, []byte("old"), 1
+		for _, step := range []func() error{func() error { return cp.Write(conn) }, func() error { _, err := p3.ReadPacket(conn); return err },
+			func() error { return pub.Write(conn) }} {
+			if err := step(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p, err := p3.ReadPacket(conn)
+		if _, ok := p.(*p3.PubrecPacket); err != nil || !ok {
+			t.Fatalf("want PUBREC, got %v %v", p, err)
+		}
+		return
+	}
+	cp := p5.NewControlPacket(p5.CONNECT)
+	c5 := cp.Content.(*p5.Connect)
+	c5.ClientID, c5.KeepAlive = clientID, 60
+	expiry := uint32(3600)
+	c5.Properties.SessionExpiryInterval = &expiry
+	pub := p5.NewControlPacket(p5.PUBLISH)
+	pp := pub.Content.(*p5.Publish)
+	pp.QoS, pp.Topic, pp.Payload, pp.PacketID, pp.Properties = 2, topic, []byte("old"), 1, &p5.Properties{}
+	if _, err := cp.WriteTo(conn); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p5.ReadPacket(conn); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.WriteTo(conn); err != nil {
+		t.Fatal(err)
+	}
+	rp, err := p5.ReadPacket(conn)
+	if err != nil || rp.PacketType() != "PUBREC" {
+		t.Fatalf("want PUBREC, got %v %v", rp, err)
+	}
+}
+
+// TestPersistentSessionReleasesEarlierQoS2: a persistent client whose earlier connection died between PUBREC and
+// PUBREL. Its new connection numbers packet ids from 1 again; the held message is released first (it arrives: a
+// duplicate of what the stream delivers again), then the new one arrives under the same id, neither taken for the
+// other (without the release, mosquitto overwrote the held one: only "new" arrived; see releaseSession).
+func TestPersistentSessionReleasesEarlierQoS2(t *testing.T) {
+	broker := testenv.MosquittoSink(t, "")
+	for _, protocol := range []string{Protocol311, Protocol5} {
+		levels := "release/" + protocol
+		sub := broker.Subscribe(t, levels+"/#", levels+"/probe", "sub-release-"+protocol, 2)
+		id := "release-" + protocol
+		crashAfterPUBREC(t, protocol, broker.Port, id, levels+"/m")
+		c, err := dial(context.Background(), protocol, dialOptions{address: "127.0.0.1:" + strconv.Itoa(broker.Port),
+			clientID: id, persistent: true, expiry: time.Hour, keepAlive: 30 * time.Second, timeout: 5 * time.Second, inflight: 16})
+		if err != nil {
+			t.Fatalf("%s: dial: %v", protocol, err)
+		}
+		w, err := c.publish(context.Background(), levels+"/m", []byte("new"), 2, false)
+		if err != nil {
+			t.Fatalf("%s: publish: %v", protocol, err)
+		}
+		if err := w(nil, 10*time.Second); err != nil {
+			t.Fatalf("%s: %v", protocol, err)
+		}
+		c.close()
+		lines := sub.WaitLines(t, 2, 30*time.Second)
+		if !slices.Contains(lines, levels+"/m new") || !slices.Contains(lines, levels+"/m old") {
+			t.Fatalf("%s: the subscriber got %q, want the released old message and the new one", protocol, lines)
 		}
 	}
 }

@@ -66,7 +66,9 @@ type Settings struct {
 	TimeoutText string `hcl:"timeout,optional"`
 	// Deliveries handed to the sink and not yet acknowledged (default 1024).
 	MaxAckPending int `hcl:"max_ack_pending,optional"`
-	// QoS 1 and 2 messages on the wire, waiting for the broker's acknowledgement (default 1024; 16-bit packet ids).
+	// QoS 1 and 2 messages on the wire, waiting for the broker's acknowledgement (16-bit packet ids). Unset (0):
+	// 1024, except 18 for QoS 2 on 3.1.1, which has no Receive Maximum to say the broker's limit (mosquitto's
+	// max_inflight_messages is 20, and it drops a 3.1.1 client with more QoS 2 messages unreleased).
 	MaxInflight int `hcl:"max_inflight,optional"`
 	// TLS towards the broker (implied by ssl://, tls://, mqtts://).
 	TLS *TLSBlock `hcl:"tls,block"`
@@ -100,13 +102,14 @@ func NewSettings() config.SinkSettings {
 		KeepAliveText:     "30s",
 		TimeoutText:       "10s",
 		MaxAckPending:     1024,
-		MaxInflight:       1024,
 	}
 }
 
 const (
-	maxAckPendingCap = 65535 // MQTT packet ids are 16 bits: more in flight cannot be told apart
-	maxString        = 65535 // MQTT strings (client id, user, password, topic) are length-prefixed with 16 bits
+	defaultInflight        = 1024
+	defaultInflight311QoS2 = 18    // mosquitto's default max_inflight_messages (20), less the two ids a client keeps beyond its window
+	maxAckPendingCap       = 65535 // MQTT packet ids are 16 bits: more in flight cannot be told apart
+	maxString              = 65535 // MQTT strings (client id, user, password, topic) are length-prefixed with 16 bits
 )
 
 // Validate implements config.SinkSettings.
@@ -159,6 +162,12 @@ func (s *Settings) Validate(v *config.Validator) {
 	}
 	if s.MaxAckPending < 1 || s.MaxAckPending > maxAckPendingCap {
 		v.Errorf("max_ack_pending", "max_ack_pending is %d: from 1 to %d", s.MaxAckPending, maxAckPendingCap)
+	}
+	if s.MaxInflight == 0 {
+		s.MaxInflight = defaultInflight
+		if s.Protocol == Protocol311 && s.QoS == 2 {
+			s.MaxInflight = defaultInflight311QoS2
+		}
 	}
 	if s.MaxInflight < 1 || s.MaxInflight > maxAckPendingCap {
 		v.Errorf("max_inflight", "max_inflight is %d: from 1 to %d (MQTT packet ids are 16 bits)", s.MaxInflight, maxAckPendingCap)

@@ -35,6 +35,20 @@ func TestSettingsDefaults(t *testing.T) {
 		s.tlsConfig != nil || s.clientID("gw", "up") != "iotgw-gw-up" {
 		t.Fatalf("got %+v, want the documented defaults", s)
 	}
+	if s.MaxInflight != 1024 {
+		t.Fatalf("max_inflight %d, want 1024", s.MaxInflight)
+	}
+	// QoS 2 on 3.1.1 cannot learn the broker's limit: the default window keeps within mosquitto's 20; an explicit
+	// one is kept, and MQTT 5 at QoS 2 keeps 1024 (the broker's Receive Maximum bounds it).
+	for body, want := range map[string]int{
+		"  broker = \"tcp://h\"\n  qos = 2":                       18,
+		"  broker = \"tcp://h\"\n  qos = 2\n  max_inflight = 100": 100,
+		"  broker = \"tcp://h\"\n  qos = 2\n  protocol = \"5\"":   1024,
+	} {
+		if s, errs := parseSink(t, body); errs != "" || s.MaxInflight != want {
+			t.Errorf("%q: max_inflight %d (%s), want %d", body, s.MaxInflight, errs, want)
+		}
+	}
 	s, errs = parseSink(t, `  broker = "mqtts://[::1]"`+"\n  protocol = \"5\"\n  tls { server_name = \"broker.local\" }")
 	if errs != "" || s.address != "[::1]:8883" || s.tlsConfig == nil || s.tlsConfig.ServerName != "broker.local" {
 		t.Fatalf("mqtts: %+v %s", s, errs)
@@ -66,7 +80,7 @@ func TestSettingsRefuses(t *testing.T) {
 		{"keep alive", "broker = \"tcp://h\"\nkeep_alive = \"10ms\"", "keep_alive \"10ms\" is out of range"},
 		{"timeout", "broker = \"tcp://h\"\ntimeout = \"soon\"", "timeout"},
 		{"window", "broker = \"tcp://h\"\nmax_ack_pending = 70000", "max_ack_pending is 70000"},
-		{"inflight window", "broker = \"tcp://h\"\nmax_inflight = 0", "max_inflight is 0"},
+		{"inflight window", "broker = \"tcp://h\"\nmax_inflight = -1", "max_inflight is -1"},
 		{"subject", "broker = \"tcp://h\"\nsubjects = [\"iot..x\"]", `gw.hcl:4,13-21: Invalid value for "subjects"`},
 		{"no subjects", "broker = \"tcp://h\"\nsubjects = []", "at least one subject"},
 		{"missing ca", "broker = \"ssl://h\"\ntls { ca = \"/nonexistent/ca.pem\" }", "/nonexistent/ca.pem"},
