@@ -244,7 +244,7 @@ func (d *modbusDevice) start(ctx actor.Context) {
 		g := &pollGroup{dev: d, name: name, interval: intervals[name], plan: plan, answered: make([]bool, len(plan)),
 			bufs: make([][]byte, len(plan))}
 		for qi := range g.bufs {
-			g.bufs[qi] = make([]byte, 0, 2*mb.MaxReadRegisters)
+			g.bufs[qi] = make([]byte, 0, plan[qi].ResponseLen()) // what a well-formed answer needs, no more
 		}
 		d.groups = append(d.groups, g)
 		d.byTick[d.workers.Tick(ctx, "poll "+name, g.interval)] = g
