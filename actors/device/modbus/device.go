@@ -47,9 +47,8 @@ type modbusDevice struct {
 	regs      []mb.Register
 	groups    []*pollGroup
 	byTick    map[*actors.Tick]*pollGroup
-	filters   []mb.ChangeFilter
-	onChange  []bool
-	fresh     actors.Freshness // per register: last good read, reported stale
+	filters   []*mb.ChangeFilter // per register: its change filter, nil unless on_change (a filter is ~170 bytes)
+	fresh     actors.Freshness   // per register: last good read, reported stale
 	tags      [][]isp.Tag
 	byKey     map[string]int
 	raw       *nats.Msg
@@ -197,16 +196,16 @@ func (d *modbusDevice) start(ctx actor.Context) {
 	d.errSubj = "iot.errors.modbus." + d.id
 	d.regs = Registers(d.cfg)
 	n := len(d.regs)
-	d.filters = make([]mb.ChangeFilter, n)
-	d.onChange = make([]bool, n)
+	d.filters = make([]*mb.ChangeFilter, n)
 	d.fresh = actors.Freshness{}
 	d.tags = make([][]isp.Tag, n)
 	d.byKey = make(map[string]int, n)
 	now := time.Now()
 	for i, r := range d.cfg.Registers {
 		d.byKey[r.Key] = i
-		d.onChange[i] = r.OnChange
-		d.filters[i] = mb.ChangeFilter{Deadband: r.Deadband, ForceEvery: r.ForceEvery}
+		if r.OnChange {
+			d.filters[i] = &mb.ChangeFilter{Deadband: r.Deadband, ForceEvery: r.ForceEvery}
+		}
 		d.fresh.Add(now) // staleness counts from start
 		d.tags[i] = isp.MergeTags(d.cfg.Tags, r.Tags, r.Unit)
 	}
@@ -244,7 +243,7 @@ func (d *modbusDevice) start(ctx actor.Context) {
 		g := &pollGroup{dev: d, name: name, interval: intervals[name], plan: plan, answered: make([]bool, len(plan)),
 			bufs: make([][]byte, len(plan))}
 		for qi := range g.bufs {
-			g.bufs[qi] = make([]byte, 0, 2*mb.MaxReadRegisters)
+			g.bufs[qi] = make([]byte, 0, plan[qi].ResponseLen()) // what a well-formed answer needs, no more
 		}
 		d.groups = append(d.groups, g)
 		d.byTick[d.workers.Tick(ctx, "poll "+name, g.interval)] = g
@@ -391,7 +390,7 @@ func (d *modbusDevice) finish(g *pollGroup) {
 				p.Tags = actors.MarkStale(p.Tags)
 			}
 		}
-		if d.onChange[i] && !d.filters[i].Report(p.Value, p.Quality) {
+		if f := d.filters[i]; f != nil && !f.Report(p.Value, p.Quality) {
 			continue
 		}
 		out = append(out, p)
