@@ -176,7 +176,10 @@ func TestPeer(t *testing.T) {
 		settings := fmt.Sprintf("medians of %d window(s) of %s after %s of warm-up each, %d CPUs; contenders %s",
 			windows, window, warm, runtime.NumCPU(), strings.Join(names, ", "))
 		if before := os.Getenv("IOTGW_PEER_BEFORE"); before != "" {
-			settings += fmt.Sprintf(" (iotgw-before: %s)", filepath.Base(before))
+			settings += fmt.Sprintf(" (iotgw-before: the binary %s; IOTGW_PEER_BEFORE_COMMIT names what it was built from)", before)
+			if c := os.Getenv("IOTGW_PEER_BEFORE_COMMIT"); c != "" {
+				settings = strings.Replace(settings, "; IOTGW_PEER_BEFORE_COMMIT names what it was built from", ", built from "+c, 1)
+			}
 		}
 		old, err := os.ReadFile("REPORT.md")
 		if err != nil {

@@ -55,7 +55,8 @@ func peerSection(settings, table string, ratios map[string]float64, workloads []
 	commit := "unknown commit"
 	if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
 		commit = strings.TrimSpace(string(out))
-		if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+		// REPORT.md itself is the one file a report run changes: not a change to what was measured.
+		if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!REPORT.md").Output(); err == nil && len(st) > 0 {
 			commit += " with uncommitted changes"
 		}
 	}
