@@ -62,6 +62,38 @@ func (z zlog) Printf(_ context.Context, format string, v ...any) { z.log.Debug()
 type target struct {
 	cfg *Settings
 	c   *goredis.Client
+	// names are the hash and stream field names of each key seen ({key}, {key}.ts, {key}.q), made and boxed into
+	// interface values once per key rather than once per point: Write runs on the batch worker alone, so it needs
+	// no lock. Bounded: past maxNames keys it starts again, so a source inventing keys costs allocations, not memory.
+	names map[string]*keyNames
+}
+
+// keyNames are one key's field names, boxed.
+type keyNames struct{ key, ts, q any }
+
+const maxNames = 4096
+
+// boxedQualities are the quality codes as boxed strings, from isp.QualityUnknown (-1) to isp.QualityGood (1):
+// the three a point has, without an allocation each.
+var boxedQualities = [...]any{"-1", "0", "1"}
+
+func (t *target) keyNames(key string) *keyNames {
+	if n := t.names[key]; n != nil {
+		return n
+	}
+	if t.names == nil || len(t.names) >= maxNames {
+		t.names = make(map[string]*keyNames, 64)
+	}
+	n := &keyNames{key: key, ts: key + fieldTimestamp, q: key + fieldQuality}
+	t.names[key] = n
+	return n
+}
+
+func boxedQuality(q int) any {
+	if i := q + 1; i >= 0 && i < len(boxedQualities) {
+		return boxedQualities[i]
+	}
+	return strconv.Itoa(q)
 }
 
 func newTarget(cfg *Settings) *target {
@@ -170,8 +202,8 @@ func (t *target) Write(ctx context.Context, bb batch.Batch) error {
 		fields = b.fields[:0]
 		for i := range b.points {
 			p := &b.points[i]
-			fields = append(fields, p.Key, valueText(p.Value),
-				p.Key+fieldTimestamp, strconv.FormatInt(p.Timestamp, 10), p.Key+fieldQuality, strconv.Itoa(p.Quality))
+			n := t.keyNames(p.Key)
+			fields = append(fields, n.key, valueText(p.Value), n.ts, strconv.FormatInt(p.Timestamp, 10), n.q, boxedQuality(p.Quality))
 		}
 		b.fields = fields
 	}
