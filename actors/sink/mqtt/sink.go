@@ -12,11 +12,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
+	"github.com/iotgw/iotgw/actors/sink/batch"
 	"github.com/iotgw/iotgw/config"
 	"github.com/iotgw/iotgw/isp"
 	"github.com/nats-io/nats.go"
@@ -169,7 +169,7 @@ var errNotPoints = errors.New("not a point or a batch")
 // encode decodes m and makes its messages; nothing is published when any point cannot be.
 func (k *sink) encode(m *nats.Msg) (*job, error) {
 	var err error
-	if isBatchSubject(m.Subject) {
+	if batch.IsBatch(m.Subject, m.Data) {
 		k.points, err = k.dec.DecodeBatch(m.Data, k.points[:0])
 	} else {
 		if cap(k.points) == 0 {
@@ -182,7 +182,7 @@ func (k *sink) encode(m *nats.Msg) (*job, error) {
 		return nil, fmt.Errorf("%w: %v", errNotPoints, err)
 	}
 	k.env.Metrics.PointsIn(k.path, len(k.points))
-	msgs, err := k.enc.encode(k.points, subjectDevice(m.Subject))
+	msgs, err := k.enc.encode(k.points, batch.SubjectDevice(m.Subject))
 	if err != nil {
 		return nil, err
 	}
@@ -321,26 +321,4 @@ func (k *sink) confirmLoop(done <-chan struct{}, _ func(any)) error {
 		}
 		k.env.Metrics.PointsOut(k.path, s.job.points)
 	}
-}
-
-// isBatchSubject: the batch subjects carry {"points":[…]}; every other subject a bare point (DESIGN.md).
-func isBatchSubject(subject string) bool {
-	return strings.HasPrefix(subject, "iot.processed.batch.") || strings.HasPrefix(subject, "iot.raw.") ||
-		strings.HasPrefix(subject, "iot.rules.")
-}
-
-// subjectDevice is the device token of a data subject, for a point without its device_id; "" when there is none.
-func subjectDevice(subject string) string {
-	tok := strings.Split(subject, ".")
-	switch {
-	case len(tok) == 4 && tok[1] == "processed" && tok[2] == "batch":
-		return tok[3]
-	case len(tok) == 4 && tok[1] == "processed":
-		return tok[2]
-	case len(tok) == 4 && tok[1] == "raw":
-		return tok[3]
-	case len(tok) == 4 && tok[1] == "rules":
-		return tok[3]
-	}
-	return ""
 }
