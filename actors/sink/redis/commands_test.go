@@ -56,7 +56,7 @@ func TestCommands(t *testing.T) {
 			"xadd s:d1 maxlen ~ 50 * k 1.5 k.ts 10 k.q 1 k.tag.unit C j -2 j.ts 10 j.q 0 [0 1]",
 			"xadd s:d2 maxlen ~ 50 * k true k.ts 11 k.q -1 [2]",
 			"xadd s:d1 maxlen ~ 50 * k x y k.ts 12 k.q 1 [3]", // k again: the next entry
-			"xadd s:d1 maxlen ~ 50 * n  n.ts 13 n.q 7 [4]")}, // the next message: the next entry
+			"xadd s:d1 maxlen ~ 50 * n  n.ts 13 n.q 7 [4]")},  // the next message: the next entry
 		{"", true, append(hash[:2:2],
 			`publish c:d1 {"device_id":"d1","key":"k","value":1.5,"quality":1,"timestamp":10,"tags":{"unit":"C"}} [0]`,
 			`publish c:d1 {"device_id":"d1","key":"j","value":-2,"quality":0,"timestamp":10} [1]`,
