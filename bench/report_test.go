@@ -114,6 +114,7 @@ func TestReport(t *testing.T) {
 	section("mqtt", func(t *testing.T) string { return mqttReport(t, 300_000) })               // bench/mqtt_test.go
 	section("redis", func(t *testing.T) string { return redisSection(t, 300_000) })            // bench/redis_test.go
 	section("influxdb", func(t *testing.T) string { return influxSection(t, 300_000) })        // bench/influxdb_test.go
+	section("websocket", func(t *testing.T) string { return wsSection(t, 300_000) })           // bench/websocket_test.go
 	if err := os.WriteFile("REPORT.md", []byte(sb.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
