@@ -226,27 +226,182 @@ func (t *Tick) Ack() { t.pending.Store(false) }
 // Skipped is the number of periods that passed while the previous tick was still waiting in the mailbox.
 func (t *Tick) Skipped() uint64 { return t.skipped.Load() }
 
-// Tick starts a worker that sends the returned *Tick to the actor every period, the first one right away (after
-// Stop, none: the *Tick is never sent).
+// Tick sends the returned *Tick to the actor every period, the first one right away (after Stop, none: the
+// *Tick is never sent). Every Tick of the process is driven by one goroutine (ticks, below), not one each: a
+// goroutine per ticker was a parked stack per device (about 4 KiB, counted again in the collector's heap goal),
+// which 1,000 Modbus devices paid for (issue 13's memory aim). A runtime timer per Tick (time.AfterFunc) saved the
+// same memory but starts a goroutine at each firing, which cost a third more context switches at 1,000 ticks a
+// second; one goroutine that sleeps until the earliest tick costs what a ticker goroutine did per firing. The
+// periods stay on the grid of the first tick like a time.Ticker's: a late firing is not made up for. After the
+// OnStop hook has run (at Stop), the Tick is never sent again.
 func (w *Workers) Tick(ctx actor.Context, name string, every time.Duration) *Tick {
 	t := &Tick{Name: name}
-	w.Go(ctx, "ticker "+name, func(done <-chan struct{}, send func(any)) error {
-		tk := time.NewTicker(every)
-		defer tk.Stop()
-		for {
-			if t.pending.CompareAndSwap(false, true) {
-				send(t)
-			} else {
-				t.skipped.Add(1)
-			}
-			select {
-			case <-done:
-				return nil
-			case <-tk.C:
-			}
-		}
-	})
+	if w.stopped {
+		ctx.Logger().Warn("ticker not started: the actor's workers are stopped", slog.String("actor", ctx.Self().Id), slog.String("ticker", name))
+		return t
+	}
+	if every <= 0 {
+		panic("actors: Tick with a period of " + every.String())
+	}
+	k := &ticker{tick: t, every: every, send: sender(ctx), next: time.Now(), index: -1}
+	ticks.add(k)
+	w.OnStop(func() { ticks.remove(k) })
 	return t
+}
+
+// ticker is one Tick on the schedule.
+type ticker struct {
+	tick  *Tick
+	every time.Duration
+	next  time.Time // its next firing, on the grid of the first
+	send  func(any)
+	index int // in the heap; -1 when not scheduled
+}
+
+// tickSchedule is the process's tickers in a heap by next firing, and the goroutine that fires them: it runs while
+// there is a ticker and ends with the last one, so it outlives no actor.
+type tickSchedule struct {
+	mu      sync.Mutex
+	heap    []*ticker
+	running bool
+	wake    chan struct{} // an earlier ticker than the one slept for was added
+}
+
+var ticks = tickSchedule{wake: make(chan struct{}, 1)}
+
+func (s *tickSchedule) add(k *ticker) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.push(k)
+	if !s.running {
+		s.running = true
+		go s.run()
+		return
+	}
+	if k.index == 0 {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// remove takes k off the schedule; when it returns, k is not being fired and never will be again.
+func (s *tickSchedule) remove(k *ticker) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k.index >= 0 {
+		s.removeAt(k.index)
+	}
+}
+
+func (s *tickSchedule) run() {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		if len(s.heap) == 0 {
+			s.running = false
+			s.mu.Unlock()
+			return
+		}
+		now := time.Now()
+		for len(s.heap) > 0 && !s.heap[0].next.After(now) {
+			s.fire(s.heap[0], now)
+		}
+		var wait time.Duration
+		if len(s.heap) > 0 {
+			wait = s.heap[0].next.Sub(now)
+		}
+		s.mu.Unlock()
+		timer.Reset(wait)
+		select {
+		case <-timer.C:
+		case <-s.wake:
+		}
+	}
+}
+
+// fire sends k's tick (or counts it skipped) and moves k to its next period; s.mu is held.
+func (s *tickSchedule) fire(k *ticker, now time.Time) {
+	defer func() { // this goroutine serves every actor's ticks: a panic must not end it or the process
+		if r := recover(); r != nil {
+			if k.index >= 0 {
+				s.removeAt(k.index)
+			}
+			k.send(&WorkerFailed{Worker: "ticker " + k.tick.Name, Panic: r, Stack: debug.Stack()})
+		}
+	}()
+	if k.tick.pending.CompareAndSwap(false, true) {
+		k.send(k.tick)
+	} else {
+		k.tick.skipped.Add(1)
+	}
+	k.next = k.next.Add(k.every)
+	if k.next.Before(now) {
+		k.next = k.next.Add((now.Sub(k.next)/k.every + 1) * k.every)
+	}
+	s.down(k.index)
+}
+
+// The heap (container/heap's algorithm, on the concrete type: no interface calls per firing).
+
+func (s *tickSchedule) less(i, j int) bool { return s.heap[i].next.Before(s.heap[j].next) }
+
+func (s *tickSchedule) swap(i, j int) {
+	s.heap[i], s.heap[j] = s.heap[j], s.heap[i]
+	s.heap[i].index, s.heap[j].index = i, j
+}
+
+func (s *tickSchedule) push(k *ticker) {
+	k.index = len(s.heap)
+	s.heap = append(s.heap, k)
+	s.up(k.index)
+}
+
+func (s *tickSchedule) removeAt(i int) {
+	last := len(s.heap) - 1
+	k := s.heap[i]
+	if i != last {
+		s.swap(i, last)
+	}
+	s.heap[last] = nil
+	s.heap = s.heap[:last]
+	k.index = -1
+	if i != last {
+		s.down(i)
+		s.up(i)
+	}
+}
+
+func (s *tickSchedule) up(j int) {
+	for j > 0 {
+		i := (j - 1) / 2
+		if !s.less(j, i) {
+			break
+		}
+		s.swap(i, j)
+		j = i
+	}
+}
+
+func (s *tickSchedule) down(i int) {
+	n := len(s.heap)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		j := l
+		if r := l + 1; r < n && s.less(r, l) {
+			j = r
+		}
+		if !s.less(j, i) {
+			return
+		}
+		s.swap(i, j)
+		i = j
+	}
 }
 
 // Task runs a one-off job in a goroutine owned by the actor (a request that must not block its mailbox) and says

@@ -309,3 +309,109 @@ func TestStopIsBounded(t *testing.T) {
 		t.Fatal("the reader is still blocked: OnStop did not close its connection")
 	}
 }
+
+// TestTickSchedule: the one goroutine fires tickers of different periods, each in its own cadence; a removed
+// ticker is never sent again once remove returned; the goroutine ends with the last ticker; the heap stays a heap
+// through adds and removes in any order.
+func TestTickSchedule(t *testing.T) {
+	type rec struct {
+		k    *ticker
+		sent atomic.Int64
+	}
+	var recs []*rec
+	for _, every := range []time.Duration{time.Millisecond, 3 * time.Millisecond, 7 * time.Millisecond, time.Hour} {
+		r := &rec{}
+		r.k = &ticker{tick: &Tick{Name: every.String()}, every: every, next: time.Now(), index: -1}
+		r.k.send = func(m any) {
+			if tk, ok := m.(*Tick); ok {
+				r.sent.Add(1)
+				tk.Ack() // taken at once: every period sends
+			}
+		}
+		recs = append(recs, r)
+		ticks.add(r.k)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for recs[2].sent.Load() < 5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the 7ms ticker fired %d times in 10s", recs[2].sent.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := recs[3].sent.Load(); n != 1 {
+		t.Errorf("the hourly ticker fired %d times, want the first one only", n)
+	}
+	if a, c := recs[0].sent.Load(), recs[2].sent.Load(); a < c {
+		t.Errorf("the 1ms ticker fired %d times, fewer than the 7ms one's %d", a, c)
+	}
+	checkHeap := func() {
+		ticks.mu.Lock()
+		defer ticks.mu.Unlock()
+		for i, k := range ticks.heap {
+			if k.index != i {
+				t.Fatalf("heap[%d] has index %d", i, k.index)
+			}
+			if i > 0 && ticks.heap[(i-1)/2].next.After(k.next) {
+				t.Fatalf("heap[%d] is earlier than its parent", i)
+			}
+		}
+	}
+	checkHeap()
+	ticks.remove(recs[1].k)
+	ticks.remove(recs[1].k) // twice: nothing
+	checkHeap()
+	for _, i := range []int{0, 3, 2} {
+		ticks.remove(recs[i].k)
+		frozen := recs[i].sent.Load()
+		time.Sleep(10 * time.Millisecond)
+		if got := recs[i].sent.Load(); got != frozen {
+			t.Errorf("ticker %s sent %d after its removal", recs[i].k.tick.Name, got-frozen)
+		}
+		checkHeap()
+	}
+	for {
+		ticks.mu.Lock()
+		running, left := ticks.running, len(ticks.heap)
+		ticks.mu.Unlock()
+		if !running && left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the schedule's goroutine still runs with %d tickers", left)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// A panic in a tick's send is the actor's failure, not the schedule's: the ticker is taken off, the others go on.
+func TestTickSchedulePanic(t *testing.T) {
+	failed := make(chan *WorkerFailed, 1)
+	bad := &ticker{tick: &Tick{Name: "bad"}, every: time.Millisecond, next: time.Now(), index: -1}
+	bad.send = func(m any) {
+		if f, ok := m.(*WorkerFailed); ok {
+			failed <- f
+			return
+		}
+		panic("boom")
+	}
+	var good atomic.Int64
+	ok := &ticker{tick: &Tick{Name: "good"}, every: time.Millisecond, next: time.Now(), index: -1}
+	ok.send = func(m any) { good.Add(1); m.(*Tick).Ack() }
+	ticks.add(bad)
+	ticks.add(ok)
+	defer ticks.remove(ok)
+	select {
+	case f := <-failed:
+		if f.Worker != "ticker bad" || f.Panic != "boom" {
+			t.Errorf("failure %+v", f)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no failure reported in 10s")
+	}
+	for n0 := good.Load(); good.Load() < n0+3; {
+		time.Sleep(time.Millisecond)
+	}
+	if bad.index != -1 {
+		t.Errorf("the panicking ticker is still scheduled at %d", bad.index)
+	}
+}
