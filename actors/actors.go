@@ -151,6 +151,20 @@ type Env struct {
 	// generated client certificate) and where the file sink writes by default ({data_dir}); "" when the actor is
 	// built without a runtime (then it must not need one, or, the file sink, takes the working directory).
 	DataDir string
+	// Schedule runs fn on one of the runtime's long-lived goroutines (the mailbox dispatcher's workers: their grown
+	// stacks stay, and a busy one never delays fn), for an actor's blocking work that comes and goes, like a
+	// Modbus transport's runs of its queue: a goroutine parked per actor between them was a stack per endpoint.
+	// nil outside a runtime: then a goroutine of its own (RunScheduled).
+	Schedule func(fn func())
+}
+
+// RunScheduled runs fn through e.Schedule, or on a goroutine of its own when there is none.
+func (e *Env) RunScheduled(fn func()) {
+	if e.Schedule != nil {
+		e.Schedule(fn)
+		return
+	}
+	go fn()
 }
 
 // Headers that travel with bus messages (DESIGN.md: trace id, source and schema version are NATS headers, so a

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"slices"
 	"time"
 
 	"github.com/iotgw/iotgw/isp"
@@ -34,26 +35,38 @@ func MarkStale(tags []isp.Tag) []isp.Tag {
 // Freshness tracks, per point of a source (by index), when it last had a good value and whether it has been
 // reported stale since. It is not safe for concurrent use.
 type Freshness struct {
-	last  []time.Time
+	// base is the first Add's time; last holds each point's good time as an offset from it on the monotonic
+	// clock: 8 bytes a point instead of a time.Time's 24 (1,000 devices of 30 registers: issue 13's memory aim).
+	base  time.Time
+	last  []time.Duration
 	stale []bool
+}
+
+// Grow makes room for n more points without reallocating.
+func (f *Freshness) Grow(n int) {
+	f.last = slices.Grow(f.last, n)
+	f.stale = slices.Grow(f.stale, n)
 }
 
 // Add tracks one more point, good as of at (staleness counts from then), and returns its index.
 func (f *Freshness) Add(at time.Time) int {
-	f.last = append(f.last, at)
+	if len(f.last) == 0 {
+		f.base = at
+	}
+	f.last = append(f.last, at.Sub(f.base))
 	f.stale = append(f.stale, false)
 	return len(f.last) - 1
 }
 
 // Good records a good value of point i at at; a stale point is fresh again.
 func (f *Freshness) Good(i int, at time.Time) {
-	f.last[i], f.stale[i] = at, false
+	f.last[i], f.stale[i] = at.Sub(f.base), false
 }
 
 // Check says whether point i, without a good value since Good, is stale at at (after passed), and whether it
 // became stale with this call (report that once).
 func (f *Freshness) Check(i int, at time.Time, after time.Duration) (stale, became bool) {
-	if after <= 0 || at.Sub(f.last[i]) < after {
+	if after <= 0 || at.Sub(f.base)-f.last[i] < after {
 		return false, false
 	}
 	became = !f.stale[i]

@@ -99,6 +99,10 @@ func (w *Workers) OnStop(fn func()) {
 	w.hooks = append(w.hooks, fn)
 }
 
+// Sender is the function by which a goroutine the actor of ctx manages itself (not through Workers) sends to it:
+// safe from any goroutine, stamped with the actor's incarnation like a worker's.
+func Sender(ctx actor.Context) func(msg any) { return sender(ctx) }
+
 // sender returns the function by which the workers of ctx's actor send to it: stamped with its incarnation when
 // the actor numbers them.
 func sender(ctx actor.Context) func(msg any) {

@@ -246,7 +246,7 @@ func medianSample(s []peerSample) peerSample {
 // peerSimulator runs the simulator in a process of its own (this test binary, TestPeerSimHelper) with one port
 // per device, each serving modbussim.Demo's units; it returns the ports (the simulator picks them: no race with
 // other programs for a port chosen here).
-func peerSimulator(t *testing.T, devices int) []int {
+func peerSimulator(t testing.TB, devices int) []int {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestPeerSimHelper$")
 	cmd.Env = append(os.Environ(), "IOTGW_PEER_SIM_DEVICES="+strconv.Itoa(devices))

@@ -267,7 +267,17 @@ func (r *Runtime) env(component string) actors.Env {
 		DataDir:       r.cfg.Gateway.DataDir,
 		Metrics:       r.mon.actorMetrics(),
 		LinkState:     func(state, detail string) { r.tree.link(component, state, detail) },
+		Schedule:      r.schedule,
 	}
+}
+
+// schedule runs fn on the dispatcher's long-lived workers (Env.Schedule).
+func (r *Runtime) schedule(fn func()) {
+	if r.dispatch == nil {
+		go fn()
+		return
+	}
+	r.dispatch.Schedule(fn)
 }
 
 // topLevel is the root's children in start order: the control plane, then consumers before producers (sinks,

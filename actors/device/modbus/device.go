@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -47,10 +48,9 @@ type modbusDevice struct {
 	regs      []mb.Register
 	groups    []*pollGroup
 	byTick    map[*actors.Tick]*pollGroup
-	filters   []*mb.ChangeFilter // per register: its change filter, nil unless on_change (a filter is ~170 bytes)
+	filters   []*mb.ChangeFilter // per register: its change filter, nil unless on_change (a filter is ~170 bytes); nil when none is
 	fresh     actors.Freshness   // per register: last good read, reported stale
-	tags      [][]isp.Tag
-	byKey     map[string]int
+	tags      [][]isp.Tag        // per register: its tags; nil when no register has any
 	raw       *nats.Msg
 	seal      processor.Sealer // seals the poll's batch (see processor.Sealer)
 	errSubj   string
@@ -196,18 +196,25 @@ func (d *modbusDevice) start(ctx actor.Context) {
 	d.errSubj = "iot.errors.modbus." + d.id
 	d.regs = Registers(d.cfg)
 	n := len(d.regs)
-	d.filters = make([]*mb.ChangeFilter, n)
+	d.filters = nil // only when a register reports on change (filterOf)
 	d.fresh = actors.Freshness{}
-	d.tags = make([][]isp.Tag, n)
-	d.byKey = make(map[string]int, n)
+	d.fresh.Grow(n)
+	d.tags = nil // only when a register has tags: most maps have none, and 1,000 devices paid 24 bytes a register
 	now := time.Now()
 	for i, r := range d.cfg.Registers {
-		d.byKey[r.Key] = i
 		if r.OnChange {
+			if d.filters == nil {
+				d.filters = make([]*mb.ChangeFilter, n)
+			}
 			d.filters[i] = &mb.ChangeFilter{Deadband: r.Deadband, ForceEvery: r.ForceEvery}
 		}
 		d.fresh.Add(now) // staleness counts from start
-		d.tags[i] = isp.MergeTags(d.cfg.Tags, r.Tags, r.Unit)
+		if tags := isp.MergeTags(d.cfg.Tags, r.Tags, r.Unit); tags != nil {
+			if d.tags == nil {
+				d.tags = make([][]isp.Tag, n)
+			}
+			d.tags[i] = tags
+		}
 	}
 	// One plan per poll group: the device's interval, and each group block's.
 	intervals := map[string]time.Duration{"": d.cfg.Interval}
@@ -248,6 +255,22 @@ func (d *modbusDevice) start(ctx actor.Context) {
 		d.groups = append(d.groups, g)
 		d.byTick[d.workers.Tick(ctx, "poll "+name, g.interval)] = g
 	}
+}
+
+// filterOf is register i's change filter, nil unless it reports on change.
+func (d *modbusDevice) filterOf(i int) *mb.ChangeFilter {
+	if d.filters == nil {
+		return nil
+	}
+	return d.filters[i]
+}
+
+// tagsOf is register i's tags (the device's, the register's and its unit), nil when it has none.
+func (d *modbusDevice) tagsOf(i int) []isp.Tag {
+	if d.tags == nil {
+		return nil
+	}
+	return d.tags[i]
 }
 
 func (d *modbusDevice) poll(ctx actor.Context, g *pollGroup) {
@@ -354,7 +377,7 @@ func (d *modbusDevice) add(g *pollGroup, i int, v isp.Value, quality int, ts int
 	g.index = append(g.index, i)
 	g.points = append(g.points, isp.Point{
 		DeviceID: d.id, Key: d.regs[i].Key, Value: v, Type: d.regs[i].ValueType().String(), Quality: quality,
-		Timestamp: ts, Tags: d.tags[i], Source: "modbus",
+		Timestamp: ts, Tags: d.tagsOf(i), Source: "modbus",
 	})
 }
 
@@ -390,7 +413,7 @@ func (d *modbusDevice) finish(g *pollGroup) {
 				p.Tags = actors.MarkStale(p.Tags)
 			}
 		}
-		if f := d.filters[i]; f != nil && !f.Report(p.Value, p.Quality) {
+		if f := d.filterOf(i); f != nil && !f.Report(p.Value, p.Quality) {
 			continue
 		}
 		out = append(out, p)
@@ -492,8 +515,9 @@ func (d *modbusDevice) write(ctx actor.Context, msg *nats.Msg) {
 		fail(`request is not {"key":…, "value":…}: %v`, err)
 		return
 	}
-	i, ok := d.byKey[req.Key]
-	if !ok {
+	// A linear search: writes are rare control requests, and a map per device was 1.8 KB of 1,000 devices' memory.
+	i := slices.IndexFunc(d.regs, func(r mb.Register) bool { return r.Key == req.Key })
+	if i < 0 {
 		fail("no register %q on device %s", req.Key, d.id)
 		return
 	}

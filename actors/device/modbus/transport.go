@@ -3,6 +3,7 @@ package modbus
 import (
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -58,22 +59,41 @@ type ModbusTxResult struct {
 	Took time.Duration
 }
 
-// transport is the actor of one Modbus endpoint. Its worker goroutine owns the connection and runs the
-// transactions one at a time in arrival order, so devices sharing a serial line or a TCP endpoint never
-// interleave on the wire; each transaction carries its own device's timeout, so a dead slave costs only its own
-// timeout (× its retries) and the others keep their timing.
+// transport is the actor of one Modbus endpoint. Its wire runs the transactions one at a time in arrival order, so
+// devices sharing a serial line or a TCP endpoint never interleave on the wire; each transaction carries its own
+// device's timeout, so a dead slave costs only its own timeout (× its retries) and the others keep their timing.
 //
-// The wire is the Modbus client shared with the reference sidecar (mb.Client): after a failed connect
+// The wire is not a goroutine parked for the endpoint's life: a run of the queue (a drain) starts when a
+// transaction is queued and none is running, on one of the runtime's long-lived goroutines (Env.Schedule), and ends
+// when the queue is empty. A goroutine per endpoint was a parked stack per device for 1,000 TCP devices with a port
+// each (issue 13's memory aim), idle 99% of the time at one poll a second. One drain at a time per incarnation keeps
+// the order and the one-transaction-at-a-time rule; the connection stays open between drains.
+//
+// The wire's client is the Modbus client shared with the reference sidecar (mb.Client): after a failed connect
 // (mb.ErrDisconnected) the endpoint is down for a backoff that doubles from 100 ms to 5 s, and transactions in that
 // time fail at once with mb.ErrDown instead of each waiting a connect timeout; a timeout or a mismatched reply
 // closes the connection, so a late answer can never be taken for the next request's. The link
 // state (Env.Link) follows: disconnected when a connect fails, connected when a transaction reaches the device.
 // A transaction whose caller has given up (ModbusTx.Deadline) is dropped, not sent.
 type transport struct {
-	dev     config.ModbusEndpoint // mode, address, serial settings: what the devices on it agree on
-	env     actors.Env
-	workers actors.Workers
-	line    *line // shared by the transport's incarnations
+	dev  config.ModbusEndpoint // mode, address, serial settings: what the devices on it agree on
+	env  actors.Env
+	line *line // shared by the transport's incarnations
+	wire *wire // this incarnation's
+}
+
+// wire is one incarnation's connection and the state of its drains. Its fields after done are guarded by the
+// queue's lock.
+type wire struct {
+	t      *transport
+	root   *actor.RootContext
+	client *mb.Client
+	send   func(any) // to the transport, stamped with the incarnation
+	done   chan struct{}
+	wg     sync.WaitGroup // the drain running, if one is
+	link   string         // the link state last reported; only the drain running touches it
+	active bool           // a drain is running or scheduled
+	closed bool           // the stop has begun: no drain starts, the last one closes the client
 }
 
 // line is what a transport's incarnations share, and what its devices reach it by without a hop through the
@@ -126,11 +146,11 @@ type lineRequest struct{}
 
 type lineReply struct{ line *line }
 
-// A stop is prompt: the wire worker takes nothing more from its queue once it is told to stop, the client makes
+// A stop is prompt: the wire's drain takes nothing more from its queue once it is told to stop, the client makes
 // no further attempt of the transaction in hand, and a TCP connection is closed under a blocked read
-// (Workers.OnStop → Client.Interrupt), so a silent peer does not hold the stop for timeout × (retries+1).
+// (stopWire → Client.Interrupt), so a silent peer does not hold the stop for timeout × (retries+1).
 
-// linkChange is sent by the wire worker when the endpoint becomes reachable or unreachable.
+// linkChange is sent by the wire when the endpoint becomes reachable or unreachable.
 type linkChange struct{ state, detail string }
 
 var _ actors.FaultTarget = (*transport)(nil)
@@ -174,20 +194,20 @@ type queued struct {
 // units with two requests each.
 const queueSize = 512
 
-// txQueue is the bounded FIFO between the transport actor and its wire worker. It was a channel of queueSize
-// (4096 before that): a channel's buffer is allocated whole, 8 KiB per endpoint at 512, 8 MiB of the heap of
-// 1,000 TCP devices (one endpoint each) that mostly hold one transaction at a time. The slice grows to the
+// txQueue is the bounded FIFO between the devices (and the transport actor) and the wire. It was a channel of
+// queueSize (4096 before that): a channel's buffer is allocated whole, 8 KiB per endpoint at 512, 8 MiB of the heap
+// of 1,000 TCP devices (one endpoint each) that mostly hold one transaction at a time. The slice grows to the
 // longest backlog its endpoint has had, and no further than queueSize.
 type txQueue struct {
 	mu    sync.Mutex
 	items []queued
-	head  int           // items[head:] are waiting
-	ready chan struct{} // one token: something was pushed since the worker last looked
+	head  int   // items[head:] are waiting
+	wire  *wire // the running incarnation's, nil between incarnations: a push starts its drain
 }
 
-func newTxQueue() *txQueue { return &txQueue{ready: make(chan struct{}, 1)} }
+func newTxQueue() *txQueue { return &txQueue{} }
 
-// push queues it, or says false when queueSize are waiting.
+// push queues it, or says false when queueSize are waiting; it starts a drain of the wire when none is running.
 func (q *txQueue) push(it queued) bool {
 	q.mu.Lock()
 	if len(q.items)-q.head >= queueSize {
@@ -200,18 +220,43 @@ func (q *txQueue) push(it queued) bool {
 		q.items, q.head = q.items[:n], 0
 	}
 	q.items = append(q.items, it)
+	w := q.activate()
 	q.mu.Unlock()
-	select {
-	case q.ready <- struct{}{}:
-	default:
+	if w != nil {
+		w.t.env.RunScheduled(w.drain)
 	}
 	return true
 }
 
-// pop takes the oldest waiting transaction.
-func (q *txQueue) pop() (queued, bool) {
+// activate marks the wire's drain as started when there is work and none runs, and returns the wire to run it on
+// (nil: nothing to start); q.mu is held.
+func (q *txQueue) activate() *wire {
+	w := q.wire
+	if w == nil || w.active || w.closed || q.head == len(q.items) {
+		return nil
+	}
+	w.active = true
+	w.wg.Add(1)
+	return w
+}
+
+// next takes the oldest waiting transaction for w's drain, or ends the drain (false) when the queue is empty or
+// the stop has begun; the drain that ends after the stop began closes the client.
+func (q *txQueue) next(w *wire) (queued, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if w.closed || stopped(w.done) || q.head == len(q.items) {
+		w.active = false
+		if w.closed {
+			w.client.Close()
+		}
+		return queued{}, false
+	}
+	return q.take()
+}
+
+// take takes the oldest waiting transaction; q.mu is held.
+func (q *txQueue) take() (queued, bool) {
 	if q.head == len(q.items) {
 		return queued{}, false
 	}
@@ -240,17 +285,20 @@ func (t *transport) Receive(ctx actor.Context) {
 		t.line.mu.Lock()
 		t.line.stopped = false // started again by hand after a stop: the same line
 		t.line.mu.Unlock()
-		q := t.line.queue
-		w, err := mb.NewClient(endpoint(&t.dev))
+		c, err := mb.NewClient(endpoint(&t.dev))
 		if err != nil {
 			panic(err) // config validation admits only the client's modes
 		}
-		// A stop is prompt: the hook closes a TCP connection under a blocked read, and a serial attempt (which
-		// goburrow cannot cut short) is waited for at most its timeout.
-		t.workers.OnStop(w.Interrupt)
-		t.workers.Go(ctx, "wire", func(done <-chan struct{}, send func(any)) error {
-			return t.run(ctx.ActorSystem().Root, q, w, done, send)
-		})
+		w := &wire{t: t, root: ctx.ActorSystem().Root, client: c, send: actors.Sender(ctx), done: make(chan struct{})}
+		t.wire = w
+		q := t.line.queue
+		q.mu.Lock()
+		q.wire = w
+		start := q.activate() // what was queued while no incarnation ran
+		q.mu.Unlock()
+		if start != nil {
+			t.env.RunScheduled(start.drain)
+		}
 	case *actor.Stopping, *actor.Restarting:
 		t.line.mu.Lock()
 		if _, restarting := m.(*actor.Restarting); !restarting {
@@ -258,8 +306,7 @@ func (t *transport) Receive(ctx actor.Context) {
 		}
 		longest := t.line.longest
 		t.line.mu.Unlock()
-		t.workers.StopWait = max(actors.DefaultStopWait, longest) // a serial attempt in hand runs out its timeout
-		t.workers.Stop()
+		t.stopWire(ctx, max(actors.DefaultStopWait, longest)) // a serial attempt in hand runs out its timeout
 	case *linkChange:
 		t.env.Link(m.state, m.detail)
 	case *lineRequest:
@@ -271,64 +318,113 @@ func (t *transport) Receive(ctx actor.Context) {
 	}
 }
 
-func (t *transport) run(root *actor.RootContext, q *txQueue, w *mb.Client, done <-chan struct{}, send func(any)) error {
-	defer w.Close()
-	link := "" // unknown until the first transaction
+// stopWire ends this incarnation's wire: no drain starts again, the one running takes nothing more from the
+// queue, and a TCP connection is closed under a blocked read (Client.Interrupt); it waits for that drain at most
+// wait, and says so in the log when it had to leave it to finish on its own.
+func (t *transport) stopWire(ctx actor.Context, wait time.Duration) {
+	w := t.wire
+	if w == nil {
+		return
+	}
+	t.wire = nil
+	q := t.line.queue
+	q.mu.Lock()
+	if q.wire == w {
+		q.wire = nil
+	}
+	w.closed = true
+	close(w.done)
+	idle := !w.active
+	if idle {
+		w.client.Close()
+	}
+	q.mu.Unlock()
+	if idle {
+		return
+	}
+	w.client.Interrupt()
+	returned := make(chan struct{})
+	go func() { w.wg.Wait(); close(returned) }() // returns with the drain: it outlives nothing
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-returned:
+	case <-timer.C:
+		t.env.Log.Error().Str("actor", ctx.Self().Id).Dur("waited", wait).Msg("modbus: the wire's transaction did not end in time; left to finish on its own")
+	}
+}
+
+// drain runs the queue's transactions until it is empty or the stop has begun. A panic is the transport's failure,
+// reported to it like a worker's (the supervisor restarts it with a new wire).
+func (w *wire) drain() {
+	defer w.wg.Done()
+	q := w.t.line.queue
+	defer func() {
+		if r := recover(); r != nil {
+			q.mu.Lock()
+			w.active = false // the stop the failure brings closes the client
+			q.mu.Unlock()
+			w.send(&actors.WorkerFailed{Worker: "wire", Panic: r, Stack: debug.Stack()})
+		}
+	}()
 	for {
-		// Stopping comes first: a select with both ready picks at random, and would run queued transactions.
-		if stopped(done) {
-			return nil
-		}
-		item, ok := q.pop()
+		item, ok := q.next(w)
 		if !ok {
-			select {
-			case <-done:
-				return nil
-			case <-q.ready:
-			}
-			continue
+			return
 		}
-		start := time.Now()
-		if item.tx.expired(start) {
-			t.expire(root, item, start)
-			continue
-		}
-		if item.tx.drop {
-			w.Close()
-		}
-		if item.tx.delay > 0 {
-			timer := time.NewTimer(item.tx.delay)
-			select {
-			case <-done:
-				timer.Stop()
-				return nil
-			case <-timer.C:
-			case <-item.tx.delayEnd: // the fault was cleared: go on at once
-				timer.Stop()
-			}
-			if item.tx.expired(time.Now()) {
-				t.expire(root, item, start)
-				continue
-			}
-		}
-		tx := item.tx
-		data, err := w.DoAppend(tx.Buf[:0], mb.Call{Slave: tx.Slave, Function: tx.Function, Address: tx.Address, Quantity: tx.Quantity,
-			Value: tx.Value, Timeout: tx.Timeout, Retries: tx.Retries})
-		if state, detail := linkState(err); state != "" && state != link {
-			link = state
-			send(&linkChange{state: state, detail: detail})
-		}
-		if item.from != nil {
-			root.Send(item.from, &ModbusTxResult{Tag: item.tx.Tag, Data: data, Err: err, Took: time.Since(start)})
-		}
-		if item.tx.Pause > 0 {
-			select {
-			case <-done:
-				return nil
-			case <-time.After(item.tx.Pause):
-			}
+		if !w.do(item) {
+			q.next(w) // the stop began during a wait: end the drain (and close the client)
+			return
 		}
 	}
+}
+
+// do runs one transaction and answers it; false when the stop began while it waited (a latency fault, a pause).
+func (w *wire) do(item queued) bool {
+	t, root, done := w.t, w.root, w.done
+	start := time.Now()
+	if item.tx.expired(start) {
+		t.expire(root, item, start)
+		return true
+	}
+	if item.tx.drop {
+		w.client.Close()
+	}
+	if item.tx.delay > 0 {
+		timer := time.NewTimer(item.tx.delay)
+		select {
+		case <-done:
+			timer.Stop()
+			return false
+		case <-timer.C:
+		case <-item.tx.delayEnd: // the fault was cleared: go on at once
+			timer.Stop()
+		}
+		if item.tx.expired(time.Now()) {
+			t.expire(root, item, start)
+			return true
+		}
+	}
+	tx := item.tx
+	data, err := w.client.DoAppend(tx.Buf[:0], mb.Call{Slave: tx.Slave, Function: tx.Function, Address: tx.Address, Quantity: tx.Quantity,
+		Value: tx.Value, Timeout: tx.Timeout, Retries: tx.Retries})
+	if state, detail := linkState(err); state != "" && state != w.link {
+		w.link = state
+		w.send(&linkChange{state: state, detail: detail})
+	}
+	if item.from != nil {
+		root.Send(item.from, &ModbusTxResult{Tag: item.tx.Tag, Data: data, Err: err, Took: time.Since(start)})
+	}
+	if item.tx.Pause > 0 {
+		timer := time.NewTimer(item.tx.Pause)
+		defer timer.Stop()
+		select {
+		case <-done:
+			return false
+		case <-timer.C:
+		}
+	}
+	return true
 }
 
 // expire answers a transaction whose caller has given up without sending it.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -247,7 +248,7 @@ func TestTransportStopIsBounded(t *testing.T) {
 				t.Fatal(err)
 			}
 			stopped := time.Since(start)
-			// The wire worker is gone when its connection is: it closes it on its way out.
+			// The wire is done when its connection is: the drain closes it on its way out.
 			for peer.connections() > 0 && time.Since(start) < timeout*(retries+1)+time.Second {
 				time.Sleep(5 * time.Millisecond)
 			}
@@ -343,9 +344,127 @@ func TestLineSubmit(t *testing.T) {
 	}
 }
 
+// TestWireDrainsOnDemand: the wire holds no goroutine between transactions. Eight submitters push 50
+// transactions each at once: every one is answered, each submitter's in the order it pushed, never two drains
+// at a time; when the queue is empty the drain has ended, and the next push starts another; after the stop the
+// connection is closed and a transaction still queued never starts a drain.
+func TestWireDrainsOnDemand(t *testing.T) {
+	sim, err := modbussim.New(modbussim.Config{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Stop()
+	var drains, running, most atomic.Int64
+	env := actors.Env{Log: zerolog.Nop(), Schedule: func(fn func()) {
+		drains.Add(1)
+		go func() {
+			n := running.Add(1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			defer running.Add(-1)
+			fn()
+		}()
+	}}
+	sys := actor.NewActorSystem()
+	t.Cleanup(sys.Shutdown)
+	pid := sys.Root.Spawn(actor.PropsFromProducer(NewTransport(config.ModbusEndpoint{Mode: "tcp", Address: sim.Addr().String()}, env)))
+	res, err := sys.Root.RequestFuture(pid, &lineRequest{}, 5*time.Second).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := res.(*lineReply).line
+	const submitters, each = 8, 50
+	results := make(chan *ModbusTxResult, submitters*each)
+	collector := sys.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		if r, ok := ctx.Message().(*ModbusTxResult); ok {
+			results <- r
+		}
+	}))
+	var wg sync.WaitGroup
+	for s := range submitters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				tx := read()
+				tx.Tag = [2]int{s, i}
+				if err := l.submit(tx, collector); err != nil {
+					t.Errorf("submit: %v", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	last := make([]int, submitters)
+	for i := range last {
+		last[i] = -1
+	}
+	for range submitters * each {
+		select {
+		case r := <-results:
+			tag := r.Tag.([2]int)
+			if r.Err != nil {
+				t.Fatalf("transaction %v: %v", tag, r.Err)
+			}
+			if tag[1] != last[tag[0]]+1 {
+				t.Fatalf("submitter %d: result %d after %d", tag[0], tag[1], last[tag[0]])
+			}
+			last[tag[0]] = tag[1]
+		case <-time.After(10 * time.Second):
+			t.Fatal("not every transaction was answered in 10s")
+		}
+	}
+	if m := most.Load(); m != 1 {
+		t.Errorf("%d drains ran at once, want 1", m)
+	}
+	q := l.queue
+	idle := func() error {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		if q.wire == nil || q.wire.active || running.Load() != 0 {
+			return errors.New("a drain still runs with the queue empty")
+		}
+		return nil
+	}
+	waitFor(t, 5*time.Second, idle)
+	before := drains.Load()
+	if r, err := sys.Root.RequestFuture(pid, read(), 5*time.Second).Result(); err != nil || r.(*ModbusTxResult).Err != nil {
+		t.Fatalf("after the idle time: %v, %v", r, err)
+	}
+	if drains.Load() != before+1 {
+		t.Errorf("drains %d after one more transaction, want %d", drains.Load(), before+1)
+	}
+	waitFor(t, 5*time.Second, idle)
+	w := q.wire
+	if err := sys.Root.PoisonFuture(pid).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() error {
+		if n := sim.Stats().Active; n != 0 {
+			return fmt.Errorf("%d connections open after the stop", n)
+		}
+		return nil
+	})
+	q.mu.Lock()
+	q.items = append(q.items, queued{tx: read()})
+	started := q.activate()
+	q.mu.Unlock()
+	if started != nil || q.wire != nil || !w.closed {
+		t.Errorf("after the stop: a drain could start (%v), the queue has a wire (%v), closed %v", started != nil, q.wire != nil, w.closed)
+	}
+}
+
 // TestTxQueue: first in, first out, at most queueSize waiting, and the room of taken entries is reused.
 func TestTxQueue(t *testing.T) {
-	q := newTxQueue()
+	q := newTxQueue() // no wire: pushes start nothing
+	pop := func() (queued, bool) {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return q.take()
+	}
 	for i := 0; i < queueSize; i++ {
 		if !q.push(queued{tx: &ModbusTx{Address: uint16(i)}}) {
 			t.Fatalf("push %d refused, want room for %d", i, queueSize)
@@ -357,7 +476,7 @@ func TestTxQueue(t *testing.T) {
 	capacity := cap(q.items)
 	for round := 0; round < 3; round++ { // take half, refill: the slice does not grow
 		for i := 0; i < queueSize/2; i++ {
-			if _, ok := q.pop(); !ok {
+			if _, ok := pop(); !ok {
 				t.Fatal("pop: empty")
 			}
 		}
@@ -372,13 +491,13 @@ func TestTxQueue(t *testing.T) {
 	}
 	want := uint16(3 * queueSize / 2)
 	for i := 0; i < queueSize; i++ {
-		it, ok := q.pop()
+		it, ok := pop()
 		if !ok || it.tx.Address != want {
 			t.Fatalf("pop %d: got %v, %v; want address %d", i, it.tx, ok, want)
 		}
 		want++
 	}
-	if _, ok := q.pop(); ok {
+	if _, ok := pop(); ok {
 		t.Error("pop after all taken: got one, want none")
 	}
 }
