@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -156,6 +157,32 @@ type Env struct {
 	// Modbus transport's runs of its queue: a goroutine parked per actor between them was a stack per endpoint.
 	// nil outside a runtime: then a goroutine of its own (RunScheduled).
 	Schedule func(fn func())
+	// InStream says whether the gateway's stream (IOT_DATA) keeps what is published on subject, so an actor
+	// publishes it with an acknowledgement (StreamWriter); nil: nothing is kept (JetStream off, or outside a
+	// runtime).
+	InStream func(subject string) bool
+}
+
+// Stored says whether subject is kept by the gateway's stream (Env.InStream).
+func (e *Env) Stored(subject string) bool { return e.InStream != nil && e.InStream(subject) }
+
+// MatchSubject says whether the subject (no wildcards) matches pattern ("*" one token, ">" one or more at the end),
+// without allocating.
+func MatchSubject(pattern, subject string) bool {
+	for {
+		pt, prest, pmore := strings.Cut(pattern, ".")
+		st, srest, smore := strings.Cut(subject, ".")
+		switch {
+		case pt == ">":
+			return st != ""
+		case st == "" || (pt != "*" && pt != st):
+			return false
+		}
+		if !pmore || !smore {
+			return pmore == smore
+		}
+		pattern, subject = prest, srest
+	}
 }
 
 // RunScheduled runs fn through e.Schedule, or on a goroutine of its own when there is none.

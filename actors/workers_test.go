@@ -415,3 +415,22 @@ func TestTickSchedulePanic(t *testing.T) {
 		t.Errorf("the panicking ticker is still scheduled at %d", bad.index)
 	}
 }
+
+func TestMatchSubject(t *testing.T) {
+	for _, tc := range []struct {
+		pattern, subject string
+		want             bool
+	}{
+		{"iot.rules.>", "iot.rules.fw.d1", true}, {"iot.rules.>", "iot.rules", false}, {"iot.rules.>", "iot.rules.x", true},
+		{"iot.processed.batch.>", "iot.processed.d1.k", false}, {"iot.*.batch.>", "iot.processed.batch.d1", true},
+		{"a.b", "a.b", true}, {"a.b", "a.b.c", false}, {"a.b.c", "a.b", false}, {"*", "a", true}, {"*", "a.b", false},
+		{">", "a.b", true}, {">", "", false}, {"a.*", "a.", false}, {"a.b", "a..b", false},
+	} {
+		if got := MatchSubject(tc.pattern, tc.subject); got != tc.want {
+			t.Errorf("MatchSubject(%q, %q) = %v, want %v", tc.pattern, tc.subject, got, tc.want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { MatchSubject("iot.rules.>", "iot.rules.fw.d1") }); n != 0 {
+		t.Errorf("%v allocations per match", n)
+	}
+}

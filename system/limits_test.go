@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/iotgw/iotgw/actors"
+	"github.com/iotgw/iotgw/actors/rule"
 	"github.com/iotgw/iotgw/actors/rule/processor"
 	"github.com/iotgw/iotgw/isp"
 	"github.com/nats-io/nats.go"
@@ -199,4 +201,88 @@ device "d1" {
 	if lost := counterValue(t, rt.Gatherer(), "iotgw_errors_total", map[string]string{"actor": "rules/processor", "kind": "store_lost"}); lost != 0 {
 		t.Errorf("store_lost %v, want 0: the stream was back within the duplicate window", lost)
 	}
+}
+
+// TestRuleResultsStoredOnce: a rule's results that land in IOT_DATA (iot.rules.>) are published with an
+// acknowledgement and a message id made of the batch's trace id, the subject and the output's number. The same raw
+// message twice reaches the rule twice (the second processed batch is a duplicate to the stream, not to its core
+// subscribers); the rule's second result gets the same id, the stream says it is a duplicate, and it is stored once.
+func TestRuleResultsStoredOnce(t *testing.T) {
+	rt := startRuntime(t, parseConfig(t, `
+gateway { point_subjects = false }
+rule "fw" {
+  type = "forward"
+}
+`))
+	nc := client(t, rt.Bus().URL)
+	// The rule reads once its result of a warm-up batch (another device) comes.
+	warm := collect(t, nc, "iot.rules.fw.d7")
+	checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if warm.n() == 0 {
+			if err := nc.Publish("iot.raw.test.d7", []byte(`{"points":[{"key":"x","value":1}]}`)); err != nil {
+				return err
+			}
+			return errNotYet
+		}
+		return nil
+	})
+	m := &nats.Msg{Subject: "iot.raw.test.d8", Data: []byte(`{"points":[{"key":"x","value":1,"timestamp":1700000000000000000}]}`), Header: nats.Header{}}
+	m.Header.Set(actors.HeaderTraceID, "trace-rule-twice")
+	for range 2 {
+		if err := nc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if got := counterValue(t, rt.Gatherer(), "iotgw_errors_total", map[string]string{"actor": "rules/fw", "kind": "store_duplicate"}); got != 1 {
+			return fmt.Errorf("the rule's store_duplicate %v, want 1", got)
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := rt.Bus().JS.Stream(ctx, StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter("iot.rules.fw.d8"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.State.Subjects["iot.rules.fw.d8"]; n != 1 {
+		t.Errorf("%d results of d8 stored, want 1", n)
+	}
+}
+
+// TestRuleResultsRefusedCounted: with discard "new", a full IOT_DATA refuses a rule's results as it refuses the
+// batches: the rule knows from the acknowledgements, counts each one lost and reports it on
+// iot.errors.rules.store.
+func TestRuleResultsRefusedCounted(t *testing.T) {
+	rt := startRuntime(t, parseConfig(t, limitsConfig(t, "new")+`
+rule "fw" {
+  type = "forward"
+}
+`))
+	nc := client(t, rt.Bus().URL)
+	events, err := nc.SubscribeSync(rule.SubjectErrorStore)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := events.NextMsg(30 * time.Second)
+	if err != nil {
+		t.Fatalf("no event on %s: %v", rule.SubjectErrorStore, err)
+	}
+	var ev actors.StoreEvent
+	if err := json.Unmarshal(m.Data, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if !ev.Refused || ev.Subject != "iot.rules.fw.d1" || !strings.HasSuffix(ev.MsgID, ":iot.rules.fw.d1:1") || ev.Attempts != 1 {
+		t.Errorf("event %+v: want a refused result of d1, once", ev)
+	}
+	checkFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if got := counterValue(t, rt.Gatherer(), "iotgw_errors_total", map[string]string{"actor": "rules/fw", "kind": "store_lost"}); got < 1 {
+			return fmt.Errorf("the rule's store_lost %v, want the refusals counted", got)
+		}
+		return nil
+	})
 }

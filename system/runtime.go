@@ -268,7 +268,21 @@ func (r *Runtime) env(component string) actors.Env {
 		Metrics:       r.mon.actorMetrics(),
 		LinkState:     func(state, detail string) { r.tree.link(component, state, detail) },
 		Schedule:      r.schedule,
+		InStream:      r.inStream,
 	}
+}
+
+// inStream says whether IOT_DATA keeps subject (Env.InStream): with JetStream on, its subjects.
+func (r *Runtime) inStream(subject string) bool {
+	if !r.cfg.NATS.JetStream.Enabled {
+		return false
+	}
+	for _, p := range streamSubjects {
+		if actors.MatchSubject(p, subject) {
+			return true
+		}
+	}
+	return false
 }
 
 // schedule runs fn on the dispatcher's long-lived workers (Env.Schedule).

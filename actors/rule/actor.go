@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -50,6 +51,7 @@ type ruleActor struct {
 	ticker  *actors.Tick
 	changes chan AlertChange
 	out     *msgOutput
+	results *actors.StreamWriter // the acknowledged publishes of its results into the stream
 	figures *Figures
 	members *membership // partition = "device" only
 	joining []*nats.Msg // batches that came while joining (partition.go)
@@ -66,6 +68,7 @@ var _ actors.Listener = (*ruleActor)(nil)
 func New(r config.Rule, env actors.Env, store AlertStore, windows WindowStore, figures *Figures) actor.Producer {
 	return func() actor.Actor {
 		ra := &ruleActor{cfg: r, env: env, store: store, path: "rules/" + r.Name, figures: figures}
+		ra.results = actors.NewStreamWriter(env, ra.path, SubjectErrorStore, "rule result")
 		if r.Type == config.RuleAggregate && r.Partition == config.PartitionDevice {
 			ra.windows = windows
 		}
@@ -82,11 +85,19 @@ func (a *ruleActor) Inboxes() []actors.Inbox {
 }
 
 // msgOutput publishes an engine's messages with the schema header and the trace id of the batch they came from.
+// What the gateway's stream keeps (iot.rules.>, Env.InStream) goes through the rule's StreamWriter, acknowledged,
+// with a message id made of the batch's trace id, the subject and the output's number within the batch: the same
+// batch delivered again after a restart makes the same ids, and the stream keeps each result once.
 type msgOutput struct {
-	bus   actors.Publisher
+	env   *actors.Env
+	store *actors.StreamWriter
 	msg   *nats.Msg
 	trace string
+	seq   int // outputs since the trace was set
 }
+
+// from sets the trace id of the batch (or "" for the clock) the next outputs come from.
+func (o *msgOutput) from(trace string) { o.trace, o.seq = trace, 0 }
 
 func (o *msgOutput) Publish(subject string, data []byte) error {
 	o.msg.Subject, o.msg.Data = subject, data
@@ -95,10 +106,22 @@ func (o *msgOutput) Publish(subject string, data []byte) error {
 	} else {
 		actors.SetHeader(o.msg.Header, actors.HeaderTraceID, o.trace)
 	}
-	return o.bus.PublishMsg(o.msg)
+	if o.store.Acknowledged() && o.env.Stored(subject) {
+		o.seq++
+		id := o.trace
+		if id == "" {
+			id = actors.NewTraceID() // born of the clock: no batch to be delivered again
+		}
+		o.store.Publish(o.msg, id+":"+subject+":"+strconv.Itoa(o.seq))
+		return nil
+	}
+	return o.env.Bus.PublishMsg(o.msg)
 }
 
 func (a *ruleActor) Receive(ctx actor.Context) {
+	if a.results.Handle(ctx.Message()) {
+		return
+	}
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
 		a.start(ctx)
@@ -111,6 +134,7 @@ func (a *ruleActor) Receive(ctx actor.Context) {
 		if leaving {
 			a.announce("leave") // the others take this gateway's devices, and read their state, from this message on
 		}
+		a.results.Close("rule " + a.cfg.Name)
 	case *nats.Msg:
 		if a.members != nil {
 			a.partitioned(msg)
@@ -121,7 +145,7 @@ func (a *ruleActor) Receive(ctx actor.Context) {
 	case *actors.Tick:
 		msg.Ack()
 		if msg == a.ticker {
-			a.out.trace = "" // what the clock makes (a window closing, a no-data alert) comes from no batch
+			a.out.from("") // what the clock makes (a window closing, a no-data alert) comes from no batch
 			now := time.Now()
 			a.memberTick(now)
 			a.takeOver()
@@ -145,7 +169,8 @@ func (a *ruleActor) start(ctx actor.Context) {
 	m.Header.Set(actors.HeaderSchema, actors.SchemaVersion)
 	m.Header.Set(actors.HeaderSource, "rule:"+a.cfg.Name)
 	m.Header.Set(HeaderGateway, a.env.GatewayID)
-	a.out = &msgOutput{bus: a.env.Bus, msg: m}
+	a.results.Start(ctx, &a.workers)
+	a.out = &msgOutput{env: &a.env, store: a.results, msg: m}
 	a.eng = NewEngine(&a.cfg, a.out)
 	a.eng.stats = a.figures.Get()
 	a.eng.stats.Alerts, a.eng.stats.Series = 0, 0
@@ -369,7 +394,7 @@ func (a *ruleActor) batch(msg *nats.Msg) {
 		return
 	}
 	now := time.Now()
-	a.out.trace = msg.Header.Get(actors.HeaderTraceID)
+	a.out.from(msg.Header.Get(actors.HeaderTraceID))
 	before := a.eng.stats
 	// A rule that reads no tags runs on the batch's bytes when they are in the encoder's form (raw.go); any
 	// other batch is decoded, and one that is not a batch reported, here.

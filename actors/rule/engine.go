@@ -24,7 +24,10 @@ import (
 
 // Subjects of the rule engine.
 const (
-	SubjectErrors        = "iot.errors.rules"
+	SubjectErrors = "iot.errors.rules"
+	// SubjectErrorStore reports a rule result the stream did not store (refused, or not acknowledged within the
+	// duplicate window): an actors.StoreEvent.
+	SubjectErrorStore    = "iot.errors.rules.store"
 	SubjectRulesPrefix   = "iot.rules."
 	SubjectAlertsPrefix  = "iot.alerts."
 	SubjectAggregatePref = "iot.aggregated."

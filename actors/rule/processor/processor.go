@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -16,7 +15,6 @@ import (
 	"github.com/iotgw/iotgw/config"
 	"github.com/iotgw/iotgw/isp"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Subjects of the processing stage.
@@ -57,43 +55,20 @@ type processor struct {
 	invalid uint64
 	seal    Sealer // checks the seals of batches sealed in this process
 
-	// Acknowledged publishes (JetStream on): the futures in flight, in publish order, watched by the "acks" worker;
-	// the batches to publish again (a timeout, a stalled window). Per incarnation.
+	// Acknowledged publishes (JetStream on): actors.StreamWriter, per incarnation.
 	workers actors.Workers
-	acks    chan *pending
-	retries []*pending
-	store   StoreStats
-	// stored and duplicates are counted by the acks worker.
-	stored, duplicates atomic.Uint64
+	store   *actors.StreamWriter
 }
 
-// StoreStats count an incarnation's acknowledged publishes, logged when it stops (the metrics have the totals:
-// iotgw_errors_total{kind=store_*}).
-type StoreStats struct {
-	Retried, Lost uint64
-}
-
-// pending is one batch published into the stream and not yet acknowledged.
-type pending struct {
-	msg      *nats.Msg // a copy: the processor reuses its own
-	id       string    // Nats-Msg-Id: the raw message's trace id and the subject, the same on every retry
-	future   jetstream.PubAckFuture
-	attempts int
-	first    time.Time
-}
-
-// pubFailed is the acks worker's report of a publish the stream did not acknowledge.
-type pubFailed struct {
-	p   *pending
-	err error
-}
+// StoreEvent is published on iot.errors.processor.store for a batch the stream did not store.
+type StoreEvent = actors.StoreEvent
 
 var _ actors.Listener = (*processor)(nil)
 
 // New returns the producer of the processing stage's actor.
 func New(env actors.Env) actor.Producer {
 	return func() actor.Actor {
-		p := &processor{env: env}
+		p := &processor{env: env, store: actors.NewStreamWriter(env, actorPath, SubjectErrorStore, "batch")}
 		p.batch = &nats.Msg{Header: nats.Header{}}
 		p.batch.Header.Set(actors.HeaderSchema, actors.SchemaVersion)
 		p.point = &nats.Msg{Header: nats.Header{}}
@@ -107,64 +82,23 @@ func (p *processor) Inboxes() []actors.Inbox {
 }
 
 func (p *processor) Receive(ctx actor.Context) {
+	if p.store.Handle(ctx.Message()) {
+		return
+	}
 	switch m := ctx.Message().(type) {
 	case *nats.Msg:
 		p.process(m)
-	case *pubFailed:
-		p.storeFailed(m.p, m.err)
-	case *actors.Tick:
-		m.Ack()
-		p.retryNow()
 	case *actor.Started:
 		p.start(ctx)
 	case *actor.Stopping, *actor.Restarting:
 		p.workers.Stop()
-		if p.env.Stream != nil {
-			ev := p.env.Log.Info()
-			n := len(p.acks) + len(p.retries)
-			if n > 0 || p.store.Lost > 0 {
-				ev = p.env.Log.Warn()
-			}
-			ev.Uint64("stored", p.stored.Load()).Uint64("duplicates", p.duplicates.Load()).Uint64("retried", p.store.Retried).
-				Uint64("lost", p.store.Lost).Int("unacknowledged", n).Msg("processing stage: acknowledged publishes of this incarnation")
-		}
+		p.store.Close("processing stage")
 	}
 }
 
-// start sets the acknowledged publishes up: the worker that waits for the futures in order and hands each
-// outcome to the actor, and a tick that publishes the retries again.
-//
-// Like nats.go's own PublishAsync window (PublishAsyncMaxPending, which the runtime sets to the same bound), the
-// window blocks the actor when full: backpressure into its mailbox, never an unbounded queue of futures.
+// start sets the acknowledged publishes up (actors.StreamWriter).
 func (p *processor) start(ctx actor.Context) {
-	if p.env.Stream == nil {
-		return
-	}
-	acks := make(chan *pending, p.env.Stream.Window())
-	p.acks = acks
-	p.workers.Go(ctx, "acks", func(done <-chan struct{}, send func(any)) error {
-		for {
-			select {
-			case <-done:
-				return nil
-			case pd := <-acks:
-				select {
-				case <-done:
-					return nil
-				case ack := <-pd.future.Ok():
-					// Counted here: a message to the actor for every stored batch would cost a hand-off per poll.
-					p.stored.Add(1)
-					if ack.Duplicate {
-						p.duplicates.Add(1) // a retry of one the stream had stored: dropped by its message id
-						p.env.Metrics.Error(actorPath, "store_duplicate")
-					}
-				case err := <-pd.future.Err():
-					send(&pubFailed{p: pd, err: err})
-				}
-			}
-		}
-	})
-	p.workers.Tick(ctx, "retry", 250*time.Millisecond)
+	p.store.Start(ctx, &p.workers)
 }
 
 // errSubject is a raw subject that is not iot.raw.{protocol}.{device}.
@@ -288,72 +222,7 @@ func (p *processor) setHeaders(source, trace string) {
 // Its message id is the raw message's trace id and the subject: a retry, or the same raw message delivered twice
 // after a hung link (system's replay), is stored once.
 func (p *processor) storeBatch(m *nats.Msg, trace string) {
-	if p.env.Stream == nil {
-		p.send(m)
-		return
-	}
-	c := &nats.Msg{Subject: m.Subject, Data: append([]byte(nil), m.Data...), Header: make(nats.Header, len(m.Header)+1)}
-	for k, vs := range m.Header {
-		c.Header[k] = append([]string(nil), vs...)
-	}
-	p.publishAsync(&pending{msg: c, id: trace + ":" + m.Subject, first: time.Now()})
-}
-
-func (p *processor) publishAsync(pd *pending) {
-	pd.attempts++
-	f, err := p.env.Stream.PublishMsgAsync(pd.msg, jetstream.WithMsgID(pd.id))
-	if errors.Is(err, actors.ErrStreamNotReady) {
-		p.send(pd.msg) // JetStream not there yet: the bus (its reconnect buffer) keeps it, the stream stores it later
-		return
-	}
-	if err != nil {
-		p.storeFailed(pd, err)
-		return
-	}
-	pd.future = f
-	p.acks <- pd // blocks while the window is full: backpressure
-}
-
-// storeFailed publishes a batch again while a retry is safe (a timeout or a stalled window, within the stream's
-// duplicate window), or counts it lost and reports it when the stream refused it (full with discard "new", say).
-func (p *processor) storeFailed(pd *pending, err error) {
-	var api *jetstream.APIError
-	refused := errors.As(err, &api)
-	// Retries are bounded too: past four windows' worth, a batch is counted lost rather than kept.
-	if !refused && len(p.retries) < 4*p.env.Stream.Window() && time.Since(pd.first)+p.env.Stream.DuplicateWindow()/4 < p.env.Stream.DuplicateWindow() {
-		p.store.Retried++
-		p.env.Metrics.Error(actorPath, "store_retry")
-		p.retries = append(p.retries, pd)
-		return
-	}
-	p.store.Lost++
-	p.env.Metrics.Error(actorPath, "store_lost")
-	p.env.Log.Warn().Err(err).Str("subject", pd.msg.Subject).Str("msg_id", pd.id).Int("attempts", pd.attempts).
-		Msg("batch not stored in the stream")
-	data, _ := json.Marshal(StoreEvent{Subject: pd.msg.Subject, MsgID: pd.id, Error: err.Error(), Attempts: pd.attempts,
-		Refused: refused, Timestamp: time.Now().UnixNano()})
-	if err := p.env.Bus.Publish(SubjectErrorStore, data); err != nil {
-		p.env.Log.Warn().Err(err).Msg("cannot publish store event")
-	}
-}
-
-// retryNow publishes the retries again, in their order.
-func (p *processor) retryNow() {
-	retries := p.retries
-	p.retries = nil
-	for _, pd := range retries {
-		p.publishAsync(pd)
-	}
-}
-
-// StoreEvent is published on iot.errors.processor.store for a batch the stream did not store.
-type StoreEvent struct {
-	Subject   string `json:"subject"`
-	MsgID     string `json:"msg_id"`
-	Error     string `json:"error"`
-	Attempts  int    `json:"attempts"`
-	Refused   bool   `json:"refused"` // the stream answered no (full, say); else no answer within the duplicate window
-	Timestamp int64  `json:"timestamp"`
+	p.store.Publish(m, trace+":"+m.Subject)
 }
 
 func (p *processor) send(m *nats.Msg) {
