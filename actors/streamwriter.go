@@ -35,7 +35,9 @@ type StreamWriter struct {
 	errSubject string // where a message the stream did not store is reported
 	what       string // what it writes, for the log ("batch", "rule result")
 
-	acks    chan *streamPending
+	ctx     actor.Context // its actor's, from Start: what begin starts the workers with
+	workers *Workers
+	acks    chan *streamPending // nil until the first acknowledged publish
 	retries []*streamPending
 	tick    *Tick
 	// Retried and Lost count this incarnation's retries and losses (the metrics have the totals).
@@ -78,15 +80,18 @@ func NewStreamWriter(env Env, path, errSubject, what string) *StreamWriter {
 // Acknowledged says whether the writer publishes with acknowledgements (JetStream on).
 func (w *StreamWriter) Acknowledged() bool { return w.env.Stream != nil }
 
-// Start starts the worker that waits for the acknowledgements in order and the tick that publishes the retries
-// again, as workers of the actor of ctx. Nothing when JetStream is off.
+// Start readies the writer for the actor of ctx: its worker that waits for the acknowledgements in order and its
+// tick that publishes the retries again are the actor's Workers, started with the first acknowledged publish, so
+// an actor that never writes into the stream (an alert rule, whose events are not kept there) has neither.
 func (w *StreamWriter) Start(ctx actor.Context, workers *Workers) {
-	if w.env.Stream == nil {
-		return
-	}
+	w.ctx, w.workers = ctx, workers
+}
+
+// begin starts the acks worker and the retry tick.
+func (w *StreamWriter) begin() {
 	acks := make(chan *streamPending, w.env.Stream.Window())
 	w.acks = acks
-	workers.Go(ctx, "acks", func(done <-chan struct{}, send func(any)) error {
+	w.workers.Go(w.ctx, "acks", func(done <-chan struct{}, send func(any)) error {
 		for {
 			select {
 			case <-done:
@@ -108,7 +113,7 @@ func (w *StreamWriter) Start(ctx actor.Context, workers *Workers) {
 			}
 		}
 	})
-	w.tick = workers.Tick(ctx, "store retry", 250*time.Millisecond)
+	w.tick = w.workers.Tick(w.ctx, "store retry", 250*time.Millisecond)
 }
 
 // Handle takes the writer's own messages (a failed publish, its retry tick) and says whether msg was one.
@@ -148,6 +153,12 @@ func (w *StreamWriter) Publish(m *nats.Msg, id string) {
 }
 
 func (w *StreamWriter) publishAsync(pd *streamPending) {
+	if w.acks == nil {
+		if w.workers == nil {
+			panic("actors: StreamWriter.Publish before Start")
+		}
+		w.begin()
+	}
 	pd.attempts++
 	f, err := w.env.Stream.PublishMsgAsync(pd.msg, jetstream.WithMsgID(pd.id))
 	if errors.Is(err, ErrStreamNotReady) {
