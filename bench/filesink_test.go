@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/iotgw/iotgw/actors"
-	"github.com/iotgw/iotgw/config"
 	"github.com/iotgw/iotgw/isp"
 	"github.com/iotgw/iotgw/system"
 	"github.com/nats-io/nats.go"
@@ -60,15 +59,8 @@ sink "files" {
   max_ack_pending = 1024
 }
 `, dataDir, su.jetstream, cmp.Or(su.persist, "default"), su.sync)
-	cfg, diags := config.Parse([]byte(src), "bench.hcl")
-	if diags.HasErrors() {
-		tb.Fatal(diags)
-	}
-	rt := system.New(cfg)
-	if err := rt.Start(context.Background()); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = rt.Stop() })
+	cfg := parseHCL(tb, src)
+	rt := startConfig(tb, cfg)
 	waitRunning(tb, rt, "sinks/files")
 	if su.jetstream {
 		select {

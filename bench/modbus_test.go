@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,10 +15,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/iotgw/iotgw/actors"
-	"github.com/iotgw/iotgw/config"
 	"github.com/iotgw/iotgw/isp"
 	mb "github.com/iotgw/iotgw/modbus"
-	"github.com/iotgw/iotgw/system"
 	"github.com/nats-io/nats.go"
 )
 
@@ -141,24 +138,13 @@ func modbusRun(tb testing.TB, devices int, interval, d time.Duration) modbusResu
 		}
 		src.WriteString("}\n")
 	}
-	cfg, diags := config.Parse([]byte(src.String()), "bench.hcl")
-	if diags.HasErrors() {
-		tb.Fatal(diags.Error())
-	}
+	cfg := parseHCL(tb, src.String())
 	cfg.NATS.Port = -1
 	cfg.Gateway.HTTPAddress = "" // measured: the gateway's data path, not its HTTP server
 	cfg.Gateway.DataDir = tb.TempDir()
-	rt := system.New(cfg)
-	if err := rt.Start(context.Background()); err != nil {
-		tb.Fatal(err)
-	}
+	rt := startConfig(tb, cfg)
 	defer func() { _ = rt.Stop() }()
-	var points, batches atomic.Int64
-	c := &pointCounter{points: &points, batches: &batches}
-	if err := rt.AddActor(system.GroupSinks, system.ChildSpec{Name: "count", Kind: "sink/count", Producer: func() actor.Actor { return c }}); err != nil {
-		tb.Fatal(err)
-	}
-	waitRunning(tb, rt, "sinks/count")
+	points, batches := addCounter(tb, rt)
 	time.Sleep(2 * interval) // let every device's first poll go by
 	runtime.GC()
 	var m0, m1 runtime.MemStats

@@ -7,12 +7,9 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-	"github.com/iotgw/iotgw/config"
 	"github.com/iotgw/iotgw/system"
 )
 
@@ -48,21 +45,15 @@ func modbusMemory(tb testing.TB, devices int, warm time.Duration) modbusMemResul
 			}
 			b.WriteString("}\n")
 		}
-		cfg, diags := config.Parse([]byte(b.String()), "bench.hcl")
-		if diags.HasErrors() {
-			tb.Fatal(diags.Error())
-		}
+		cfg := parseHCL(tb, b.String())
+		// Not startConfig: its cleanup would keep each stopped gateway reachable until the test ends, in the
+		// next measurement's live heap.
 		rt := system.New(cfg)
 		if err := rt.Start(context.Background()); err != nil {
 			tb.Fatal(err)
 		}
 		defer func() { _ = rt.Stop() }()
-		var points, batches atomic.Int64
-		c := &pointCounter{points: &points, batches: &batches}
-		if err := rt.AddActor(system.GroupSinks, system.ChildSpec{Name: "count", Kind: "sink/count", Producer: func() actor.Actor { return c }}); err != nil {
-			tb.Fatal(err)
-		}
-		waitRunning(tb, rt, "sinks/count")
+		points, _ := addCounter(tb, rt)
 		time.Sleep(warm) // polls go by; nothing is asserted on its length but that points arrived
 		if n > 0 && points.Load() == 0 {
 			tb.Fatalf("%d devices: no points in %s", n, warm)

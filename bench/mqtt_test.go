@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os/exec"
 	"strconv"
@@ -10,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/iotgw/iotgw/config"
 	"github.com/iotgw/iotgw/internal/testenv"
 	"github.com/iotgw/iotgw/isp"
 	"github.com/iotgw/iotgw/system"
@@ -53,15 +51,8 @@ sink "up" {
   qos      = %d
 }
 `, tb.TempDir(), broker.URL(), su.protocol, su.payload, su.topic, su.qos)
-	cfg, diags := config.Parse([]byte(src), "bench.hcl")
-	if diags.HasErrors() {
-		tb.Fatal(diags)
-	}
-	rt := system.New(cfg)
-	if err := rt.Start(context.Background()); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = rt.Stop() })
+	cfg := parseHCL(tb, src)
+	rt := startConfig(tb, cfg)
 	waitRunning(tb, rt, "sinks/up")
 	select {
 	case <-rt.Bus().JetStreamReady():

@@ -1,14 +1,12 @@
 package bench
 
 import (
-	"context"
 	"fmt"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/iotgw/iotgw/config"
 	"github.com/iotgw/iotgw/internal/testenv"
 	"github.com/iotgw/iotgw/system"
 )
@@ -33,15 +31,8 @@ nats {
 }
 %s
 `, tb.TempDir(), sinkBlock)
-	cfg, diags := config.Parse([]byte(src), "bench.hcl")
-	if diags.HasErrors() {
-		tb.Fatal(diags)
-	}
-	rt := system.New(cfg)
-	if err := rt.Start(context.Background()); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = rt.Stop() })
+	cfg := parseHCL(tb, src)
+	rt := startConfig(tb, cfg)
 	waitRunning(tb, rt, "sinks/"+sinkName)
 	select {
 	case <-rt.Bus().JetStreamReady():

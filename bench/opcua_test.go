@@ -2,19 +2,14 @@ package bench
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"os/exec"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-	"github.com/iotgw/iotgw/config"
 	"github.com/iotgw/iotgw/internal/testenv"
-	"github.com/iotgw/iotgw/system"
 )
 
 // opcuaServer runs the node-opcua test server with n bench nodes (ns=1;s=Bench.{i}, changing every 10 ms) as its
@@ -72,24 +67,13 @@ func opcuaRun(tb testing.TB, devices, nodes int, mode string, interval, d time.D
 		}
 		src.WriteString("}\n")
 	}
-	cfg, diags := config.Parse([]byte(src.String()), "bench.hcl")
-	if diags.HasErrors() {
-		tb.Fatal(diags.Error())
-	}
+	cfg := parseHCL(tb, src.String())
 	cfg.NATS.Port = -1
 	cfg.Gateway.HTTPAddress = ""
 	cfg.Gateway.DataDir = tb.TempDir()
-	rt := system.New(cfg)
-	if err := rt.Start(context.Background()); err != nil {
-		tb.Fatal(err)
-	}
+	rt := startConfig(tb, cfg)
 	defer func() { _ = rt.Stop() }()
-	var points, batches atomic.Int64
-	c := &pointCounter{points: &points, batches: &batches}
-	if err := rt.AddActor(system.GroupSinks, system.ChildSpec{Name: "count", Kind: "sink/count", Producer: func() actor.Actor { return c }}); err != nil {
-		tb.Fatal(err)
-	}
-	waitRunning(tb, rt, "sinks/count")
+	points, batches := addCounter(tb, rt)
 	deadline := time.Now().Add(60 * time.Second) // until every device has a session and data flows
 	for points.Load() < int64(devices*nodes*2) {
 		if time.Now().After(deadline) {

@@ -332,3 +332,37 @@ func BenchmarkGateway(b *testing.B) {
 		gatewayRun(b, "gateway, batches of 100, TCP loopback connection", b.N, setup{batch: 100}).report(b)
 	})
 }
+
+// parseHCL parses a benchmark's gateway configuration.
+func parseHCL(tb testing.TB, src string) *config.Config {
+	tb.Helper()
+	cfg, diags := config.Parse([]byte(src), "bench.hcl")
+	if diags.HasErrors() {
+		tb.Fatal(diags.Error())
+	}
+	return cfg
+}
+
+// startConfig starts a gateway in this process, stopped at the end of the test (Stop is idempotent, so a run may
+// stop it earlier).
+func startConfig(tb testing.TB, cfg *config.Config) *system.Runtime {
+	tb.Helper()
+	rt := system.New(cfg)
+	if err := rt.Start(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = rt.Stop() })
+	return rt
+}
+
+// addCounter adds a counting sink actor (pointCounter) on iot.processed.batch.> and waits until it runs.
+func addCounter(tb testing.TB, rt *system.Runtime) (points, batches *atomic.Int64) {
+	tb.Helper()
+	points, batches = new(atomic.Int64), new(atomic.Int64)
+	c := &pointCounter{points: points, batches: batches}
+	if err := rt.AddActor(system.GroupSinks, system.ChildSpec{Name: "count", Kind: "sink/count", Producer: func() actor.Actor { return c }}); err != nil {
+		tb.Fatal(err)
+	}
+	waitRunning(tb, rt, "sinks/count")
+	return points, batches
+}

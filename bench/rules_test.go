@@ -57,10 +57,7 @@ var ruleSources = []struct{ name, src string }{
 
 func loadRule(tb testing.TB, src string) *config.Rule {
 	tb.Helper()
-	cfg, diags := config.Parse([]byte(src), "bench.hcl")
-	if diags.HasErrors() {
-		tb.Fatal(diags)
-	}
+	cfg := parseHCL(tb, src)
 	return &cfg.Rules[0]
 }
 
@@ -321,10 +318,7 @@ func busRun(tb testing.TB, name, src string, n int) result {
 	cfg.Gateway.DataDir = tb.TempDir()
 	cfg.Gateway.PointSubjects = false
 	cfg.Rules = []config.Rule{*loadRule(tb, src)}
-	rt := system.New(cfg)
-	if err := rt.Start(context.Background()); err != nil {
-		tb.Fatal(err)
-	}
+	rt := startConfig(tb, cfg)
 	defer func() { _ = rt.Stop() }()
 	const batchSize = 30
 	points := max(n, batchSize) / batchSize * batchSize

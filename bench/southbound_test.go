@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -14,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-	"github.com/iotgw/iotgw/config"
 	"github.com/iotgw/iotgw/internal/testenv"
 	"github.com/iotgw/iotgw/system"
 )
@@ -38,25 +35,13 @@ type southboundResult struct {
 // startSouthbound starts a gateway with the config src and a counting sink on iot.processed.batch.>.
 func startSouthbound(tb testing.TB, src string) (*system.Runtime, *atomic.Int64, *atomic.Int64) {
 	tb.Helper()
-	cfg, diags := config.Parse([]byte("gateway { point_subjects = false }\n"+src), "bench.hcl")
-	if diags.HasErrors() {
-		tb.Fatal(diags.Error())
-	}
+	cfg := parseHCL(tb, "gateway { point_subjects = false }\n"+src)
 	cfg.NATS.Port = -1
 	cfg.Gateway.HTTPAddress = ""
 	cfg.Gateway.DataDir = tb.TempDir()
-	rt := system.New(cfg)
-	if err := rt.Start(context.Background()); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = rt.Stop() })
-	var points, batches atomic.Int64
-	c := &pointCounter{points: &points, batches: &batches}
-	if err := rt.AddActor(system.GroupSinks, system.ChildSpec{Name: "count", Kind: "sink/count", Producer: func() actor.Actor { return c }}); err != nil {
-		tb.Fatal(err)
-	}
-	waitRunning(tb, rt, "sinks/count")
-	return rt, &points, &batches
+	rt := startConfig(tb, cfg)
+	points, batches := addCounter(tb, rt)
+	return rt, points, batches
 }
 
 // jsonMessage is one message of fields numbers: {"f0":0.5,"f1":1.5,…}.

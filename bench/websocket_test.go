@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/iotgw/iotgw/config"
 	"github.com/iotgw/iotgw/system"
 )
 
@@ -47,15 +46,8 @@ nats {
   jetstream { enabled = false }
 }
 `
-	cfg, diags := config.Parse([]byte(src), "bench.hcl")
-	if diags.HasErrors() {
-		tb.Fatal(diags)
-	}
-	rt := system.New(cfg)
-	if err := rt.Start(context.Background()); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = rt.Stop() })
+	cfg := parseHCL(tb, src)
+	rt := startConfig(tb, cfg)
 	return rt
 }
 

@@ -100,16 +100,23 @@ func TestStreamDiscardNewCounted(t *testing.T) {
 func TestProcessorStoresARawMessageOnce(t *testing.T) {
 	rt := startRuntime(t, parseConfig(t, `gateway { point_subjects = false }`))
 	nc := client(t, rt.Bus().URL)
-	m := &nats.Msg{Subject: "iot.raw.test.d9", Data: []byte(`{"points":[{"key":"x","value":1,"timestamp":1700000000000000000}]}`), Header: nats.Header{}}
-	m.Header.Set(actors.HeaderTraceID, "trace-twice-1")
+	storedOnceOfTwo(t, rt, nc, "iot.raw.test.d9", "trace-twice-1", "rules/processor", "iot.processed.batch.d9")
+}
+
+// storedOnceOfTwo publishes the same raw message (one trace id) twice and checks that the actor whose acknowledged
+// publishes store it was told the second was a duplicate, and that the stream holds one message on stored.
+func storedOnceOfTwo(t *testing.T, rt *Runtime, nc *nats.Conn, raw, trace, actor, stored string) {
+	t.Helper()
+	m := &nats.Msg{Subject: raw, Data: []byte(`{"points":[{"key":"x","value":1,"timestamp":1700000000000000000}]}`), Header: nats.Header{}}
+	m.Header.Set(actors.HeaderTraceID, trace)
 	for range 2 {
 		if err := nc.PublishMsg(m); err != nil {
 			t.Fatal(err)
 		}
 	}
 	checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
-		if got := counterValue(t, rt.Gatherer(), "iotgw_errors_total", map[string]string{"actor": "rules/processor", "kind": "store_duplicate"}); got != 1 {
-			return fmt.Errorf("store_duplicate %v, want 1", got)
+		if got := counterValue(t, rt.Gatherer(), "iotgw_errors_total", map[string]string{"actor": actor, "kind": "store_duplicate"}); got != 1 {
+			return fmt.Errorf("%s: store_duplicate %v, want 1", actor, got)
 		}
 		return nil
 	})
@@ -119,12 +126,12 @@ func TestProcessorStoresARawMessageOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := stream.Info(ctx, jetstream.WithSubjectFilter("iot.processed.batch.d9"))
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(stored))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := info.State.Subjects["iot.processed.batch.d9"]; n != 1 {
-		t.Errorf("%d batches of d9 stored, want 1", n)
+	if n := info.State.Subjects[stored]; n != 1 {
+		t.Errorf("%d messages on %s stored, want 1", n, stored)
 	}
 }
 
@@ -226,32 +233,7 @@ rule "fw" {
 		}
 		return nil
 	})
-	m := &nats.Msg{Subject: "iot.raw.test.d8", Data: []byte(`{"points":[{"key":"x","value":1,"timestamp":1700000000000000000}]}`), Header: nats.Header{}}
-	m.Header.Set(actors.HeaderTraceID, "trace-rule-twice")
-	for range 2 {
-		if err := nc.PublishMsg(m); err != nil {
-			t.Fatal(err)
-		}
-	}
-	checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
-		if got := counterValue(t, rt.Gatherer(), "iotgw_errors_total", map[string]string{"actor": "rules/fw", "kind": "store_duplicate"}); got != 1 {
-			return fmt.Errorf("the rule's store_duplicate %v, want 1", got)
-		}
-		return nil
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	stream, err := rt.Bus().JS.Stream(ctx, StreamName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := stream.Info(ctx, jetstream.WithSubjectFilter("iot.rules.fw.d8"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := info.State.Subjects["iot.rules.fw.d8"]; n != 1 {
-		t.Errorf("%d results of d8 stored, want 1", n)
-	}
+	storedOnceOfTwo(t, rt, nc, "iot.raw.test.d8", "trace-rule-twice", "rules/fw", "iot.rules.fw.d8")
 }
 
 // TestRuleResultsRefusedCounted: with discard "new", a full IOT_DATA refuses a rule's results as it refuses the

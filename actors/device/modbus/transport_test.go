@@ -106,14 +106,7 @@ func TestTransportLinkState(t *testing.T) {
 // TestTransportDropsExpired: a transaction whose caller has given up is answered ErrExpired (a timeout) and never
 // sent; one with time left is.
 func TestTransportDropsExpired(t *testing.T) {
-	sim, err := modbussim.New(modbussim.Config{Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sim.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Stop()
+	sim := startSim(t)
 	do := startTransport(t, config.ModbusEndpoint{Mode: "tcp", Address: sim.Addr().String()}, &testenv.LinkLog{})
 
 	late := read()
@@ -218,6 +211,20 @@ func (p *silentPeer) connections() int {
 }
 
 // spawnTransport runs a transport actor for dev and returns its system and PID; the test stops it.
+// startSim runs an empty Modbus simulator on a free loopback port for the test.
+func startSim(t *testing.T) *modbussim.Server {
+	t.Helper()
+	sim, err := modbussim.New(modbussim.Config{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sim.Stop() })
+	return sim
+}
+
 func spawnTransport(t *testing.T, dev config.ModbusEndpoint) (*actor.ActorSystem, *actor.PID) {
 	t.Helper()
 	sys := actor.NewActorSystem()
@@ -296,14 +303,7 @@ func TestTransportRunsNothingAfterStop(t *testing.T) {
 // there as on the actor path; once the transport stopped, the line refuses (errLineStopped) so the device falls
 // back to the actor path and asks again.
 func TestLineSubmit(t *testing.T) {
-	sim, err := modbussim.New(modbussim.Config{Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sim.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Stop()
+	sim := startSim(t)
 	sys, pid := spawnTransport(t, config.ModbusEndpoint{Mode: "tcp", Address: sim.Addr().String()})
 	res, err := sys.Root.RequestFuture(pid, &lineRequest{}, 5*time.Second).Result()
 	if err != nil {
@@ -349,14 +349,7 @@ func TestLineSubmit(t *testing.T) {
 // at a time; when the queue is empty the drain has ended, and the next push starts another; after the stop the
 // connection is closed and a transaction still queued never starts a drain.
 func TestWireDrainsOnDemand(t *testing.T) {
-	sim, err := modbussim.New(modbussim.Config{Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sim.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Stop()
+	sim := startSim(t)
 	var drains, running, most atomic.Int64
 	env := actors.Env{Log: zerolog.Nop(), Schedule: func(fn func()) {
 		drains.Add(1)
