@@ -40,19 +40,22 @@ func GatewayBinary(t testing.TB) string {
 	return gatewayBuild.bin
 }
 
-// Gateway runs `iotgw run` with the config text cfg (written to a temporary file) whose embedded NATS server
-// listens on natsPort; it is stopped when the test ends. Its log is in Log.
-func Gateway(t testing.TB, cfg string, natsPort int) (*Server, string) {
+// Gateway runs `iotgw run` with the config text that cfg returns for a free port of its embedded NATS server
+// (written to a temporary file); it is stopped when the test ends. The Server's Addr is that NATS server's
+// host:port; the gateway's log is in the file named by the second result.
+func Gateway(t testing.TB, cfg func(natsPort int) string) (*Server, string) {
 	t.Helper()
 	bin := GatewayBinary(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "gateway.hcl")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	log := filepath.Join(dir, "gateway.log")
-	return newServer(t, "iotgw", []string{bin, "run", "-config", path, "-log-format", "json"}, log,
-		fmt.Sprintf("127.0.0.1:%d", natsPort)), log
+	srv := startServer(t, "iotgw", 1, func(p []int) ([]string, string, string) {
+		if err := os.WriteFile(path, []byte(cfg(p[0])), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return []string{bin, "run", "-config", path, "-log-format", "json"}, log, fmt.Sprintf("127.0.0.1:%d", p[0])
+	})
+	return srv, log
 }
 
 // SinkFigures are the figures iot.control.sinks.get gives for one sink (system.SinkInfo, the part tests read).

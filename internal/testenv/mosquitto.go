@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -18,16 +19,8 @@ import (
 const (
 	MosquittoBinary = "/usr/sbin/mosquitto"
 	MosquittoPub    = "/usr/bin/mosquitto_pub"
+	MosquittoSub    = "/usr/bin/mosquitto_sub"
 )
-
-// missing skips the test with msg, or fails it when CI is set.
-func missing(t testing.TB, msg string) {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s (CI is set: a missing test program fails the run)", msg)
-	}
-	t.Skip(msg)
-}
 
 // MosquittoBroker is Debian's broker, started by a test on a free loopback port with a config file the test writes,
 // and stopped when the test ends.
@@ -54,63 +47,49 @@ func (m *MosquittoBroker) URL() string { return "tcp://" + m.Addr() }
 // Debian's mosquitto package, or fails with CI set.
 func Mosquitto(t testing.TB, extra string) *MosquittoBroker {
 	t.Helper()
-	if _, err := os.Stat(MosquittoBinary); err != nil {
-		missing(t, fmt.Sprintf("%s not found: install Debian package mosquitto", MosquittoBinary))
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
+	Program(t, MosquittoBinary, "mosquitto")
 	dir := t.TempDir()
-	conf := filepath.Join(dir, "mosquitto.conf")
-	text := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n", port)
-	if os.Geteuid() == 0 {
-		// Started as root, mosquitto drops to the user mosquitto, who cannot read the test's files (the
-		// password file, the certificates in t.TempDir()): stay the user that started it.
-		text += "user root\n"
-	}
-	text += extra + "\n"
-	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	m := &MosquittoBroker{t: t, dir: dir, conf: conf, Port: port}
-	m.start()
+	m := &MosquittoBroker{t: t, dir: dir, conf: filepath.Join(dir, "mosquitto.conf")}
 	t.Cleanup(m.Stop)
+	onFreePorts(t, 1, func(p []int) error {
+		m.Port = p[0]
+		text := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n", m.Port)
+		if os.Geteuid() == 0 {
+			// Started as root, mosquitto drops to the user mosquitto, who cannot read the test's files (the
+			// password file, the certificates in t.TempDir()): stay the user that started it.
+			text += "user root\n"
+		}
+		text += extra + "\n"
+		if err := os.WriteFile(m.conf, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		m.Starts = 0 // an attempt that failed does not count
+		return m.start()
+	})
 	return m
 }
 
-func (m *MosquittoBroker) start() {
-	m.t.Helper()
+// start runs the broker and waits until it listens; an error wraps errExitedAtStart when it ended first (its
+// stderr is in the test's log).
+func (m *MosquittoBroker) start() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cmd := exec.Command(MosquittoBinary, "-c", m.conf)
 	cmd.Stderr = &prefixWriter{t: m.t, prefix: "mosquitto: "}
 	if err := cmd.Start(); err != nil {
-		m.t.Fatalf("start mosquitto: %v", err)
+		return fmt.Errorf("start mosquitto: %v", err)
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }() // reaps the process: ends with it
 	m.cmd, m.exited = cmd, exited
 	m.Starts++
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", m.Addr(), time.Second)
-		if err == nil {
-			_ = c.Close()
-			return
+	if err := awaitListening(m.Addr(), exited, 30*time.Second); err != nil {
+		if errors.Is(err, errExitedAtStart) {
+			m.cmd = nil
 		}
-		select {
-		case <-exited:
-			m.t.Fatalf("mosquitto exited at start (port %d taken?)", m.Port)
-		default:
-		}
-		if time.Now().After(deadline) {
-			m.t.Fatalf("mosquitto does not listen on %s after 30s: %v", m.Addr(), err)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return fmt.Errorf("mosquitto: %w", err)
 	}
+	return nil
 }
 
 // Stop kills the broker and waits for it to exit (nothing happens when it is not running).
@@ -130,16 +109,16 @@ func (m *MosquittoBroker) Stop() {
 func (m *MosquittoBroker) Restart() {
 	m.t.Helper()
 	m.Stop()
-	m.start()
+	if err := m.start(); err != nil {
+		m.t.Fatal(err)
+	}
 }
 
 // Publish publishes payload on topic with Debian's mosquitto_pub (a real client, independent of the gateway's);
 // a nil payload is a zero-length message.
 func (m *MosquittoBroker) Publish(t testing.TB, topic string, payload []byte, args ...string) {
 	t.Helper()
-	if _, err := os.Stat(MosquittoPub); err != nil {
-		missing(t, fmt.Sprintf("%s not found: install Debian package mosquitto-clients", MosquittoPub))
-	}
+	Program(t, MosquittoPub, "mosquitto-clients")
 	full := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(m.Port), "-t", topic}
 	if payload == nil {
 		full = append(full, "-n") // a zero-length message
@@ -157,9 +136,7 @@ func (m *MosquittoBroker) Publish(t testing.TB, topic string, payload []byte, ar
 // fast as it goes).
 func (m *MosquittoBroker) PublishLines(t testing.TB, topic string, lines []string, args ...string) {
 	t.Helper()
-	if _, err := os.Stat(MosquittoPub); err != nil {
-		missing(t, fmt.Sprintf("%s not found: install Debian package mosquitto-clients", MosquittoPub))
-	}
+	Program(t, MosquittoPub, "mosquitto-clients")
 	full := append([]string{"-h", "127.0.0.1", "-p", strconv.Itoa(m.Port), "-t", topic, "-l"}, args...)
 	cmd := exec.Command(MosquittoPub, full...)
 	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")

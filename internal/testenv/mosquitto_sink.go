@@ -2,8 +2,8 @@ package testenv
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,23 +27,9 @@ type SinkBroker struct {
 	dir  string
 	conf string
 
-	mu  sync.Mutex
-	cmd *exec.Cmd
-}
-
-func sinkProgram(t testing.TB, names []string, pkg string) string {
-	t.Helper()
-	for _, n := range names {
-		if p, err := exec.LookPath(n); err == nil {
-			return p
-		}
-	}
-	msg := fmt.Sprintf("%s not found: install Debian's %s", names[len(names)-1], pkg)
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s (CI is set: a missing test server fails the run)", msg)
-	}
-	t.Skip(msg)
-	return ""
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
 }
 
 // MosquittoSink starts a mosquitto for a sink test; extra is appended to its listener's config (password_file,
@@ -51,10 +37,11 @@ func sinkProgram(t testing.TB, names []string, pkg string) string {
 // Debian packages, or fails with CI set.
 func MosquittoSink(t testing.TB, extra string) *SinkBroker {
 	t.Helper()
-	sinkProgram(t, []string{"/usr/sbin/mosquitto", "mosquitto"}, "mosquitto")
-	sinkProgram(t, []string{"mosquitto_sub"}, "mosquitto-clients")
-	b := &SinkBroker{t: t, dir: t.TempDir(), Port: LoopbackPort(t)}
+	Program(t, MosquittoBinary, "mosquitto")
+	Program(t, MosquittoSub, "mosquitto-clients")
+	b := &SinkBroker{t: t, dir: t.TempDir()}
 	b.conf = filepath.Join(b.dir, "mosquitto.conf")
+	t.Cleanup(b.Stop)
 	anonymous := "allow_anonymous true\n"
 	if strings.Contains(extra, "allow_anonymous") {
 		anonymous = ""
@@ -63,59 +50,51 @@ func MosquittoSink(t testing.TB, extra string) *SinkBroker {
 		// mosquitto started by root drops to the user mosquitto, which cannot write the test's directory.
 		anonymous = "user root\n" + anonymous
 	}
-	conf := fmt.Sprintf("per_listener_settings true\npersistence true\npersistence_location %s/\nautosave_interval 1\n"+
-		"listener %d 127.0.0.1\n%smax_queued_messages 0\nmax_inflight_messages 0\n%s\n", b.dir, b.Port, anonymous, extra)
-	if err := os.WriteFile(b.conf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b.Start()
-	t.Cleanup(b.Stop)
+	onFreePorts(t, 1, func(p []int) error {
+		b.Port = p[0]
+		conf := fmt.Sprintf("per_listener_settings true\npersistence true\npersistence_location %s/\nautosave_interval 1\n"+
+			"listener %d 127.0.0.1\n%smax_queued_messages 0\nmax_inflight_messages 0\n%s\n", b.dir, b.Port, anonymous, extra)
+		if err := os.WriteFile(b.conf, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return b.start()
+	})
 	return b
-}
-
-// LoopbackPort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func LoopbackPort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // URL is the broker's tcp:// URL.
 func (b *SinkBroker) URL() string { return "tcp://127.0.0.1:" + strconv.Itoa(b.Port) }
 
-// Start starts the broker and waits until it takes connections.
+// Start starts the broker again (after Stop) and waits until it takes connections.
 func (b *SinkBroker) Start() {
 	b.t.Helper()
+	if err := b.start(); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+func (b *SinkBroker) start() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.cmd != nil {
-		return
+		return nil
 	}
-	bin := sinkProgram(b.t, []string{"/usr/sbin/mosquitto", "mosquitto"}, "mosquitto")
-	cmd := exec.Command(bin, "-c", b.conf)
-	cmd.Stderr = &prefixLog{t: b.t, prefix: "mosquitto: "}
+	cmd := exec.Command(MosquittoBinary, "-c", b.conf)
+	cmd.Stderr = &prefixWriter{t: b.t, prefix: "mosquitto: "}
 	cmd.Stdout = cmd.Stderr
 	if err := cmd.Start(); err != nil {
-		b.t.Fatalf("start mosquitto: %v", err)
+		return fmt.Errorf("start mosquitto: %v", err)
 	}
-	b.cmd = cmd
-	addr := "127.0.0.1:" + strconv.Itoa(b.Port)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	b.cmd, b.exited = cmd, exited
+	if err := awaitListening("127.0.0.1:"+strconv.Itoa(b.Port), exited, 30*time.Second); err != nil {
+		if errors.Is(err, errExitedAtStart) {
+			b.cmd = nil
 		}
-		if time.Now().After(deadline) {
-			b.t.Fatalf("mosquitto does not listen on %s: %v", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return fmt.Errorf("mosquitto: %w", err)
 	}
+	return nil
 }
 
 // Stop stops the broker (SIGTERM: it writes its persistence file) and waits for it.
@@ -126,13 +105,11 @@ func (b *SinkBroker) Stop() {
 		return
 	}
 	_ = b.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = b.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-b.exited:
 	case <-time.After(15 * time.Second):
 		_ = b.cmd.Process.Kill()
-		<-done
+		<-b.exited
 	}
 	b.cmd = nil
 }
@@ -152,7 +129,7 @@ type Subscriber struct {
 // the probes are left out of Lines.
 func (b *SinkBroker) Subscribe(t testing.TB, topic, probeTopic, id string, qos int, args ...string) *Subscriber {
 	t.Helper()
-	sub := sinkProgram(t, []string{"mosquitto_sub"}, "mosquitto-clients")
+	sub := Program(t, MosquittoSub, "mosquitto-clients")
 	all := append([]string{"-h", "127.0.0.1", "-p", strconv.Itoa(b.Port), "-t", topic, "-q", strconv.Itoa(qos),
 		"-v", "-i", id, "-c"}, args...)
 	cmd := exec.Command(sub, all...)
@@ -160,7 +137,7 @@ func (b *SinkBroker) Subscribe(t testing.TB, topic, probeTopic, id string, qos i
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = &prefixLog{t: t, prefix: "mosquitto_sub: "}
+	cmd.Stderr = &prefixWriter{t: t, prefix: "mosquitto_sub: "}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start mosquitto_sub: %v", err)
 	}
@@ -187,7 +164,7 @@ func (b *SinkBroker) Subscribe(t testing.TB, topic, probeTopic, id string, qos i
 		_ = cmd.Wait()
 	})
 	// mosquitto_sub prints nothing when it has subscribed: publish probes until one comes back.
-	pub := sinkProgram(t, []string{"mosquitto_pub"}, "mosquitto-clients")
+	pub := Program(t, MosquittoPub, "mosquitto-clients")
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		pa := append([]string{"-h", "127.0.0.1", "-p", strconv.Itoa(b.Port), "-t", probeTopic, "-m", "probe", "-q", "1"}, args...)
@@ -210,7 +187,7 @@ func (b *SinkBroker) Subscribe(t testing.TB, topic, probeTopic, id string, qos i
 // Retained reads the retained messages of filter as a new subscriber sees them: n lines "topic payload".
 func (b *SinkBroker) Retained(t testing.TB, filter string, n int, args ...string) []string {
 	t.Helper()
-	sub := sinkProgram(t, []string{"mosquitto_sub"}, "mosquitto-clients")
+	sub := Program(t, MosquittoSub, "mosquitto-clients")
 	all := append([]string{"-h", "127.0.0.1", "-p", strconv.Itoa(b.Port), "-t", filter, "-v", "-C", strconv.Itoa(n),
 		"-W", "20", "--retained-only"}, args...)
 	out, err := exec.Command(sub, all...).Output()
@@ -238,18 +215,4 @@ func (s *Subscriber) WaitLines(t testing.TB, n int, d time.Duration) []string {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// prefixLog writes a program's output into the test log, line by line.
-type prefixLog struct {
-	t      testing.TB
-	prefix string
-	mu     sync.Mutex
-}
-
-func (w *prefixLog) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.t.Logf("%s%s", w.prefix, p)
-	return len(p), nil
 }

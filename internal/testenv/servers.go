@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -31,15 +32,70 @@ func Program(t testing.TB, path, debianPackage string) string {
 	return ""
 }
 
-// FreePort returns a TCP port free on loopback right now.
+// FreePort returns a TCP port free on loopback right now. Another process may take it before the caller binds
+// it: a server the tests start takes its ports through onFreePorts, which tries again on new ones.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	return freePorts(t, 1)[0]
+}
+
+// freePorts returns n distinct ports free on loopback right now (all held open until each is found, so none is
+// given twice).
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports
+}
+
+// errExitedAtStart: a server ended before its port answered. On a first start the usual cause is a port that
+// freePorts found free and another process took before the server bound it ("address already in use").
+var errExitedAtStart = errors.New("exited before it listened")
+
+// onFreePorts calls start with n ports free a moment ago. When start fails with errExitedAtStart, it logs why and
+// tries again on new ports, three attempts in all; any other error, or the third, fails the test. start writes
+// the server's config for the ports it is given and starts it (Redis, Influxd, Gateway, both mosquittos).
+func onFreePorts(t testing.TB, n int, start func(ports []int) error) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		err := start(freePorts(t, n))
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, errExitedAtStart) || attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("attempt %d: %v\n(trying again on other ports)", attempt, err)
+	}
+}
+
+// awaitListening waits until addr takes TCP connections. It returns an error wrapping errExitedAtStart when
+// exited is closed first, and another when timeout passes.
+func awaitListening(addr string, exited <-chan struct{}, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			_ = c.Close()
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("%w on %s", errExitedAtStart, addr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not listening on %s after %s: %v", addr, timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // WaitFor polls cond until it holds or a generous deadline passes (tests run on a loaded machine).
@@ -67,42 +123,53 @@ type Server struct {
 	Addr string
 }
 
-func newServer(t testing.TB, name string, args []string, log, addr string) *Server {
-	s := &Server{t: t, name: name, args: args, log: log, Addr: addr}
-	t.Cleanup(s.Stop)
-	s.Start()
+// startServer starts a Server of name on n free ports: configure writes its config for the ports and returns its
+// command line, log file and client address. It is stopped when the test ends.
+func startServer(t testing.TB, name string, n int, configure func(ports []int) (args []string, log, addr string)) *Server {
+	t.Helper()
+	var s *Server
+	onFreePorts(t, n, func(ports []int) error {
+		args, log, addr := configure(ports)
+		_ = os.Remove(log) // the log of an attempt that failed is in the test's log already
+		s = &Server{t: t, name: name, args: args, log: log, Addr: addr}
+		t.Cleanup(s.Stop)
+		return s.start()
+	})
 	return s
 }
 
-// Start runs the server and waits until its port answers.
+// Start runs the server again (after Stop), on the same ports and data, and waits until its port answers.
 func (s *Server) Start() {
 	s.t.Helper()
+	if err := s.start(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func (s *Server) start() error {
 	logf, err := os.OpenFile(s.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		s.t.Fatal(err)
+		return err
 	}
 	cmd := exec.Command(s.args[0], s.args[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		s.t.Fatalf("start %s: %v", s.name, err)
+		return fmt.Errorf("start %s: %v", s.name, err)
 	}
 	s.cmd, s.done = cmd, make(chan struct{})
 	done := s.done
 	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
-	WaitFor(s.t, s.name+" on "+s.Addr, 60*time.Second, func() bool {
-		select {
-		case <-done:
+	if err := awaitListening(s.Addr, done, 60*time.Second); err != nil {
+		if errors.Is(err, errExitedAtStart) {
+			<-done // its log is closed
 			out, _ := os.ReadFile(s.log)
-			s.t.Fatalf("%s exited at start:\n%s", s.name, out)
-		default:
+			s.cmd = nil
+			return fmt.Errorf("%s %w:\n%s", s.name, err, out)
 		}
-		c, err := net.DialTimeout("tcp", s.Addr, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+		return fmt.Errorf("%s: %w", s.name, err)
+	}
+	return nil
 }
 
 // Stop ends the server and waits for it.
@@ -130,14 +197,15 @@ func Redis(t testing.TB) *Server {
 	t.Helper()
 	bin := Program(t, "/usr/bin/redis-server", "redis-server")
 	dir := t.TempDir()
-	port := FreePort(t)
-	conf := fmt.Sprintf("bind 127.0.0.1\nport %d\ndir %s\nappendonly yes\nappendfsync always\nsave \"\"\n"+
-		"daemonize no\nprotected-mode yes\nlogfile \"\"\n", port, dir)
-	path := filepath.Join(dir, "redis.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return newServer(t, "redis-server", []string{bin, path}, filepath.Join(dir, "redis.log"), fmt.Sprintf("127.0.0.1:%d", port))
+	return startServer(t, "redis-server", 1, func(p []int) ([]string, string, string) {
+		conf := fmt.Sprintf("bind 127.0.0.1\nport %d\ndir %s\nappendonly yes\nappendfsync always\nsave \"\"\n"+
+			"daemonize no\nprotected-mode yes\nlogfile \"\"\n", p[0], dir)
+		path := filepath.Join(dir, "redis.conf")
+		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return []string{bin, path}, filepath.Join(dir, "redis.log"), fmt.Sprintf("127.0.0.1:%d", p[0])
+	})
 }
 
 // Influxd starts Debian's influxd (InfluxDB 1.x) on free loopback ports with a config file it writes: its own
@@ -146,8 +214,9 @@ func Influxd(t testing.TB) *Server {
 	t.Helper()
 	bin := Program(t, "/usr/bin/influxd", "influxdb")
 	dir := t.TempDir()
-	httpPort, bindPort := FreePort(t), FreePort(t)
-	conf := strings.NewReplacer("DIR", dir).Replace(fmt.Sprintf(`reporting-disabled = true
+	return startServer(t, "influxd", 2, func(p []int) ([]string, string, string) {
+		httpPort, bindPort := p[0], p[1]
+		conf := strings.NewReplacer("DIR", dir).Replace(fmt.Sprintf(`reporting-disabled = true
 bind-address = "127.0.0.1:%d"
 [meta]
   dir = "DIR/meta"
@@ -164,11 +233,12 @@ bind-address = "127.0.0.1:%d"
 [continuous_queries]
   enabled = false
 `, bindPort, httpPort))
-	path := filepath.Join(dir, "influxdb.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return newServer(t, "influxd", []string{bin, "-config", path}, filepath.Join(dir, "influxd.log"), fmt.Sprintf("127.0.0.1:%d", httpPort))
+		path := filepath.Join(dir, "influxdb.conf")
+		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return []string{bin, "-config", path}, filepath.Join(dir, "influxd.log"), fmt.Sprintf("127.0.0.1:%d", httpPort)
+	})
 }
 
 // CPU is the CPU time (user and system) the server's current process has used, from /proc; 0 where there is none.

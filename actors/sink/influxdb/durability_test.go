@@ -54,8 +54,8 @@ sink "tsdb" {
 func setupGateway(t *testing.T) (*testenv.Server, *nats.Conn) {
 	t.Helper()
 	srv := startInflux(t)
-	port := testenv.FreePort(t)
-	_, log := testenv.Gateway(t, gatewayConfig(t.TempDir(), port, srv.Addr), port)
+	dir := t.TempDir()
+	gw, log := testenv.Gateway(t, func(port int) string { return gatewayConfig(dir, port, srv.Addr) })
 	t.Cleanup(func() {
 		if t.Failed() {
 			out, _ := os.ReadFile(log)
@@ -68,7 +68,7 @@ func setupGateway(t *testing.T) (*testenv.Server, *nats.Conn) {
 	var nc *nats.Conn
 	testenv.WaitFor(t, "the gateway's NATS server", time.Minute, func() bool {
 		var err error
-		nc, err = nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", port), nats.Timeout(time.Second))
+		nc, err = nats.Connect("nats://"+gw.Addr, nats.Timeout(time.Second))
 		return err == nil
 	})
 	t.Cleanup(nc.Close)

@@ -346,7 +346,7 @@ func TestBrokerOutage(t *testing.T) {
 // attempts (one client per attempt, closed; no library reconnect loop left behind).
 func TestNoGoroutineGrowthOnFailedReconnects(t *testing.T) {
 	broker := testenv.MosquittoSink(t, "allow_anonymous false")
-	dead := "tcp://127.0.0.1:" + strconv.Itoa(testenv.LoopbackPort(t))
+	dead := "tcp://127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	for _, tc := range []struct{ name, broker, extra string }{
 		{"3.1.1 refused", broker.URL(), "  protocol = \"3.1.1\""},
 		{"5 refused", broker.URL(), "  protocol = \"5\""},

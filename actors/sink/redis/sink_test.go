@@ -62,12 +62,11 @@ func setup(t *testing.T, sinkExtra ...string) (*testenv.Server, *goredis.Client,
 	t.Helper()
 	srv := testenv.Redis(t)
 	tempDir = t.TempDir()
-	port := testenv.FreePort(t)
-	testenv.Gateway(t, gatewayConfig(port, srv.Addr, sinkExtra...), port)
+	gw, _ := testenv.Gateway(t, func(port int) string { return gatewayConfig(port, srv.Addr, sinkExtra...) })
 	var nc *nats.Conn
 	testenv.WaitFor(t, "the gateway's NATS server", time.Minute, func() bool {
 		var err error
-		nc, err = nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", port), nats.Timeout(time.Second))
+		nc, err = nats.Connect("nats://"+gw.Addr, nats.Timeout(time.Second))
 		return err == nil
 	})
 	t.Cleanup(nc.Close)
