@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	mb "github.com/iotgw/iotgw/modbus"
 )
 
 // A mock device that is valid, for cases about something else.
@@ -172,8 +174,12 @@ func TestModbusByteOrders(t *testing.T) {
 				if diags.HasErrors() {
 					t.Fatalf("got %s, want no error", got)
 				}
-				if o := cfg.Devices[0].Settings.(*ModbusDevice).Registers[0].Order; o != strings.ToUpper(tc.order) {
-					t.Errorf("got order %q, want %q", o, strings.ToUpper(tc.order))
+				want, err := mb.ParseByteOrder(strings.ToUpper(tc.order))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if o := cfg.Devices[0].Settings.(*ModbusDevice).Model[0].Order; o != want {
+					t.Errorf("got order %v, want %v", o, want)
 				}
 				return
 			}

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	mb "github.com/iotgw/iotgw/modbus"
 )
 
 // NewModbusDevice returns the settings of a modbus device block with their defaults, for the driver's
@@ -30,7 +32,17 @@ type ModbusDevice struct {
 	Tags        map[string]string `hcl:"tags,optional"`
 	Serial      *ModbusSerial     `hcl:"serial,block"`
 	Groups      []ModbusGroup     `hcl:"group,block"`
-	Registers   []ModbusRegister  `hcl:"register,block"`
+	// Registers are the register blocks as decoded. Validate checks them, turns them into Model and Extras, and
+	// drops them: at 184 bytes a block they were 5 KB of a 30-register device's memory, kept for as long as the
+	// gateway runs, beside the model the driver needs anyway.
+	Registers []ModbusRegister `hcl:"register,block"`
+	// Model is the device's register list once validated: the register model of package modbus, in the order of
+	// the blocks, addresses made zero-based and each register's unit id resolved. The driver reads it, never
+	// changes it.
+	Model []mb.Register
+	// Extras holds what polling a register needs beside Model, one per register of Model; nil when no register
+	// has a group or reports on change (most devices).
+	Extras []ModbusRegisterExtra
 
 	Timeout    time.Duration // per request; default 1s
 	Interval   time.Duration // default poll interval; default 1s
@@ -88,7 +100,16 @@ type ModbusGroup struct {
 	Interval     time.Duration
 }
 
-// ModbusRegister is one `register "key"` block.
+// ModbusRegisterExtra is how a register is polled: its group ("" for the device's interval) and its report on
+// change.
+type ModbusRegisterExtra struct {
+	Group      string
+	OnChange   bool
+	Deadband   float64
+	ForceEvery int
+}
+
+// ModbusRegister is one `register "key"` block, as decoded (see ModbusDevice.Registers).
 type ModbusRegister struct {
 	Key        string            `hcl:"key,label"`
 	Table      string            `hcl:"table,optional"` // holding (default) | input | coil | discrete
@@ -198,6 +219,45 @@ func (m *ModbusDevice) Validate(v *Validator) {
 		checkKey(vv, "register", "Register", r.Key, first)
 		r.validate(vv, m.AddressBase, groups)
 	}
+	m.model()
+}
+
+// model builds Model and Extras from the validated blocks and drops the blocks.
+func (m *ModbusDevice) model() {
+	m.Model = make([]mb.Register, len(m.Registers))
+	m.Extras = nil
+	for i := range m.Registers {
+		r := &m.Registers[i]
+		t, _ := mb.ParseType(r.Type)
+		o, _ := mb.ParseByteOrder(r.Order)
+		slave := m.UnitID
+		if r.UnitID != nil {
+			slave = *r.UnitID
+		}
+		bit := mb.NoBit
+		if r.Bit != nil {
+			bit = *r.Bit
+		}
+		m.Model[i] = mb.Register{
+			Key: r.Key, SlaveID: uint8(slave), Function: r.Function(), Address: uint16(r.Address - m.AddressBase),
+			Type: t, Length: uint16(r.Length), Order: o, Bit: bit, Scale: r.Scale, Offset: r.Offset, Unit: r.Unit, Tags: r.Tags,
+		}
+		if x := (ModbusRegisterExtra{Group: r.Group, OnChange: r.OnChange, Deadband: r.Deadband, ForceEvery: r.ForceEvery}); x != (ModbusRegisterExtra{}) {
+			if m.Extras == nil {
+				m.Extras = make([]ModbusRegisterExtra, len(m.Registers))
+			}
+			m.Extras[i] = x
+		}
+	}
+	m.Registers = nil
+}
+
+// Extra is register i's poll settings (the zero value: the device's interval, every value reported).
+func (m *ModbusDevice) Extra(i int) ModbusRegisterExtra {
+	if m.Extras == nil {
+		return ModbusRegisterExtra{}
+	}
+	return m.Extras[i]
 }
 
 func (s *ModbusSerial) String() string {

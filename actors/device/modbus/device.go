@@ -163,28 +163,6 @@ func (d *modbusDevice) Receive(ctx actor.Context) {
 	}
 }
 
-// Registers turns a device's register blocks into the shared register model, addresses made zero-based.
-func Registers(cfg *config.ModbusDevice) []mb.Register {
-	regs := make([]mb.Register, len(cfg.Registers))
-	for i, r := range cfg.Registers {
-		t, _ := mb.ParseType(r.Type)
-		o, _ := mb.ParseByteOrder(r.Order)
-		slave := cfg.UnitID
-		if r.UnitID != nil {
-			slave = *r.UnitID
-		}
-		bit := mb.NoBit
-		if r.Bit != nil {
-			bit = *r.Bit
-		}
-		regs[i] = mb.Register{
-			Key: r.Key, SlaveID: uint8(slave), Function: r.Function(), Address: uint16(r.Address - cfg.AddressBase),
-			Type: t, Length: uint16(r.Length), Order: o, Bit: bit, Scale: r.Scale, Offset: r.Offset, Unit: r.Unit, Tags: r.Tags,
-		}
-	}
-	return regs
-}
-
 func (d *modbusDevice) start(ctx actor.Context) {
 	d.bus = d.env.Endpoint
 	if d.bus != nil {
@@ -194,19 +172,19 @@ func (d *modbusDevice) start(ctx actor.Context) {
 	d.raw.Header.Set(actors.HeaderSource, "modbus")
 	d.raw.Header.Set(actors.HeaderSchema, actors.SchemaVersion)
 	d.errSubj = "iot.errors.modbus." + d.id
-	d.regs = Registers(d.cfg)
+	d.regs = d.cfg.Model // shared by the device's incarnations: read only
 	n := len(d.regs)
 	d.filters = nil // only when a register reports on change (filterOf)
 	d.fresh = actors.Freshness{}
 	d.fresh.Grow(n)
 	d.tags = nil // only when a register has tags: most maps have none, and 1,000 devices paid 24 bytes a register
 	now := time.Now()
-	for i, r := range d.cfg.Registers {
-		if r.OnChange {
+	for i, r := range d.regs {
+		if x := d.cfg.Extra(i); x.OnChange {
 			if d.filters == nil {
 				d.filters = make([]*mb.ChangeFilter, n)
 			}
-			d.filters[i] = &mb.ChangeFilter{Deadband: r.Deadband, ForceEvery: r.ForceEvery}
+			d.filters[i] = &mb.ChangeFilter{Deadband: x.Deadband, ForceEvery: x.ForceEvery}
 		}
 		d.fresh.Add(now) // staleness counts from start
 		if tags := isp.MergeTags(d.cfg.Tags, r.Tags, r.Unit); tags != nil {
@@ -222,8 +200,9 @@ func (d *modbusDevice) start(ctx actor.Context) {
 		intervals[g.Name] = g.Interval
 	}
 	members := map[string][]int{}
-	for i, r := range d.cfg.Registers {
-		members[r.Group] = append(members[r.Group], i)
+	for i := range d.regs {
+		g := d.cfg.Extra(i).Group
+		members[g] = append(members[g], i)
 	}
 	names := make([]string, 0, len(members))
 	for name := range members {
