@@ -69,27 +69,36 @@ func Mosquitto(t testing.TB, extra string) *MosquittoBroker {
 	return m
 }
 
-// start runs the broker and waits until it listens; an error wraps errExitedAtStart when it ended first (its
-// stderr is in the test's log).
+// start runs the broker and waits until it listens (runMosquitto).
 func (m *MosquittoBroker) start() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	cmd := exec.Command(MosquittoBinary, "-c", m.conf)
-	cmd.Stderr = &prefixWriter{t: m.t, prefix: "mosquitto: "}
+	m.Starts++
+	var err error
+	m.cmd, m.exited, err = runMosquitto(m.t, m.conf, m.Addr())
+	return err
+}
+
+// runMosquitto starts Debian's mosquitto on config file conf, its output in the test's log, and waits until addr
+// takes connections. The process is reaped when it ends (exited is closed then). On an error the command is nil
+// unless the broker is still running (it did not listen in time: the caller's Stop ends it); an error wraps
+// errExitedAtStart when it ended first.
+func runMosquitto(t testing.TB, conf, addr string) (*exec.Cmd, chan struct{}, error) {
+	cmd := exec.Command(MosquittoBinary, "-c", conf)
+	cmd.Stderr = &prefixWriter{t: t, prefix: "mosquitto: "}
+	cmd.Stdout = cmd.Stderr
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start mosquitto: %v", err)
+		return nil, nil, fmt.Errorf("start mosquitto: %v", err)
 	}
 	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }() // reaps the process: ends with it
-	m.cmd, m.exited = cmd, exited
-	m.Starts++
-	if err := awaitListening(m.Addr(), exited, 30*time.Second); err != nil {
+	go func() { _ = cmd.Wait(); close(exited) }()
+	if err := awaitListening(addr, exited, 30*time.Second); err != nil {
 		if errors.Is(err, errExitedAtStart) {
-			m.cmd = nil
+			cmd = nil
 		}
-		return fmt.Errorf("mosquitto: %w", err)
+		return cmd, exited, fmt.Errorf("mosquitto: %w", err)
 	}
-	return nil
+	return cmd, exited, nil
 }
 
 // Stop kills the broker and waits for it to exit (nothing happens when it is not running).

@@ -2,7 +2,6 @@ package testenv
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -79,22 +78,9 @@ func (b *SinkBroker) start() error {
 	if b.cmd != nil {
 		return nil
 	}
-	cmd := exec.Command(MosquittoBinary, "-c", b.conf)
-	cmd.Stderr = &prefixWriter{t: b.t, prefix: "mosquitto: "}
-	cmd.Stdout = cmd.Stderr
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start mosquitto: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	b.cmd, b.exited = cmd, exited
-	if err := awaitListening("127.0.0.1:"+strconv.Itoa(b.Port), exited, 30*time.Second); err != nil {
-		if errors.Is(err, errExitedAtStart) {
-			b.cmd = nil
-		}
-		return fmt.Errorf("mosquitto: %w", err)
-	}
-	return nil
+	var err error
+	b.cmd, b.exited, err = runMosquitto(b.t, b.conf, "127.0.0.1:"+strconv.Itoa(b.Port))
+	return err
 }
 
 // Stop stops the broker (SIGTERM: it writes its persistence file) and waits for it.
