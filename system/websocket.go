@@ -113,52 +113,74 @@ func (m *monitor) serveWS(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Time{})
 	_ = rc.SetWriteDeadline(time.Time{})
+	// Subscribed before the upgrade, and flushed: when the client sees the stream open, the server has the
+	// interest, so a view the client reads after that (the dashboard reads its views on open) misses no event
+	// published in between.
+	st := &wsStream{queue: make(chan *nats.Msg, wsQueue), overflow: make(chan struct{})}
+	defer st.unsubscribe()
+	if err := st.subscribe(nc.Conn, filters); err != nil {
+		http.Error(w, "subscribe: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
 	c, err := websocket.Accept(w, r, nil) // the default checks Origin against Host: no cross-site pages
 	if err != nil {
 		return // Accept has answered
 	}
 	defer c.CloseNow()
-	m.streamWS(r.Context(), c, nc.Conn, filters)
+	m.streamWS(r.Context(), c, st, filters)
+}
+
+// wsStream is one connection's subscriptions and the bounded queue their callbacks fill.
+type wsStream struct {
+	queue        chan *nats.Msg
+	slow         atomic.Bool
+	queued       atomic.Int64 // bytes in queue
+	overflow     chan struct{}
+	overflowOnce sync.Once
+	subs         []*nats.Subscription
+}
+
+func (st *wsStream) subscribe(nc *nats.Conn, filters []string) error {
+	for _, f := range filters {
+		s, err := nc.Subscribe(f, st.enqueue)
+		if err != nil {
+			return err
+		}
+		st.subs = append(st.subs, s)
+	}
+	return nc.FlushTimeout(5 * time.Second)
+}
+
+func (st *wsStream) enqueue(msg *nats.Msg) {
+	if st.slow.Load() {
+		return
+	}
+	if st.queued.Add(int64(len(msg.Data))) > wsQueueBytes {
+		st.tooSlow()
+		return
+	}
+	select {
+	case st.queue <- msg:
+	default: // never block the bus: the client is dropped instead
+		st.tooSlow()
+	}
+}
+
+func (st *wsStream) tooSlow() {
+	st.slow.Store(true)
+	st.overflowOnce.Do(func() { close(st.overflow) })
+}
+
+func (st *wsStream) unsubscribe() {
+	for _, s := range st.subs {
+		_ = s.Unsubscribe()
+	}
 }
 
 // streamWS forwards the subscriptions' messages until the client goes, the gateway stops, or the client falls
 // behind.
-func (m *monitor) streamWS(reqCtx context.Context, c *websocket.Conn, nc *nats.Conn, filters []string) {
+func (m *monitor) streamWS(reqCtx context.Context, c *websocket.Conn, st *wsStream, filters []string) {
 	h := m.ws
-	queue := make(chan *nats.Msg, wsQueue)
-	var slow atomic.Bool
-	var queued atomic.Int64 // bytes in queue
-	overflow := make(chan struct{})
-	var overflowOnce sync.Once
-	var subs []*nats.Subscription
-	defer func() {
-		for _, s := range subs {
-			_ = s.Unsubscribe()
-		}
-	}()
-	for _, f := range filters {
-		s, err := nc.Subscribe(f, func(msg *nats.Msg) {
-			if slow.Load() {
-				return
-			}
-			if queued.Add(int64(len(msg.Data))) > wsQueueBytes {
-				slow.Store(true)
-				overflowOnce.Do(func() { close(overflow) })
-				return
-			}
-			select {
-			case queue <- msg:
-			default: // never block the bus: the client is dropped instead
-				slow.Store(true)
-				overflowOnce.Do(func() { close(overflow) })
-			}
-		})
-		if err != nil {
-			_ = c.Close(websocket.StatusInternalError, "subscribe: "+err.Error())
-			return
-		}
-		subs = append(subs, s)
-	}
 	ctx := c.CloseRead(reqCtx) // the client sends nothing; a data frame from it closes the connection
 	ping := time.NewTicker(wsPing)
 	defer ping.Stop()
@@ -175,7 +197,7 @@ func (m *monitor) streamWS(reqCtx context.Context, c *websocket.Conn, nc *nats.C
 		case <-h.stop:
 			_ = c.Close(websocket.StatusGoingAway, "the gateway is stopping")
 			return
-		case <-overflow:
+		case <-st.overflow:
 			h.dropped.Inc()
 			m.log.Warn().Strs("subjects", filters).Msg("websocket: client dropped: " + CloseReasonSlow)
 			_ = c.Close(websocket.StatusPolicyViolation, CloseReasonSlow)
@@ -187,8 +209,8 @@ func (m *monitor) streamWS(reqCtx context.Context, c *websocket.Conn, nc *nats.C
 			if err != nil {
 				return
 			}
-		case msg := <-queue:
-			queued.Add(-int64(len(msg.Data)))
+		case msg := <-st.queue:
+			st.queued.Add(-int64(len(msg.Data)))
 			frame = wsfilter.AppendFrame(frame[:0], msg.Subject, msg.Data)
 			if err := write(frame); err != nil {
 				if errors.Is(err, context.DeadlineExceeded) {

@@ -139,6 +139,25 @@ func TestWebSocketStreamsSubjects(t *testing.T) {
 	}
 }
 
+// TestWebSocketSubscribedWhenOpen: the subscriptions are in place when the upgrade answers, so one message
+// published right after the client's Dial returns arrives (no probes). The dashboard relies on it: it reads its
+// views once the stream is open, and an alert fired in between would otherwise be missed until a reload.
+func TestWebSocketSubscribedWhenOpen(t *testing.T) {
+	rt := startHTTPRuntime(t, ``)
+	nc := client(t, rt.Bus().URL)
+	for i := 0; i < 20; i++ {
+		c := wsDial(t, wsURL(rt, "subject=iot.alerts.>"), nil)
+		body := fmt.Sprintf(`{"n":%d}`, i)
+		if err := nc.Publish("iot.alerts.critical.d1", []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+		if f := wsRead(t, c); f.Subject != "iot.alerts.critical.d1" || string(f.Data) != body {
+			t.Fatalf("connection %d: got %s %s, want the message published right after the upgrade", i, f.Subject, f.Data)
+		}
+		_ = c.Close(websocket.StatusNormalClosure, "")
+	}
+}
+
 // TestWebSocketRefusesFilters: an attacker who may use /ws tries the subjects it must never read; each is refused
 // before the upgrade with the reason.
 func TestWebSocketRefusesFilters(t *testing.T) {

@@ -7,6 +7,7 @@
   const $ = (id) => document.getElementById(id);
   const SPARK_POINTS = 60; // values kept per device for its sparkline
   const PAGE = 50; // devices per page: only the visible rows are drawn and charted
+  const HOLD_FRAMES = 20000; // stream frames held while the views are read (load)
   const STALE_FACTOR = 3; // a device is stale when its last point is older than 3 of its own intervals, at least 10 s
 
   const state = {
@@ -29,6 +30,7 @@
     backoff: 500,
     view: "tree",
     treeParts: null, // the parts of a tree feed so far: {ts, parts, got: Map(part → actors)}
+    hold: null, // while the views are read: {frames: stream frames held, over: more than HOLD_FRAMES came}
   };
   // Figures the benchmark (bench/dashboard_test.go) and the tests read.
   const stats = (window.iotgwStats = { firstRender: 0, messages: 0, points: 0, renders: 0, connects: 0, loaded: false,
@@ -85,8 +87,7 @@
     document.body.classList.toggle("admin", s.admin);
     $("login").hidden = true;
     $("app").hidden = false;
-    await loadAll();
-    connect();
+    connect(); // the views are read once the stream is open (ws.onopen), so no event falls between the two
   }
 
   function showLogin(gw) {
@@ -240,7 +241,7 @@
       stats.connects++;
       $("conn").textContent = "live";
       $("conn").className = "conn-up";
-      if (stats.connects > 1) loadAll().catch((e) => showError(e.message)); // what changed while away
+      load(ws);
     };
     ws.onmessage = (ev) => {
       stats.messages++;
@@ -248,6 +249,11 @@
       if (!stats.firstAt) stats.firstAt = stats.lastAt;
       let f;
       try { f = JSON.parse(ev.data); } catch (e) { return; }
+      if (state.hold) {
+        if (state.hold.frames.length < HOLD_FRAMES) state.hold.frames.push(f);
+        else state.hold.over = true;
+        return;
+      }
       onFrame(f.subject, f.data);
     };
     ws.onclose = (ev) => {
@@ -256,11 +262,31 @@
       $("conn").textContent = (opened ? "disconnected" : "cannot connect") + (ev.reason ? " (" + ev.reason + ")" : "") +
         ": retrying in " + (wait / 1000).toFixed(1) + " s";
       $("conn").className = "conn-down";
+      if (!opened && !stats.loaded) loadAll().catch((e) => showError(e.message)); // a snapshot, if only the stream is refused
       setTimeout(() => {
         // a gateway that restarted may want a new sign-in (sessions live in its memory)
         api("/api/dash/session").then(() => connect(), (e) => (e.status === 401 ? showLogin() : connect()));
       }, wait);
     };
+  }
+
+  // The views are read (again) each time the stream opens: the first time, and after a reconnect for what changed
+  // while away. The stream is subscribed first and its frames are held while the reads run, then applied in order
+  // on top of them: an alert that fires between the read and the subscription is not missed, and one that the read
+  // already shows is applied again to the same state. A read that outlasts HOLD_FRAMES frames is done again (three
+  // reads at most).
+  async function load(ws) {
+    for (let attempt = 1; ; attempt++) {
+      const hold = (state.hold = { frames: [], over: false });
+      try { await loadAll(); } catch (e) { showError(e.message); }
+      if (state.hold !== hold) return; // a newer stream's load took over
+      state.hold = null;
+      if (state.ws !== ws) return;
+      if (hold.over && attempt < 3) continue;
+      if (hold.over) showError("the stream outran the page while it read the views: reload to be sure");
+      for (const f of hold.frames) onFrame(f.subject, f.data);
+      return;
+    }
   }
 
   function onFrame(subject, data) {
