@@ -2,7 +2,7 @@ package bench
 
 // The side-by-side with Telegraf (issue 13): the same Modbus TCP simulator (one port per device, its own process),
 // Telegraf 1.39.3 (inputs.modbus in request style, optimization "max_insert", outputs.file in influx format) and
-// `iotgw run` (Modbus devices → processor → console sink in JSON, stdout to a file), each its own process, one at
+// `iotgw run` (Modbus devices → processor → file sink in JSON lines), each its own process, one at
 // a time in interleaved windows (T, i, [before], T, i, …), so drift in the machine's load falls on all alike.
 // CPU (utime+stime) comes from /proc/PID/stat, context switches from every thread's /proc/PID/task/*/status,
 // RSS from /proc/PID/status; points are counted in what each wrote during the window (a Telegraf line carries
@@ -15,7 +15,8 @@ package bench
 // IOTGW_PEER_WORKLOADS (1,2,3; 4 is 1,000 devices for RSS), IOTGW_PEER_ONLY (the contenders to run, e.g. "iotgw"), IOTGW_PEER_TELEGRAF (../.peer/telegraf), IOTGW_PEER_BEFORE (a second iotgw
 // binary measured in the same run, e.g. one built from main), IOTGW_PEER_JETSTREAM=1 (the gateway with JetStream
 // on; off by default, as Telegraf keeps nothing), IOTGW_PEER_PROFILE=DIR (iotgw runs with -cpuprofile into DIR), IOTGW_PEER_MEMPROFILE=DIR (this commit's iotgw writes a heap profile into DIR at its end), IOTGW_PEER_REPORT=1 (writes its section of bench/REPORT.md, which TestReport carries over), IOTGW_PEER_MEMORY_LIMIT=90MB (adds
-// iotgw-memlimit: the same binary with gateway.memory_limit).
+// iotgw-memlimit: the same binary with gateway.memory_limit), IOTGW_PEER_SINK=console (iotgw writes through the
+// console sink to stdout instead of the file sink).
 // It is not part of CI: it runs only with IOTGW_PEER set and skips when the Telegraf binary is absent.
 
 import (
@@ -348,7 +349,15 @@ func iotgwStart(bin, memoryLimit string) func(*testing.T, peerWorkload, []int, s
 		}
 		fmt.Fprintf(&b, "gateway {\n  log_level = \"warn\"\n  http_address = \"\"\n  point_subjects = false\n  data_dir = %q\n%s}\n", filepath.Join(dir, "data"), limit)
 		fmt.Fprintf(&b, "nats {\n  port = %d\n  jetstream { enabled = %t }\n}\n", freePort(t), js)
-		fmt.Fprintf(&b, "sink \"console\" {\n  type = \"console\"\n  format = \"json\"\n}\n")
+		fileSink := peerSink() == "file"
+		if fileSink {
+			// The file sink (issue 13's measurement once issue 11 landed it): JSON lines into out, synced every
+			// second like Telegraf's flush_interval here, never rotated while the windows count its lines.
+			fmt.Fprintf(&b, "sink \"file\" {\n  type = \"file\"\n  path = %q\n  format = \"jsonl\"\n  sync = \"interval\"\n"+
+				"  rotate_size = \"0\"\n  rotate_age = \"0s\"\n}\n", out)
+		} else {
+			fmt.Fprintf(&b, "sink \"console\" {\n  type = \"console\"\n  format = \"json\"\n}\n")
+		}
 		step := 1
 		if w.typ == "float32" {
 			step = 2
@@ -379,6 +388,9 @@ func iotgwStart(bin, memoryLimit string) func(*testing.T, peerWorkload, []int, s
 			t.Fatal(err)
 		}
 		cmd.Stdout, cmd.Stderr = f, logFile(t, logDir, "iotgw.log")
+		if fileSink { // out is the sink's; it was created empty so the count starts at zero
+			cmd.Stdout = cmd.Stderr
+		}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -491,7 +503,17 @@ func countSpan(t *testing.T, path string, off0, off1 int64, count func([]byte) i
 	}
 }
 
-// countLines: an iotgw console line is one point.
+// peerSink is the sink iotgw writes through: "file" (the default: issue 13 asks for the file sink once it exists)
+// or "console" (JSON on stdout redirected to the file, as the issue's first table was measured), from
+// IOTGW_PEER_SINK.
+func peerSink() string {
+	if s := os.Getenv("IOTGW_PEER_SINK"); s == "console" {
+		return s
+	}
+	return "file"
+}
+
+// countLines: an iotgw line is one point (the file sink's jsonl, or the console's JSON).
 func countLines([]byte) int64 { return 1 }
 
 // countInfluxFields counts the fields of an influx line ("measurement,tags fields timestamp"; our tags and

@@ -401,7 +401,7 @@ func (k *sink) write(msg *nats.Msg) (int, error) {
 		} else {
 			k.line = appendLine(k.line[:0], k.cfg.Format, &k.points[i])
 		}
-		if err := k.w.write(k.paths[start:k.pathEnd[i]], k.line); err != nil {
+		if err := k.w.writeAt(k.paths[start:k.pathEnd[i]], k.line, now); err != nil {
 			return i, err
 		}
 		if p := k.w.last.path; len(k.touched) == 0 || k.touched[len(k.touched)-1] != p {

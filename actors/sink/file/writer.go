@@ -93,12 +93,15 @@ func newWriter(s *Settings, now func() time.Time, mill func(string)) *writer {
 
 // write appends one line (with its newline) to the file at path, opening or rotating it first as needed.
 // path may be a scratch buffer: it is copied only when a file is opened.
-func (w *writer) write(path []byte, line []byte) error {
+func (w *writer) write(path []byte, line []byte) error { return w.writeAt(path, line, w.now()) }
+
+// writeAt is write at the time now: the sink reads its clock once per message, not once per line (a clock read
+// was 3% of the Modbus path's CPU at 30 lines per batch).
+func (w *writer) writeAt(path []byte, line []byte, now time.Time) error {
 	of := w.last
 	if of == nil || of.path != string(path) {
 		of = w.files[string(path)]
 	}
-	now := w.now()
 	if of != nil && w.rotateAge > 0 && now.Sub(of.opened) >= w.rotateAge {
 		if err := w.rotate(of); err != nil {
 			return err
