@@ -65,7 +65,7 @@ func peerSection(settings, table string, ratios map[string]float64, workloads []
 		peerHeading, time.Now().UTC().Format("2006-01-02"), commit)
 	b.WriteString("not by TestReport, which carries it over. One simulator process with a port per device; Telegraf 1.39.3\n")
 	b.WriteString("(inputs.modbus request style, `optimization = \"max_insert\"`, outputs.file influx) and `iotgw run` (Modbus →\n")
-	b.WriteString("processor → "+peerSinkText()+", JetStream off unless IOTGW_PEER_JETSTREAM), each its own process, one at a\n")
+	b.WriteString("processor → " + peerSinkText() + ", JetStream off unless IOTGW_PEER_JETSTREAM), each its own process, one at a\n")
 	b.WriteString("time in interleaved windows; CPU from /proc/PID/stat, context switches over all threads, RSS from\n")
 	fmt.Fprintf(&b, "/proc/PID/status; %s. It is not part of CI (Telegraf is built by hand: README \"The cost per poll\").\n\n", settings)
 	b.WriteString(table)
