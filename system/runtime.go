@@ -130,6 +130,7 @@ func (r *Runtime) Start(ctx context.Context) error {
 		return err
 	}
 	r.sys = actor.NewActorSystem(actorLogger(r.log))
+	compactRegistry(r.sys)
 	r.dispatch = actors.NewDispatcher(dispatchIdle)
 	r.monitor().init() // before the first actor: Runtime.env hands out its metrics
 
