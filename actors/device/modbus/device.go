@@ -421,9 +421,7 @@ func (d *modbusDevice) finish(g *pollGroup) {
 	}()
 	actors.SetHeader(d.raw.Header, actors.HeaderTraceID, actors.NewTraceID()) // a poll is where this batch is born
 	if sealed {
-		d.seal.Seal(d.raw, len(out))
-	} else {
-		processor.Unseal(d.raw)
+		d.seal.Seal(d.raw, len(out)) // recorded before the publish: the processor may take it at once
 	}
 	if err := d.env.Bus.PublishMsg(d.raw); err != nil {
 		d.env.Log.Warn().Err(err).Str("subject", d.raw.Subject).Msg("cannot publish poll")
