@@ -396,9 +396,13 @@ func (a *mailboxActor) Receive(ctx actor.Context) {
 		a.tree.started(a.path, a.reconnecting)
 		return
 	case *actor.Stopping:
+		// The actor first, then its mailbox: a sink settles at its stop what it delivered (the file sink syncs and
+		// acks what the sync covered), and a memory buffer closed before that counted those messages as lost.
+		a.inner.Receive(ctx)
 		if a.mb != nil {
 			a.mb.close()
 		}
+		return
 	case *device.Write:
 		a.tree.writeTaken(a.path)
 	case *device.Browse:
