@@ -3,6 +3,8 @@ package actors
 import (
 	"errors"
 	"net"
+	"reflect"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -432,5 +434,22 @@ func TestMatchSubject(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { MatchSubject("iot.rules.>", "iot.rules.fw.d1") }); n != 0 {
 		t.Errorf("%v allocations per match", n)
+	}
+}
+
+// TestIncarnationHeaderShared: senders of the same incarnation share one header map (read-only), each says its
+// incarnation, and a number past the shared range still gets its own.
+func TestIncarnationHeaderShared(t *testing.T) {
+	a, b := incarnationHeader(3), incarnationHeader(3)
+	if reflect.ValueOf(a).Pointer() != reflect.ValueOf(b).Pointer() {
+		t.Error("two senders of incarnation 3 have two header maps")
+	}
+	for _, n := range []uint64{1, 3, incarnationShared - 1, incarnationShared, 1 << 40} {
+		if got := incarnationHeader(n)[headerIncarnation]; got != strconv.FormatUint(n, 10) {
+			t.Errorf("incarnation %d: header says %q", n, got)
+		}
+	}
+	if reflect.ValueOf(incarnationHeader(1)).Pointer() == reflect.ValueOf(incarnationHeader(2)).Pointer() {
+		t.Error("incarnations 1 and 2 share a header map")
 	}
 }
