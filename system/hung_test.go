@@ -46,6 +46,7 @@ func TestHungServerLosesNothingSilently(t *testing.T) {
 	if testing.Short() {
 		t.Skip("stops a nats-server process for 20 s; skipped with -short")
 	}
+	t.Parallel() // mostly waiting on an outage (33 s of CPU in 95 s for the six): overlaps the others, 2 min less CI
 	srv := &natsProcess{t: t, bin: natsServerBinary(t), port: freePort(t), args: []string{"-js", "-sd", t.TempDir()}}
 	srv.start()
 	t.Cleanup(func() {

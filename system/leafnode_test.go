@@ -256,6 +256,7 @@ func TestUplinkHubOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a hub nats-server process and a 15 s outage; skipped with -short")
 	}
+	t.Parallel() // mostly waiting on an outage (33 s of CPU in 95 s for the six): overlaps the others, 2 min less CI
 	hub := newHub(t)
 	hub.start()
 	hubJS := jsOf(t, hub.url())
@@ -418,6 +419,7 @@ func TestUplinkGatewayKilledDuringOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the gateway and a hub as processes; skipped with -short")
 	}
+	t.Parallel() // mostly waiting on an outage (33 s of CPU in 95 s for the six): overlaps the others, 2 min less CI
 	bin := gatewayBinary(t)
 	hub := newHub(t)
 	hub.start()
@@ -592,6 +594,7 @@ func TestUplinkDiscardCounted(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a hub nats-server process; skipped with -short")
 	}
+	t.Parallel() // mostly waiting on an outage (33 s of CPU in 95 s for the six): overlaps the others, 2 min less CI
 	hub := newHub(t)
 	hub.start()
 	hubJS := jsOf(t, hub.url())
@@ -845,6 +848,7 @@ func TestUplinkLinkCut(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a hub nats-server process and a 15 s outage; skipped with -short")
 	}
+	t.Parallel() // mostly waiting on an outage (33 s of CPU in 95 s for the six): overlaps the others, 2 min less CI
 	// The hub must not advertise its leafnode listener, or the gateway would reconnect to it directly, around
 	// the relay (nats-server adds the URLs a hub advertises to those it tries).
 	hub := newHub(t, "no_advertise: true")
@@ -1006,6 +1010,7 @@ func TestUplinkTwoGateways(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a hub nats-server process; skipped with -short")
 	}
+	t.Parallel() // mostly waiting on an outage (33 s of CPU in 95 s for the six): overlaps the others, 2 min less CI
 	hub := newHub(t)
 	hub.start()
 	nc := client(t, hub.url())
