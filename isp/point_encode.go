@@ -20,16 +20,7 @@ func AppendPoint(dst []byte, p *Point) []byte {
 		dst = appendString(dst, p.DeviceID)
 		dst = append(dst, ',')
 	}
-	dst = append(dst, `"key":`...)
-	dst = appendString(dst, p.Key)
-	dst = append(dst, `,"value":`...)
-	dst = appendValue(dst, p.Value)
-	if p.Type != "" {
-		dst = append(dst, `,"type":`...)
-		dst = appendString(dst, p.Type)
-	}
-	dst = append(dst, `,"quality":`...)
-	dst = strconv.AppendInt(dst, int64(p.Quality), 10)
+	dst = AppendMembers(dst, p.Key, p.Value, p.Type, p.Quality)
 	dst = append(dst, `,"timestamp":`...)
 	dst = strconv.AppendInt(dst, p.Timestamp, 10)
 	if len(p.Tags) > 0 {
@@ -49,6 +40,22 @@ func AppendPoint(dst []byte, p *Point) []byte {
 		dst = appendString(dst, p.Source)
 	}
 	return append(dst, '}')
+}
+
+// AppendMembers appends the members AppendPoint writes between a point's device id and its timestamp:
+// "key":…,"value":…, "type":… when typ is not empty, and "quality":…. A rule that changes only these
+// (actors/rule/raw.go) writes them between the bytes of the element it came from.
+func AppendMembers(dst []byte, key string, v Value, typ string, quality int) []byte {
+	dst = append(dst, `"key":`...)
+	dst = appendString(dst, key)
+	dst = append(dst, `,"value":`...)
+	dst = appendValue(dst, v)
+	if typ != "" {
+		dst = append(dst, `,"type":`...)
+		dst = appendString(dst, typ)
+	}
+	dst = append(dst, `,"quality":`...)
+	return strconv.AppendInt(dst, int64(quality), 10)
 }
 
 // AppendBatch appends {"points":[…]} holding every point to dst and returns the extended buffer: the ISP DATA

@@ -32,7 +32,6 @@ type undecoded struct {
 	dec   isp.Decoder     // for an element whose strings need unescaping, or whose value is a string
 	names map[string]string
 	slots []slot // per position in the batch, what the previous batch had there
-	mini  []byte // the re-encoded fields of a changed point
 }
 
 // slot is what the point at one position of the previous batch had: its names and series. A stream of polls
@@ -214,7 +213,7 @@ func parseFloat(b []byte) isp.Value {
 
 // appendRaw appends the encoding of e.batch[i]: its element as it came when the rule changes nothing, or else
 // the element with its key, value, type and quality (what a transform or a forward's rename changes; the device
-// id, timestamp, tags and source they keep) encoded again by isp.AppendPoint.
+// id, timestamp, tags and source they keep) encoded again by isp.AppendMembers, as isp.AppendPoint writes them.
 func (e *Engine) appendRaw(dst []byte, i int) []byte {
 	u := e.undec
 	el := &u.els[u.from[i]]
@@ -222,9 +221,8 @@ func (e *Engine) appendRaw(dst []byte, i int) []byte {
 		return append(dst, u.data[el.Start:el.End]...)
 	}
 	q := &e.batch[i]
-	const keyMember, tail = `"key":`, `,"timestamp":0}`
-	u.mini = isp.AppendPoint(u.mini[:0], &isp.Point{Key: q.Key, Value: q.Value, Type: q.Type, Quality: q.Quality})
+	const keyMember = `"key":`
 	dst = append(dst, u.data[el.Start:el.KeyStart-len(keyMember)]...) // '{' and the device id member
-	dst = append(dst, u.mini[1:len(u.mini)-len(tail)]...)
+	dst = isp.AppendMembers(dst, q.Key, q.Value, q.Type, q.Quality)
 	return append(dst, u.data[el.TimestampAt:el.End]...)
 }
